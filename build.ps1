@@ -1,0 +1,275 @@
+<#
+.SYNOPSIS
+    Builds, tests and demonstrates Aequor.
+.DESCRIPTION
+    Tasks:
+      Build    stage the module into out/Aequor/<version>/ (fails when an expected file is missing)
+      Test     xunit (engine) and Pester (cmdlets) against one real PostgreSQL; ends with 'N passed, N failed'
+      Demo     the frozen-worker scenario against a throwaway local PostgreSQL
+      Clean    remove out/ and every bin/ and obj/
+    The database: AEQUOR_TEST_CONNECTION when set, else Testcontainers when Docker answers,
+    else a throwaway initdb cluster on 127.0.0.1 (removed at the end, even on failure or Ctrl+C).
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 Test
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Position = 0)]
+    [ValidateSet('Build', 'Test', 'Demo', 'Clean')]
+    [string] $Task = 'Build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+
+    # Runs only the Pester files whose name matches (e.g. 'Connect'); the xunit part is skipped when -SkipEngineTests is given.
+    [string] $PesterFilter,
+
+    [switch] $SkipEngineTests,
+
+    [switch] $SkipPester
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+
+$Root = $PSScriptRoot
+$OutDir = Join-Path $Root 'out'
+$ResultsDir = Join-Path $OutDir 'test-results'
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'
+$env:DOTNET_NOLOGO = '1'
+$env:DOTNET_SKIP_FIRST_TIME_EXPERIENCE = '1'
+
+# A fresh pwsh of the same version as this one (the local dotnet tool), for Pester and the demo.
+$PwshDll = Join-Path $PSHOME 'pwsh.dll'
+
+function Write-Step([string] $Text) {
+    Write-Host "==> $Text" -ForegroundColor Cyan
+}
+
+function Invoke-Native {
+    param([string] $File, [string[]] $Arguments, [string] $What)
+    # Native output goes to the host, never into a function's return value.
+    & $File @Arguments | Out-Host
+    if ($LASTEXITCODE -ne 0) {
+        throw "$What failed (exit code $LASTEXITCODE)."
+    }
+}
+
+function Get-AequorVersion {
+    $props = [xml](Get-Content -Raw (Join-Path $Root 'Directory.Build.props'))
+    $node = $props.SelectSingleNode('//VersionPrefix')
+    if ($null -eq $node -or -not $node.InnerText) { throw 'Directory.Build.props has no VersionPrefix.' }
+    $node.InnerText.Trim()
+}
+
+function Get-StagedModuleDir {
+    Join-Path $OutDir "Aequor/$(Get-AequorVersion)"
+}
+
+function Invoke-Build {
+    $version = Get-AequorVersion
+    $stage = Get-StagedModuleDir
+    $publish = Join-Path $OutDir "publish/Aequor.PowerShell"
+    Write-Step "Build Aequor $version ($Configuration)"
+    if (Test-Path $publish) { Remove-Item -Recurse -Force $publish }
+    Invoke-Native dotnet @('publish', (Join-Path $Root 'src/Aequor.PowerShell/Aequor.PowerShell.csproj'),
+        '-c', $Configuration, '-o', $publish, '--nologo', '-v', 'q') 'dotnet publish'
+
+    if (Test-Path (Join-Path $OutDir 'Aequor')) { Remove-Item -Recurse -Force (Join-Path $OutDir 'Aequor') }
+    New-Item -ItemType Directory -Force $stage | Out-Null
+
+    # Stamp the one version into the manifest.
+    $manifest = Get-Content -Raw (Join-Path $Root 'Aequor.psd1')
+    $manifest = $manifest -replace "ModuleVersion\s*=\s*'[^']*'", "ModuleVersion        = '$version'"
+    Set-Content -Path (Join-Path $stage 'Aequor.psd1') -Value $manifest -Encoding utf8NoBOM
+
+    Get-ChildItem $publish -Filter *.dll | Where-Object Name -ne 'System.Management.Automation.dll' |
+        Copy-Item -Destination $stage
+
+    $expected = @('Aequor.psd1', 'Aequor.PowerShell.dll', 'Aequor.Engine.dll', 'Npgsql.dll')
+    $missing = $expected | Where-Object { -not (Test-Path (Join-Path $stage $_)) }
+    if ($missing) { throw "The staged module lacks: $($missing -join ', ')" }
+    Test-ModuleManifest -Path (Join-Path $stage 'Aequor.psd1') -ErrorAction Stop | Out-Null
+    Write-Host "    staged $stage"
+}
+
+function Get-PesterModulePath {
+    Write-Step 'Restore Pester 5.7.1 from NuGet'
+    Invoke-Native dotnet @('restore', (Join-Path $Root 'build/Pester.Restore.csproj'), '--nologo', '-v', 'q') 'Restoring Pester'
+    $packages = $env:NUGET_PACKAGES
+    if (-not $packages) {
+        $line = (& dotnet nuget locals global-packages --list) | Select-Object -First 1
+        $packages = ($line -replace '^global-packages:\s*', '').Trim()
+    }
+    $path = Join-Path $packages 'pester/5.7.1/tools/Pester.psd1'
+    if (-not (Test-Path $path)) { throw "Pester was restored but $path is missing." }
+    $path
+}
+
+# Starts the test database (see tests/Aequor.TestServer) and sets its connection strings in the
+# environment, so xunit, Pester and the demo share it. Returns the process to stop.
+function Start-TestDatabase {
+    param([int] $MaxConnections = 100)
+    Write-Step 'Start PostgreSQL for the run'
+    Invoke-Native dotnet @('build', (Join-Path $Root 'tests/Aequor.TestServer/Aequor.TestServer.csproj'),
+        '-c', $Configuration, '--nologo', '-v', 'q') 'Building the test-server harness'
+    $dll = Join-Path $Root "tests/Aequor.TestServer/bin/$Configuration/net10.0/Aequor.TestServer.dll"
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('dotnet')
+    $psi.ArgumentList.Add($dll)
+    $psi.ArgumentList.Add('--max-connections')
+    $psi.ArgumentList.Add([string]$MaxConnections)
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $psi.UseShellExecute = $false
+    $proc = [System.Diagnostics.Process]::Start($psi)
+    $stderr = $proc.StandardError.ReadToEndAsync()
+    $deadline = [DateTime]::UtcNow.AddMinutes(3)
+    while ($true) {
+        $task = $proc.StandardOutput.ReadLineAsync()
+        if (-not $task.Wait([TimeSpan]::FromMinutes(3)) -or [DateTime]::UtcNow -gt $deadline) {
+            $proc.Kill($true)
+            throw 'PostgreSQL did not start within 3 minutes.'
+        }
+        $line = $task.Result
+        if ($null -eq $line) {
+            $proc.WaitForExit()
+            $message = $stderr.Result.Trim()
+            if (-not $message) { $message = "the test-server harness exited with code $($proc.ExitCode)" }
+            throw $message
+        }
+        if ($line -eq 'READY') { break }
+        if ($line -match '^(AEQUOR_[A-Z_]+)=(.*)$') {
+            [Environment]::SetEnvironmentVariable($Matches[1], $Matches[2])
+        }
+    }
+    Write-Host "    $($env:AEQUOR_TEST_SOURCE)"
+    $proc
+}
+
+function Stop-TestDatabase([System.Diagnostics.Process] $Process) {
+    if ($null -eq $Process -or $Process.HasExited) { return }
+    try {
+        $Process.StandardInput.WriteLine('stop')
+        $Process.StandardInput.Close()
+        if (-not $Process.WaitForExit(60000)) { $Process.Kill($true) }
+    } catch {
+        $Process.Kill($true)
+    }
+}
+
+function Get-TrxCounts([string] $Path) {
+    if (-not (Test-Path $Path)) { return $null }
+    $trx = [xml](Get-Content -Raw $Path)
+    $ns = @{ t = 'http://microsoft.com/schemas/VisualStudio/TeamTest/2010' }
+    $counters = (Select-Xml -Xml $trx -XPath '//t:ResultSummary/t:Counters' -Namespace $ns).Node
+    [pscustomobject]@{
+        Passed = [int]$counters.passed
+        Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
+        Skipped = [int]$counters.notExecuted
+    }
+}
+
+function Invoke-EngineTests {
+    Write-Step 'xunit: engine'
+    $trxName = 'engine.trx'
+    $trxPath = Join-Path $ResultsDir $trxName
+    if (Test-Path $trxPath) { Remove-Item $trxPath }
+    & dotnet test (Join-Path $Root 'tests/Aequor.Engine.Tests/Aequor.Engine.Tests.csproj') -c $Configuration --nologo `
+        --logger "trx;LogFileName=$trxName" --logger 'console;verbosity=normal' --results-directory $ResultsDir | Out-Host
+    $exit = $LASTEXITCODE
+    $counts = Get-TrxCounts $trxPath
+    if ($null -eq $counts) {
+        Write-Warning "xunit produced no results (exit code $exit): counted as one failure."
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    if ($exit -ne 0 -and $counts.Failed -eq 0) {
+        Write-Warning "dotnet test exited with $exit but reported no failed test: counted as one failure."
+        $counts.Failed = 1
+    }
+    $counts
+}
+
+function Invoke-PesterTests([string] $PesterPath) {
+    Write-Step 'Pester: cmdlets (fresh pwsh -NoProfile, staged module)'
+    $resultJson = Join-Path $ResultsDir 'pester.json'
+    if (Test-Path $resultJson) { Remove-Item $resultJson }
+    $runner = Join-Path $Root 'build/Invoke-PesterRun.ps1'
+    $runnerArgs = @($PwshDll, '-NoProfile', '-NonInteractive', '-File', $runner,
+        '-PesterPath', $PesterPath,
+        '-ModulePath', (Join-Path (Get-StagedModuleDir) 'Aequor.psd1'),
+        '-TestPath', (Join-Path $Root 'tests/Pester'),
+        '-ResultPath', $resultJson)
+    if ($PesterFilter) { $runnerArgs += @('-Filter', $PesterFilter) }
+    & dotnet @runnerArgs | Out-Host
+    $exit = $LASTEXITCODE
+    if (-not (Test-Path $resultJson)) {
+        Write-Warning "Pester produced no results (exit code $exit): counted as one failure."
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    Get-Content -Raw $resultJson | ConvertFrom-Json
+}
+
+function Invoke-Test {
+    Invoke-Build
+    $pester = if (-not $SkipPester) { Get-PesterModulePath }
+    Write-Step 'Build the engine tests'
+    Invoke-Native dotnet @('build', (Join-Path $Root 'tests/Aequor.Engine.Tests/Aequor.Engine.Tests.csproj'),
+        '-c', $Configuration, '--nologo', '-v', 'q') 'Building the engine tests'
+    New-Item -ItemType Directory -Force $ResultsDir | Out-Null
+
+    $db = $null
+    $results = @()
+    try {
+        $db = Start-TestDatabase
+        if (-not $SkipEngineTests) { $results += Invoke-EngineTests }
+        if (-not $SkipPester) { $results += Invoke-PesterTests $pester }
+    } finally {
+        Stop-TestDatabase $db
+    }
+
+    $passed = ($results | Measure-Object -Property Passed -Sum).Sum
+    $failed = ($results | Measure-Object -Property Failed -Sum).Sum
+    $skipped = ($results | Measure-Object -Property Skipped -Sum).Sum
+    Write-Host ''
+    if ($skipped) {
+        Write-Host "$passed passed, $failed failed, $skipped skipped"
+    } else {
+        Write-Host "$passed passed, $failed failed"
+    }
+    if ($failed -gt 0 -or $passed -eq 0) { exit 1 }
+}
+
+function Invoke-Demo {
+    Invoke-Build
+    $db = $null
+    try {
+        $db = Start-TestDatabase -MaxConnections 20
+        Write-Step 'Demo'
+        & dotnet $PwshDll -NoProfile -NonInteractive -File (Join-Path $Root 'demo/Demo.ps1') -ModulePath (Join-Path (Get-StagedModuleDir) 'Aequor.psd1')
+        if ($LASTEXITCODE -ne 0) { throw "The demo failed (exit code $LASTEXITCODE)." }
+    } finally {
+        Stop-TestDatabase $db
+    }
+}
+
+function Invoke-Clean {
+    Write-Step 'Clean'
+    if (Test-Path $OutDir) { Remove-Item -Recurse -Force $OutDir }
+    Get-ChildItem $Root -Recurse -Directory -Include bin, obj -ErrorAction SilentlyContinue |
+        Where-Object { $_.FullName -notmatch '[\\/]\.git[\\/]' } |
+        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+try {
+    switch ($Task) {
+        'Build' { Invoke-Build }
+        'Test' { Invoke-Test }
+        'Demo' { Invoke-Demo }
+        'Clean' { Invoke-Clean }
+    }
+} catch {
+    # One readable line, never a stack trace: the message says what to fix.
+    Write-Host "build.ps1 ${Task}: $($_.Exception.Message)" -ForegroundColor Red
+    exit 1
+}

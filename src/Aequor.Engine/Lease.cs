@@ -1,0 +1,83 @@
+namespace Aequor.Engine;
+
+/// <summary>
+/// The fields of a lease string <c>s=…;i=…;e=…;g=…</c> as read from an <c>application_name</c>.
+/// Parsing says nothing about authenticity: see <see cref="LeaseSigner.IsSignatureValid(Lease)"/>.
+/// </summary>
+public sealed record Lease(string ServiceName, string InstanceId, long ExpiresAtMs, string Signature, string ApplicationName)
+{
+    public DateTimeOffset ExpiresAt => DateTimeOffset.FromUnixTimeMilliseconds(ExpiresAtMs);
+
+    public bool IsExpiredAt(long nowMs) => nowMs > ExpiresAtMs;
+
+    /// <summary>The part the HMAC covers: everything before <c>;g=</c>.</summary>
+    internal string SignedPayload => LeaseFormat.Payload(ServiceName, InstanceId, ExpiresAtMs);
+
+    /// <summary>
+    /// Reads a lease without trusting it. Never throws: anything that is not exactly the
+    /// pg-aequor shape (over-long, non-ASCII, NUL, extra fields, non-decimal expiry) is not a lease.
+    /// </summary>
+    public static bool TryParse(string? applicationName, out Lease lease)
+    {
+        lease = null!;
+        if (applicationName is null || applicationName.Length is < 12 or > LeaseFormat.MaxLength)
+        {
+            return false;
+        }
+
+        foreach (var c in applicationName)
+        {
+            // A lease we (or pg-aequor) wrote is printable ASCII only.
+            if (c is < (char)0x21 or > (char)0x7E)
+            {
+                return false;
+            }
+        }
+
+        var parts = applicationName.Split(';');
+        if (parts.Length != 4
+            || !TryField(parts[0], "s=", out var service)
+            || !TryField(parts[1], "i=", out var instance)
+            || !TryField(parts[2], "e=", out var expiry)
+            || !TryField(parts[3], "g=", out var signature)
+            || !TryParseExpiry(expiry, out var expiresAtMs))
+        {
+            return false;
+        }
+
+        lease = new Lease(service, instance, expiresAtMs, signature, applicationName);
+        return true;
+    }
+
+    private static bool TryField(string part, string prefix, out string value)
+    {
+        value = string.Empty;
+        if (part.Length <= prefix.Length || !part.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        value = part[prefix.Length..];
+        return true;
+    }
+
+    private static bool TryParseExpiry(string text, out long value)
+    {
+        value = 0;
+        // Decimal digits only: no sign, no exponent, no whitespace; 16 digits is far past year 9999.
+        if (text.Length > 16)
+        {
+            return false;
+        }
+
+        foreach (var c in text)
+        {
+            if (c is < '0' or > '9')
+            {
+                return false;
+            }
+        }
+
+        return long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out value);
+    }
+}
