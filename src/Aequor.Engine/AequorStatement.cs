@@ -1,0 +1,26 @@
+namespace Aequor.Engine;
+
+/// <summary>
+/// One statement (or several separated by semicolons) with its parameters: positional (<c>$1</c>, <c>$2</c> …)
+/// or named (<c>@name</c>), never both. Values are sent as parameters, never spliced into the text.
+/// </summary>
+public sealed class AequorStatement
+{
+    public AequorStatement(string commandText)
+    {
+        ArgumentNullException.ThrowIfNull(commandText);
+        CommandText = commandText;
+    }
+
+    public string CommandText { get; }
+
+    public IReadOnlyList<object?>? PositionalParameters { get; init; }
+
+    public IReadOnlyDictionary<string, object?>? NamedParameters { get; init; }
+
+    /// <summary>The caller states the statement may run twice: retried even after it was sent.</summary>
+    public bool Idempotent { get; init; }
+
+    /// <summary>Seconds; null keeps the client's.</summary>
+    public int? CommandTimeout { get; init; }
+}
