@@ -4,14 +4,43 @@ namespace Aequor.Engine;
 /// The fields of a lease string <c>s=…;i=…;e=…;g=…</c> as read from an <c>application_name</c>.
 /// Parsing says nothing about authenticity: see <see cref="LeaseSigner.IsSignatureValid(Lease)"/>.
 /// </summary>
-public sealed record Lease(string ServiceName, string InstanceId, long ExpiresAtMs, string Signature, string ApplicationName)
+public sealed class Lease
 {
+    private readonly int _signatureStart;
+
+    private Lease(string serviceName, string instanceId, long expiresAtMs, string signature, string applicationName)
+    {
+        ServiceName = serviceName;
+        InstanceId = instanceId;
+        ExpiresAtMs = expiresAtMs;
+        Signature = signature;
+        ApplicationName = applicationName;
+        _signatureStart = applicationName.Length - signature.Length - 3;
+    }
+
+    public string ServiceName { get; }
+
+    public string InstanceId { get; }
+
+    public long ExpiresAtMs { get; }
+
+    /// <summary>The 11-character base64url signature as written (not checked by parsing).</summary>
+    public string Signature { get; }
+
+    /// <summary>The whole string as read.</summary>
+    public string ApplicationName { get; }
+
     public DateTimeOffset ExpiresAt => DateTimeOffset.FromUnixTimeMilliseconds(ExpiresAtMs);
 
     public bool IsExpiredAt(long nowMs) => nowMs > ExpiresAtMs;
 
-    /// <summary>The part the HMAC covers: everything before <c>;g=</c>.</summary>
-    internal string SignedPayload => LeaseFormat.Payload(ServiceName, InstanceId, ExpiresAtMs);
+    /// <summary>
+    /// The part the HMAC covers: everything before <c>;g=</c>, as written. Re-formatting the
+    /// expiry would let <c>e=01700000000000</c> pass for <c>e=1700000000000</c>.
+    /// </summary>
+    internal string SignedPayload => ApplicationName[.._signatureStart];
+
+    public override string ToString() => ApplicationName;
 
     /// <summary>
     /// Reads a lease without trusting it. Never throws: anything that is not exactly the

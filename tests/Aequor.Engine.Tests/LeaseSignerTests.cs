@@ -159,6 +159,7 @@ public sealed class LeaseSignerTests
         "s=svd;i=abcdefgh;e=1700000000000;g=2lcnadn3BBU",
         "i=abcdefgh;s=svc;e=1700000000000;g=2lcnadn3BBU",
         "s=svc;i=abcdefgh;e=+1700000000000;g=2lcnadn3BBU",
+        "s=svc;i=abcdefgh;e=01700000000000;g=2lcnadn3BBU",
         "s=svc;i=abcdefgh;e=1.7e12;g=2lcnadn3BBU",
         "s=svc;i=abcdefgh;e=-1;g=2lcnadn3BBU",
         "s=svc;i=abcdefgh;e=99999999999999999999;g=2lcnadn3BBU",
