@@ -1,0 +1,184 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Aequor.Engine.Tests.Faults;
+
+/// <summary>
+/// A loopback TCP proxy between a client and PostgreSQL that can reset, delay or black-hole the
+/// traffic on command, so tests see what a dying network really does to a connection.
+/// Listens on 127.0.0.1 only and forwards only to the given loopback server.
+/// </summary>
+public sealed class FaultProxy : IAsyncDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly IPEndPoint _target;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<int, (TcpClient Client, TcpClient Server)> _links = new();
+    private readonly Task _acceptLoop;
+    private int _nextId;
+    private volatile bool _blackHole;
+    private volatile int _delayMs;
+
+    public FaultProxy(string targetHost, int targetPort)
+    {
+        var address = IPAddress.Parse(targetHost == "localhost" ? "127.0.0.1" : targetHost);
+        if (!IPAddress.IsLoopback(address))
+        {
+            throw new ArgumentException("The fault proxy forwards to loopback servers only.", nameof(targetHost));
+        }
+
+        _target = new IPEndPoint(address, targetPort);
+        _listener = new TcpListener(IPAddress.Loopback, 0);
+        _listener.Start();
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    public int OpenLinks => _links.Count;
+
+    /// <summary>Bytes stop flowing both ways; sockets stay open, as when a route or a peer vanishes.</summary>
+    public bool BlackHole
+    {
+        get => _blackHole;
+        set => _blackHole = value;
+    }
+
+    public TimeSpan Delay
+    {
+        get => TimeSpan.FromMilliseconds(_delayMs);
+        set => _delayMs = (int)value.TotalMilliseconds;
+    }
+
+    /// <summary>Resets every link with a TCP RST, both towards the client and the server.</summary>
+    public void ResetAll()
+    {
+        foreach (var (id, link) in _links)
+        {
+            Reset(link.Client);
+            Reset(link.Server);
+            _links.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Points a connection string at the proxy.</summary>
+    public string Rewrite(string connectionString)
+    {
+        var b = new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Host = "127.0.0.1", Port = Port };
+        return b.ConnectionString;
+    }
+
+    private static void Reset(TcpClient client)
+    {
+        try
+        {
+            client.Client.LingerState = new LingerOption(true, 0);
+            client.Client.Close();
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            _ = Task.Run(() => LinkAsync(client));
+        }
+    }
+
+    private async Task LinkAsync(TcpClient client)
+    {
+        var server = new TcpClient();
+        try
+        {
+            await server.ConnectAsync(_target, _stop.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            Reset(client);
+            server.Dispose();
+            return;
+        }
+
+        var id = Interlocked.Increment(ref _nextId);
+        _links[id] = (client, server);
+        using var linkStop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        var up = PumpAsync(client, server, linkStop.Token);
+        var down = PumpAsync(server, client, linkStop.Token);
+        await Task.WhenAny(up, down);
+        await linkStop.CancelAsync();
+        if (_links.TryRemove(id, out _))
+        {
+            client.Dispose();
+            server.Dispose();
+        }
+    }
+
+    private async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        try
+        {
+            var input = from.GetStream();
+            var output = to.GetStream();
+            while (!ct.IsCancellationRequested)
+            {
+                var n = await input.ReadAsync(buffer, ct);
+                if (n == 0)
+                {
+                    return;
+                }
+
+                // A black hole swallows what it reads: the sender sees its writes succeed and no answer.
+                while (_blackHole && !ct.IsCancellationRequested)
+                {
+                    await Task.Delay(20, ct);
+                    n = 0;
+                }
+
+                if (_delayMs > 0)
+                {
+                    await Task.Delay(_delayMs, ct);
+                }
+
+                if (n > 0)
+                {
+                    await output.WriteAsync(buffer.AsMemory(0, n), ct);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            // A reset or a stop ends the pump; the other side sees it as the network would.
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        ResetAll();
+        try
+        {
+            await _acceptLoop;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+}
