@@ -1,0 +1,130 @@
+namespace Aequor.Engine.Reaper;
+
+/// <summary>
+/// Decides, from the scanned rows and the database's clock, which backends are ours to kill.
+/// Pure: no I/O, so every rule is unit-testable.
+/// </summary>
+internal static class ReapPlanner
+{
+    internal sealed record Plan(
+        IReadOnlyList<ReapCandidate> Candidates,
+        IReadOnlyList<ReapNotKilled> NotPermitted,
+        IReadOnlyDictionary<string, int> Skipped);
+
+    public static Plan Select(IEnumerable<ScannedBackend> rows, long databaseNowMs, ReapSettings settings, LeaseVerifier verifier)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(verifier);
+        var skipped = new Dictionary<string, int>(StringComparer.Ordinal);
+        var notPermitted = new List<ReapNotKilled>();
+        var eligible = new List<ReapCandidate>();
+
+        foreach (var row in rows)
+        {
+            var reason = Judge(row, databaseNowMs, settings, verifier, out var candidate);
+            if (reason is null)
+            {
+                eligible.Add(candidate!);
+                continue;
+            }
+
+            Count(skipped, reason);
+            if (reason == ReapReasons.NotPermitted)
+            {
+                notPermitted.Add(new ReapNotKilled(row.Pid, reason, row.ApplicationName, row.UserName));
+            }
+        }
+
+        var ordered = eligible
+            .OrderBy(c => c.ExpiresAtMs)
+            .ThenByDescending(c => c.IdleSeconds)
+            .ThenBy(c => c.Pid)
+            .ToList();
+        if (ordered.Count > settings.MaxKills)
+        {
+            skipped[ReapReasons.OverLimit] = ordered.Count - settings.MaxKills;
+            ordered.RemoveRange(settings.MaxKills, ordered.Count - settings.MaxKills);
+        }
+
+        return new Plan(ordered, notPermitted, skipped);
+    }
+
+    /// <summary>Null when the row is a candidate; else the reason it is left alone.</summary>
+    private static string? Judge(ScannedBackend row, long nowMs, ReapSettings settings, LeaseVerifier verifier, out ReapCandidate? candidate)
+    {
+        candidate = null;
+        if (!Lease.TryParse(row.ApplicationName, out var lease))
+        {
+            return ReapReasons.NotALease;
+        }
+
+        if (!string.Equals(lease.ServiceName, settings.ServiceName, StringComparison.Ordinal))
+        {
+            return ReapReasons.NotOurs;
+        }
+
+        var verification = verifier.Verify(lease);
+        if (verification == LeaseVerification.Invalid)
+        {
+            return ReapReasons.BadSignature;
+        }
+
+        if (!lease.IsExpiredAt(nowMs))
+        {
+            return ReapReasons.NotExpired;
+        }
+
+        // An expired lease of ours we may not kill is worth reporting by pid, whatever its state.
+        if (!row.CanSignal)
+        {
+            return ReapReasons.NotPermitted;
+        }
+
+        if (row.State is null || row.IdleSeconds is null || row.StateChange is null)
+        {
+            return ReapReasons.StateHidden;
+        }
+
+        int threshold;
+        switch (row.State)
+        {
+            case ReapSettings.Idle:
+                threshold = settings.MinIdleSec;
+                break;
+            case ReapSettings.IdleInTransaction or ReapSettings.IdleInTransactionAborted:
+                if (!settings.IncludeIdleInTransaction)
+                {
+                    return ReapReasons.InTransaction;
+                }
+
+                threshold = settings.MinIdleInTransactionSec;
+                break;
+            default:
+                return ReapReasons.NotIdle;
+        }
+
+        if (row.IdleSeconds.Value < threshold)
+        {
+            return ReapReasons.TooYoung;
+        }
+
+        candidate = new ReapCandidate(
+            row.Pid,
+            lease.ServiceName,
+            lease.InstanceId,
+            lease.ExpiresAtMs,
+            row.IdleSeconds.Value,
+            row.State,
+            row.ApplicationName,
+            row.UserName,
+            verification == LeaseVerification.Previous)
+        {
+            StateChange = row.StateChange.Value,
+        };
+        return null;
+    }
+
+    internal static void Count(Dictionary<string, int> counts, string reason) =>
+        counts[reason] = counts.TryGetValue(reason, out var n) ? n + 1 : 1;
+}

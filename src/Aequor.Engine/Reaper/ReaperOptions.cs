@@ -1,0 +1,90 @@
+using System.Globalization;
+
+namespace Aequor.Engine.Reaper;
+
+/// <summary>
+/// How the reaper finds and clears zombie connections of one service. Names and defaults follow
+/// pg-aequor 0.1.4; <see cref="IncludeIdleInTransaction"/>, <see cref="PreviousCoordinationSecret"/>
+/// and storm mode go beyond it.
+/// </summary>
+public sealed class ReaperOptions
+{
+    public const int DefaultMaxIdleConnectionsToKill = 10;
+    public const int DefaultMinConnectionIdleTimeSec = 180;
+    public const int DefaultMinIdleInTransactionSec = 180;
+    public const double DefaultRunProbability = 0.1;
+    public const int DefaultCooldownMs = 30_000;
+    public const int MaxBackoffMs = 600_000;
+    public const double DefaultNearLimitRatio = 0.8;
+
+    /// <summary>The service whose leases this reaper may kill; normalised as pg-aequor does before use.</summary>
+    public string ServiceName { get; init; } = LeaseFormat.DefaultServiceName;
+
+    /// <summary>The secret leases are signed with (at least 16 bytes, UTF-8).</summary>
+    public required string CoordinationSecret { get; init; }
+
+    /// <summary>The secret before a rotation: leases signed with it still count as ours.</summary>
+    public string? PreviousCoordinationSecret { get; init; }
+
+    public int MaxIdleConnectionsToKill { get; init; } = DefaultMaxIdleConnectionsToKill;
+
+    public int MinConnectionIdleTimeSec { get; init; } = DefaultMinConnectionIdleTimeSec;
+
+    /// <summary>
+    /// Also reap expired leases that sit <c>idle in transaction</c> (or aborted): a frozen worker
+    /// inside a transaction holds its row locks. pg-aequor never does.
+    /// </summary>
+    public bool IncludeIdleInTransaction { get; init; }
+
+    public int MinIdleInTransactionSec { get; init; } = DefaultMinIdleInTransactionSec;
+
+    /// <summary>Chance that a connect outside the cooldown runs a pass (pg-aequor documents it but never applies it).</summary>
+    public double ReaperRunProbability { get; init; } = DefaultRunProbability;
+
+    public int ReaperCooldownMs { get; init; } = DefaultCooldownMs;
+
+    /// <summary>Share of the slots open to non-superusers above which the database counts as near its limit (storm mode).</summary>
+    public double NearLimitRatio { get; init; } = DefaultNearLimitRatio;
+
+    public ReaperErrorMode ErrorMode { get; init; } = ReaperErrorMode.Swallow;
+
+    /// <summary>Called after every pass with its result; an exception it throws is ignored.</summary>
+    public Action<ReapResult>? OnReap { get; init; }
+
+    /// <summary>Throws <see cref="AequorConfigurationException"/> for options that cannot work.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrEmpty(ServiceName))
+        {
+            throw new AequorConfigurationException("The reaper needs a service name; give the one the workers sign their leases with.");
+        }
+
+        // Constructing the signers checks the secrets' length without ever showing them.
+        _ = new LeaseVerifier(CoordinationSecret, PreviousCoordinationSecret);
+        RequireAtLeast(nameof(MaxIdleConnectionsToKill), MaxIdleConnectionsToKill, 1);
+        RequireAtLeast(nameof(MinConnectionIdleTimeSec), MinConnectionIdleTimeSec, 0);
+        RequireAtLeast(nameof(MinIdleInTransactionSec), MinIdleInTransactionSec, 0);
+        RequireAtLeast(nameof(ReaperCooldownMs), ReaperCooldownMs, 0);
+        if (double.IsNaN(ReaperRunProbability) || ReaperRunProbability is < 0 or > 1)
+        {
+            throw new AequorConfigurationException($"ReaperRunProbability is {ReaperRunProbability.ToString(CultureInfo.InvariantCulture)}; it must be between 0 and 1.");
+        }
+
+        if (double.IsNaN(NearLimitRatio) || NearLimitRatio is <= 0 or > 1)
+        {
+            throw new AequorConfigurationException($"NearLimitRatio is {NearLimitRatio.ToString(CultureInfo.InvariantCulture)}; it must be above 0 and at most 1.");
+        }
+    }
+
+    private static void RequireAtLeast(string name, int value, int min)
+    {
+        if (value < min)
+        {
+            throw new AequorConfigurationException($"{name} is {value.ToString(CultureInfo.InvariantCulture)}; it must be at least {min.ToString(CultureInfo.InvariantCulture)}.");
+        }
+    }
+
+    /// <summary>Never shows the secrets.</summary>
+    public override string ToString() =>
+        $"ReaperOptions(service: {ServiceName}, secret: ***, previous secret: {(PreviousCoordinationSecret is null ? "none" : "***")}, max kills: {MaxIdleConnectionsToKill}, min idle: {MinConnectionIdleTimeSec}s, idle in transaction: {(IncludeIdleInTransaction ? MinIdleInTransactionSec.ToString(CultureInfo.InvariantCulture) + "s" : "off")})";
+}

@@ -1,0 +1,149 @@
+namespace Aequor.Engine.Reaper;
+
+/// <summary>
+/// When a client runs an automatic pass after connecting: with probability
+/// <see cref="ReaperOptions.ReaperRunProbability"/>, outside a cooldown of
+/// <see cref="ReaperOptions.ReaperCooldownMs"/> plus up to 20 % random jitter; after a busy lock the
+/// interval grows ×1.5 up to 10 minutes and resets after a pass that held the lock.
+/// Storm mode — the database near its connection limit — skips probability and cooldown (a pass
+/// still needs the lock) until a pass measures the database below the limit again.
+/// Pure logic on an injected clock and random source; thread-safe.
+/// </summary>
+public sealed class ReaperSchedule
+{
+    /// <summary>The jitter added to each wait is up to this share of the interval, so a fleet that connected together spreads out.</summary>
+    public const double JitterShare = 0.2;
+
+    private const double BackoffFactor = 1.5;
+
+    private readonly object _gate = new();
+    private readonly TimeProvider _time;
+    private readonly Random _random;
+    private readonly double _probability;
+    private readonly long _cooldownMs;
+    private long _intervalMs;
+    private DateTimeOffset _notBefore = DateTimeOffset.MinValue;
+    private bool _storm;
+    private long _passesStarted;
+    private long _stormPasses;
+
+    public ReaperSchedule(ReaperOptions options, TimeProvider? timeProvider = null, Random? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _time = timeProvider ?? TimeProvider.System;
+        _random = random ?? new Random();
+        _probability = options.ReaperRunProbability;
+        _cooldownMs = options.ReaperCooldownMs;
+        _intervalMs = _cooldownMs;
+    }
+
+    public bool InStormMode
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _storm;
+            }
+        }
+    }
+
+    /// <summary>The current wait between passes before jitter: the cooldown, or more after busy locks.</summary>
+    public TimeSpan Interval
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return TimeSpan.FromMilliseconds(_intervalMs);
+            }
+        }
+    }
+
+    /// <summary>Before this instant no pass runs outside storm mode.</summary>
+    public DateTimeOffset NextEligibleAt
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _notBefore;
+            }
+        }
+    }
+
+    /// <summary>Automatic passes this schedule let start.</summary>
+    public long PassesStarted => Interlocked.Read(ref _passesStarted);
+
+    /// <summary>Of those, the ones started because of storm mode.</summary>
+    public long StormPasses => Interlocked.Read(ref _stormPasses);
+
+    /// <summary>
+    /// Asked after each successful connect. True means run a pass now; the cooldown is then
+    /// reserved at once, so concurrent connects of the same client do not all start one.
+    /// </summary>
+    public bool ShouldRunAfterConnect()
+    {
+        lock (_gate)
+        {
+            var now = _time.GetUtcNow();
+            if (_storm)
+            {
+                Reserve(now);
+                Interlocked.Increment(ref _passesStarted);
+                Interlocked.Increment(ref _stormPasses);
+                return true;
+            }
+
+            if (now < _notBefore || _probability <= 0)
+            {
+                return false;
+            }
+
+            if (_probability < 1 && _random.NextDouble() >= _probability)
+            {
+                return false;
+            }
+
+            Reserve(now);
+            Interlocked.Increment(ref _passesStarted);
+            return true;
+        }
+    }
+
+    /// <summary>A connect failed with 53300 (too many clients), or something else showed the database near its limit.</summary>
+    public void ReportNearLimit()
+    {
+        lock (_gate)
+        {
+            _storm = true;
+        }
+    }
+
+    /// <summary>Feeds a finished pass (automatic or manual) back: backoff, reset, storm mode on or off.</summary>
+    public void RecordPass(ReapResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        lock (_gate)
+        {
+            if (result.LockAcquired)
+            {
+                _intervalMs = _cooldownMs;
+            }
+            else if (result.DatabaseNowMs is not null)
+            {
+                // The scan ran and found the lock busy: another instance is reaping, back off.
+                _intervalMs = Math.Min((long)(_intervalMs * BackoffFactor), Math.Max(_cooldownMs, ReaperOptions.MaxBackoffMs));
+            }
+
+            Reserve(_time.GetUtcNow());
+            if (result.ConnectionsUsed is not null)
+            {
+                _storm = result.NearLimit;
+            }
+        }
+    }
+
+    private void Reserve(DateTimeOffset now) =>
+        _notBefore = now + TimeSpan.FromMilliseconds(_intervalMs + (_random.NextDouble() * JitterShare * _intervalMs));
+}

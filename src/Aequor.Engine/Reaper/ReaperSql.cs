@@ -1,0 +1,87 @@
+namespace Aequor.Engine.Reaper;
+
+/// <summary>The reaper's statements. Each is one round trip; none can raise 42501.</summary>
+internal static class ReaperSql
+{
+    /// <summary>0x50474151, "PGAQ": pg-aequor's first advisory-lock key, so Node and PowerShell clients of a service share one lock.</summary>
+    public const int LockClassId = 1346847057;
+
+    // Whether this role may pg_terminate_backend the row's backend, mirroring the server's own check:
+    // a superuser's backend needs a superuser; otherwise membership in its role or pg_signal_backend.
+    private const string CanSignal = """
+        (r.oid IS NOT NULL
+         AND (NOT r.rolsuper OR me.rolsuper)
+         AND (me.rolsuper OR pg_has_role(r.oid, 'USAGE') OR pg_has_role('pg_signal_backend'::name, 'USAGE')))
+        """;
+
+    /// <summary>
+    /// Lock and scan in one statement, first in the pass's own transaction. $1 = normalised service,
+    /// $2 = its lease prefix. The lock is transaction-scoped: it conflicts with pg-aequor's session
+    /// lock on the same keys, and it ends with the transaction whatever happens — commit, rollback,
+    /// a failed kill, a dropped connection — so it can never be left behind.
+    /// The first row always comes (LEFT JOIN): it carries the lock outcome, the database clock and
+    /// the connection figures for storm mode, measured even when the lock is busy.
+    /// </summary>
+    public const string LockAndScan = $"""
+        SELECT g.locked, g.now_ms, g.max_conn, g.reserved, g.used,
+               b.pid, b.application_name, b.state, b.usename, b.state_change, b.idle_sec, b.can_signal
+        FROM (
+            SELECT pg_try_advisory_xact_lock({LockClassIdText}, hashtext($1)) AS locked,
+                   (extract(epoch FROM now()) * 1000)::bigint AS now_ms,
+                   current_setting('max_connections')::int AS max_conn,
+                   current_setting('superuser_reserved_connections')::int
+                     + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS reserved,
+                   -- A non-superuser sees no backend_type for other roles' sessions; those with a role are clients too.
+                   (SELECT count(*) FROM pg_stat_activity
+                    WHERE backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))::int AS used
+            OFFSET 0
+        ) g
+        LEFT JOIN LATERAL (
+            SELECT a.pid, a.application_name, a.state, a.usename::text AS usename, a.state_change,
+                   extract(epoch FROM now() - a.state_change)::float8 AS idle_sec,
+                   {CanSignal} AS can_signal
+            FROM pg_stat_activity a
+            LEFT JOIN pg_roles r ON r.oid = a.usesysid
+            CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
+            WHERE g.locked
+              AND a.datname = current_database()
+              AND a.pid <> pg_backend_pid()
+              AND left(a.application_name, length($2)) = $2
+        ) b ON true
+        """;
+
+    /// <summary>
+    /// pg_stat_activity is a snapshot taken once per transaction: without this the kill's re-check
+    /// would see the scan's stale rows.
+    /// </summary>
+    public const string FreshActivity = "SELECT pg_stat_clear_snapshot()";
+
+    public const string Commit = "COMMIT";
+
+    /// <summary>
+    /// Kills the selected backends in one statement, each only if at this instant it is still in a
+    /// killable state, with the very same application_name, in the same state since the scan
+    /// (state_change unchanged: it ran nothing in between), and signalable — so it cannot raise 42501.
+    /// $1 pids, $2 application names, $3 state_change, $4 killable states.
+    /// </summary>
+    public const string Kill = $"""
+        SELECT t.pid,
+               a.pid IS NOT NULL AS present,
+               a.application_name IS NOT DISTINCT FROM t.app AS same_app,
+               coalesce(a.state = ANY($4::text[]), false) AS killable_state,
+               a.state_change IS NOT DISTINCT FROM t.since AS same_since,
+               coalesce({CanSignal}, false) AS can_signal,
+               CASE WHEN a.application_name = t.app
+                         AND a.state = ANY($4::text[])
+                         AND a.state_change = t.since
+                         AND {CanSignal}
+                    THEN pg_terminate_backend(t.pid) END AS terminated
+        FROM unnest($1::int[], $2::text[], $3::timestamptz[]) AS t(pid, app, since)
+        LEFT JOIN pg_stat_activity a ON a.pid = t.pid AND a.datname = current_database()
+        LEFT JOIN pg_roles r ON r.oid = a.usesysid
+        CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
+        ORDER BY t.pid
+        """;
+
+    private const string LockClassIdText = "1346847057";
+}
