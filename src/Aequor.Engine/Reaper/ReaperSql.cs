@@ -31,9 +31,10 @@ internal static class ReaperSql
                    current_setting('max_connections')::int AS max_conn,
                    current_setting('superuser_reserved_connections')::int
                      + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS reserved,
-                   -- A non-superuser sees no backend_type for other roles' sessions; those with a role are clients too.
+                   -- A non-superuser sees no backend_type for other roles' sessions; those attached to a
+                   -- database are clients too (the launchers and auxiliary processes have none).
                    (SELECT count(*) FROM pg_stat_activity
-                    WHERE backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))::int AS used
+                    WHERE backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL))::int AS used
             OFFSET 0
         ) g
         LEFT JOIN LATERAL (

@@ -1,0 +1,83 @@
+using Aequor.Engine.Reaper;
+
+namespace Aequor.Engine.Tests.Reaper;
+
+/// <summary>The selection rules on hand-made rows: ordering ties, states, thresholds, the clock.</summary>
+public sealed class ReapPlannerTests
+{
+    private const string Service = "svc";
+    private const long Now = 1_800_000_000_000;
+    private static readonly LeaseSigner Signer = new(ReaperKit.Secret);
+    private static readonly LeaseVerifier Verifier = new(ReaperKit.Secret);
+    private static readonly DateTime Since = new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    private static ReapSettings Settings(int maxKills = 10, bool iit = false) =>
+        new(Service, false, maxKills, 180, iit, 60, 0.8);
+
+    private static ScannedBackend Row(int pid, long expiry, double idle, string? state = "idle", bool canSignal = true) =>
+        new(pid, Signer.Sign(Service, "inst" + pid.ToString("D4", System.Globalization.CultureInfo.InvariantCulture), expiry), state, "app", state is null ? null : Since, state is null ? null : idle, canSignal);
+
+    [Fact]
+    public void Ties_on_expiry_go_to_the_longest_idle_then_the_lowest_pid()
+    {
+        var plan = ReapPlanner.Select(
+            [Row(30, Now - 10, 200), Row(20, Now - 10, 500), Row(10, Now - 10, 200), Row(40, Now - 99, 181)],
+            Now, Settings(maxKills: 3), Verifier);
+
+        Assert.Equal([40, 20, 10], plan.Candidates.Select(c => c.Pid));
+        Assert.Equal(1, plan.Skipped[ReapReasons.OverLimit]);
+    }
+
+    [Fact]
+    public void Expiry_is_compared_with_the_given_database_clock_not_the_local_one()
+    {
+        // Expires "now" on the database clock: not yet expired (pg-aequor: expired means now > e).
+        var atNow = ReapPlanner.Select([Row(1, Now, 999)], Now, Settings(), Verifier);
+        var past = ReapPlanner.Select([Row(1, Now, 999)], Now + 1, Settings(), Verifier);
+
+        Assert.Empty(atNow.Candidates);
+        Assert.Equal(1, atNow.Skipped[ReapReasons.NotExpired]);
+        Assert.Single(past.Candidates);
+    }
+
+    [Theory]
+    [InlineData("active", false, ReapReasons.NotIdle)]
+    [InlineData("idle in transaction", false, ReapReasons.InTransaction)]
+    [InlineData("idle in transaction (aborted)", false, ReapReasons.InTransaction)]
+    [InlineData("idle in transaction", true, null)]
+    [InlineData("idle in transaction (aborted)", true, null)]
+    [InlineData(null, true, ReapReasons.StateHidden)]
+    public void States(string? state, bool includeIdleInTransaction, string? reason)
+    {
+        var plan = ReapPlanner.Select([Row(1, Now - 1, 999, state)], Now, Settings(iit: includeIdleInTransaction), Verifier);
+
+        if (reason is null)
+        {
+            Assert.Single(plan.Candidates);
+        }
+        else
+        {
+            Assert.Empty(plan.Candidates);
+            Assert.Equal(1, plan.Skipped[reason]);
+        }
+    }
+
+    [Fact]
+    public void Idle_in_transaction_has_its_own_threshold()
+    {
+        var young = ReapPlanner.Select([Row(1, Now - 1, 59, "idle in transaction")], Now, Settings(iit: true), Verifier);
+        var old = ReapPlanner.Select([Row(1, Now - 1, 60, "idle in transaction")], Now, Settings(iit: true), Verifier);
+
+        Assert.Equal(1, young.Skipped[ReapReasons.TooYoung]);
+        Assert.Single(old.Candidates);
+    }
+
+    [Fact]
+    public void A_backend_we_may_not_signal_is_reported_by_pid_and_not_selected()
+    {
+        var plan = ReapPlanner.Select([Row(7, Now - 1, 999, state: null, canSignal: false)], Now, Settings(), Verifier);
+
+        Assert.Empty(plan.Candidates);
+        Assert.Equal((7, ReapReasons.NotPermitted), (plan.NotPermitted[0].Pid, plan.NotPermitted[0].Reason));
+    }
+}

@@ -1,0 +1,185 @@
+using Aequor.Engine.Reaper;
+
+namespace Aequor.Engine.Tests.Reaper;
+
+/// <summary>The schedule on a hand-driven clock and random source: no database, no sleeping.</summary>
+public sealed class ReaperScheduleTests
+{
+    private sealed class ManualClock : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+        public override DateTimeOffset GetUtcNow() => Now;
+
+        public void Advance(TimeSpan by) => Now += by;
+    }
+
+    /// <summary>Returns the given values in turn, then the last one forever.</summary>
+    private sealed class ScriptedRandom(params double[] values) : Random
+    {
+        private int _next;
+
+        public override double NextDouble() => values[Math.Min(_next++, values.Length - 1)];
+    }
+
+    private static ReaperOptions Options(double probability = 1, int cooldownMs = 30_000) => new()
+    {
+        ServiceName = "svc",
+        CoordinationSecret = "schedule-test-secret-00000",
+        ReaperRunProbability = probability,
+        ReaperCooldownMs = cooldownMs,
+    };
+
+    private static ReapResult Pass(bool locked, bool nearLimit = false, int? used = 10) => new()
+    {
+        LockAcquired = locked,
+        DatabaseNowMs = 1,
+        ConnectionsUsed = used,
+        ConnectionsAvailable = 97,
+        NearLimit = nearLimit,
+    };
+
+    [Fact]
+    public void Probability_zero_never_runs_over_many_connects()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(probability: 0), clock, new ScriptedRandom(0.0));
+
+        for (var i = 0; i < 1000; i++)
+        {
+            Assert.False(schedule.ShouldRunAfterConnect());
+            clock.Advance(TimeSpan.FromMinutes(1));
+        }
+
+        Assert.Equal(0, schedule.PassesStarted);
+    }
+
+    [Fact]
+    public void Probability_one_runs_at_once_then_not_within_the_cooldown_then_again_after_it()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(probability: 1), clock, new ScriptedRandom(0.5));
+
+        Assert.True(schedule.ShouldRunAfterConnect());
+        schedule.RecordPass(Pass(locked: true));
+
+        // Cooldown 30 s + jitter 0.5 × 20 % × 30 s = 33 s.
+        clock.Advance(TimeSpan.FromSeconds(32.9));
+        Assert.False(schedule.ShouldRunAfterConnect());
+        clock.Advance(TimeSpan.FromSeconds(0.2));
+        Assert.True(schedule.ShouldRunAfterConnect());
+        Assert.Equal(2, schedule.PassesStarted);
+    }
+
+    [Fact]
+    public void Probability_is_applied_per_connect_outside_the_cooldown()
+    {
+        var clock = new ManualClock();
+        // 0.15 and 0.9 are above 0.1: no pass; 0.05 is below: a pass.
+        var schedule = new ReaperSchedule(Options(probability: 0.1), clock, new ScriptedRandom(0.15, 0.9, 0.05, 0.0));
+
+        Assert.False(schedule.ShouldRunAfterConnect());
+        Assert.False(schedule.ShouldRunAfterConnect());
+        Assert.True(schedule.ShouldRunAfterConnect());
+        Assert.False(schedule.ShouldRunAfterConnect()); // within the cooldown the roll is not even taken
+    }
+
+    [Fact]
+    public void Probability_over_many_connects_is_about_the_configured_share()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(probability: 0.1, cooldownMs: 0), clock, new Random(42));
+
+        var runs = Enumerable.Range(0, 10_000).Count(_ => schedule.ShouldRunAfterConnect());
+
+        Assert.InRange(runs, 800, 1200);
+    }
+
+    [Fact]
+    public void A_reservation_keeps_concurrent_connects_from_all_starting_a_pass()
+    {
+        var schedule = new ReaperSchedule(Options(probability: 1), new ManualClock(), new ScriptedRandom(0.0));
+
+        var started = 0;
+        Parallel.For(0, 64, _ =>
+        {
+            if (schedule.ShouldRunAfterConnect())
+            {
+                Interlocked.Increment(ref started);
+            }
+        });
+
+        Assert.Equal(1, started);
+    }
+
+    [Fact]
+    public void Busy_lock_grows_the_interval_by_half_up_to_ten_minutes_and_a_held_lock_resets_it()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(), clock, new ScriptedRandom(0.0));
+
+        schedule.RecordPass(Pass(locked: false));
+        Assert.Equal(TimeSpan.FromSeconds(45), schedule.Interval);
+        schedule.RecordPass(Pass(locked: false));
+        Assert.Equal(TimeSpan.FromSeconds(67.5), schedule.Interval);
+        Assert.Equal(clock.Now + TimeSpan.FromSeconds(67.5), schedule.NextEligibleAt);
+
+        for (var i = 0; i < 20; i++)
+        {
+            schedule.RecordPass(Pass(locked: false));
+        }
+
+        Assert.Equal(TimeSpan.FromMinutes(10), schedule.Interval);
+
+        schedule.RecordPass(Pass(locked: true));
+        Assert.Equal(TimeSpan.FromSeconds(30), schedule.Interval);
+    }
+
+    [Fact]
+    public void Jitter_adds_up_to_a_fifth_of_the_interval()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(), clock, new ScriptedRandom(0.999999));
+
+        schedule.RecordPass(Pass(locked: true));
+
+        Assert.InRange(schedule.NextEligibleAt - clock.Now, TimeSpan.FromSeconds(35.99), TimeSpan.FromSeconds(36));
+    }
+
+    [Fact]
+    public void Storm_mode_from_a_53300_runs_regardless_of_probability_and_cooldown_until_a_pass_is_below_the_limit()
+    {
+        var clock = new ManualClock();
+        var schedule = new ReaperSchedule(Options(probability: 0), clock, new ScriptedRandom(0.0));
+        Assert.False(schedule.ShouldRunAfterConnect());
+
+        schedule.ReportNearLimit();
+
+        Assert.True(schedule.InStormMode);
+        Assert.True(schedule.ShouldRunAfterConnect());
+        schedule.RecordPass(Pass(locked: false, nearLimit: true));
+        Assert.True(schedule.ShouldRunAfterConnect()); // busy lock and cooldown do not hold a storm back
+        schedule.RecordPass(Pass(locked: true, nearLimit: true));
+        Assert.True(schedule.ShouldRunAfterConnect());
+        Assert.Equal(3, schedule.StormPasses);
+
+        schedule.RecordPass(Pass(locked: true, nearLimit: false));
+
+        Assert.False(schedule.InStormMode);
+        Assert.False(schedule.ShouldRunAfterConnect());
+        Assert.Equal(3, schedule.PassesStarted);
+    }
+
+    [Fact]
+    public void Storm_mode_engages_from_a_pass_that_measured_near_limit_and_a_failed_pass_does_not_end_it()
+    {
+        var schedule = new ReaperSchedule(Options(probability: 0), new ManualClock(), new ScriptedRandom(0.0));
+
+        schedule.RecordPass(Pass(locked: true, nearLimit: true));
+        Assert.True(schedule.InStormMode);
+
+        // A pass that failed before measuring says nothing about the limit.
+        schedule.RecordPass(new ReapResult { Error = new TimeoutException() });
+        Assert.True(schedule.InStormMode);
+    }
+}

@@ -1,0 +1,113 @@
+using Aequor.Engine.Reaper;
+using Aequor.TestServer;
+using Npgsql;
+
+namespace Aequor.Engine.Tests.Reaper;
+
+/// <summary>
+/// A zombie storm on a server of its own with max_connections = 20 (17 slots for non-superusers):
+/// frozen leased connections fill it, the reaper's pass sees the database near its limit, storm
+/// mode keeps the next connects reaping, and then a burst of new clients all get in.
+/// </summary>
+public sealed class ReaperStormTests
+{
+    private const int MaxConnections = 20;
+
+    [Fact]
+    public async Task Near_full_server_of_expired_zombies_is_cleared_by_storm_passes_and_a_burst_all_gets_in()
+    {
+        await using var server = await TestPostgres.StartLocalAsync(MaxConnections);
+        await using var kit = new ReaperKit(server.AdminConnectionString, server.AppConnectionString);
+        var available = MaxConnections - 3;
+
+        // 16 zombies: one slot of 17 left.
+        var zombies = new List<NpgsqlConnection>();
+        for (var i = 0; i < 16; i++)
+        {
+            zombies.Add(await kit.ZombieAsync(ReaperKit.NowMs - 60_000 + i));
+        }
+
+        var reaper = new ClientReaper(new ReaperOptions
+        {
+            ServiceName = kit.Service,
+            CoordinationSecret = ReaperKit.Secret,
+            MinConnectionIdleTimeSec = 0,
+            ReaperRunProbability = 0, // only storm mode can start a pass here
+        });
+
+        // Three workers connect at once: one gets the last slot, the others are refused with 53300.
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 3).Select(async _ =>
+        {
+            var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(server.AppConnectionString) { Pooling = false, ApplicationName = kit.Lease(ReaperKit.NowMs + 90_000), Timeout = 15 }.ConnectionString);
+            try
+            {
+                await c.OpenAsync();
+                return (Conn: c, Error: (Exception?)null);
+            }
+            catch (NpgsqlException ex)
+            {
+                await c.DisposeAsync();
+                return (Conn: (NpgsqlConnection?)null, Error: (Exception?)ex);
+            }
+        }));
+        var refusals = attempts.Where(a => a.Error is not null).ToList();
+        Assert.Equal(2, refusals.Count);
+        Assert.All(refusals, r => Assert.True(reaper.ReportConnectError(r.Error!), r.Error!.Message));
+        await using var conn = attempts.Single(a => a.Conn is not null).Conn!;
+
+        var first = await reaper.AfterConnectAsync(conn);
+
+        Assert.NotNull(first);
+        Assert.Null(first.Error);
+        Assert.Equal(available, first.ConnectionsAvailable);
+        Assert.True(first.NearLimit, $"used {first.ConnectionsUsed} of {first.ConnectionsAvailable}");
+        Assert.Equal(10, first.KilledPids.Count);
+        Assert.Equal(zombies.Take(10).Select(z => z.ProcessID).Order(), first.KilledPids.Order());
+        Assert.True(reaper.Schedule.InStormMode);
+
+        // Storm mode: the next connect reaps again though the probability is 0 and the cooldown runs.
+        // That pass measures 6 zombies + itself, below the limit, kills the rest and ends storm mode.
+        var second = await reaper.AfterConnectAsync(conn);
+        Assert.NotNull(second);
+        Assert.Equal(6, second.KilledPids.Count);
+        Assert.False(second.NearLimit);
+        Assert.False(reaper.Schedule.InStormMode);
+        Assert.Null(await reaper.AfterConnectAsync(conn));
+        Assert.Equal(2, reaper.Schedule.StormPasses);
+        foreach (var z in zombies)
+        {
+            Assert.True(await kit.IsGoneAsync(z.ProcessID));
+        }
+
+        // A burst of new clients at once: every one is served.
+        var burst = await Task.WhenAll(Enumerable.Range(0, available - 1).Select(async i =>
+        {
+            var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(server.AppConnectionString) { Pooling = false, ApplicationName = "burst-" + i, Timeout = 15 }.ConnectionString);
+            await c.OpenAsync();
+            return c;
+        }));
+        try
+        {
+            foreach (var c in burst)
+            {
+                Assert.Equal(1, await ReaperKit.ScalarAsync(c, "SELECT 1"));
+            }
+        }
+        finally
+        {
+            foreach (var c in burst)
+            {
+                await c.DisposeAsync();
+            }
+        }
+
+        // With the burst gone, a manual pass measures the server far below its limit.
+        var after = await reaper.RunNowAsync(conn);
+        Assert.False(after.NearLimit);
+        Assert.Equal(1, after.ConnectionsUsed);
+
+        // A superuser's session counts though the app role cannot see its details.
+        await using var admin = await kit.OpenObserverAsync();
+        Assert.Equal(2, (await reaper.RunNowAsync(conn)).ConnectionsUsed);
+    }
+}
