@@ -11,7 +11,7 @@ public sealed class ReaperOptions
 {
     public const int DefaultMaxIdleConnectionsToKill = 10;
     public const int DefaultMinConnectionIdleTimeSec = 180;
-    public const int DefaultMinIdleInTransactionSec = 180;
+    public const int DefaultMinIdleInTransactionSec = 300;
     public const double DefaultRunProbability = 0.1;
     public const int DefaultCooldownMs = 30_000;
     public const int MaxBackoffMs = 600_000;
@@ -50,6 +50,34 @@ public sealed class ReaperOptions
 
     /// <summary>Called after every pass with its result; an exception it throws is ignored.</summary>
     public Action<ReapResult>? OnReap { get; init; }
+
+    /// <summary>
+    /// The reaper options of a client, or null when the client runs no reaper (Reaper off, or no
+    /// secret under LeaseMode Optional). The client's options must be valid.
+    /// </summary>
+    public static ReaperOptions? ForClient(AequorClientOptions client, Action<ReapResult>? onReap = null)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        if (!client.Reaper || string.IsNullOrEmpty(client.CoordinationSecret))
+        {
+            return null;
+        }
+
+        return new ReaperOptions
+        {
+            ServiceName = client.ResolveServiceName(),
+            CoordinationSecret = client.CoordinationSecret,
+            PreviousCoordinationSecret = client.PreviousCoordinationSecret,
+            MaxIdleConnectionsToKill = client.MaxIdleConnectionsToKill,
+            MinConnectionIdleTimeSec = client.MinConnectionIdleTimeSec,
+            IncludeIdleInTransaction = client.IncludeIdleInTransaction,
+            MinIdleInTransactionSec = client.MinIdleInTransactionSec,
+            ReaperRunProbability = client.ReaperRunProbability,
+            ReaperCooldownMs = client.ReaperCooldownMs,
+            ErrorMode = client.ReaperErrorMode,
+            OnReap = onReap,
+        };
+    }
 
     /// <summary>Throws <see cref="AequorConfigurationException"/> for options that cannot work.</summary>
     public void Validate()

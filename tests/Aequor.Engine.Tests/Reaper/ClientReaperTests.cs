@@ -127,4 +127,33 @@ public sealed class ClientReaperTests(PostgresFixture db)
         Assert.DoesNotContain(ReaperKit.Secret, options.ToString(), StringComparison.Ordinal);
         Assert.DoesNotContain(ReaperKit.OtherSecret, options.ToString(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Client_options_map_to_reaper_options_and_no_reaper_without_a_secret_or_when_off()
+    {
+        var client = new AequorClientOptions
+        {
+            ConnectionString = "Host=localhost",
+            CoordinationSecret = ReaperKit.Secret,
+            PreviousCoordinationSecret = ReaperKit.OtherSecret,
+            ServiceName = "orders api",
+            MaxIdleConnectionsToKill = 3,
+            MinConnectionIdleTimeSec = 42,
+            IncludeIdleInTransaction = true,
+            MinIdleInTransactionSec = 77,
+            ReaperRunProbability = 0.25,
+            ReaperCooldownMs = 1234,
+            ReaperErrorMode = ReaperErrorMode.Throw,
+        };
+
+        var mapped = ReaperOptions.ForClient(client);
+
+        Assert.NotNull(mapped);
+        Assert.Equal(LeaseFormat.NormalizeServiceName("orders api"), mapped.ServiceName);
+        Assert.Equal((ReaperKit.Secret, ReaperKit.OtherSecret), (mapped.CoordinationSecret, mapped.PreviousCoordinationSecret));
+        Assert.Equal((3, 42, true, 77), (mapped.MaxIdleConnectionsToKill, mapped.MinConnectionIdleTimeSec, mapped.IncludeIdleInTransaction, mapped.MinIdleInTransactionSec));
+        Assert.Equal((0.25, 1234, ReaperErrorMode.Throw), (mapped.ReaperRunProbability, mapped.ReaperCooldownMs, mapped.ErrorMode));
+        Assert.Null(ReaperOptions.ForClient(new AequorClientOptions { ConnectionString = "Host=x", CoordinationSecret = ReaperKit.Secret, Reaper = false }));
+        Assert.Null(ReaperOptions.ForClient(new AequorClientOptions { ConnectionString = "Host=x", LeaseMode = LeaseMode.Optional }));
+    }
 }
