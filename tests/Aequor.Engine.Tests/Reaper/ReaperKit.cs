@@ -27,7 +27,10 @@ internal sealed class ReaperKit : IAsyncDisposable
     public string AppConnectionString { get; }
 
     /// <summary>Unique per test, so leftovers of another test are never in scope.</summary>
-    public string Service { get; } = "rp-" + Guid.NewGuid().ToString("N")[..10];
+    public string Service { get; init; } = "rp-" + Guid.NewGuid().ToString("N")[..10];
+
+    /// <summary>The role the app connection logs in as (aequor_app unless the environment gives another).</summary>
+    public string AppUser => new NpgsqlConnectionStringBuilder(AppConnectionString).Username!;
 
     public static long NowMs => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 

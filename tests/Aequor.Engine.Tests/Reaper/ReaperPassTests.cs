@@ -26,7 +26,7 @@ public sealed class ReaperPassTests(PostgresFixture db)
         Assert.Equal(zombie.ProcessID, candidate.Pid);
         Assert.Equal(kit.Service, candidate.ServiceName);
         Assert.Equal("idle", candidate.State);
-        Assert.Equal(TestPostgresRole, candidate.UserName);
+        Assert.Equal(kit.AppUser, candidate.UserName);
         Assert.Equal([zombie.ProcessID], result.KilledPids);
         Assert.Equal(2, result.RoundTrips);
         Assert.True(await kit.IsGoneAsync(zombie.ProcessID));
@@ -57,30 +57,31 @@ public sealed class ReaperPassTests(PostgresFixture db)
     {
         await using var kit = new ReaperKit(db);
         var old = await kit.ZombieAsync();
-        await Task.Delay(1200);
+        await Task.Delay(2200);
         var young = await kit.ZombieAsync();
         var reaper = await kit.ReaperConnectionAsync();
 
-        var result = await ReaperPass.RunAsync(reaper, kit.Options(minIdleSec: 1));
+        var result = await ReaperPass.RunAsync(reaper, kit.Options(minIdleSec: 2));
 
         Assert.Equal([old.ProcessID], result.KilledPids);
         Assert.Equal(1, result.Skipped[ReapReasons.TooYoung]);
-        Assert.True(result.Candidates[0].IdleSeconds >= 1);
+        Assert.True(result.Candidates[0].IdleSeconds >= 2);
         Assert.True(await kit.IsAliveAsync(young.ProcessID));
 
-        await Task.Delay(1200);
-        var later = await ReaperPass.RunAsync(reaper, kit.Options(minIdleSec: 1));
+        await Task.Delay(2200);
+        var later = await ReaperPass.RunAsync(reaper, kit.Options(minIdleSec: 2));
         Assert.Equal([young.ProcessID], later.KilledPids);
     }
 
     [Fact]
     public async Task Other_service_survives()
     {
-        await using var kit = new ReaperKit(db);
+        // Our service has a '_', which LIKE would take as a wildcard: 's=rp_x;%' matches 's=rp-x;…'.
+        var suffix = Guid.NewGuid().ToString("N")[..10];
+        await using var kit = new ReaperKit(db) { Service = "rp_" + suffix };
         var zombie = await kit.ZombieAsync();
-        // Same secret, a service whose name has ours as a prefix, and one that differs only where LIKE's '_' would match.
+        var lookalike = await kit.ZombieAsync(service: "rp-" + suffix);
         var longer = await kit.ZombieAsync(service: kit.Service + "x");
-        var lookalike = await kit.ZombieAsync(service: kit.Service[..2] + "_" + kit.Service[3..]);
 
         var result = await ReaperPass.RunAsync(await kit.ReaperConnectionAsync(), kit.Options());
 
@@ -88,6 +89,24 @@ public sealed class ReaperPassTests(PostgresFixture db)
         Assert.Equal(1, result.Scanned);
         Assert.True(await kit.IsAliveAsync(longer.ProcessID));
         Assert.True(await kit.IsAliveAsync(lookalike.ProcessID));
+    }
+
+    [Fact]
+    public async Task Lease_written_by_pg_aequor_is_reaped_and_its_neighbour_is_not()
+    {
+        // application_name strings produced by the real npm package (TestData/lease-vectors.json),
+        // expired in 2023; the service needed pg-aequor's normalisation ("my service/with spaces").
+        await using var kit = new ReaperKit(db) { Service = "my service/with spaces" };
+        const string secret = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        var node = await kit.OpenAsync("s=my_service_-31b6940a;i=abcdefgh;e=1700000000000;g=_3zQ2BviPaE");
+        var neighbour = await kit.OpenAsync("s=svc;i=abcdefgh;e=1700000000000;g=2lcnadn3BBU");
+
+        var result = await ReaperPass.RunAsync(await kit.ReaperConnectionAsync(), kit.Options(secret: secret));
+
+        Assert.Equal("my_service_-31b6940a", result.ServiceName);
+        Assert.Equal([node.ProcessID], result.KilledPids);
+        Assert.Equal("abcdefgh", Assert.Single(result.Candidates).InstanceId);
+        Assert.True(await kit.IsAliveAsync(neighbour.ProcessID));
     }
 
     [Fact]
@@ -279,11 +298,11 @@ public sealed class ReaperPassTests(PostgresFixture db)
         var second = await kit.ReaperConnectionAsync();
         using var bothStarted = new Barrier(2);
 
-        // Each pass that gets the lock holds it a second before killing, so the other one's try falls inside.
+        // Each pass that gets the lock holds it two seconds before killing, so the other one's try falls inside.
         Task<ReapResult> Pass(NpgsqlConnection c) => Task.Run(() =>
         {
             bothStarted.SignalAndWait(TimeSpan.FromSeconds(10));
-            return ReaperPass.ExecuteAsync(c, kit.Options(), null, (_, ct) => Task.Delay(1000, ct), CancellationToken.None);
+            return ReaperPass.ExecuteAsync(c, kit.Options(), null, (_, ct) => Task.Delay(2000, ct), CancellationToken.None);
         });
 
         var results = await Task.WhenAll(Pass(first), Pass(second));
@@ -345,6 +364,28 @@ public sealed class ReaperPassTests(PostgresFixture db)
         await Assert.ThrowsAsync<InvalidOperationException>(() => ReaperPass.RunAsync(reaper, throwing));
         var reported = await ReaperPass.RunAsync(reaper, kit.Options());
         Assert.IsType<InvalidOperationException>(reported.Error);
+    }
+
+    [Fact]
+    public async Task Cancelled_pass_is_reported_kills_nothing_and_releases_the_lock()
+    {
+        await using var kit = new ReaperKit(db);
+        var zombie = await kit.ZombieAsync();
+        var reaper = await kit.ReaperConnectionAsync();
+        using var cts = new CancellationTokenSource();
+
+        var result = await ReaperPass.ExecuteAsync(reaper, kit.Options(), null, (_, _) =>
+        {
+            cts.Cancel(); // Ctrl+C between scan and kill
+            return Task.CompletedTask;
+        }, cts.Token);
+
+        Assert.IsAssignableFrom<OperationCanceledException>(result.Error);
+        Assert.Empty(result.KilledPids);
+        Assert.True(await kit.IsAliveAsync(zombie.ProcessID));
+        var probe = await kit.OpenAsync("lock-probe");
+        Assert.True((bool)(await ReaperKit.ScalarAsync(probe, "SELECT pg_try_advisory_lock(1346847057, hashtext($1))", kit.Service))!);
+        Assert.Equal(1, await ReaperKit.ScalarAsync(reaper, "SELECT 1"));
     }
 
     [Fact]
@@ -476,6 +517,4 @@ public sealed class ReaperPassTests(PostgresFixture db)
     }
 
     private static string AppName(NpgsqlConnection c) => new NpgsqlConnectionStringBuilder(c.ConnectionString).ApplicationName!;
-
-    private const string TestPostgresRole = Aequor.TestServer.TestPostgres.AppRole;
 }
