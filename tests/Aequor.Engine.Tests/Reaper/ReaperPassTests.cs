@@ -339,6 +339,24 @@ public sealed class ReaperPassTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task While_our_pass_holds_the_lock_a_pg_aequor_instance_cannot_take_it()
+    {
+        await using var kit = new ReaperKit(db);
+        var zombie = await kit.ZombieAsync();
+        var node = await kit.OpenAsync("pg-aequor-instance");
+        bool? nodeGotIt = null;
+
+        var result = await ReaperPass.ExecuteAsync(await kit.ReaperConnectionAsync(), kit.Options(), null, async (_, _) =>
+            nodeGotIt = (bool)(await ReaperKit.ScalarAsync(node, "SELECT pg_try_advisory_lock(1346847057, hashtext($1))", kit.Service))!,
+            CancellationToken.None);
+
+        Assert.True(result.LockAcquired);
+        Assert.False(nodeGotIt);
+        Assert.Equal([zombie.ProcessID], result.KilledPids);
+        Assert.True((bool)(await ReaperKit.ScalarAsync(node, "SELECT pg_try_advisory_lock(1346847057, hashtext($1))", kit.Service))!);
+    }
+
+    [Fact]
     public async Task Failure_inside_a_pass_is_reported_releases_the_lock_and_throws_only_in_throw_mode()
     {
         await using var kit = new ReaperKit(db);
