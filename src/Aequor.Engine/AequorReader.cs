@@ -6,11 +6,21 @@ namespace Aequor.Engine;
 /// Streams rows of one or more result sets as plain .NET values (no Npgsql types leave the engine):
 /// DBNull becomes null; Postgres types without a natural .NET type are read as their text.
 /// </summary>
+/// <remarks>
+/// The retry rule for streams: <see cref="AequorClient.ExecuteReaderAsync"/> returns only once the first row
+/// (or the end of the first result set) has arrived, and everything up to that point may be retried under
+/// the client's write-safety rules. From the moment this reader exists, rows can be handed out, so nothing is
+/// ever retried: a connection lost mid-stream surfaces as <see cref="AequorOutcomeUnknownException"/>.
+/// </remarks>
 public sealed class AequorReader : IAsyncDisposable
 {
     private readonly NpgsqlDataReader _reader;
     private readonly Func<ValueTask>? _onDispose;
+    private readonly ReaderCompletion? _completion;
+    private bool _firstReadPending;
+    private bool _firstReadResult;
     private bool _disposed;
+    private Exception? _failure;
 
     internal AequorReader(NpgsqlDataReader reader, Func<ValueTask>? onDispose)
     {
@@ -18,10 +28,21 @@ public sealed class AequorReader : IAsyncDisposable
         _onDispose = onDispose;
     }
 
+    internal AequorReader(NpgsqlDataReader reader, bool firstReadResult, ReaderCompletion completion)
+    {
+        _reader = reader;
+        _completion = completion;
+        _firstReadPending = true;
+        _firstReadResult = firstReadResult;
+    }
+
     public int FieldCount => _reader.FieldCount;
 
     /// <summary>Rows changed by the statements read so far; -1 for a pure select.</summary>
     public int RecordsAffected => _reader.RecordsAffected;
+
+    /// <summary>Rows handed out so far, over all result sets.</summary>
+    public long RowsRead { get; private set; }
 
     public string GetName(int ordinal) => _reader.GetName(ordinal);
 
@@ -29,36 +50,81 @@ public sealed class AequorReader : IAsyncDisposable
 
     public Type GetFieldType(int ordinal) => _reader.GetFieldType(ordinal);
 
-    public Task<bool> ReadAsync(CancellationToken cancellationToken) => _reader.ReadAsync(cancellationToken);
-
-    public Task<bool> NextResultAsync(CancellationToken cancellationToken) => _reader.NextResultAsync(cancellationToken);
-
-    public object? GetValue(int ordinal)
+    public async Task<bool> ReadAsync(CancellationToken cancellationToken)
     {
-        if (_reader.IsDBNull(ordinal))
+        bool row;
+        if (_firstReadPending)
+        {
+            // The client read the first row before handing this reader out (see remarks).
+            _firstReadPending = false;
+            row = _firstReadResult;
+        }
+        else
+        {
+            try
+            {
+                row = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                throw Fail(ex);
+            }
+        }
+
+        if (row)
+        {
+            RowsRead++;
+        }
+
+        return row;
+    }
+
+    public async Task<bool> NextResultAsync(CancellationToken cancellationToken)
+    {
+        _firstReadPending = false;
+        try
+        {
+            return await _reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            throw Fail(ex);
+        }
+    }
+
+    public object? GetValue(int ordinal) => ConvertValue(_reader, ordinal);
+
+    internal static object? ConvertValue(NpgsqlDataReader reader, int ordinal)
+    {
+        if (reader.IsDBNull(ordinal))
         {
             return null;
         }
 
         try
         {
-            var value = _reader.GetValue(ordinal);
-            return IsPlain(value) ? value : _reader.GetFieldValue<string>(ordinal);
+            var value = reader.GetValue(ordinal);
+            return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
         }
         catch (InvalidCastException)
         {
             // e.g. a numeric beyond decimal's range: its text loses nothing.
-            return _reader.GetFieldValue<string>(ordinal);
+            return reader.GetFieldValue<string>(ordinal);
         }
         catch (OverflowException)
         {
-            return _reader.GetFieldValue<string>(ordinal);
+            return reader.GetFieldValue<string>(ordinal);
         }
     }
 
     private static bool IsPlain(object value)
     {
         var type = value.GetType();
+        if (type.IsPrimitive || type == typeof(string))
+        {
+            return true;
+        }
+
         if (type.IsArray)
         {
             var element = type.GetElementType()!;
@@ -66,6 +132,13 @@ public sealed class AequorReader : IAsyncDisposable
         }
 
         return type.Assembly != typeof(NpgsqlConnection).Assembly;
+    }
+
+    private Exception Fail(Exception ex)
+    {
+        var translated = _completion is null ? ex : _completion.Translate(ex, RowsRead);
+        _failure ??= translated;
+        return translated;
     }
 
     public async ValueTask DisposeAsync()
@@ -76,10 +149,39 @@ public sealed class AequorReader : IAsyncDisposable
         }
 
         _disposed = true;
-        await _reader.DisposeAsync().ConfigureAwait(false);
+        Exception? disposeFailure = null;
+        try
+        {
+            await _reader.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Npgsql reports an error of a later statement when the rest of the results are skipped.
+            disposeFailure = Fail(ex);
+        }
+
+        var recordsAffected = -1;
+        try
+        {
+            recordsAffected = _reader.RecordsAffected;
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        if (_completion is not null)
+        {
+            await _completion.CompleteAsync(_failure, RowsRead, recordsAffected).ConfigureAwait(false);
+        }
+
         if (_onDispose is not null)
         {
             await _onDispose().ConfigureAwait(false);
+        }
+
+        if (disposeFailure is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(disposeFailure);
         }
     }
 }

@@ -1,0 +1,23 @@
+namespace Aequor.Engine;
+
+/// <summary>
+/// Ties a handed-out <see cref="AequorReader"/> back to the client call that made it: failures are translated
+/// under the streaming rule, and disposal finishes the call (bookkeeping, OnQueryEnd, the client's gate).
+/// </summary>
+internal sealed class ReaderCompletion
+{
+    private readonly Func<Exception, long, Exception> _translate;
+    private readonly Func<Exception?, long, int, ValueTask> _complete;
+    private int _completed;
+
+    public ReaderCompletion(Func<Exception, long, Exception> translate, Func<Exception?, long, int, ValueTask> complete)
+    {
+        _translate = translate;
+        _complete = complete;
+    }
+
+    public Exception Translate(Exception failure, long rowsRead) => _translate(failure, rowsRead);
+
+    public ValueTask CompleteAsync(Exception? failure, long rowsRead, int recordsAffected) =>
+        Interlocked.Exchange(ref _completed, 1) == 0 ? _complete(failure, rowsRead, recordsAffected) : ValueTask.CompletedTask;
+}

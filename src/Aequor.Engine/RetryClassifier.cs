@@ -1,0 +1,91 @@
+using System.Net.Sockets;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>What a failure says about trying again.</summary>
+internal enum FailureKind
+{
+    /// <summary>Not worth another attempt: a SQL error, a bad password, a cancellation, a bug.</summary>
+    Permanent,
+
+    /// <summary>The connection or the server went away (class 08, 57P01–57P03, a transport error).</summary>
+    ConnectionLost,
+
+    /// <summary>53300: every connection slot is taken.</summary>
+    TooManyConnections,
+
+    /// <summary>40001 / 40P01: the server rolled the statement back; retried only when the caller opted in.</summary>
+    SerializationFailure,
+}
+
+/// <summary>
+/// Sorts failures the way pg-aequor does (class 08, 57P01–57P03, 53300, transport errors), except that
+/// 40001/40P01 are retried only on request and that a command timeout on a live connection is the caller's
+/// own limit, never a reason to run the statement again.
+/// </summary>
+internal static class RetryClassifier
+{
+    public static FailureKind Classify(Exception exception, bool connecting)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        if (exception is OperationCanceledException)
+        {
+            return FailureKind.Permanent;
+        }
+
+        if (exception is PostgresException pg)
+        {
+            return ClassifySqlState(pg.SqlState);
+        }
+
+        if (exception is NpgsqlException npgsql)
+        {
+            // Npgsql wraps the transport error; a bare NpgsqlException without one is its own verdict.
+            return npgsql.InnerException is { } inner ? ClassifyTransport(inner, connecting) : FailureKind.Permanent;
+        }
+
+        return ClassifyTransport(exception, connecting);
+    }
+
+    public static FailureKind ClassifySqlState(string? sqlState) => sqlState switch
+    {
+        null => FailureKind.Permanent,
+        "57P01" or "57P02" or "57P03" => FailureKind.ConnectionLost,
+        "53300" => FailureKind.TooManyConnections,
+        "40001" or "40P01" => FailureKind.SerializationFailure,
+        _ when sqlState.StartsWith("08", StringComparison.Ordinal) => FailureKind.ConnectionLost,
+        _ => FailureKind.Permanent,
+    };
+
+    private static FailureKind ClassifyTransport(Exception exception, bool connecting) => exception switch
+    {
+        PostgresException pg => ClassifySqlState(pg.SqlState),
+        SocketException or IOException => FailureKind.ConnectionLost,
+        // A connect timeout is the network's; a command timeout is the statement's own limit.
+        TimeoutException => connecting ? FailureKind.ConnectionLost : FailureKind.Permanent,
+        NpgsqlException { InnerException: { } inner } => ClassifyTransport(inner, connecting),
+        _ => FailureKind.Permanent,
+    };
+
+    /// <summary>True when the kind may be retried at all (write safety is decided elsewhere).</summary>
+    public static bool IsRetryable(FailureKind kind, bool retrySerializationFailures) => kind switch
+    {
+        FailureKind.ConnectionLost or FailureKind.TooManyConnections => true,
+        FailureKind.SerializationFailure => retrySerializationFailures,
+        _ => false,
+    };
+
+    public static string? SqlStateOf(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is PostgresException pg)
+            {
+                return pg.SqlState;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,33 @@
+namespace Aequor.Engine;
+
+/// <summary>
+/// The offset between this machine's clock and the database's, learned from a <c>clock_timestamp()</c>
+/// that rides along a round trip the client makes anyway (the first statement on a connection, every lease
+/// renewal). Lease expiries are signed on the database's timeline so a skewed client clock can neither make
+/// its own lease look expired early to the reapers nor keep it alive past its time.
+/// </summary>
+internal sealed class ServerClock
+{
+    private long _offsetMs;
+
+    public bool IsKnown { get; private set; }
+
+    /// <summary>Database time minus client time, in milliseconds (0 until learned).</summary>
+    public long OffsetMs => _offsetMs;
+
+    public static long ClientNowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    public long DatabaseNowMs() => ClientNowMs() + _offsetMs;
+
+    /// <summary>
+    /// Records one reading: the database said <paramref name="databaseMs"/> somewhere between the client
+    /// sending (<paramref name="sentAtClientMs"/>) and receiving (<paramref name="receivedAtClientMs"/>);
+    /// the midpoint is the best guess, off by at most half the round trip.
+    /// </summary>
+    public void Observe(long sentAtClientMs, long receivedAtClientMs, long databaseMs)
+    {
+        var midpoint = sentAtClientMs + ((receivedAtClientMs - sentAtClientMs) / 2);
+        Interlocked.Exchange(ref _offsetMs, databaseMs - midpoint);
+        IsKnown = true;
+    }
+}
