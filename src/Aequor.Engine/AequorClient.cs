@@ -473,7 +473,7 @@ public sealed class AequorClient : IAsyncDisposable
                 }
 
                 var failure = ex is ConnectionReplacedSignal signal ? signal.InnerException ?? ex : ex;
-                var (retry, delay, toThrow) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);
+                var (retry, delay, toThrow, reconnectOnly) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);
                 if (OnQueryError is { } error)
                 {
                     EventDispatch.Raise(error, this, new AequorQueryErrorEvent(statement.CommandText, parameterCount, failure, Stopwatch.GetElapsedTime(startedAt), attemptNumber, retry), Counters);
@@ -489,10 +489,13 @@ public sealed class AequorClient : IAsyncDisposable
                     throw toThrow;
                 }
 
-                Counters.Retried();
-                if (OnQueryRetry is { } retryHandlers)
+                if (!reconnectOnly)
                 {
-                    EventDispatch.Raise(retryHandlers, this, new AequorQueryRetryEvent(statement.CommandText, attemptNumber, delay, failure), Counters);
+                    Counters.Retried();
+                    if (OnQueryRetry is { } retryHandlers)
+                    {
+                        EventDispatch.Raise(retryHandlers, this, new AequorQueryRetryEvent(statement.CommandText, call.Budget?.RetriesUsed ?? attemptNumber, delay, failure), Counters);
+                    }
                 }
 
                 await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
@@ -522,15 +525,16 @@ public sealed class AequorClient : IAsyncDisposable
 
     /// <summary>
     /// The heart of write safety: whether a failed attempt may be made again, after which delay, or what to
-    /// throw instead; (false, _, null) rethrows the original exception.
+    /// throw instead; (false, _, null) rethrows the original exception. ReconnectOnly: the statement never
+    /// ran on a connection found dead; it goes to a fresh one without counting as a retry.
     /// </summary>
-    private async Task<(bool Retry, TimeSpan Delay, Exception? ToThrow)> DecideAsync(
+    private async Task<(bool Retry, TimeSpan Delay, Exception? ToThrow, bool ReconnectOnly)> DecideAsync(
         Exception ex, AequorStatement statement, SendStage stage, bool inTransaction, long generation, CallState call, CancellationToken cancellationToken)
     {
         // Our own verdicts (connect budget spent, heartbeat Throw mode, reaper Throw mode) are final.
         if (ex is AequorException)
         {
-            return (false, TimeSpan.Zero, null);
+            return (false, TimeSpan.Zero, null, false);
         }
 
         var replaced = ex is ConnectionReplacedSignal;
@@ -548,14 +552,14 @@ public sealed class AequorClient : IAsyncDisposable
             // Not dead: a SQL error inside the transaction; the server marks it aborted and the caller decides.
             return dead
                 ? (false, TimeSpan.Zero, new AequorTransactionLostException(
-                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause))
-                : (false, TimeSpan.Zero, null);
+                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false)
+                : (false, TimeSpan.Zero, null, false);
         }
 
         if (cancellationToken.IsCancellationRequested || ex is OperationCanceledException
             || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
         {
-            return (false, TimeSpan.Zero, replaced ? cause : null);
+            return (false, TimeSpan.Zero, replaced ? cause : null, false);
         }
 
         // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
@@ -568,7 +572,7 @@ public sealed class AequorClient : IAsyncDisposable
         {
             return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
                 $"The connection was lost after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}): its outcome is unknown — it may or may not have run — and it was not sent again because it is not marked idempotent. Check the data before repeating it.",
-                cause));
+                cause), false);
         }
 
         // A connection found dead before the statement ran is replaced once without spending the budget: a
@@ -576,13 +580,13 @@ public sealed class AequorClient : IAsyncDisposable
         if (dead && neverRan && call.FreeReconnect)
         {
             call.FreeReconnect = false;
-            return (true, TimeSpan.Zero, null);
+            return (true, TimeSpan.Zero, null, true);
         }
 
         call.Budget ??= new RetryBudget(_options, _random, call.StartedAt);
         return call.Budget.TryTake(RetryPhase.Statement, out var delay)
-            ? (true, delay, null)
-            : (false, TimeSpan.Zero, replaced ? cause : null);
+            ? (true, delay, null, false)
+            : (false, TimeSpan.Zero, replaced ? cause : null, false);
     }
 
     private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendPlainAsync(

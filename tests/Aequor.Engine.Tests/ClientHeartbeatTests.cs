@@ -1,0 +1,150 @@
+namespace Aequor.Engine.Tests;
+
+/// <summary>The lease in application_name: renewed along the caller's statements, never inside a transaction.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClientHeartbeatTests(PostgresFixture db)
+{
+    // TTL 4 s, renew when ≤ 3 s remain, wait for it when ≤ 0.5 s remain: the soft zone starts 1 s after signing.
+    private AequorClient NewClient(int ttl = 4_000, int soft = 3_000, int hard = 500, HeartbeatErrorMode mode = HeartbeatErrorMode.Reconnect) => new(new AequorClientOptions
+    {
+        ConnectionString = db.AppConnectionString,
+        CoordinationSecret = ClientTestKit.Secret,
+        ServiceName = "client-heartbeat",
+        Reaper = false,
+        LeaseTtlMs = ttl,
+        HeartbeatSoftRemainingMs = soft,
+        HeartbeatHardWaitRemainingMs = hard,
+        HeartbeatErrorMode = mode,
+    });
+
+    private async Task<long> ServerExpiryAsync(AequorClient client)
+    {
+        var name = await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(name), $"not a valid lease: {name}");
+        Assert.True(Lease.TryParse(name, out var lease));
+        return lease.ExpiresAtMs;
+    }
+
+    [Fact]
+    public async Task After_the_soft_threshold_the_renewal_rides_with_the_next_statement_and_a_new_expiry_is_visible()
+    {
+        await using var client = NewClient();
+        var events = new ClientTestKit.EventLog(client);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+        Assert.NotNull(client.ServerClockOffset);
+        Assert.InRange(Math.Abs(client.ServerClockOffset!.Value.TotalMilliseconds), 0, 1_000);
+        var first = await ServerExpiryAsync(client);
+
+        await Task.Delay(1_300);
+        Assert.Equal(2, await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+
+        var renewed = await ServerExpiryAsync(client);
+        Assert.True(renewed > first, $"expiry {renewed} should be later than {first}");
+        Assert.Equal(renewed, client.LeaseExpiresAt!.Value.ToUnixTimeMilliseconds());
+        var dbNow = await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8");
+        Assert.InRange(renewed - dbNow, 3_000, 4_000); // signed on the database's timeline: now + TTL
+        var heartbeat = Assert.Single(events.Of<AequorHeartbeatEvent>());
+        Assert.True(heartbeat.SharedRoundTrip);
+        Assert.Equal(1, client.Counters.Heartbeats);
+        Assert.Equal(1, client.Counters.Connects);
+    }
+
+    [Fact]
+    public async Task No_renewal_inside_a_transaction_and_one_right_after_it_ends()
+    {
+        await using var client = NewClient();
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var first = await ServerExpiryAsync(client);
+
+        await client.BeginTransactionAsync(default);
+        await Task.Delay(1_300);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default);
+        Assert.Equal(first, await ServerExpiryAsync(client));
+        Assert.Equal(0, client.Counters.Heartbeats);
+        await client.RollbackAsync(default);
+
+        Assert.Equal(first, await ServerExpiryAsync(client));
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default);
+        var renewed = await ServerExpiryAsync(client);
+        Assert.True(renewed > first);
+        Assert.Equal(renewed, client.LeaseExpiresAt!.Value.ToUnixTimeMilliseconds());
+        Assert.Equal(1, client.Counters.Heartbeats);
+    }
+
+    [Fact]
+    public async Task A_renewal_reverted_with_a_failing_statement_is_noticed_and_made_again()
+    {
+        await using var client = NewClient();
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var first = await ServerExpiryAsync(client);
+        await Task.Delay(1_300);
+
+        // The renewal shares the batch's implicit transaction with the division by zero, which rolls it back.
+        await Assert.ThrowsAsync<Npgsql.PostgresException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 1/0"), default));
+        Assert.Equal(first, await ServerExpiryAsync(client));
+        Assert.Equal(first, client.LeaseExpiresAt!.Value.ToUnixTimeMilliseconds()); // the client saw the revert
+        Assert.Equal(0, client.Counters.Heartbeats);
+
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var renewed = await ServerExpiryAsync(client);
+        Assert.True(renewed > first);
+        Assert.Equal(1, client.Counters.Heartbeats);
+    }
+
+    [Fact]
+    public async Task A_user_rollback_of_a_renewal_made_in_sql_is_noticed()
+    {
+        await using var client = NewClient(ttl: 60_000, soft: 1_000, hard: 500);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var leased = client.ApplicationName;
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT set_config('application_name', 'not-a-lease', false)"), default);
+        Assert.Equal("not-a-lease", client.ApplicationName is null ? null : await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value));
+        await client.RollbackAsync(default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        Assert.Equal(leased, await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value));
+        Assert.Equal(leased, client.ApplicationName);
+    }
+
+    [Fact]
+    public async Task A_statement_that_cannot_share_a_batch_gets_its_renewal_in_a_round_trip_of_its_own()
+    {
+        await using var client = NewClient();
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var first = await ServerExpiryAsync(client);
+        await Task.Delay(1_300);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1; SELECT 2"), default));
+        Assert.True(await ServerExpiryAsync(client) > first);
+        Assert.Equal(1, client.Counters.Heartbeats);
+    }
+
+    [Fact]
+    public async Task When_the_hard_wait_renewal_fails_the_statement_goes_to_a_fresh_connection()
+    {
+        await using var client = NewClient(ttl: 2_000, soft: 1_900, hard: 1_800);
+        var events = new ClientTestKit.EventLog(client);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var pid = client.BackendPid!.Value;
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        await Task.Delay(300);
+
+        // ≤ 1.8 s left: the renewal goes first and alone, fails on the dead backend; the insert goes elsewhere.
+        var newPid = await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default);
+        Assert.NotEqual(pid, newPid);
+        Assert.Single(events.Of<AequorHeartbeatFailEvent>());
+        Assert.Contains(events.Of<AequorClientDeadEvent>(), e => e.Source == "heartbeat");
+        Assert.Equal(2, client.Counters.Connects);
+    }
+
+    [Fact]
+    public async Task Optional_mode_without_a_secret_never_renews()
+    {
+        await using var client = new AequorClient(new AequorClientOptions { ConnectionString = db.AppConnectionString, LeaseMode = LeaseMode.Optional });
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        Assert.Equal(0, client.Counters.Heartbeats);
+        Assert.Null(client.LeaseExpiresAt);
+    }
+}

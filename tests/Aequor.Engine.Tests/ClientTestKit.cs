@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using Npgsql;
+
+namespace Aequor.Engine.Tests;
+
+/// <summary>Helpers the client's integration tests share: a superuser's view of the server.</summary>
+internal static class ClientTestKit
+{
+    public const string Secret = AequorClientTests.Secret;
+
+    public static async Task<T?> AdminScalarAsync<T>(string adminConnectionString, string sql, params object[] args)
+    {
+        var b = new NpgsqlConnectionStringBuilder(adminConnectionString) { Pooling = false };
+        await using var conn = new NpgsqlConnection(b.ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        foreach (var a in args)
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = a });
+        }
+
+        var value = await cmd.ExecuteScalarAsync();
+        return value is null or DBNull ? default : (T)value;
+    }
+
+    public static Task<bool> TerminateAsync(string adminConnectionString, int pid) =>
+        AdminScalarAsync<bool>(adminConnectionString, "SELECT pg_terminate_backend($1)", pid);
+
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Timed out after {timeout.TotalSeconds} s waiting for: {what}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    public static Task WaitGoneAsync(string adminConnectionString, int pid) =>
+        WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0,
+            TimeSpan.FromSeconds(10), $"backend {pid} to leave pg_stat_activity");
+
+    public static Task<string?> StateOfAsync(string adminConnectionString, int pid) =>
+        AdminScalarAsync<string>(adminConnectionString, "SELECT state FROM pg_stat_activity WHERE pid = $1", pid);
+
+    public static Task<string?> ApplicationNameOfAsync(string adminConnectionString, int pid) =>
+        AdminScalarAsync<string>(adminConnectionString, "SELECT application_name FROM pg_stat_activity WHERE pid = $1", pid);
+
+    /// <summary>Records every event a client raises, in order.</summary>
+    public sealed class EventLog
+    {
+        public ConcurrentQueue<object> All { get; } = new();
+
+        public EventLog(AequorClient client)
+        {
+            client.OnConnect += (_, e) => All.Enqueue(e);
+            client.OnReconnect += (_, e) => All.Enqueue(e);
+            client.OnQueryStart += (_, e) => All.Enqueue(e);
+            client.OnQueryEnd += (_, e) => All.Enqueue(e);
+            client.OnQueryError += (_, e) => All.Enqueue(e);
+            client.OnQueryRetry += (_, e) => All.Enqueue(e);
+            client.OnHeartbeat += (_, e) => All.Enqueue(e);
+            client.OnHeartbeatFail += (_, e) => All.Enqueue(e);
+            client.OnReap += (_, e) => All.Enqueue(e);
+            client.OnClientDead += (_, e) => All.Enqueue(e);
+        }
+
+        public IReadOnlyList<T> Of<T>() => All.OfType<T>().ToList();
+    }
+}
