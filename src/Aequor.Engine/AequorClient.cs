@@ -411,7 +411,9 @@ public sealed class AequorClient : IAsyncDisposable
             IAsyncDisposable? command = null;
             try
             {
-                var connection = await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
+                var connection = _connection is { } open && IsAlive(open)
+                    ? open
+                    : await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
                 generation = Generation;
                 var plan = inTransaction ? PrefixPlan.None : PlanPrefix(connection, statement.CommandText);
                 if (plan is { Kind: not PrefixKind.None, Standalone: true })

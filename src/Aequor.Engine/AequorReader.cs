@@ -50,34 +50,54 @@ public sealed class AequorReader : IAsyncDisposable
 
     public Type GetFieldType(int ordinal) => _reader.GetFieldType(ordinal);
 
-    public async Task<bool> ReadAsync(CancellationToken cancellationToken)
+    public Task<bool> ReadAsync(CancellationToken cancellationToken)
     {
-        bool row;
         if (_firstReadPending)
         {
             // The client read the first row before handing this reader out (see remarks).
             _firstReadPending = false;
-            row = _firstReadResult;
-        }
-        else
-        {
-            try
-            {
-                row = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                throw Fail(ex);
-            }
+            return Counted(_firstReadResult);
         }
 
+        Task<bool> read;
+        try
+        {
+            read = _reader.ReadAsync(cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            return Task.FromException<bool>(Fail(ex));
+        }
+
+        // Rows already buffered complete synchronously: no state machine per row on the hot path.
+        return read.IsCompletedSuccessfully ? Counted(read.Result) : ReadSlowAsync(read);
+    }
+
+    private async Task<bool> ReadSlowAsync(Task<bool> read)
+    {
+        try
+        {
+            return Counted(await read.ConfigureAwait(false)).Result;
+        }
+        catch (Exception ex)
+        {
+            throw Fail(ex);
+        }
+    }
+
+    private Task<bool> Counted(bool row)
+    {
         if (row)
         {
             RowsRead++;
+            return TrueTask;
         }
 
-        return row;
+        return FalseTask;
     }
+
+    private static readonly Task<bool> TrueTask = Task.FromResult(true);
+    private static readonly Task<bool> FalseTask = Task.FromResult(false);
 
     public async Task<bool> NextResultAsync(CancellationToken cancellationToken)
     {
@@ -120,19 +140,17 @@ public sealed class AequorReader : IAsyncDisposable
     private static bool IsPlain(object value)
     {
         var type = value.GetType();
-        if (type.IsPrimitive || type == typeof(string))
+        if (type.IsPrimitive || type == typeof(string) || type == typeof(decimal) || type == typeof(DateTime))
         {
             return true;
         }
 
-        if (type.IsArray)
-        {
-            var element = type.GetElementType()!;
-            return element.Assembly != typeof(NpgsqlConnection).Assembly;
-        }
-
-        return type.Assembly != typeof(NpgsqlConnection).Assembly;
+        // Asking a type for its assembly costs more than the rest of a value's read: remember the answer.
+        return PlainTypes.TryGetValue(type, out var plain) ? plain : PlainTypes.GetOrAdd(type, static t =>
+            (t.IsArray ? t.GetElementType()! : t).Assembly != typeof(NpgsqlConnection).Assembly);
     }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, bool> PlainTypes = new();
 
     private Exception Fail(Exception ex)
     {
