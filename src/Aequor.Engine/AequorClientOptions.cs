@@ -98,6 +98,18 @@ public sealed class AequorClientOptions
         Positive(HeartbeatTimeoutMs, nameof(HeartbeatTimeoutMs));
         NotNegative(HeartbeatSoftRemainingMs, nameof(HeartbeatSoftRemainingMs));
         NotNegative(HeartbeatHardWaitRemainingMs, nameof(HeartbeatHardWaitRemainingMs));
+        if (HeartbeatHardWaitRemainingMs > HeartbeatSoftRemainingMs)
+        {
+            throw new AequorConfigurationException(
+                $"HeartbeatHardWaitRemainingMs ({HeartbeatHardWaitRemainingMs}) is above HeartbeatSoftRemainingMs ({HeartbeatSoftRemainingMs}): a renewal is waited for only after it could have ridden along a statement.");
+        }
+
+        if (HeartbeatSoftRemainingMs >= LeaseTtlMs)
+        {
+            throw new AequorConfigurationException(
+                $"HeartbeatSoftRemainingMs ({HeartbeatSoftRemainingMs}) is not below LeaseTtlMs ({LeaseTtlMs}): every statement would renew the lease.");
+        }
+
         NotNegative(Retries, nameof(Retries));
         NotNegative(MinBackoff, nameof(MinBackoff));
         if (MaxBackoff < MinBackoff)

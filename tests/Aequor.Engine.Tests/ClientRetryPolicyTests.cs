@@ -178,3 +178,22 @@ public sealed class ClientRetryPolicyTests
         Assert.InRange(clock.DatabaseNowMs() - ServerClock.ClientNowMs(), 59_990, 60_010);
     }
 }
+
+public sealed class ClientOptionsTests
+{
+    [Theory]
+    [InlineData(90_000, 30_000, 40_000, "HeartbeatHardWaitRemainingMs")]
+    [InlineData(30_000, 30_000, 5_000, "HeartbeatSoftRemainingMs")]
+    public void Heartbeat_thresholds_that_cannot_work_are_refused(int ttl, int soft, int hard, string named)
+    {
+        var ex = Assert.Throws<AequorConfigurationException>(() => new AequorClientOptions
+        {
+            ConnectionString = "Host=x",
+            LeaseMode = LeaseMode.Optional,
+            LeaseTtlMs = ttl,
+            HeartbeatSoftRemainingMs = soft,
+            HeartbeatHardWaitRemainingMs = hard,
+        }.Validate());
+        Assert.Contains(named, ex.Message, StringComparison.Ordinal);
+    }
+}

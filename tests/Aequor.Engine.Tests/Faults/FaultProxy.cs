@@ -71,6 +71,12 @@ public sealed class FaultProxy : IAsyncDisposable
 
     private static void Reset(TcpClient client)
     {
+        // A link whose pumps already ended has disposed its TcpClient (Client is null then).
+        if (client.Client is null)
+        {
+            return;
+        }
+
         try
         {
             client.Client.LingerState = new LingerOption(true, 0);

@@ -1,0 +1,64 @@
+using Aequor.Engine.Tests.Faults;
+using Npgsql;
+
+namespace Aequor.Engine.Tests;
+
+/// <summary>Network faults between the client and the server, through the loopback fault proxy.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClientFaultTests(PostgresFixture db)
+{
+    private (FaultProxy Proxy, AequorClient Client) NewClient(int commandTimeout = 30)
+    {
+        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
+        var proxy = new FaultProxy(b.Host!, b.Port);
+        var cs = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 3 }.ConnectionString;
+        var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = cs,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-faults",
+            Reaper = false,
+            MinBackoff = 20,
+            MaxBackoff = 100,
+            CommandTimeout = commandTimeout,
+        });
+        return (proxy, client);
+    }
+
+    [Fact]
+    public async Task A_reset_idle_connection_is_replaced_for_an_idempotent_statement_and_is_an_unknown_outcome_for_a_write()
+    {
+        var (proxy, client) = NewClient();
+        await using var _ = proxy;
+        await using var __ = client;
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var pid = client.BackendPid;
+
+        // A reset carries no server message: nothing proves the statement did not reach the server.
+        proxy.ResetAll();
+        var ex = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+        Assert.Contains("outcome is unknown", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default));
+        Assert.NotEqual(pid, client.BackendPid);
+
+        proxy.ResetAll();
+        Assert.Equal(4, await client.ExecuteScalarAsync(new AequorStatement("SELECT 4") { Idempotent = true }, default));
+        Assert.Equal(1, client.Counters.Retries);
+        Assert.Equal(3, client.Counters.Connects);
+    }
+
+    [Fact]
+    public async Task A_black_holed_statement_ends_in_an_unknown_outcome_within_its_timeout_and_the_client_recovers()
+    {
+        var (proxy, client) = NewClient(commandTimeout: 1);
+        await using var _ = proxy;
+        await using var __ = client;
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        proxy.BlackHole = true;
+        var started = DateTime.UtcNow;
+        await Assert.ThrowsAnyAsync<Exception>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
+        proxy.BlackHole = false;
+        Assert.Equal(3, await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default));
+    }
+}
