@@ -548,6 +548,12 @@ public sealed class AequorClient : IAsyncDisposable
         {
             await MarkDeadAsync(generation, stage == SendStage.Sent ? "statement" : "probe", cause).ConfigureAwait(false);
         }
+        else if (!dead)
+        {
+            // The connection is fine: a renewal that rode along was rolled back with the statement's error,
+            // which the next statement sees in the application_name the server reports.
+            AfterStatement(generation);
+        }
 
         if (inTransaction)
         {
