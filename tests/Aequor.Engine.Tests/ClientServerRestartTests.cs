@@ -25,17 +25,41 @@ public sealed class ClientServerRestartTests
     [Fact]
     public async Task After_a_fast_restart_the_next_statement_succeeds_within_the_budget()
     {
+        const string mode = "fast";
         await using var server = await TestPostgres.StartLocalAsync();
         await using var client = NewClient(server, retries: 3);
         var pid = (int)(await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default))!;
 
-        await server.Cluster!.RestartAsync("fast");
+        // A fast shutdown sends the idle backend a FATAL 57P01 before it exits; the probe sees it before the statement.
+        await server.Cluster!.RestartAsync(mode);
+        // A restart while the worker idles (a statement within DefaultProbeAfterIdleMs of the previous one
+        // carries no probe: it gets an unknown outcome instead of a silent second run).
+        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
 
         var started = DateTime.UtcNow;
         var newPid = (int)(await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default))!;
         Assert.NotEqual(pid, newPid);
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromMilliseconds(client.Options.MaxQueryRetryTimeMs));
         Assert.Equal(1, client.Counters.Reconnects);
+    }
+
+    [Fact]
+    public async Task After_an_immediate_restart_an_idempotent_statement_succeeds_and_a_write_is_an_unknown_outcome()
+    {
+        await using var server = await TestPostgres.StartLocalAsync();
+        await using var client = NewClient(server, retries: 3);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+
+        // An immediate shutdown closes the socket without a word: nothing proves a statement did not run.
+        await server.Cluster!.RestartAsync("immediate");
+        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
+        await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+        Assert.Equal(3, await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default));
+
+        await server.Cluster.RestartAsync("immediate");
+        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
+        Assert.Equal(4, await client.ExecuteScalarAsync(new AequorStatement("SELECT 4") { Idempotent = true }, default));
+        Assert.Equal(1, client.Counters.Retries);
     }
 
     [Fact]
