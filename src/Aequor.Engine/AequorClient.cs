@@ -38,7 +38,7 @@ public sealed class AequorClient : IAsyncDisposable
     private readonly NpgsqlConnectionStringBuilder _baseBuilder;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Random _random;
-    private readonly ServerClock _clock = new();
+    private readonly ServerClock _clock;
     private NpgsqlDataSource? _dataSource;
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
@@ -56,17 +56,19 @@ public sealed class AequorClient : IAsyncDisposable
     private bool _renewalInFlightShared;
 
     public AequorClient(AequorClientOptions options)
-        : this(options, new Random())
+        : this(options, new Random(), TimeProvider.System)
     {
     }
 
-    internal AequorClient(AequorClientOptions options, Random random)
+    /// <param name="clientClock">This machine's wall clock (tests shift it to play a skewed client).</param>
+    internal AequorClient(AequorClientOptions options, Random random, TimeProvider clientClock)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(random);
         options.Validate();
         _options = options;
         _random = random;
+        _clock = new ServerClock(clientClock);
         if (!string.IsNullOrEmpty(options.CoordinationSecret))
         {
             _signer = new LeaseSigner(options.CoordinationSecret);
@@ -336,7 +338,7 @@ public sealed class AequorClient : IAsyncDisposable
 
                 Touch();
             }
-            catch (Exception ex) when (ex is not AequorException && connection is not null && IsConnectionFailure(ex, connection))
+            catch (Exception ex) when (ex is not AequorClientException && connection is not null && IsConnectionFailure(ex, connection))
             {
                 await MarkDeadAsync(generation, commit ? "commit" : "rollback", ex).ConfigureAwait(false);
                 if (commit)
@@ -534,7 +536,7 @@ public sealed class AequorClient : IAsyncDisposable
         Exception ex, AequorStatement statement, SendStage stage, bool inTransaction, long generation, CallState call, CancellationToken cancellationToken)
     {
         // Our own verdicts (connect budget spent, heartbeat Throw mode, reaper Throw mode) are final.
-        if (ex is AequorException)
+        if (ex is AequorClientException)
         {
             return (false, TimeSpan.Zero, null, false);
         }
@@ -661,7 +663,7 @@ public sealed class AequorClient : IAsyncDisposable
                 _renewalInFlightShared = true;
             }
 
-            var sentAt = ServerClock.ClientNowMs();
+            var sentAt = _clock.ClientNowMs();
             var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             try
             {
@@ -670,7 +672,7 @@ public sealed class AequorClient : IAsyncDisposable
                     throw new InvalidOperationException("The clock reading returned no row.");
                 }
 
-                _clock.Observe(sentAt, ServerClock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
                 _clockReadOnConnection = true;
 
                 // Consumes the prefix's CommandComplete: from here on, the statement may have started.
@@ -858,13 +860,13 @@ public sealed class AequorClient : IAsyncDisposable
                     _renewalInFlightShared = false;
                 }
 
-                var sentAt = ServerClock.ClientNowMs();
+                var sentAt = _clock.ClientNowMs();
                 var reader = await command.ExecuteReaderAsync(timeout.Token).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     if (await reader.ReadAsync(timeout.Token).ConfigureAwait(false))
                     {
-                        _clock.Observe(sentAt, ServerClock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                        _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
                         _clockReadOnConnection = true;
                     }
                 }
@@ -1010,7 +1012,7 @@ public sealed class AequorClient : IAsyncDisposable
                 await RunReaperAsync(connection, sawTooManyConnections ? ReapTrigger.AfterTooManyConnections : ReapTrigger.AfterConnect, cancellationToken).ConfigureAwait(false);
                 return connection;
             }
-            catch (Exception ex) when (ex is not AequorException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
+            catch (Exception ex) when (ex is not AequorClientException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
             {
                 var kind = RetryClassifier.Classify(ex, connecting: true);
                 budget ??= new RetryBudget(_options, _random, startedAt);

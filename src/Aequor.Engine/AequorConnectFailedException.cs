@@ -1,7 +1,7 @@
 namespace Aequor.Engine;
 
 /// <summary>No connection could be made: a permanent error (bad password, no such database), or transient ones until the connect budget was spent.</summary>
-public sealed class AequorConnectFailedException : AequorException
+public sealed class AequorConnectFailedException : AequorClientException
 {
     public AequorConnectFailedException()
     {

@@ -1,7 +1,7 @@
 namespace Aequor.Engine;
 
 /// <summary>A lease renewal failed and <see cref="HeartbeatErrorMode.Throw"/> was chosen; the statement was not sent.</summary>
-public sealed class AequorHeartbeatException : AequorException
+public sealed class AequorHeartbeatException : AequorClientException
 {
     public AequorHeartbeatException()
     {

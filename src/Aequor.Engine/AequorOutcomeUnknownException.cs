@@ -4,7 +4,7 @@ namespace Aequor.Engine;
 /// The connection was lost after the statement was sent: it may or may not have run (or committed). It was
 /// not sent again, because it was not marked idempotent. Check the data before repeating it.
 /// </summary>
-public sealed class AequorOutcomeUnknownException : AequorException
+public sealed class AequorOutcomeUnknownException : AequorClientException
 {
     public AequorOutcomeUnknownException()
     {

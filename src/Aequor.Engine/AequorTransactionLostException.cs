@@ -4,7 +4,7 @@ namespace Aequor.Engine;
 /// The connection was lost inside a transaction: the server has rolled it back, nothing was retried, and
 /// every statement fails with this until the caller ends the transaction (a rollback then succeeds).
 /// </summary>
-public sealed class AequorTransactionLostException : AequorException
+public sealed class AequorTransactionLostException : AequorClientException
 {
     public AequorTransactionLostException()
     {

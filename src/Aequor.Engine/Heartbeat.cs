@@ -31,6 +31,9 @@ internal static class Heartbeat
     /// <summary>A clock reading that also proves the connection is alive: see <see cref="AequorClient"/>.</summary>
     public const string ProbeSql = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8";
 
+    /// <summary>Clock readings are off by up to half a round trip; skew below this is left alone.</summary>
+    public const int SkewToleranceMs = 1_000;
+
     public static RenewalNeed Assess(long? expiresAtDbMs, long databaseNowMs, AequorClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -40,6 +43,14 @@ internal static class Heartbeat
         }
 
         var remaining = expires - databaseNowMs;
+        if (remaining > options.LeaseTtlMs + SkewToleranceMs)
+        {
+            // Longer than any lease we sign: it was signed on a client clock running ahead of the database's
+            // (the startup lease, before the first clock reading). Re-sign on the database timeline, riding
+            // along the next statement, so the lease does not outlive its TTL by the skew.
+            return RenewalNeed.Soft;
+        }
+
         if (remaining > options.HeartbeatSoftRemainingMs)
         {
             return RenewalNeed.None;

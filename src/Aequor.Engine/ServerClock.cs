@@ -8,14 +8,20 @@ namespace Aequor.Engine;
 /// </summary>
 internal sealed class ServerClock
 {
+    private readonly TimeProvider _time;
     private long _offsetMs;
+
+    public ServerClock(TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+    }
 
     public bool IsKnown { get; private set; }
 
     /// <summary>Database time minus client time, in milliseconds (0 until learned).</summary>
     public long OffsetMs => _offsetMs;
 
-    public static long ClientNowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+    public long ClientNowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     public long DatabaseNowMs() => ClientNowMs() + _offsetMs;
 

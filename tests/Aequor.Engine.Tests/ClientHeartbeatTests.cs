@@ -148,3 +148,52 @@ public sealed class ClientHeartbeatTests(PostgresFixture db)
         Assert.Null(client.LeaseExpiresAt);
     }
 }
+
+/// <summary>A client whose wall clock is off: leases are judged and signed on the database's timeline.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClientClockSkewTests(PostgresFixture db)
+{
+    private sealed class ShiftedClock(TimeSpan shift) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + shift;
+    }
+
+    private AequorClient NewClient(TimeSpan skew) => new(
+        new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-skew",
+            Reaper = false,
+        },
+        new Random(),
+        new ShiftedClock(skew));
+
+    private async Task<long> RemainingOnDatabaseClockAsync(AequorClient client)
+    {
+        var name = await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        Assert.True(Lease.TryParse(name, out var lease));
+        var dbNow = await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8");
+        return lease.ExpiresAtMs - dbNow;
+    }
+
+    [Theory]
+    [InlineData(-80)] // behind: the startup lease would look expired 80 s early
+    [InlineData(120)] // ahead: the startup lease would outlive its TTL by two minutes
+    public async Task A_skewed_client_re_signs_its_lease_on_the_database_timeline_without_an_extra_round_trip(int skewSeconds)
+    {
+        await using var client = NewClient(TimeSpan.FromSeconds(skewSeconds));
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        // The startup lease was signed on the client clock; the first statement's batch read the database clock.
+        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 90_000 + (skewSeconds * 1000) - 5_000, 90_000 + (skewSeconds * 1000));
+        Assert.InRange(client.ServerClockOffset!.Value.TotalSeconds, -skewSeconds - 1, -skewSeconds + 1);
+
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default);
+        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 85_000, 90_000);
+        Assert.Equal(1, client.Counters.Heartbeats);
+
+        // And it stays put: no renewal while more than the soft threshold remains on the database clock.
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default);
+        Assert.Equal(1, client.Counters.Heartbeats);
+    }
+}

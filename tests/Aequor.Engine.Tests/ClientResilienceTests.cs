@@ -164,7 +164,7 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default);
         await ClientTestKit.TerminateAsync(db.AdminConnectionString, client.BackendPid!.Value);
         await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, client.BackendPid!.Value);
-        await Assert.ThrowsAnyAsync<AequorException>(() => client.CommitAsync(default));
+        await Assert.ThrowsAnyAsync<AequorClientException>(() => client.CommitAsync(default));
         Assert.False(client.InTransaction);
         Assert.Equal(0, await CountAsync(table, 1));
     }

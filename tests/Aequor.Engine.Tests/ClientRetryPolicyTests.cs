@@ -165,6 +165,9 @@ public sealed class ClientRetryPolicyTests
         Assert.Equal(RenewalNeed.Hard, Heartbeat.Assess(100_000, 95_000, o));
         Assert.Equal(RenewalNeed.Hard, Heartbeat.Assess(100_000, 200_000, o));
         Assert.Equal(RenewalNeed.Hard, Heartbeat.Assess(null, 0, o));
+        // A lease longer than the TTL was signed on a client clock running ahead: re-signed, without waiting.
+        Assert.Equal(RenewalNeed.None, Heartbeat.Assess(100_000 + 90_000, 100_000, o));
+        Assert.Equal(RenewalNeed.Soft, Heartbeat.Assess(100_000 + 92_000, 100_000, o));
     }
 
     [Fact]
@@ -175,7 +178,7 @@ public sealed class ClientRetryPolicyTests
         clock.Observe(sentAtClientMs: 1_000, receivedAtClientMs: 1_020, databaseMs: 61_010);
         Assert.True(clock.IsKnown);
         Assert.Equal(60_000, clock.OffsetMs);
-        Assert.InRange(clock.DatabaseNowMs() - ServerClock.ClientNowMs(), 59_990, 60_010);
+        Assert.InRange(clock.DatabaseNowMs() - clock.ClientNowMs(), 59_990, 60_010);
     }
 }
 
