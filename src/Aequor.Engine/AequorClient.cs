@@ -1,5 +1,6 @@
 using System.Data;
 using System.Diagnostics;
+using Aequor.Engine.Reaper;
 using Npgsql;
 
 namespace Aequor.Engine;
@@ -39,6 +40,7 @@ public sealed class AequorClient : IAsyncDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Random _random;
     private readonly ServerClock _clock;
+    private readonly ClientReaper? _reaper;
     private NpgsqlDataSource? _dataSource;
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
@@ -90,6 +92,13 @@ public sealed class AequorClient : IAsyncDisposable
 
         ServiceName = options.ResolveServiceName();
         InstanceId = InstanceIds.Generate();
+
+        // Null when the options run no reaper (Reaper off, or no secret under LeaseMode Optional).
+        if (ReaperOptions.ForClient(options) is { } reaperOptions)
+        {
+            _reaper = new ClientReaper(reaperOptions, clientClock, random);
+            Reaper = RunScheduledPassAsync;
+        }
     }
 
     /// <summary>A physical connection was opened.</summary>
@@ -166,6 +175,56 @@ public sealed class AequorClient : IAsyncDisposable
     internal ReaperHook? Reaper { get; set; }
 
     internal int ProbeAfterIdleMs { get; set; } = DefaultProbeAfterIdleMs;
+
+    /// <summary>The full result of the last reaper pass this client ran (after a connect or by <see cref="ReapNowAsync"/>).</summary>
+    public ReapResult? LastReap { get; private set; }
+
+    /// <summary>
+    /// A manual reaper pass (Invoke-AequorReap) on this client's connection: now, whatever the probability and
+    /// cooldown, still under the service's lock. Refused inside a transaction and when the client runs no reaper.
+    /// </summary>
+    public async Task<ReapResult> ReapNowAsync(ReapRequest? request, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var reaper = _reaper ?? throw new InvalidOperationException(
+                "This client runs no reaper: Reaper is off, or LeaseMode is Optional without a coordination secret.");
+            if (InTransaction)
+            {
+                throw new InvalidOperationException("A reaper pass cannot run inside the open transaction; commit or roll it back first.");
+            }
+
+            var connection = _connection is { } open && IsAlive(open)
+                ? open
+                : await EnsureConnectedAsync(Stopwatch.GetTimestamp(), cancellationToken).ConfigureAwait(false);
+            var result = await reaper.RunNowAsync(connection, request, cancellationToken).ConfigureAwait(false);
+            Touch();
+            LastReap = result;
+            ReportReap(new ReapReport(true, result.LockAcquired, result.KilledPids.Count, TimeSpan.FromMilliseconds(result.DurationMs), result.Error));
+            return result;
+        }
+        finally
+        {
+            ReleaseGate();
+        }
+    }
+
+    /// <summary>The default <see cref="Reaper"/>: the schedule decides, the pass runs on the new connection.</summary>
+    private async Task<ReapReport> RunScheduledPassAsync(NpgsqlConnection connection, ReapTrigger trigger, CancellationToken cancellationToken)
+    {
+        // A 53300 of this call was already reported to the schedule (ReportConnectError): storm mode.
+        _ = trigger;
+        var result = await _reaper!.AfterConnectAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (result is null)
+        {
+            return ReapReport.Skipped;
+        }
+
+        LastReap = result;
+        return new ReapReport(true, result.LockAcquired, result.KilledPids.Count, TimeSpan.FromMilliseconds(result.DurationMs), result.Error);
+    }
 
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
@@ -1018,8 +1077,9 @@ public sealed class AequorClient : IAsyncDisposable
                 budget ??= new RetryBudget(_options, _random, startedAt);
                 if (kind == FailureKind.TooManyConnections)
                 {
-                    // Reported to the reaper hook at the next successful connect (its storm rule).
+                    // The reaper's storm rule: the next connects that get in run a pass.
                     sawTooManyConnections = true;
+                    _reaper?.ReportConnectError(ex);
                 }
 
                 if (!RetryClassifier.IsRetryable(kind, retrySerializationFailures: false))
@@ -1130,15 +1190,18 @@ public sealed class AequorClient : IAsyncDisposable
             return;
         }
 
-        if (!report.Ran)
+        if (report.Ran)
         {
-            return;
+            ReportReap(report, generation);
         }
+    }
 
+    private void ReportReap(ReapReport report, long? generation = null)
+    {
         Counters.Reaped(report.Killed);
         if (OnReap is { } reap)
         {
-            EventDispatch.Raise(reap, this, new AequorReapEvent(generation, report.Locked, report.Killed, report.Duration), Counters);
+            EventDispatch.Raise(reap, this, new AequorReapEvent(generation ?? Generation, report.Locked, report.Killed, report.Duration, report.Error), Counters);
         }
     }
 

@@ -31,8 +31,11 @@ public sealed record AequorHeartbeatEvent(long Generation, DateTimeOffset LeaseE
 /// <summary>A renewal failed (<c>onHeartbeatFail {gen, err}</c>).</summary>
 public sealed record AequorHeartbeatFailEvent(long Generation, Exception Error, HeartbeatErrorMode Mode);
 
-/// <summary>A reaper pass ran after a connect (<c>onReap {gen, locked, killed, durationMs}</c>).</summary>
-public sealed record AequorReapEvent(long Generation, bool Locked, int Killed, TimeSpan Duration);
+/// <summary>
+/// A reaper pass ran after a connect (<c>onReap {gen, locked, killed, durationMs}</c>). <see cref="Error"/>: the
+/// pass failed and ReaperErrorMode Swallow kept it from the caller. The full result is <see cref="AequorClient.LastReap"/>.
+/// </summary>
+public sealed record AequorReapEvent(long Generation, bool Locked, int Killed, TimeSpan Duration, Exception? Error = null);
 
 /// <summary>
 /// The client's connection was found dead and dropped (<c>onClientDead {source, err, meta}</c>); the next

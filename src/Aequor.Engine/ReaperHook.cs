@@ -13,7 +13,7 @@ internal enum ReapTrigger
 }
 
 /// <summary>What a pass did. <see cref="Ran"/> false: the schedule skipped it (no event, no count).</summary>
-internal sealed record ReapReport(bool Ran, bool Locked, int Killed, TimeSpan Duration)
+internal sealed record ReapReport(bool Ran, bool Locked, int Killed, TimeSpan Duration, Exception? Error = null)
 {
     public static readonly ReapReport Skipped = new(false, false, 0, TimeSpan.Zero);
 }
@@ -23,6 +23,6 @@ internal sealed record ReapReport(bool Ran, bool Locked, int Killed, TimeSpan Du
 /// on its freshly opened connection, right after a successful connect and before the caller's statement, never
 /// inside a transaction, only for a leased client with <c>Reaper</c> on. The hook owns the schedule
 /// (probability, cooldown, storm) and the pass; the client owns containment (ReaperErrorMode), the OnReap
-/// event and the counters. Wiring: <c>client.Reaper = (conn, trigger, ct) =&gt; …ReaperPass.RunAsync(conn, …)…</c>.
+/// event and the counters. By default it is the client's <see cref="Reaper.ClientReaper"/>; tests put their own.
 /// </summary>
 internal delegate Task<ReapReport> ReaperHook(NpgsqlConnection connection, ReapTrigger trigger, CancellationToken cancellationToken);
