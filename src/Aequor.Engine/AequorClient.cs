@@ -470,6 +470,14 @@ public sealed class AequorClient : IAsyncDisposable
             var generation = Generation;
             NpgsqlDataReader? reader = null;
             IAsyncDisposable? command = null;
+            if (inTransaction && !(_connection is { } current && IsAlive(current)))
+            {
+                // Never reconnect under an open transaction: the statement would run outside it.
+                await MarkDeadAsync(generation, "state", null).ConfigureAwait(false);
+                throw new AequorTransactionLostException(
+                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", _lastDeath);
+            }
+
             try
             {
                 var connection = _connection is { } open && IsAlive(open)
