@@ -909,38 +909,41 @@ public sealed class AequorClient : IAsyncDisposable
     {
         var generation = Generation;
         var lease = plan.Kind == PrefixKind.Renew ? SignLease() : null;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (lease is not null)
-        {
-            timeout.CancelAfter(_options.HeartbeatTimeoutMs);
-        }
-
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var abandoned = false;
+        Task? work = null;
         try
         {
-            var command = new NpgsqlCommand(lease is null ? Heartbeat.ProbeSql : Heartbeat.RenewSql, connection);
-            await using (command.ConfigureAwait(false))
+            work = ExecutePrefixAsync(connection, lease, stop.Token);
+            if (lease is not null && !work.IsCompleted)
             {
-                if (lease is not null)
+                // A hard deadline of our own: Npgsql's cancellation waits for the server's answer (or for its own
+                // timeouts) and on a stalled network that is many times HeartbeatTimeoutMs.
+                var deadline = Task.Delay(_options.HeartbeatTimeoutMs, cancellationToken);
+                if (await Task.WhenAny(work, deadline).ConfigureAwait(false) != work && !cancellationToken.IsCancellationRequested)
                 {
-                    command.Parameters.Add(new NpgsqlParameter { Value = lease });
-                    _renewalInFlight = lease;
-                    _renewalInFlightShared = false;
-                }
-
-                var sentAt = _clock.ClientNowMs();
-                var reader = await command.ExecuteReaderAsync(timeout.Token).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    if (await reader.ReadAsync(timeout.Token).ConfigureAwait(false))
+                    abandoned = true;
+                    // Npgsql's cancellation callback sends a cancel request and may block on the same stalled
+                    // network: fire it off the caller's path, contained.
+                    _ = Task.Run(() =>
                     {
-                        _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
-                        _clockReadOnConnection = true;
-                    }
+                        try
+                        {
+                            stop.Cancel();
+                        }
+#pragma warning disable CA1031 // Best effort on a connection that is being dropped anyway.
+                        catch (Exception)
+#pragma warning restore CA1031
+                        {
+                        }
+                    }, CancellationToken.None);
+                    throw new TimeoutException($"The lease renewal did not complete within HeartbeatTimeoutMs ({_options.HeartbeatTimeoutMs} ms).");
                 }
             }
 
+            await work.ConfigureAwait(false);
             AfterStatement(generation);
-            if (lease is not null && _renewalInFlight is null && ReadServerLease(connection) is null)
+            if (lease is not null && ReadServerLease(connection) is null)
             {
                 throw new InvalidOperationException("The server did not report the renewed application_name.");
             }
@@ -950,7 +953,6 @@ public sealed class AequorClient : IAsyncDisposable
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             _renewalInFlight = null;
-            var dead = !IsAlive(connection) || IsConnectionFailure(ex, connection);
             if (lease is not null)
             {
                 Counters.HeartbeatFailed();
@@ -960,7 +962,20 @@ public sealed class AequorClient : IAsyncDisposable
                 }
             }
 
-            if (dead)
+            if (abandoned)
+            {
+                // The connection is stuck inside the renewal: it is let go (never reused) whatever the mode.
+                Abandon(generation, connection, work!, stop, ex);
+                if (_options.HeartbeatErrorMode == HeartbeatErrorMode.Throw)
+                {
+                    throw new AequorHeartbeatException(
+                        $"The lease renewal timed out ({ex.Message}); HeartbeatErrorMode is Throw, so the statement was not sent. The connection was dropped.", ex);
+                }
+
+                return PrefixOutcome.Reconnect;
+            }
+
+            if (!IsAlive(connection) || IsConnectionFailure(ex, connection))
             {
                 await MarkDeadAsync(generation, lease is null ? "probe" : "heartbeat", ex).ConfigureAwait(false);
                 return PrefixOutcome.Reconnect;
@@ -983,6 +998,90 @@ public sealed class AequorClient : IAsyncDisposable
                     return PrefixOutcome.Reconnect;
             }
         }
+        finally
+        {
+            if (!abandoned)
+            {
+                stop.Dispose();
+            }
+        }
+    }
+
+    private async Task ExecutePrefixAsync(NpgsqlConnection connection, string? lease, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(lease is null ? Heartbeat.ProbeSql : Heartbeat.RenewSql, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            if (lease is not null)
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = lease });
+                _renewalInFlight = lease;
+                _renewalInFlightShared = false;
+            }
+
+            var sentAt = _clock.ClientNowMs();
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                    _clockReadOnConnection = true;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Lets go of a connection that is stuck in a command the client stopped waiting for. It is detached at once
+    /// (the next statement connects afresh) and disposed once that command has ended; the continuation observes
+    /// and contains every failure, so nothing escapes from the background.
+    /// </summary>
+    private void Abandon(long generation, NpgsqlConnection connection, Task work, CancellationTokenSource stop, Exception reason)
+    {
+        if (generation != Generation || !ReferenceEquals(_connection, connection))
+        {
+            _ = DisposeAfterAsync(work, null, null, stop);
+            return;
+        }
+
+        var pid = BackendPid;
+        var dataSource = _dataSource;
+        _connection = null;
+        _dataSource = null;
+        _renewalInFlight = null;
+        _lastDeath = reason;
+        _ = DisposeAfterAsync(work, connection, dataSource, stop);
+        Counters.ClientDied();
+        if (OnClientDead is { } dead)
+        {
+            EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, "heartbeat", reason, pid), Counters);
+        }
+    }
+
+    private static async Task DisposeAfterAsync(Task work, NpgsqlConnection? connection, NpgsqlDataSource? dataSource, CancellationTokenSource stop)
+    {
+        try
+        {
+            await work.ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // The abandoned command's outcome no longer matters; it must only be observed.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
+        if (connection is not null)
+        {
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+        }
+
+        if (dataSource is not null)
+        {
+            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
+        }
+
+        stop.Dispose();
     }
 
     /// <summary>

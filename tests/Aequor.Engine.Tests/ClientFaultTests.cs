@@ -48,6 +48,44 @@ public sealed class ClientFaultTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_hard_wait_renewal_that_times_out_sends_the_statement_to_a_fresh_connection()
+    {
+        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
+        await using var proxy = new FaultProxy(b.Host!, b.Port);
+        await using var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 5 }.ConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-faults",
+            Reaper = false,
+            LeaseTtlMs = 3_000,
+            HeartbeatSoftRemainingMs = 2_500,
+            HeartbeatHardWaitRemainingMs = 2_000,
+            HeartbeatTimeoutMs = 500,
+        });
+        var failures = new List<AequorHeartbeatFailEvent>();
+        client.OnHeartbeatFail += (_, e) =>
+        {
+            failures.Add(e);
+            proxy.BlackHole = false; // the network recovers for the fresh connection
+        };
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var pid = client.BackendPid;
+        await Task.Delay(1_200); // ≤ 2 s left: the next statement waits for its renewal
+
+        proxy.BlackHole = true;
+        var started = DateTime.UtcNow;
+        Assert.Equal(2, await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+
+        var failure = Assert.Single(failures);
+        Assert.Equal(HeartbeatErrorMode.Reconnect, failure.Mode);
+        Assert.NotEqual(pid, client.BackendPid);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(8));
+        Assert.Equal(1, client.Counters.HeartbeatFailures);
+        Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value)));
+    }
+
+    [Fact]
     public async Task A_black_holed_statement_ends_in_an_unknown_outcome_within_its_timeout_and_the_client_recovers()
     {
         var (proxy, client) = NewClient(commandTimeout: 1);
