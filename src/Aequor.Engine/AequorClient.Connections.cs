@@ -1,0 +1,252 @@
+using System.Data;
+using System.Diagnostics;
+using Aequor.Engine.Reaper;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>Physical connections: connect with retries, the reaper after connect, dead and abandoned connections.</summary>
+public sealed partial class AequorClient
+{
+    /// <summary>
+    /// The open connection, or a new one. Connect failures are retried from the call's budget; nothing is
+    /// written before the connection exists, so connecting is always safe to retry.
+    /// </summary>
+    private async Task<NpgsqlConnection> EnsureConnectedAsync(long startedAt, CancellationToken cancellationToken)
+    {
+        if (_connection is { } existing)
+        {
+            if (IsAlive(existing))
+            {
+                return existing;
+            }
+
+            await MarkDeadAsync(Generation, "state", null).ConfigureAwait(false);
+        }
+
+        if (_hadConnection && OnReconnect is { } replacing)
+        {
+            EventDispatch.Raise(replacing, this, new AequorReconnectEvent(Generation + 1, 0, TimeSpan.Zero, _lastDeath), Counters);
+        }
+
+        RetryBudget? budget = null;
+        var attempts = 0;
+        var sawTooManyConnections = false;
+        while (true)
+        {
+            attempts++;
+            try
+            {
+                var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+                await RunReaperAsync(connection, sawTooManyConnections ? ReapTrigger.AfterTooManyConnections : ReapTrigger.AfterConnect, cancellationToken).ConfigureAwait(false);
+                return connection;
+            }
+            catch (Exception ex) when (ex is not AequorClientException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
+            {
+                var kind = RetryClassifier.Classify(ex, connecting: true);
+                budget ??= new RetryBudget(_options, _random, startedAt);
+                if (kind == FailureKind.TooManyConnections)
+                {
+                    // The reaper's storm rule: the next connects that get in run a pass.
+                    sawTooManyConnections = true;
+                    _reaper?.ReportConnectError(ex);
+                }
+
+                if (!RetryClassifier.IsRetryable(kind, retrySerializationFailures: false))
+                {
+                    throw new AequorConnectFailedException(
+                        $"Could not connect to {Host}:{Port}/{Database}: {Describe(ex)}. This is not a transient failure, so it was not retried.", ex, attempts, budget.Elapsed);
+                }
+
+                if (!budget.TryTake(RetryPhase.Connect, out var delay))
+                {
+                    throw new AequorConnectFailedException(
+                        $"Could not connect to {Host}:{Port}/{Database} after {attempts} attempt(s) in {budget.Elapsed.TotalSeconds:0.0} s (Retries {_options.Retries}, MaxConnectRetryTimeMs {_options.MaxConnectRetryTimeMs}): {Describe(ex)}."
+                        + (kind == FailureKind.TooManyConnections ? " The server has no free connection slot (max_connections); idle leased connections are reclaimed by the reaper." : string.Empty),
+                        ex, attempts, budget.Elapsed);
+                }
+
+                Counters.Retried();
+                if (OnReconnect is { } reconnect)
+                {
+                    EventDispatch.Raise(reconnect, this, new AequorReconnectEvent(Generation + 1, budget.RetriesUsed, delay, ex), Counters);
+                }
+
+                await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static string Describe(Exception ex) =>
+        ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : $"{ex.GetType().Name}: {ex.Message}";
+
+    /// <summary>
+    /// Opens one physical connection with the lease in the startup packet. Each connection gets a data source
+    /// of its own, disposed with it: the lease makes every connection string unique, and
+    /// <c>new NpgsqlConnection(string)</c> would register a data source per string in Npgsql's process-wide
+    /// cache and keep it for the life of the process.
+    /// </summary>
+    private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(_baseBuilder.ConnectionString);
+        if (_signer is not null)
+        {
+            // The lease rides in the startup packet: no extra round trip.
+            builder.ApplicationName = SignLease();
+        }
+
+        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+        NpgsqlConnection? connection = null;
+        try
+        {
+            connection = dataSource.CreateConnection();
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            if (connection is not null)
+            {
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+            }
+
+            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
+            throw;
+        }
+
+        _connection = connection;
+        _dataSource = dataSource;
+        var generation = Interlocked.Increment(ref _generation);
+        BackendPid = connection.ProcessID;
+        _clockReadOnConnection = false;
+        _renewalInFlight = null;
+        _leaseSeen = null;
+        ReadServerLease(connection);
+        Touch();
+        var reconnect = _hadConnection;
+        _hadConnection = true;
+        Counters.Connected(reconnect);
+        if (OnConnect is { } connect)
+        {
+            EventDispatch.Raise(connect, this, new AequorConnectEvent(generation, connection.ProcessID, reconnect), Counters);
+        }
+
+        return connection;
+    }
+
+    /// <summary>
+    /// REAPER HOOK: after every successful connect, on the new connection, before the caller's statement and
+    /// outside any transaction. Best effort: a failing pass never fails the connect unless ReaperErrorMode is Throw.
+    /// </summary>
+    private async Task RunReaperAsync(NpgsqlConnection connection, ReapTrigger trigger, CancellationToken cancellationToken)
+    {
+        if (Reaper is not { } reaper || !_options.Reaper || _signer is null || _transaction is not null)
+        {
+            return;
+        }
+
+        var generation = Generation;
+        ReapReport report;
+        try
+        {
+            report = await reaper(connection, trigger, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            if (_options.ReaperErrorMode == ReaperErrorMode.Throw)
+            {
+                throw new AequorReaperException($"The reaper pass failed ({ex.GetType().Name}: {ex.Message}); ReaperErrorMode is Throw. The connection is open; the statement was not sent.", ex);
+            }
+
+            return;
+        }
+
+        if (report.Ran)
+        {
+            ReportReap(report, generation);
+        }
+    }
+
+    private void ReportReap(ReapReport report, long? generation = null)
+    {
+        Counters.Reaped(report.Killed);
+        if (OnReap is { } reap)
+        {
+            EventDispatch.Raise(reap, this, new AequorReapEvent(generation ?? Generation, report.Locked, report.Killed, report.Duration, report.Error), Counters);
+        }
+    }
+
+    /// <summary>
+    /// Drops the connection of <paramref name="generation"/>. The generation guard: a signal about an older
+    /// connection (a late reader, a stale error) never discards the one that replaced it.
+    /// </summary>
+    private async ValueTask MarkDeadAsync(long generation, string source, Exception? error)
+    {
+        if (generation != Generation || _connection is not { } connection)
+        {
+            return;
+        }
+
+        var pid = BackendPid;
+        var dataSource = _dataSource;
+        _connection = null;
+        _dataSource = null;
+        _renewalInFlight = null;
+        _lastDeath = error;
+        if (_transaction is { } transaction)
+        {
+            _transaction = null;
+            _transactionLost = true;
+            _transactionLostBy = error;
+            await DisposeQuietlyAsync(transaction).ConfigureAwait(false);
+        }
+
+        await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+        if (dataSource is not null)
+        {
+            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
+        }
+
+        Counters.ClientDied();
+        if (OnClientDead is { } dead)
+        {
+            EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, source, error, pid), Counters);
+        }
+    }
+
+    private static bool IsAlive(NpgsqlConnection connection)
+    {
+        var state = connection.FullState;
+        return (state & ConnectionState.Broken) == 0 && (state & ConnectionState.Open) != 0;
+    }
+
+    private static bool IsConnectionFailure(Exception ex, NpgsqlConnection connection) =>
+        !IsAlive(connection) || RetryClassifier.Classify(ex, connecting: false) == FailureKind.ConnectionLost;
+
+    private static Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
+        delay <= TimeSpan.Zero ? Task.CompletedTask : Task.Delay(delay, cancellationToken);
+
+    private static async ValueTask DisposeQuietlyAsync(IAsyncDisposable disposable)
+    {
+        try
+        {
+            await disposable.DisposeAsync().ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Disposing what already failed must not replace the failure the caller needs to see.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    private void ReleaseGate()
+    {
+        try
+        {
+            _gate.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The client was disposed while a reader was still open.
+        }
+    }
+}

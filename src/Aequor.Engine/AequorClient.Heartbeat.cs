@@ -1,0 +1,295 @@
+using System.Data;
+using System.Diagnostics;
+using Aequor.Engine.Reaper;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>The lease heartbeat and the liveness probe that ride ahead of statements.</summary>
+public sealed partial class AequorClient
+{
+    private enum PrefixKind
+    {
+        None,
+        Probe,
+        Renew,
+    }
+
+    private readonly record struct PrefixPlan(PrefixKind Kind, bool Standalone)
+    {
+        public static readonly PrefixPlan None = new(PrefixKind.None, false);
+    }
+
+    private enum PrefixOutcome
+    {
+        Proceed,
+        Reconnect,
+    }
+
+    /// <summary>
+    /// What to put ahead of the next statement (never called inside a transaction). <paramref name="statementText"/>
+    /// null means "before BEGIN": anything due goes alone, now, since nothing can be renewed inside the transaction.
+    /// </summary>
+    private PrefixPlan PlanPrefix(NpgsqlConnection connection, string? statementText)
+    {
+        var renewal = RenewalNeed.None;
+        if (_signer is not null)
+        {
+            renewal = Heartbeat.Assess(ReadServerLease(connection), _clock.DatabaseNowMs(), _options);
+        }
+
+        var probe = (_signer is not null && !_clockReadOnConnection)
+            || Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs;
+        if (renewal == RenewalNeed.None && !probe)
+        {
+            return PrefixPlan.None;
+        }
+
+        var kind = renewal == RenewalNeed.None ? PrefixKind.Probe : PrefixKind.Renew;
+        var standalone = statementText is null || renewal == RenewalNeed.Hard || !StatementShape.CanShareBatch(statementText);
+        return new PrefixPlan(kind, standalone);
+    }
+
+    /// <summary>
+    /// A probe or renewal in a round trip of its own, before the statement is written. Failure never reaches
+    /// the statement: a dead connection is replaced; a failed renewal follows <see cref="HeartbeatErrorMode"/>
+    /// (Reconnect: the statement goes to a fresh connection, where pg-aequor 0.1.4 threw a TypeError).
+    /// </summary>
+    private async Task<PrefixOutcome> RunStandalonePrefixAsync(NpgsqlConnection connection, PrefixPlan plan, CancellationToken cancellationToken)
+    {
+        var generation = Generation;
+        var lease = plan.Kind == PrefixKind.Renew ? SignLease() : null;
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var abandoned = false;
+        Task? work = null;
+        try
+        {
+            work = ExecutePrefixAsync(connection, lease, stop.Token);
+            if (lease is not null && !work.IsCompleted)
+            {
+                // A hard deadline of our own: Npgsql's cancellation waits for the server's answer (or for its own
+                // timeouts) and on a stalled network that is many times HeartbeatTimeoutMs.
+                var deadline = Task.Delay(_options.HeartbeatTimeoutMs, cancellationToken);
+                if (await Task.WhenAny(work, deadline).ConfigureAwait(false) != work && !cancellationToken.IsCancellationRequested)
+                {
+                    abandoned = true;
+                    // Npgsql's cancellation callback sends a cancel request and may block on the same stalled
+                    // network: fire it off the caller's path, contained.
+                    _ = Task.Run(() =>
+                    {
+                        try
+                        {
+                            stop.Cancel();
+                        }
+#pragma warning disable CA1031 // Best effort on a connection that is being dropped anyway.
+                        catch (Exception)
+#pragma warning restore CA1031
+                        {
+                        }
+                    }, CancellationToken.None);
+                    throw new TimeoutException($"The lease renewal did not complete within HeartbeatTimeoutMs ({_options.HeartbeatTimeoutMs} ms).");
+                }
+            }
+
+            await work.ConfigureAwait(false);
+            AfterStatement(generation);
+            if (lease is not null && ReadServerLease(connection) is null)
+            {
+                throw new InvalidOperationException("The server did not report the renewed application_name.");
+            }
+
+            return PrefixOutcome.Proceed;
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            _renewalInFlight = null;
+            if (lease is not null)
+            {
+                Counters.HeartbeatFailed();
+                if (OnHeartbeatFail is { } fail)
+                {
+                    EventDispatch.Raise(fail, this, new AequorHeartbeatFailEvent(generation, ex, _options.HeartbeatErrorMode), Counters);
+                }
+            }
+
+            if (abandoned)
+            {
+                // The connection is stuck inside the renewal: it is let go (never reused) whatever the mode.
+                Abandon(generation, connection, work!, stop, ex);
+                if (_options.HeartbeatErrorMode == HeartbeatErrorMode.Throw)
+                {
+                    throw new AequorHeartbeatException(
+                        $"The lease renewal timed out ({ex.Message}); HeartbeatErrorMode is Throw, so the statement was not sent. The connection was dropped.", ex);
+                }
+
+                return PrefixOutcome.Reconnect;
+            }
+
+            if (!IsAlive(connection) || IsConnectionFailure(ex, connection))
+            {
+                await MarkDeadAsync(generation, lease is null ? "probe" : "heartbeat", ex).ConfigureAwait(false);
+                return PrefixOutcome.Reconnect;
+            }
+
+            if (lease is null)
+            {
+                throw;
+            }
+
+            switch (_options.HeartbeatErrorMode)
+            {
+                case HeartbeatErrorMode.Swallow:
+                    return PrefixOutcome.Proceed;
+                case HeartbeatErrorMode.Throw:
+                    throw new AequorHeartbeatException(
+                        $"The lease renewal failed ({ex.GetType().Name}: {ex.Message}); HeartbeatErrorMode is Throw, so the statement was not sent.", ex);
+                default:
+                    await MarkDeadAsync(generation, "heartbeat", ex).ConfigureAwait(false);
+                    return PrefixOutcome.Reconnect;
+            }
+        }
+        finally
+        {
+            if (!abandoned)
+            {
+                stop.Dispose();
+            }
+        }
+    }
+
+    private async Task ExecutePrefixAsync(NpgsqlConnection connection, string? lease, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(lease is null ? Heartbeat.ProbeSql : Heartbeat.RenewSql, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            if (lease is not null)
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = lease });
+                _renewalInFlight = lease;
+                _renewalInFlightShared = false;
+            }
+
+            var sentAt = _clock.ClientNowMs();
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                    _clockReadOnConnection = true;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Lets go of a connection that is stuck in a command the client stopped waiting for. It is detached at once
+    /// (the next statement connects afresh) and disposed once that command has ended; the continuation observes
+    /// and contains every failure, so nothing escapes from the background.
+    /// </summary>
+    private void Abandon(long generation, NpgsqlConnection connection, Task work, CancellationTokenSource stop, Exception reason)
+    {
+        if (generation != Generation || !ReferenceEquals(_connection, connection))
+        {
+            _ = DisposeAfterAsync(work, null, null, stop);
+            return;
+        }
+
+        var pid = BackendPid;
+        var dataSource = _dataSource;
+        _connection = null;
+        _dataSource = null;
+        _renewalInFlight = null;
+        _lastDeath = reason;
+        _ = DisposeAfterAsync(work, connection, dataSource, stop);
+        Counters.ClientDied();
+        if (OnClientDead is { } dead)
+        {
+            EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, "heartbeat", reason, pid), Counters);
+        }
+    }
+
+    private static async Task DisposeAfterAsync(Task work, NpgsqlConnection? connection, NpgsqlDataSource? dataSource, CancellationTokenSource stop)
+    {
+        try
+        {
+            await work.ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // The abandoned command's outcome no longer matters; it must only be observed.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
+        if (connection is not null)
+        {
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+        }
+
+        if (dataSource is not null)
+        {
+            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
+        }
+
+        stop.Dispose();
+    }
+
+    /// <summary>
+    /// The lease the server holds now, read from the application_name it reports (ParameterStatus): a renewal
+    /// reverted by a rollback or by a failed batch is noticed here, because the server reports the revert.
+    /// </summary>
+    private long? ReadServerLease(NpgsqlConnection connection)
+    {
+        connection.PostgresParameters.TryGetValue(ApplicationNameParameter, out var name);
+        if (ReferenceEquals(name, _leaseSeen))
+        {
+            return _leaseSeenExpiresAtMs;
+        }
+
+        _leaseSeen = name;
+        ApplicationName = name;
+        _leaseSeenExpiresAtMs = _signer is not null && Lease.TryParse(name, out var lease) && lease.InstanceId == InstanceId && _signer.IsSignatureValid(lease)
+            ? lease.ExpiresAtMs
+            : null;
+        LeaseExpiresAt = _leaseSeenExpiresAtMs is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+        return _leaseSeenExpiresAtMs;
+    }
+
+    /// <summary>After a statement ended: note the activity and whether a renewal sent with it took effect.</summary>
+    private void AfterStatement(long generation)
+    {
+        Touch();
+        if (_renewalInFlight is not { } sent || _connection is not { } connection || generation != Generation || !IsAlive(connection))
+        {
+            _renewalInFlight = null;
+            return;
+        }
+
+        _renewalInFlight = null;
+        ReadServerLease(connection);
+        if (string.Equals(ApplicationName, sent, StringComparison.Ordinal))
+        {
+            Counters.HeartbeatSucceeded();
+            if (OnHeartbeat is { } heartbeat)
+            {
+                EventDispatch.Raise(heartbeat, this, new AequorHeartbeatEvent(generation, LeaseExpiresAt!.Value, _renewalInFlightShared), Counters);
+            }
+        }
+
+        // Otherwise the batch's implicit transaction rolled the renewal back with the statement's error:
+        // the lease is still due and the next statement carries a new renewal.
+    }
+
+    /// <summary>
+    /// Expiry on the database's timeline. The lease in the startup packet is signed before any reading of the
+    /// database clock is possible on that connection, so it uses the offset learned earlier (another connection
+    /// of this client) or, for the very first, the client clock. The first statement on every connection reads
+    /// the database clock in the same batch; if the client clock was off, the lease's remaining time on the
+    /// database timeline is what the heartbeat judges, so a skewed startup lease is re-signed on the database
+    /// timeline at the next statement — no extra round trip either way.
+    /// </summary>
+    private string SignLease() =>
+        _signer!.Sign(ServiceName, InstanceId, _clock.DatabaseNowMs() + _options.LeaseTtlMs);
+
+    private void Touch() => _lastActivity = Stopwatch.GetTimestamp();
+}

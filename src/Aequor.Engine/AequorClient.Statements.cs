@@ -1,0 +1,447 @@
+using System.Data;
+using System.Diagnostics;
+using Aequor.Engine.Reaper;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>Running a statement: attempts, write safety (what may be sent again), sending, readers.</summary>
+public sealed partial class AequorClient
+{
+    private enum StatementMode
+    {
+        Reader,
+        NonQuery,
+        Scalar,
+    }
+
+    /// <summary>How far an attempt got: what the server can have seen of the caller's statement.</summary>
+    private enum SendStage
+    {
+        /// <summary>Not written: it cannot have run.</summary>
+        NotSent,
+
+        /// <summary>Written behind a probe or renewal whose own result has not arrived yet.</summary>
+        BehindPrefix,
+
+        /// <summary>It may have run.</summary>
+        Sent,
+    }
+
+    private sealed class Attempt
+    {
+        public SendStage Stage;
+    }
+
+    private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_transactionLost)
+        {
+            throw new AequorTransactionLostException(
+                "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
+        }
+
+        var startedAt = Stopwatch.GetTimestamp();
+        var parameterCount = ParameterCount(statement);
+        if (OnQueryStart is { } start)
+        {
+            EventDispatch.Raise(start, this, new AequorQueryStartEvent(statement.CommandText, parameterCount, DateTimeOffset.UtcNow), Counters);
+        }
+
+        var call = new CallState(startedAt);
+        var attemptNumber = 0;
+        while (true)
+        {
+            attemptNumber++;
+            var attempt = new Attempt();
+            var inTransaction = _transaction is not null;
+            var generation = Generation;
+            NpgsqlDataReader? reader = null;
+            IAsyncDisposable? command = null;
+            if (inTransaction && !(_connection is { } current && IsAlive(current)))
+            {
+                // Never reconnect under an open transaction: the statement would run outside it.
+                await MarkDeadAsync(generation, "state", null).ConfigureAwait(false);
+                throw new AequorTransactionLostException(
+                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", _lastDeath);
+            }
+
+            try
+            {
+                var connection = _connection is { } open && IsAlive(open)
+                    ? open
+                    : await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
+                generation = Generation;
+                var plan = inTransaction ? PrefixPlan.None : PlanPrefix(connection, statement.CommandText);
+                if (plan is { Kind: not PrefixKind.None, Standalone: true })
+                {
+                    var outcome = await RunStandalonePrefixAsync(connection, plan, cancellationToken).ConfigureAwait(false);
+                    if (outcome == PrefixOutcome.Reconnect)
+                    {
+                        // The statement was not sent; a fresh connection takes it.
+                        throw new ConnectionReplacedSignal(_lastDeath);
+                    }
+
+                    plan = PrefixPlan.None;
+                    connection = _connection!;
+                }
+
+                (reader, command) = plan.Kind == PrefixKind.None
+                    ? await SendPlainAsync(connection, statement, attempt, cancellationToken).ConfigureAwait(false)
+                    : await SendBehindPrefixAsync(connection, statement, plan.Kind, attempt, cancellationToken).ConfigureAwait(false);
+
+                switch (mode)
+                {
+                    case StatementMode.Reader:
+                        var first = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        var handedOut = new AequorReader(reader, first, NewCompletion(statement, parameterCount, generation, startedAt, attemptNumber, command));
+                        reader = null;
+                        command = null;
+                        return handedOut;
+                    case StatementMode.Scalar:
+                        object? value = null;
+                        if (reader.FieldCount > 0 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            value = AequorReader.ConvertValue(reader, 0);
+                        }
+
+                        var rowsScalar = value is null ? 0 : 1;
+                        await DrainAsync(reader, cancellationToken).ConfigureAwait(false);
+                        var recordsScalar = reader.RecordsAffected;
+                        await reader.DisposeAsync().ConfigureAwait(false);
+                        reader = null;
+                        AfterStatement(generation);
+                        RaiseQueryEnd(statement, parameterCount, recordsScalar, rowsScalar, startedAt, attemptNumber);
+                        return value;
+                    default:
+                        await DrainAsync(reader, cancellationToken).ConfigureAwait(false);
+                        var records = reader.RecordsAffected;
+                        await reader.DisposeAsync().ConfigureAwait(false);
+                        reader = null;
+                        AfterStatement(generation);
+                        RaiseQueryEnd(statement, parameterCount, records, 0, startedAt, attemptNumber);
+                        return records;
+                }
+            }
+            catch (Exception ex)
+            {
+                if (reader is not null)
+                {
+                    await DisposeQuietlyAsync(reader).ConfigureAwait(false);
+                    reader = null;
+                }
+
+                var failure = ex is ConnectionReplacedSignal signal ? signal.InnerException ?? ex : ex;
+                var (retry, delay, toThrow, reconnectOnly) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);
+                if (OnQueryError is { } error)
+                {
+                    EventDispatch.Raise(error, this, new AequorQueryErrorEvent(statement.CommandText, parameterCount, failure, Stopwatch.GetElapsedTime(startedAt), attemptNumber, retry), Counters);
+                }
+
+                if (!retry)
+                {
+                    if (toThrow is null)
+                    {
+                        throw;
+                    }
+
+                    throw toThrow;
+                }
+
+                if (!reconnectOnly)
+                {
+                    Counters.Retried();
+                    if (OnQueryRetry is { } retryHandlers)
+                    {
+                        EventDispatch.Raise(retryHandlers, this, new AequorQueryRetryEvent(statement.CommandText, call.Budget?.RetriesUsed ?? attemptNumber, delay, failure), Counters);
+                    }
+                }
+
+                await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (command is not null)
+                {
+                    await DisposeQuietlyAsync(command).ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    /// <summary>Marks that a standalone probe or renewal found the connection unusable; the statement was not sent.</summary>
+    private sealed class ConnectionReplacedSignal(Exception? cause) : Exception("The connection was replaced before the statement was sent.", cause);
+
+    /// <summary>Per user call: one retry budget (created on the first failure) and one free reconnect.</summary>
+    private sealed class CallState(long startedAt)
+    {
+        public long StartedAt { get; } = startedAt;
+
+        public RetryBudget? Budget { get; set; }
+
+        public bool FreeReconnect { get; set; } = true;
+    }
+
+    /// <summary>
+    /// The heart of write safety: whether a failed attempt may be made again, after which delay, or what to
+    /// throw instead; (false, _, null) rethrows the original exception. ReconnectOnly: the statement never
+    /// ran on a connection found dead; it goes to a fresh one without counting as a retry.
+    /// </summary>
+    private async Task<(bool Retry, TimeSpan Delay, Exception? ToThrow, bool ReconnectOnly)> DecideAsync(
+        Exception ex, AequorStatement statement, SendStage stage, bool inTransaction, long generation, CallState call, CancellationToken cancellationToken)
+    {
+        // Our own verdicts (connect budget spent, heartbeat Throw mode, reaper Throw mode) are final.
+        if (ex is AequorClientException)
+        {
+            return (false, TimeSpan.Zero, null, false);
+        }
+
+        var replaced = ex is ConnectionReplacedSignal;
+        var cause = replaced ? ex.InnerException : ex;
+        var connection = _connection;
+        var kind = replaced ? FailureKind.ConnectionLost : RetryClassifier.Classify(ex, connecting: false);
+        var dead = replaced || connection is null || generation != Generation || IsConnectionFailure(ex, connection);
+        if (dead && !replaced)
+        {
+            await MarkDeadAsync(generation, stage == SendStage.Sent ? "statement" : "probe", cause).ConfigureAwait(false);
+        }
+        else if (!dead)
+        {
+            // The connection is fine: a renewal that rode along was rolled back with the statement's error,
+            // which the next statement sees in the application_name the server reports.
+            AfterStatement(generation);
+        }
+
+        if (inTransaction)
+        {
+            // Not dead: a SQL error inside the transaction; the server marks it aborted and the caller decides.
+            return dead
+                ? (false, TimeSpan.Zero, new AequorTransactionLostException(
+                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false)
+                : (false, TimeSpan.Zero, null, false);
+        }
+
+        if (cancellationToken.IsCancellationRequested || ex is OperationCanceledException
+            || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
+        {
+            return (false, TimeSpan.Zero, replaced ? cause : null, false);
+        }
+
+        // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
+        // runs a batch strictly in order, so the statement behind it never started; or a serialization
+        // failure, which the server rolled back (retried only when the caller opted in).
+        var neverRan = stage == SendStage.NotSent
+            || (stage == SendStage.BehindPrefix && cause is PostgresException)
+            || kind == FailureKind.SerializationFailure;
+        if (!neverRan && !statement.Idempotent)
+        {
+            return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
+                $"The connection was lost after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}): its outcome is unknown — it may or may not have run — and it was not sent again because it is not marked idempotent. Check the data before repeating it.",
+                cause), false);
+        }
+
+        // A connection found dead before the statement ran is replaced once without spending the budget: a
+        // reconnect, not a retry of the statement (pg-aequor reconnects on next use the same way).
+        if (dead && neverRan && call.FreeReconnect)
+        {
+            call.FreeReconnect = false;
+            return (true, TimeSpan.Zero, null, true);
+        }
+
+        call.Budget ??= new RetryBudget(_options, _random, call.StartedAt);
+        return call.Budget.TryTake(RetryPhase.Statement, out var delay)
+            ? (true, delay, null, false)
+            : (false, TimeSpan.Zero, replaced ? cause : null, false);
+    }
+
+    private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendPlainAsync(
+        NpgsqlConnection connection, AequorStatement statement, Attempt attempt, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(statement.CommandText, connection, _transaction);
+        if (statement.CommandTimeout is { } timeout)
+        {
+            command.CommandTimeout = timeout;
+        }
+
+        AddParameters(command.Parameters, statement);
+        try
+        {
+            attempt.Stage = SendStage.Sent;
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            return (reader, command);
+        }
+        catch
+        {
+            await command.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Sends the probe or renewal and the caller's statement in one batch: one round trip. The prefix also
+    /// reads the database clock. Its result is consumed before the caller's result set is reached, which is
+    /// the moment the statement may have started (see <see cref="SendStage"/>).
+    /// </summary>
+    private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendBehindPrefixAsync(
+        NpgsqlConnection connection, AequorStatement statement, PrefixKind kind, Attempt attempt, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(connection);
+        try
+        {
+            string? lease = null;
+            if (kind == PrefixKind.Renew)
+            {
+                lease = SignLease();
+                var renew = new NpgsqlBatchCommand(Heartbeat.RenewSql);
+                renew.Parameters.Add(new NpgsqlParameter { Value = lease });
+                batch.BatchCommands.Add(renew);
+            }
+            else
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(Heartbeat.ProbeSql));
+            }
+
+            var user = new NpgsqlBatchCommand(statement.CommandText);
+            AddParameters(user.Parameters, statement);
+            batch.BatchCommands.Add(user);
+            if (statement.CommandTimeout is { } timeout)
+            {
+                batch.Timeout = timeout;
+            }
+
+            attempt.Stage = SendStage.BehindPrefix;
+            if (lease is not null)
+            {
+                // Confirmed only when the server reports it back after the batch's implicit transaction
+                // committed; an error in the statement reverts it (see Heartbeat.RenewSql).
+                _renewalInFlight = lease;
+                _renewalInFlightShared = true;
+            }
+
+            var sentAt = _clock.ClientNowMs();
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw new InvalidOperationException("The clock reading returned no row.");
+                }
+
+                _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                _clockReadOnConnection = true;
+
+                // Consumes the prefix's CommandComplete: from here on, the statement may have started.
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                attempt.Stage = SendStage.Sent;
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                return (reader, batch);
+            }
+            catch
+            {
+                await DisposeQuietlyAsync(reader).ConfigureAwait(false);
+                throw;
+            }
+        }
+        catch
+        {
+            await batch.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task DrainAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    {
+        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+        {
+        }
+    }
+
+    private ReaderCompletion NewCompletion(AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts, IAsyncDisposable? command) =>
+        new(
+            (failure, rowsRead) => TranslateReaderFailure(failure, rowsRead, statement, parameterCount, generation, startedAt, attempts),
+            async (failure, rowsRead, recordsAffected) =>
+            {
+                try
+                {
+                    if (command is not null)
+                    {
+                        await DisposeQuietlyAsync(command).ConfigureAwait(false);
+                    }
+
+                    if (failure is null)
+                    {
+                        AfterStatement(generation);
+                        RaiseQueryEnd(statement, parameterCount, recordsAffected, rowsRead, startedAt, attempts);
+                    }
+                    else if (_connection is { } connection && generation == Generation && !IsAlive(connection))
+                    {
+                        await MarkDeadAsync(generation, "reader", failure).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    ReleaseGate();
+                }
+            });
+
+    /// <summary>Once rows may have been handed out nothing is retried: a lost connection is an unknown outcome.</summary>
+    private Exception TranslateReaderFailure(Exception failure, long rowsRead, AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts)
+    {
+        var connection = _connection;
+        var dead = connection is null || generation != Generation || IsConnectionFailure(failure, connection);
+        Exception result = failure;
+        if (dead)
+        {
+            if (connection is not null && generation == Generation && _transaction is not null)
+            {
+                _transactionLost = true;
+                _transactionLostBy = failure;
+                _transaction = null;
+            }
+
+            result = _transactionLost
+                ? new AequorTransactionLostException(
+                    "The connection was lost inside a transaction while reading results: the transaction is lost (the server rolled it back) and nothing was retried.", failure)
+                : new AequorOutcomeUnknownException(
+                    $"The connection was lost while reading the results of a statement that had already been sent ({rowsRead} rows read): its outcome is unknown and it was not retried — a retry is only possible before the first row is handed out.",
+                    failure);
+        }
+
+        if (OnQueryError is { } error)
+        {
+            EventDispatch.Raise(error, this, new AequorQueryErrorEvent(statement.CommandText, parameterCount, result, Stopwatch.GetElapsedTime(startedAt), attempts, false), Counters);
+        }
+
+        return result;
+    }
+
+    private void RaiseQueryEnd(AequorStatement statement, int parameterCount, int recordsAffected, long rows, long startedAt, int attempts)
+    {
+        if (OnQueryEnd is { } end)
+        {
+            EventDispatch.Raise(end, this, new AequorQueryEndEvent(statement.CommandText, parameterCount, recordsAffected, rows, Stopwatch.GetElapsedTime(startedAt), attempts), Counters);
+        }
+    }
+
+    private static void AddParameters(NpgsqlParameterCollection parameters, AequorStatement statement)
+    {
+        if (statement.PositionalParameters is { } positional)
+        {
+            foreach (var value in positional)
+            {
+                parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+            }
+        }
+        else if (statement.NamedParameters is { } named)
+        {
+            foreach (var (name, value) in named)
+            {
+                parameters.AddWithValue(name.TrimStart('@'), value ?? DBNull.Value);
+            }
+        }
+    }
+
+    private static int ParameterCount(AequorStatement statement) =>
+        statement.PositionalParameters?.Count ?? statement.NamedParameters?.Count ?? 0;
+}
