@@ -335,4 +335,36 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         Assert.Equal(1, await failing.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
         Assert.Equal(0, failing.Counters.ReapPasses);
     }
+
+    [Fact]
+    public async Task A_connection_lost_during_the_pass_after_connect_is_replaced_before_the_statement()
+    {
+        // Found by the soak: a worker frozen during its pass came back to find its own backend reaped,
+        // and the statement then failed with "Connection is not open". Nothing had been sent: connect again.
+        await using var leased = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-resilience",
+        });
+        var firstPid = 0;
+        leased.Reaper = async (connection, trigger, ct) =>
+        {
+            if (firstPid == 0)
+            {
+                firstPid = connection.ProcessID;
+                await using var admin = await db.OpenAsync(db.AdminConnectionString);
+                await using var kill = new Npgsql.NpgsqlCommand($"SELECT pg_terminate_backend({firstPid})", admin);
+                await kill.ExecuteScalarAsync(ct);
+                await using var probe = new Npgsql.NpgsqlCommand("SELECT 1", connection);
+                await Assert.ThrowsAnyAsync<Exception>(() => probe.ExecuteScalarAsync(ct));
+            }
+
+            return ReapReport.Skipped;
+        };
+
+        var pid = await leased.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default);
+        Assert.NotEqual(0, firstPid);
+        Assert.NotEqual(firstPid, Assert.IsType<int>(pid));
+    }
 }
