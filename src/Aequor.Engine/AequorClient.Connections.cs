@@ -47,7 +47,7 @@ public sealed partial class AequorClient
                 // The connection died during the pass (a worker frozen mid-pass comes back to find its own
                 // backend reaped): nothing of the caller's was sent, so this is a connect to do again.
                 await MarkDeadAsync(Generation, "reaper", null).ConfigureAwait(false);
-                throw new IOException("The new connection was lost during the reaper pass that followed it.");
+                throw new IOException("the new connection was lost during the reaper pass that followed it");
             }
             catch (Exception ex) when (ex is not AequorClientException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
             {
