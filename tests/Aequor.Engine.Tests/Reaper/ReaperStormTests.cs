@@ -50,10 +50,12 @@ public sealed class ReaperStormTests
                 return (Conn: (NpgsqlConnection?)null, Error: (Exception?)ex);
             }
         }));
+        // At least two are refused; a backend of an earlier test still exiting can take the last slot for a
+        // moment, so the one that should get in may need a few tries.
         var refusals = attempts.Where(a => a.Error is not null).ToList();
-        Assert.Equal(2, refusals.Count);
+        Assert.InRange(refusals.Count, 2, 3);
         Assert.All(refusals, r => Assert.True(reaper.ReportConnectError(r.Error!), r.Error!.Message));
-        await using var conn = attempts.Single(a => a.Conn is not null).Conn!;
+        await using var conn = attempts.SingleOrDefault(a => a.Conn is not null).Conn ?? await OpenWithinAsync(server.AppConnectionString, kit.Lease(ReaperKit.NowMs + 90_000));
 
         var first = await reaper.AfterConnectAsync(conn);
 
@@ -109,5 +111,24 @@ public sealed class ReaperStormTests
         // A superuser's session counts though the app role cannot see its details.
         await using var admin = await kit.OpenObserverAsync();
         Assert.Equal(2, (await reaper.RunNowAsync(conn)).ConnectionsUsed);
+    }
+
+    private static async Task<NpgsqlConnection> OpenWithinAsync(string connectionString, string applicationName)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, ApplicationName = applicationName, Timeout = 15 }.ConnectionString);
+            try
+            {
+                await c.OpenAsync();
+                return c;
+            }
+            catch (PostgresException ex) when (ex.SqlState == "53300" && DateTime.UtcNow < deadline)
+            {
+                await c.DisposeAsync();
+                await Task.Delay(100);
+            }
+        }
     }
 }
