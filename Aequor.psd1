@@ -15,12 +15,13 @@
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @()
-    FormatsToProcess     = @()
+    FormatsToProcess     = @('Aequor.Format.ps1xml')
     PrivateData          = @{
         PSData = @{
             Tags         = @('PostgreSQL', 'Postgres', 'Npgsql', 'Serverless', 'Lambda', 'Runbook', 'Connection', 'Reaper', 'Lease', 'PSEdition_Core', 'Linux', 'Windows', 'MacOS')
             ProjectUri   = 'https://github.com/aequor/aequor'
             LicenseUri   = 'https://github.com/aequor/aequor/blob/main/LICENSE'
+            # Stamped by build.ps1 from this version's section of CHANGELOG.md.
             ReleaseNotes = 'See CHANGELOG.md.'
         }
     }

@@ -4,6 +4,7 @@
 .DESCRIPTION
     Tasks:
       Build    stage the module into out/Aequor/<version>/ (fails when an expected file is missing)
+      Package  Build, then out/Aequor.<version>.nupkg, installable with Install-PSResource
       Test     xunit (engine) and Pester (cmdlets) against one real PostgreSQL; ends with 'N passed, N failed'
       Demo     the frozen-worker scenario against a throwaway local PostgreSQL
       Clean    remove out/ and every bin/ and obj/
@@ -15,7 +16,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Build', 'Test', 'Demo', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Clean')]
     [string] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -66,6 +67,48 @@ function Get-StagedModuleDir {
     Join-Path $OutDir "Aequor/$(Get-AequorVersion)"
 }
 
+# Release notes for the manifest: the CHANGELOG.md section of this version, so the two never disagree.
+function Get-ReleaseNotes([string] $Version) {
+    $changelog = Join-Path $Root 'CHANGELOG.md'
+    if (-not (Test-Path $changelog)) { throw 'CHANGELOG.md is missing.' }
+    $text = Get-Content -Raw $changelog
+    $pattern = "(?ms)^## \[?$([regex]::Escape($Version))\]?[^\r\n]*\r?\n(.*?)(?=^## |\z)"
+    $match = [regex]::Match($text, $pattern)
+    if (-not $match.Success -or -not $match.Groups[1].Value.Trim()) { throw "CHANGELOG.md has no section '## [$Version]': add one before building." }
+    $match.Groups[1].Value.Trim()
+}
+
+# Every library deps.json says the cmdlets need at run time: all must be staged (native assets are
+# not handled by the load context, so they fail the build rather than the user's first connect).
+function Get-ExpectedDependencies([string] $Publish) {
+    $deps = Get-Content -Raw (Join-Path $Publish 'Aequor.PowerShell.deps.json') | ConvertFrom-Json -AsHashtable
+    foreach ($target in $deps.targets.Values) {
+        foreach ($library in $target.GetEnumerator()) {
+            foreach ($kind in 'native', 'runtimeTargets') {
+                if ($library.Value[$kind]) { throw "$($library.Key) brings $kind assets, which the module's load context does not stage." }
+            }
+            if ($library.Value['runtime']) {
+                foreach ($file in $library.Value.runtime.Keys) { [IO.Path]::GetFileName($file) }
+            }
+        }
+    }
+}
+
+# One Aequor.Format.ps1xml from src/Aequor.PowerShell/Formats/*.Format.ps1xml: adding a view is adding a file.
+function Merge-FormatFiles([string] $Destination) {
+    $merged = [xml]'<?xml version="1.0" encoding="utf-8"?><Configuration><ViewDefinitions/></Configuration>'
+    $views = $merged.SelectSingleNode('/Configuration/ViewDefinitions')
+    $sources = @(Get-ChildItem (Join-Path $Root 'src/Aequor.PowerShell/Formats') -Filter '*.Format.ps1xml' | Sort-Object Name)
+    if (-not $sources) { throw 'src/Aequor.PowerShell/Formats has no *.Format.ps1xml.' }
+    foreach ($source in $sources) {
+        $doc = [xml](Get-Content -Raw $source.FullName)
+        foreach ($view in $doc.SelectNodes('/Configuration/ViewDefinitions/View')) {
+            [void]$views.AppendChild($merged.ImportNode($view, $true))
+        }
+    }
+    $merged.Save($Destination)
+}
+
 function Invoke-Build {
     $version = Get-AequorVersion
     $stage = Get-StagedModuleDir
@@ -76,21 +119,49 @@ function Invoke-Build {
         '-c', $Configuration, '-o', $publish, '--nologo', '-v', 'q') 'dotnet publish'
 
     if (Test-Path (Join-Path $OutDir 'Aequor')) { Remove-Item -Recurse -Force (Join-Path $OutDir 'Aequor') }
-    New-Item -ItemType Directory -Force $stage | Out-Null
+    $dependencies = Join-Path $stage 'dependencies'
+    New-Item -ItemType Directory -Force $dependencies | Out-Null
 
-    # Stamp the one version into the manifest.
+    # Stamp the one version and this version's release notes into the manifest.
+    $notes = (Get-ReleaseNotes $version) -replace "'", "''"
     $manifest = Get-Content -Raw (Join-Path $Root 'Aequor.psd1')
     $manifest = $manifest -replace "ModuleVersion\s*=\s*'[^']*'", "ModuleVersion        = '$version'"
+    $manifest = $manifest -replace "ReleaseNotes(\s*)=\s*'[^']*'", { "ReleaseNotes$($_.Groups[1].Value)= '$notes'" }
     Set-Content -Path (Join-Path $stage 'Aequor.psd1') -Value $manifest -Encoding utf8NoBOM
 
-    Get-ChildItem $publish -Filter *.dll | Where-Object Name -ne 'System.Management.Automation.dll' |
-        Copy-Item -Destination $stage
+    # The cmdlet assembly at the root; the engine and every third-party assembly under dependencies/,
+    # where only the module's private load context looks (src/Aequor.PowerShell/Loading).
+    Copy-Item (Join-Path $publish 'Aequor.PowerShell.dll') -Destination $stage
+    Get-ChildItem $publish -Filter *.dll | Where-Object Name -notin 'Aequor.PowerShell.dll', 'System.Management.Automation.dll' |
+        Copy-Item -Destination $dependencies
+    Merge-FormatFiles (Join-Path $stage 'Aequor.Format.ps1xml')
 
-    $expected = @('Aequor.psd1', 'Aequor.PowerShell.dll', 'Aequor.Engine.dll', 'Npgsql.dll')
-    $missing = $expected | Where-Object { -not (Test-Path (Join-Path $stage $_)) }
+    Write-Step 'Generate help and check the module against its manifest (child pwsh)'
+    Invoke-Native dotnet @($PwshDll, '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'build/New-AequorHelp.ps1'),
+        '-ModuleDir', $stage, '-DocsDir', (Join-Path $Root 'docs')) 'Help generation (fix what is listed above)'
+
+    $expected = @('Aequor.psd1', 'Aequor.PowerShell.dll', 'Aequor.Format.ps1xml',
+        'en-US/Aequor.PowerShell.dll-Help.xml', 'en-US/about_Aequor.help.txt', 'dependencies/Aequor.Engine.dll', 'dependencies/Npgsql.dll') +
+        @(Get-ExpectedDependencies $publish | Where-Object { $_ -ne 'Aequor.PowerShell.dll' } | ForEach-Object { "dependencies/$_" })
+    $missing = $expected | Select-Object -Unique | Where-Object { -not (Test-Path (Join-Path $stage $_)) }
     if ($missing) { throw "The staged module lacks: $($missing -join ', ')" }
+    $stray = Get-ChildItem $stage -Filter *.dll | Where-Object Name -ne 'Aequor.PowerShell.dll'
+    if ($stray) { throw "Only Aequor.PowerShell.dll belongs at the module root; found $($stray.Name -join ', ')." }
     Test-ModuleManifest -Path (Join-Path $stage 'Aequor.psd1') -ErrorAction Stop | Out-Null
     Write-Host "    staged $stage"
+}
+
+function Invoke-Package {
+    Invoke-Build
+    $version = Get-AequorVersion
+    $nupkg = Join-Path $OutDir "Aequor.$version.nupkg"
+    Write-Step "Package $nupkg"
+    if (Test-Path $nupkg) { Remove-Item $nupkg }
+    # Compress-PSResource (PSResourceGet) builds the same .nupkg Publish-PSResource would push, with no repository.
+    Import-Module Microsoft.PowerShell.PSResourceGet -ErrorAction Stop
+    Compress-PSResource -Path (Get-StagedModuleDir) -DestinationPath $OutDir
+    if (-not (Test-Path $nupkg)) { throw "Compress-PSResource did not produce $nupkg." }
+    Write-Host "    $nupkg"
 }
 
 function Get-PesterModulePath {
@@ -264,6 +335,7 @@ function Invoke-Clean {
 try {
     switch ($Task) {
         'Build' { Invoke-Build }
+        'Package' { Invoke-Package }
         'Test' { Invoke-Test }
         'Demo' { Invoke-Demo }
         'Clean' { Invoke-Clean }

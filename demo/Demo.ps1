@@ -3,8 +3,8 @@ param([Parameter(Mandatory)] [string] $ModulePath)
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
 $moduleDir = Split-Path $ModulePath
-Add-Type -Path (Join-Path $moduleDir 'Npgsql.dll')
-Add-Type -Path (Join-Path $moduleDir 'Aequor.Engine.dll')
+Add-Type -Path (Join-Path $moduleDir 'dependencies/Npgsql.dll')
+Add-Type -Path (Join-Path $moduleDir 'dependencies/Aequor.Engine.dll')
 
 $secret = 'demo-coordination-secret-0123456789'
 $signer = [Aequor.Engine.LeaseSigner]::new($secret)
