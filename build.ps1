@@ -164,17 +164,37 @@ function Invoke-Package {
     Write-Host "    $nupkg"
 }
 
-function Get-PesterModulePath {
-    Write-Step 'Restore Pester 5.7.1 from NuGet'
-    Invoke-Native dotnet @('restore', (Join-Path $Root 'build/Pester.Restore.csproj'), '--nologo', '-v', 'q') 'Restoring Pester'
+function Get-NuGetPackagesDir {
     $packages = $env:NUGET_PACKAGES
     if (-not $packages) {
         $line = (& dotnet nuget locals global-packages --list) | Select-Object -First 1
         $packages = ($line -replace '^global-packages:\s*', '').Trim()
     }
-    $path = Join-Path $packages 'pester/5.7.1/tools/Pester.psd1'
+    $packages
+}
+
+function Get-PesterModulePath {
+    Write-Step 'Restore Pester 5.7.1 (and the test-only Npgsql 8) from NuGet'
+    Invoke-Native dotnet @('restore', (Join-Path $Root 'build/Pester.Restore.csproj'), '--nologo', '-v', 'q') 'Restoring Pester'
+    $path = Join-Path (Get-NuGetPackagesDir) 'pester/5.7.1/tools/Pester.psd1'
     if (-not (Test-Path $path)) { throw "Pester was restored but $path is missing." }
     $path
+}
+
+# Another Npgsql, as a different module would bring it: one folder with its dependencies beside it
+# (Add-Type -Path resolves them from there). The isolation tests load it next to Aequor's.
+function Get-CompatNpgsqlDir {
+    $packages = Get-NuGetPackagesDir
+    $dir = Join-Path $OutDir 'test-compat/npgsql-8.0.9'
+    New-Item -ItemType Directory -Force $dir | Out-Null
+    foreach ($file in 'npgsql/8.0.9/lib/net8.0/Npgsql.dll',
+        'microsoft.extensions.logging.abstractions/8.0.0/lib/net8.0/Microsoft.Extensions.Logging.Abstractions.dll',
+        'microsoft.extensions.dependencyinjection.abstractions/8.0.0/lib/net8.0/Microsoft.Extensions.DependencyInjection.Abstractions.dll') {
+        $source = Join-Path $packages $file
+        if (-not (Test-Path $source)) { throw "$source is missing: restore build/Pester.Restore.csproj." }
+        Copy-Item $source -Destination $dir
+    }
+    $dir
 }
 
 # Starts the test database (see tests/Aequor.TestServer) and sets its connection strings in the
@@ -272,6 +292,9 @@ function Invoke-PesterTests([string] $PesterPath) {
         '-TestPath', (Join-Path $Root 'tests/Pester'),
         '-ResultPath', $resultJson)
     if ($PesterFilter) { $runnerArgs += @('-Filter', $PesterFilter) }
+    # What the packaging and isolation tests use besides the staged module.
+    $env:AEQUOR_PACKAGE_PATH = Join-Path $OutDir "Aequor.$(Get-AequorVersion).nupkg"
+    $env:AEQUOR_COMPAT_NPGSQL_DIR = Get-CompatNpgsqlDir
     & dotnet @runnerArgs | Out-Host
     $exit = $LASTEXITCODE
     if (-not (Test-Path $resultJson)) {
@@ -282,7 +305,7 @@ function Invoke-PesterTests([string] $PesterPath) {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    Invoke-Package
     $pester = if (-not $SkipPester) { Get-PesterModulePath }
     Write-Step 'Build the engine tests'
     Invoke-Native dotnet @('build', (Join-Path $Root 'tests/Aequor.Engine.Tests/Aequor.Engine.Tests.csproj'),

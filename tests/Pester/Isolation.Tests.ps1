@@ -1,0 +1,95 @@
+# Aequor's Npgsql lives in a private load context: another module's Npgsql, loaded before or after,
+# keeps working and so does ours. Each order runs in a fresh pwsh, as two modules would meet in a user's session.
+BeforeDiscovery {
+    $orders = @(
+        @{ Order = 'OtherFirst'; Because = 'another module loaded an older Npgsql before Aequor was imported' }
+        @{ Order = 'AequorFirst'; Because = 'another module loads an older Npgsql after Aequor is in use' }
+    )
+}
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Support/FreshPwsh.ps1')
+    $compatDir = $env:AEQUOR_COMPAT_NPGSQL_DIR
+    if (-not $compatDir -or -not (Test-Path (Join-Path $compatDir 'Npgsql.dll'))) {
+        throw 'AEQUOR_COMPAT_NPGSQL_DIR must name a folder with Npgsql 8 and its dependencies (build.ps1 Test sets it).'
+    }
+    if (-not $env:AEQUOR_TEST_APP_CONNECTION) { throw 'AEQUOR_TEST_APP_CONNECTION is not set (build.ps1 Test sets it).' }
+    $vector = (Get-Content -Raw (Join-Path $PSScriptRoot '../Aequor.Engine.Tests/TestData/lease-vectors.json') | ConvertFrom-Json)[0]
+
+    $child = @'
+param([string] $Order, [string] $ModulePath, [string] $CompatDir, [string] $LeaseText, [string] $Secret)
+$ErrorActionPreference = 'Stop'
+$connectionString = $env:AEQUOR_TEST_APP_CONNECTION
+
+function Get-ContextName([System.Reflection.Assembly] $Assembly) {
+    [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($Assembly).Name
+}
+
+# What another module does: Add-Type its own Npgsql and query with it.
+function Use-OtherNpgsql {
+    Add-Type -Path (Join-Path $CompatDir 'Npgsql.dll')
+    $connection = [Npgsql.NpgsqlConnection]::new($connectionString)
+    try {
+        $connection.Open()
+        $command = $connection.CreateCommand()
+        $command.CommandText = "select 'other ' || 40 + 2"
+        $value = $command.ExecuteScalar()
+    } finally { $connection.Dispose() }
+    $assembly = [Npgsql.NpgsqlConnection].Assembly
+    @{ Version = $assembly.GetName().Version.ToString(); Context = Get-ContextName $assembly; Value = $value }
+}
+
+# Aequor in use: a cmdlet that runs engine code, then Npgsql loaded and queried through the engine's
+# load context — what the engine's connection does. (Becomes Connect-Aequor + Invoke-AequorQuery once they exist.)
+function Use-Aequor {
+    Import-Module $ModulePath
+    $lease = Get-AequorLease -ApplicationName $LeaseText -CoordinationSecret (ConvertTo-SecureString $Secret -AsPlainText -Force)
+    $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'Aequor.Engine' }
+    $context = [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($engine)
+    $npgsql = $context.LoadFromAssemblyName([System.Reflection.AssemblyName]::new('Npgsql'))
+    $connection = [Activator]::CreateInstance($npgsql.GetType('Npgsql.NpgsqlConnection', $true), [object[]]@($connectionString))
+    try {
+        $connection.Open()
+        $command = $connection.CreateCommand()
+        $command.CommandText = "select 'aequor ' || 40 + 2"
+        $value = $command.ExecuteScalar()
+    } finally { $connection.Dispose() }
+    @{ Version = $npgsql.GetName().Version.ToString(); Context = Get-ContextName $npgsql; EngineContext = Get-ContextName $engine
+       Value = $value; LeaseValid = $lease.IsSignatureValid }
+}
+
+if ($Order -eq 'OtherFirst') { $other = Use-OtherNpgsql; $aequor = Use-Aequor }
+else { $aequor = Use-Aequor; $other = Use-OtherNpgsql }
+# Both still work after the other arrived.
+$again = Use-OtherNpgsql
+
+$loaded = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'Npgsql' } |
+    ForEach-Object { "$($_.GetName().Version)@$(Get-ContextName $_)" }
+'RESULT:' + (@{ Other = $other; Aequor = $aequor; OtherAgain = $again.Value; Loaded = @($loaded) } | ConvertTo-Json -Compress -Depth 4)
+'@
+}
+
+Describe 'Dependency isolation: <Order>' -ForEach $orders {
+    BeforeAll {
+        $run = Invoke-FreshPwsh -Script $child -ArgumentList @('-Order', $Order, '-ModulePath', $env:AEQUOR_MODULE_PATH,
+            '-CompatDir', $compatDir, '-LeaseText', $vector.applicationName, '-Secret', $vector.secret)
+        $result = $run.Result
+    }
+
+    It 'both Npgsql versions query the database when <Because>' {
+        $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
+        $result.Other.Value | Should -Be 'other 42'
+        $result.OtherAgain | Should -Be 'other 42'
+        $result.Aequor.Value | Should -Be 'aequor 42'
+        $result.Aequor.LeaseValid | Should -BeTrue
+    }
+
+    It "keeps Aequor's Npgsql 10 and its engine in the private 'Aequor' load context, the other in the default one" {
+        $result.Aequor.Version | Should -BeLike '10.*'
+        $result.Aequor.Context | Should -Be 'Aequor'
+        $result.Aequor.EngineContext | Should -Be 'Aequor'
+        $result.Other.Version | Should -Be '8.0.9.0'
+        $result.Other.Context | Should -Be 'Default'
+        ($result.Loaded | Sort-Object) | Should -Be @("$($result.Aequor.Version)@Aequor", '8.0.9.0@Default')
+    }
+}
