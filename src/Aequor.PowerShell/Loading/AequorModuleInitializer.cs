@@ -13,9 +13,11 @@ public sealed class AequorModuleInitializer : IModuleAssemblyInitializer, IModul
     public void OnRemove(PSModuleInfo psModuleInfo)
     {
         // Sessions close while the engine can still be resolved; only then is the hook removed.
+        // Failures are contained, not thrown: an exception here makes PowerShell keep the module
+        // loaded with its resolver already gone, so nothing in it would work any more.
         try
         {
-            ModuleCleanup.RunAll();
+            _ = ModuleCleanup.RunAll();
         }
         finally
         {
