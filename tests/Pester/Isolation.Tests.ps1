@@ -65,7 +65,19 @@ $again = Use-OtherNpgsql
 
 $loaded = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'Npgsql' } |
     ForEach-Object { "$($_.GetName().Version)@$(Get-ContextName $_)" }
-'RESULT:' + (@{ Other = $other; Aequor = $aequor; OtherAgain = $again.Value; Loaded = @($loaded) } | ConvertTo-Json -Compress -Depth 4)
+# What the private context holds, and which of those the runtime also ships at the same or a newer version
+# (those must be shared with the host, e.g. System.Diagnostics.DiagnosticSource, not duplicated).
+$platform = @{}
+foreach ($path in ([AppContext]::GetData('TRUSTED_PLATFORM_ASSEMBLIES') -split [IO.Path]::PathSeparator)) {
+    $platform[[IO.Path]::GetFileNameWithoutExtension($path)] = $path
+}
+$private = [System.Runtime.Loader.AssemblyLoadContext]::All | Where-Object Name -eq 'Aequor'
+$held = @($private.Assemblies | ForEach-Object { $_.GetName().Name } | Sort-Object)
+$duplicated = @($private.Assemblies | Where-Object {
+    $p = $platform[$_.GetName().Name]
+    $p -and [Reflection.AssemblyName]::GetAssemblyName($p).Version -ge $_.GetName().Version } | ForEach-Object { $_.GetName().Name })
+'RESULT:' + (@{ Other = $other; Aequor = $aequor; OtherAgain = $again.Value; Loaded = @($loaded); Held = $held; Duplicated = $duplicated } |
+    ConvertTo-Json -Compress -Depth 4)
 '@
 }
 
@@ -91,5 +103,12 @@ Describe 'Dependency isolation: <Order>' -ForEach $orders {
         $result.Other.Version | Should -Be '8.0.9.0'
         $result.Other.Context | Should -Be 'Default'
         ($result.Loaded | Sort-Object) | Should -Be @("$($result.Aequor.Version)@Aequor", '8.0.9.0@Default')
+    }
+
+    It 'holds the engine and the third-party assemblies in the private context and shares what the runtime already ships' {
+        $result.Held | Should -Contain 'Aequor.Engine'
+        $result.Held | Should -Contain 'Npgsql'
+        $result.Held | Should -Contain 'Microsoft.Extensions.Logging.Abstractions'
+        @($result.Duplicated) | Should -BeNullOrEmpty -Because 'an assembly the runtime ships at the same or a newer version comes from the default context'
     }
 }
