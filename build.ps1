@@ -5,7 +5,8 @@
     Tasks:
       Build    stage the module into out/Aequor/<version>/ (fails when an expected file is missing)
       Package  Build, then out/Aequor.<version>.nupkg, installable with Install-PSResource
-      Test     xunit (engine) and Pester (cmdlets) against one real PostgreSQL; ends with 'N passed, N failed'
+      Test     Package, then xunit (engine) and Pester (cmdlets, module, package) against one real PostgreSQL;
+               ends with 'N passed, N failed'
       Demo     the frozen-worker scenario against a throwaway local PostgreSQL
       Clean    remove out/ and every bin/ and obj/
     The database: AEQUOR_TEST_CONNECTION when set, else Testcontainers when Docker answers,

@@ -138,4 +138,19 @@ Remove-Module Aequor
         @($run.Result.Second) | Should -Be @('closed sessions', 'closed sessions')
         @($run.Result.Third) | Should -Be @('closed sessions', 'closed sessions') -Because 'a disposed registration no longer runs'
     }
+
+    It 'refuses to import a copy without dependencies/ with a message that says how to fix it' {
+        $copy = Join-Path $TestDrive 'broken/Aequor'
+        Copy-Item $moduleDir -Destination $copy -Recurse
+        Remove-Item (Join-Path $copy 'dependencies') -Recurse
+        $run = Invoke-FreshPwsh -ArgumentList @((Join-Path $copy 'Aequor.psd1')) -Script @'
+param($ModulePath)
+$err = $null
+try { Import-Module $ModulePath -ErrorAction Stop } catch { $err = $_ }
+'RESULT:' + (@{ Message = "$($err.Exception.Message)"; Loaded = @(Get-Module Aequor).Count } | ConvertTo-Json -Compress)
+'@
+        $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
+        $run.Result.Message | Should -Match 'The Aequor module is incomplete: .*Aequor\.Engine\.dll is missing\. Reinstall it'
+        $run.Result.Loaded | Should -Be 0
+    }
 }

@@ -35,7 +35,16 @@ internal static class EngineResolver
     {
         lock (Gate)
         {
-            _ = Context;
+            // A copy without dependencies/ (a partial copy, a hand-made zip) would otherwise fail later,
+            // on the first cmdlet, with a bare "could not load Aequor.Engine".
+            var engine = Path.Combine(Context.Directory, EngineAssemblyName + ".dll");
+            if (!File.Exists(engine))
+            {
+                throw new FileNotFoundException(
+                    $"The Aequor module is incomplete: {engine} is missing. Reinstall it (Install-PSResource Aequor -Reinstall) or copy the whole module folder, dependencies/ included.",
+                    engine);
+            }
+
             if (_imports++ == 0)
             {
                 AssemblyLoadContext.Default.Resolving += Resolve;
