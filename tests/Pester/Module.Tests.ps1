@@ -112,6 +112,26 @@ $again = Get-AequorLease -ApplicationName 's=orders;i=abcdefgh;e=1700000000000;g
         $run.Result.Again | Should -Be 'orders'
     }
 
+    It 'keeps working in one runspace when another runspace removes the module' {
+        $run = Invoke-FreshPwsh -ArgumentList @($modulePath) -Script @'
+param($ModulePath)
+$ErrorActionPreference = 'Stop'
+$other = [powershell]::Create([runspacefactory]::CreateRunspace())
+$other.Runspace.Open()
+# The other runspace imports but has not used the engine yet: it still needs the resolver later.
+$null = $other.AddScript("Import-Module '$ModulePath'").Invoke()
+Import-Module $ModulePath
+Remove-Module Aequor
+$other.Commands.Clear()
+$service = $other.AddScript("(Get-AequorLease 's=orders;i=abcdefgh;e=1;g=xxxxxxxxxxx').ServiceName").Invoke()
+$errors = @($other.Streams.Error | ForEach-Object { "$_" })
+'RESULT:' + (@{ Service = "$service"; Errors = $errors } | ConvertTo-Json -Compress)
+'@
+        $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
+        @($run.Result.Errors) | Should -BeNullOrEmpty
+        $run.Result.Service | Should -Be 'orders'
+    }
+
     It 'runs every registered cleanup callback on Remove-Module, even after one throws, and keeps them for the next import' {
         $run = Invoke-FreshPwsh -ArgumentList @($modulePath) -Script @'
 param($ModulePath)
