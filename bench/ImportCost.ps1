@@ -101,13 +101,17 @@ Write-Host ''
 $part1 = Measure-Interleaved ([ordered]@{
         'pwsh -c 1'            = '1'
         'Import-Module Aequor' = "Import-Module $(& $quote $ModulePath)"
+        # For scale: what loading the driver alone costs a script that uses raw Npgsql.
+        'Add-Type Npgsql'      = "Add-Type -Path $(& $quote $npgsqlPath)"
     })
 $bare = $part1['pwsh -c 1']
 $import = $part1['Import-Module Aequor']
+$addType = $part1['Add-Type Npgsql']
 Write-Host '1. Import'
 Write-Host "   pwsh -NoProfile -c 1                  $(Format-Ms $bare)"
 Write-Host "   pwsh -NoProfile -c 'Import-Module'    $(Format-Ms $import)   ratio $('{0:N2}' -f ($import / $bare))x, adds $(Format-Ms ($import - $bare))"
-Write-Host "   fastest runs: $(Format-Ms $Minimums['pwsh -c 1']) vs $(Format-Ms $Minimums['Import-Module Aequor']), ratio $('{0:N2}' -f ($Minimums['Import-Module Aequor'] / $Minimums['pwsh -c 1']))x"
+Write-Host "   pwsh -NoProfile -c 'Add-Type Npgsql'  $(Format-Ms $addType)   ratio $('{0:N2}' -f ($addType / $bare))x, adds $(Format-Ms ($addType - $bare))"
+Write-Host "   fastest runs: $(Format-Ms $Minimums['pwsh -c 1']) / $(Format-Ms $Minimums['Import-Module Aequor']) / $(Format-Ms $Minimums['Add-Type Npgsql']) (bare / import / Add-Type)"
 Write-Host ''
 
 $manifest = Import-PowerShellDataFile $ModulePath
