@@ -1,23 +1,39 @@
 @{
-    Synopsis    = 'Reads and verifies Aequor leases from application_name strings.'
+    Synopsis    = 'Shows Aequor leases: live from pg_stat_activity through a session, or offline from application_name strings.'
     Description = @'
 Every Aequor (and pg-aequor) connection carries a signed lease in its application_name:
-s=<service>;i=<instance>;e=<expiry ms>;g=<signature>. Get-AequorLease parses such strings and, with the
-coordination secret, verifies their signature, with no database: use it on rows you already read
-from pg_stat_activity, on log lines, or to check that two fleets share a secret.
+s=<service>;i=<instance>;e=<expiry ms>;g=<signature>.
 
+With a session (the default one, or -Session), Get-AequorLease reads pg_stat_activity and returns
+the leases of the session's service (-All: of every service), judged on the database's clock:
+expired or not, signature valid or not, idle time, state, and IsReapable - whether a reaper pass
+would terminate that backend now. Use it before Invoke-AequorReap to see what a pass would do.
+
+With -ApplicationName it needs no database: it parses the strings and verifies them with the
+coordination secret - rows you already read, log lines, or a check that two fleets share a secret.
 A string that is not a lease, or whose signature does not verify, gives an object with
 IsSignatureValid $false, never an error. Without -CoordinationSecret the secret is read from the
 AEQUOR_COORDINATION_SECRET environment variable; without either, leases are parsed but never shown
-as valid. IsExpired is judged on this machine's clock.
+as valid. Offline, IsExpired is judged on this machine's clock.
 '@
     Parameters  = @{
-        ApplicationName    = 'One or more application_name strings to read. Accepts pipeline input, also by property name application_name (rows from pg_stat_activity), and allows empty strings.'
-        CoordinationSecret = 'The coordination secret the leases were signed with, at least 16 bytes in UTF-8. Defaults to the AEQUOR_COORDINATION_SECRET environment variable. The secret never appears in output or errors.'
+        Session                    = 'The session whose database is read. Defaults to the runspace''s default session (the last one Connect-Aequor opened). Accepts pipeline input.'
+        All                        = 'Returns every lease in pg_stat_activity, of any service, instead of only the session''s service.'
+        ApplicationName            = 'One or more application_name strings to read offline. Accepts pipeline input, also by property name application_name (rows from pg_stat_activity), and allows empty strings.'
+        CoordinationSecret         = 'Offline: the coordination secret the leases were signed with, at least 16 bytes in UTF-8. Defaults to the AEQUOR_COORDINATION_SECRET environment variable. The secret never appears in output or errors.'
+        PreviousCoordinationSecret = 'Offline: the secret before a rotation; leases signed with it also verify. Defaults to the AEQUOR_PREVIOUS_COORDINATION_SECRET environment variable.'
     }
     Examples    = @(
         @{
-            Title   = 'Verify one lease with the secret from the environment'
+            Title   = 'See which backends of the service a reaper pass would terminate'
+            Code    = @'
+Connect-Aequor -ConnectionString $env:ORDERS_DB -ServiceName orders | Out-Null
+Get-AequorLease | Where-Object IsReapable | Format-Table
+'@
+            Remarks = 'Lists the service''s leases whose signature verifies, whose lease has expired on the database clock and that have idled past the threshold.'
+        }
+        @{
+            Title   = 'Verify one lease offline with the secret from the environment'
             Code    = @'
 $env:AEQUOR_COORDINATION_SECRET = Get-AutomationVariable -Name 'AequorSecret'
 Get-AequorLease -ApplicationName 's=orders;i=Zx9_-k2Q;e=1767225600000;g=0J5nyy2X1kQ'

@@ -39,21 +39,29 @@ function Use-OtherNpgsql {
     @{ Version = $assembly.GetName().Version.ToString(); Context = Get-ContextName $assembly; Value = $value }
 }
 
-# Aequor in use: a cmdlet that runs engine code, then Npgsql loaded and queried through the engine's
-# load context — what the engine's connection does. (Becomes Connect-Aequor + Invoke-AequorQuery once they exist.)
+# Aequor in use: a session and a query through the cmdlets, so the engine loads its Npgsql itself.
+# (A build without Connect-Aequor yet loads and queries that Npgsql through the engine's load context.)
 function Use-Aequor {
     Import-Module $ModulePath
-    $lease = Get-AequorLease -ApplicationName $LeaseText -CoordinationSecret (ConvertTo-SecureString $Secret -AsPlainText -Force)
+    $secure = ConvertTo-SecureString $Secret -AsPlainText -Force
+    $lease = Get-AequorLease -ApplicationName $LeaseText -CoordinationSecret $secure
+    if (Get-Command Connect-Aequor -Module Aequor -ErrorAction Ignore) {
+        $null = Connect-Aequor -ConnectionString $connectionString -CoordinationSecret $secure -ServiceName 'aequor-isolation' -NoReaper
+        try { $value = Invoke-AequorQuery -As Scalar "select 'aequor ' || 40 + 2" } finally { Disconnect-Aequor -All }
+    }
     $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'Aequor.Engine' }
     $context = [System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($engine)
-    $npgsql = $context.LoadFromAssemblyName([System.Reflection.AssemblyName]::new('Npgsql'))
-    $connection = [Activator]::CreateInstance($npgsql.GetType('Npgsql.NpgsqlConnection', $true), [object[]]@($connectionString))
-    try {
-        $connection.Open()
-        $command = $connection.CreateCommand()
-        $command.CommandText = "select 'aequor ' || 40 + 2"
-        $value = $command.ExecuteScalar()
-    } finally { $connection.Dispose() }
+    $npgsql = $context.Assemblies | Where-Object { $_.GetName().Name -eq 'Npgsql' }
+    if (-not $npgsql) {
+        $npgsql = $context.LoadFromAssemblyName([System.Reflection.AssemblyName]::new('Npgsql'))
+        $connection = [Activator]::CreateInstance($npgsql.GetType('Npgsql.NpgsqlConnection', $true), [object[]]@($connectionString))
+        try {
+            $connection.Open()
+            $command = $connection.CreateCommand()
+            $command.CommandText = "select 'aequor ' || 40 + 2"
+            $value = $command.ExecuteScalar()
+        } finally { $connection.Dispose() }
+    }
     @{ Version = $npgsql.GetName().Version.ToString(); Context = Get-ContextName $npgsql; EngineContext = Get-ContextName $engine
        Value = $value; LeaseValid = $lease.IsSignatureValid }
 }
