@@ -1,0 +1,197 @@
+using System.Diagnostics;
+
+namespace Aequor.Engine;
+
+/// <summary>How one approved candidate of a manual pass ended.</summary>
+public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Reason);
+
+/// <summary>
+/// A manual reaper pass in two steps, so a caller can ask before each kill (Invoke-AequorReap
+/// -Confirm): <see cref="BeginAsync"/> takes the service's advisory lock and scans,
+/// <see cref="KillAsync"/> terminates the approved candidates, <see cref="DisposeAsync"/> unlocks.
+/// Same lock key as pg-aequor 0.1.4 (0x50474151, hashtext(service)), so Node and PowerShell clients
+/// of a service never reap at once; same rules as <see cref="LeaseScanner"/>.
+/// </summary>
+public sealed class ManualReapPass : IAsyncDisposable
+{
+    /// <summary>pg-aequor's advisory-lock class id (0x50474151, "PGAQ").</summary>
+    public const int LockClassId = 1346847057;
+
+    public const string Renewed = "renewed";
+    public const string WokeUp = "woke_up";
+    public const string Gone = "gone";
+    public const string TerminateFailed = "terminate_failed";
+    public const string Declined = "declined";
+
+    private const string TryLockSql = "SELECT pg_try_advisory_lock(1346847057, hashtext($1))";
+    private const string UnlockSql = "SELECT pg_advisory_unlock(1346847057, hashtext($1))";
+
+    // Each backend dies only if, at this instant, it still has the very same application_name, is in
+    // a killable state, has not changed state since the scan (ran nothing in between), and we may signal it.
+    private const string KillSql = $"""
+        SELECT t.pid,
+               a.pid IS NOT NULL AS present,
+               a.application_name IS NOT DISTINCT FROM t.app AS same_app,
+               coalesce(a.state = ANY($4::text[]), false) AND a.state_change IS NOT DISTINCT FROM t.since AS still_idle,
+               CASE WHEN a.application_name = t.app
+                         AND a.state = ANY($4::text[])
+                         AND a.state_change = t.since
+                         AND {LeaseScanner.CanSignalSql}
+                    THEN pg_terminate_backend(t.pid) END AS terminated
+        FROM unnest($1::int[], $2::text[], $3::timestamptz[]) AS t(pid, app, since)
+        LEFT JOIN pg_stat_activity a ON a.pid = t.pid AND a.datname = current_database()
+        LEFT JOIN pg_roles r ON r.oid = a.usesysid
+        CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
+        ORDER BY t.pid
+        """;
+
+    private readonly AequorClient _client;
+    private readonly LeaseScanRequest _request;
+    private readonly Stopwatch _clock;
+    private readonly long _generation;
+    private bool _locked;
+
+    private ManualReapPass(AequorClient client, LeaseScanRequest request, Stopwatch clock, bool locked, LeaseScan? scan)
+    {
+        _client = client;
+        _request = request;
+        _clock = clock;
+        _locked = locked;
+        _generation = client.Generation;
+        Scan = scan;
+    }
+
+    public bool LockAcquired { get; private init; }
+
+    /// <summary>Null when the lock was busy: nothing was scanned.</summary>
+    public LeaseScan? Scan { get; }
+
+    /// <summary>What the pass would kill, in kill order.</summary>
+    public IReadOnlyList<ScannedLease> Candidates =>
+        Scan?.Leases.Where(l => l.IsReapable)
+            .OrderBy(l => l.Lease.ExpiresAtMs).ThenByDescending(l => l.IdleSeconds).ThenBy(l => l.Pid)
+            .ToList() ?? [];
+
+    /// <summary>Leases of our service seen by the scan (the current session excluded).</summary>
+    public int Scanned => Scan?.Leases.Count(l => !l.IsCurrentSession && l.Lease.ServiceName == Scan.ServiceName) ?? 0;
+
+    public long ElapsedMs => _clock.ElapsedMilliseconds;
+
+    public static async Task<ManualReapPass> BeginAsync(AequorClient client, LeaseScanRequest? request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        request = (request ?? new LeaseScanRequest()) with { All = false };
+        if (!client.IsLeased)
+        {
+            throw new AequorConfigurationException("This session has no coordination secret: a reaper pass can recognise no lease. Connect with -CoordinationSecret.");
+        }
+
+        if (client.InTransaction)
+        {
+            // A session lock taken inside a transaction that then aborts is what leaves pg-aequor's lock stuck.
+            throw new InvalidOperationException("A transaction is open on this session; complete or undo it before a reaper pass.");
+        }
+
+        var clock = Stopwatch.StartNew();
+        var locked = await client.ExecuteScalarAsync(
+            new AequorStatement(TryLockSql) { PositionalParameters = [client.ServiceName] }, cancellationToken).ConfigureAwait(false) is true;
+        if (!locked)
+        {
+            return new ManualReapPass(client, request, clock, locked: false, scan: null) { LockAcquired = false };
+        }
+
+        try
+        {
+            var scan = await LeaseScanner.ScanAsync(client, request, cancellationToken).ConfigureAwait(false);
+            return new ManualReapPass(client, request, clock, locked: true, scan) { LockAcquired = true };
+        }
+        catch
+        {
+            await UnlockAsync(client).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Terminates the approved candidates (a subset of <see cref="Candidates"/>), each re-checked at the instant of the kill.</summary>
+    public async Task<IReadOnlyList<ReapKillOutcome>> KillAsync(IEnumerable<ScannedLease> approved, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(approved);
+        if (!_locked)
+        {
+            throw new InvalidOperationException("The pass does not hold the reaper lock.");
+        }
+
+        var allowed = Candidates.ToDictionary(l => l.Pid);
+        var chosen = approved.Where(l => allowed.ContainsKey(l.Pid)).Select(l => allowed[l.Pid]).ToList();
+        if (chosen.Count == 0)
+        {
+            return [];
+        }
+
+        var states = (_request.IncludeIdleInTransaction ?? _client.Options.IncludeIdleInTransaction)
+            ? new[] { LeaseScanner.Idle, LeaseScanner.IdleInTransaction, LeaseScanner.IdleInTransactionAborted }
+            : new[] { LeaseScanner.Idle };
+        var statement = new AequorStatement(KillSql)
+        {
+            PositionalParameters =
+            [
+                chosen.Select(l => l.Pid).ToArray(),
+                chosen.Select(l => l.Lease.ApplicationName).ToArray(),
+                chosen.Select(l => DateTime.SpecifyKind(l.StateChange!.Value, DateTimeKind.Utc)).ToArray(),
+                states,
+            ],
+        };
+
+        var outcomes = new List<ReapKillOutcome>();
+        var reader = await _client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var lease = allowed[(int)reader.GetValue(0)!];
+                if (reader.GetValue(4) is true)
+                {
+                    outcomes.Add(new ReapKillOutcome(lease, Killed: true, Reason: null));
+                    continue;
+                }
+
+                var reason = reader.GetValue(1) is not true ? Gone
+                    : reader.GetValue(2) is not true ? Renewed
+                    : reader.GetValue(3) is not true ? WokeUp
+                    : TerminateFailed;
+                outcomes.Add(new ReapKillOutcome(lease, Killed: false, reason));
+            }
+        }
+
+        return outcomes;
+    }
+
+    /// <summary>Releases the lock; never throws (a lost connection released it already).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_locked)
+        {
+            return;
+        }
+
+        _locked = false;
+        if (_client.Generation == _generation)
+        {
+            await UnlockAsync(_client).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task UnlockAsync(AequorClient client)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await client.ExecuteScalarAsync(new AequorStatement(UnlockSql) { PositionalParameters = [client.ServiceName] }, timeout.Token).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // The server drops a session's advisory locks with the session: nothing left to undo.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+}

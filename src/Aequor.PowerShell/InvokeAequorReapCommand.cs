@@ -1,0 +1,150 @@
+using System.Globalization;
+using System.Management.Automation;
+using Aequor.Engine;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// Runs one reaper pass now on a session: ignores probability and cooldown, never the lock. Each
+/// termination goes through ShouldProcess (-WhatIf lists them, -Confirm asks per backend);
+/// ConfirmImpact Medium, so runbooks do not prompt by default.
+/// </summary>
+[Cmdlet(VerbsLifecycle.Invoke, "AequorReap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(AequorReapResult))]
+public sealed class InvokeAequorReapCommand : AequorCmdlet
+{
+    [Parameter(ValueFromPipeline = true)]
+    public AequorSession? Session { get; set; }
+
+    /// <summary>Overrides MaxIdleConnectionsToKill for this pass.</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int? MaxKill { get; set; }
+
+    /// <summary>Overrides MinConnectionIdleTimeSec for this pass.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int? MinIdleSec { get; set; }
+
+    /// <summary>Overrides IncludeIdleInTransaction for this pass (-IncludeIdleInTransaction:$false turns it off).</summary>
+    [Parameter]
+    public SwitchParameter IncludeIdleInTransaction { get; set; }
+
+    /// <summary>Overrides MinIdleInTransactionSec for this pass.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int? MinIdleInTransactionSec { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var session = ResolveSession(Session);
+        if (!session.IsLeased)
+        {
+            ThrowTerminatingError(Errors.Create(ErrorIds.NotLeased, ErrorCategory.InvalidOperation,
+                $"Session '{session.Name}' has no coordination secret, so it can recognise no lease: connect with -CoordinationSecret to reap.", session));
+        }
+
+        var request = new LeaseScanRequest
+        {
+            MaxIdleConnectionsToKill = MaxKill,
+            MinConnectionIdleTimeSec = MinIdleSec,
+            IncludeIdleInTransaction = MyInvocation.BoundParameters.ContainsKey(nameof(IncludeIdleInTransaction)) ? IncludeIdleInTransaction.IsPresent : null,
+            MinIdleInTransactionSec = MinIdleInTransactionSec,
+        };
+
+        ManualReapPass pass;
+        try
+        {
+            pass = Await(ManualReapPass.BeginAsync(session.Client, request, StopToken));
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException)
+        {
+            WriteError(Errors.FromException(ex, ErrorIds.ReapFailed, ErrorCategory.InvalidOperation,
+                $"The reaper pass on session '{session.Name}' failed", session, session.Redactor));
+            return;
+        }
+
+        AequorReapResult result;
+        try
+        {
+            result = Run(session, pass);
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException)
+        {
+            WriteError(Errors.FromException(ex, ErrorIds.ReapFailed, ErrorCategory.InvalidOperation,
+                $"The reaper pass on session '{session.Name}' failed", session, session.Redactor));
+            return;
+        }
+        finally
+        {
+            Await(pass.DisposeAsync().AsTask());
+        }
+
+        WriteObject(result);
+    }
+
+    private AequorReapResult Run(AequorSession session, ManualReapPass pass)
+    {
+        if (!pass.LockAcquired)
+        {
+            WriteWarning($"Another client of service '{session.ServiceName}' holds the reaper lock: this pass scanned and killed nothing.");
+            return new AequorReapResult { ServiceName = session.ServiceName, LockAcquired = false, DurationMs = pass.ElapsedMs };
+        }
+
+        var scan = pass.Scan!;
+        var candidates = pass.Candidates;
+        var approved = new List<ScannedLease>();
+        var misses = new List<AequorReapMiss>();
+        foreach (var candidate in candidates)
+        {
+            var description = Describe(candidate, scan.DatabaseNowMs);
+            if (ShouldProcess(description, $"{description}?", "Terminate backend"))
+            {
+                approved.Add(candidate);
+            }
+            else
+            {
+                misses.Add(new AequorReapMiss { Pid = candidate.Pid, Reason = ManualReapPass.Declined, ApplicationName = candidate.Lease.ApplicationName });
+            }
+        }
+
+        var outcomes = approved.Count == 0 ? [] : Await(pass.KillAsync(approved, StopToken));
+        foreach (var outcome in outcomes.Where(o => !o.Killed))
+        {
+            misses.Add(new AequorReapMiss { Pid = outcome.Lease.Pid, Reason = outcome.Reason ?? ManualReapPass.TerminateFailed, ApplicationName = outcome.Lease.Lease.ApplicationName });
+        }
+
+        var killed = outcomes.Where(o => o.Killed).Select(o => AequorLease.From(o.Lease)).ToArray();
+        foreach (var lease in killed)
+        {
+            WriteVerbose($"Terminated backend {lease.Pid} (instance {lease.InstanceId}).");
+        }
+
+        return new AequorReapResult
+        {
+            ServiceName = scan.ServiceName,
+            LockAcquired = true,
+            Scanned = pass.Scanned,
+            Candidates = candidates.Select(AequorLease.From).ToArray(),
+            Killed = killed,
+            NotKilled = [.. misses.OrderBy(m => m.Pid)],
+            Skipped = scan.CountNotReapable(),
+            DurationMs = pass.ElapsedMs,
+        };
+    }
+
+    /// <summary>e.g. "Terminate backend 1234 (service orders, instance Zx9_-k2Q, lease expired 4 min ago, idle 260 s)".</summary>
+    internal static string Describe(ScannedLease lease, long databaseNowMs) => string.Create(CultureInfo.InvariantCulture,
+        $"Terminate backend {lease.Pid} (service {lease.Lease.ServiceName}, instance {lease.Lease.InstanceId}, lease expired {Ago(databaseNowMs - lease.Lease.ExpiresAtMs)}, idle {Math.Floor(lease.IdleSeconds ?? 0)} s{(lease.State == "idle" ? string.Empty : ", " + lease.State)})");
+
+    private static string Ago(long ms)
+    {
+        var seconds = Math.Max(0, ms / 1000);
+        return seconds switch
+        {
+            < 120 => string.Create(CultureInfo.InvariantCulture, $"{seconds} s ago"),
+            < 7200 => string.Create(CultureInfo.InvariantCulture, $"{seconds / 60} min ago"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"{seconds / 3600} h ago"),
+        };
+    }
+}
