@@ -52,6 +52,11 @@ internal static class Errors
             errorId = ErrorIds.TransactionLost;
             category = ErrorCategory.ConnectionError;
         }
+        else if (typeName.Contains("ConnectFailed", StringComparison.Ordinal))
+        {
+            errorId = ErrorIds.ConnectFailed;
+            category = sqlState is null ? ErrorCategory.ConnectionError : CategoryOf(sqlState, ErrorCategory.ConnectionError);
+        }
         else if (ex is Aequor.Engine.AequorConfigurationException)
         {
             errorId = ErrorIds.InvalidParameter;

@@ -160,7 +160,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
                     var row = new PSObject();
                     for (var i = 0; i < names.Length; i++)
                     {
-                        row.Properties.Add(new PSNoteProperty(names[i], reader.GetValue(i)));
+                        row.Properties.Add(new PSNoteProperty(names[i], ValueOf(reader, i)));
                     }
 
                     WriteObject(row);
@@ -200,7 +200,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
                     var values = new object[names.Length];
                     for (var i = 0; i < values.Length; i++)
                     {
-                        values[i] = reader.GetValue(i) ?? DBNull.Value;
+                        values[i] = ValueOf(reader, i) ?? DBNull.Value;
                     }
 
                     rows.Add(values);
@@ -275,6 +275,20 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         catch (Exception ex) when (!completed && ex is not OutOfMemoryException)
         {
             // The statement was abandoned; its error is not news.
+        }
+    }
+
+    // AequorReader.GetValue throws NullReferenceException on a void column (SELECT pg_sleep(1),
+    // pg_advisory_lock(…)): Npgsql reads void as null, not DBNull. Until the engine maps it, void is $null here.
+    private static object? ValueOf(AequorReader reader, int ordinal)
+    {
+        try
+        {
+            return reader.GetValue(ordinal);
+        }
+        catch (NullReferenceException)
+        {
+            return null;
         }
     }
 

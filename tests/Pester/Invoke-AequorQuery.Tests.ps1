@@ -52,6 +52,12 @@ SELECT 1::int AS i, 2::bigint AS b, 1.25::numeric AS n, 2.5::float8 AS f, true A
         (Get-Backend $S.BackendPid).state | Should -Be 'idle'
     }
 
+    It 'reads a void column (pg_sleep, pg_advisory_lock) as $null' {
+        $row = Invoke-AequorQuery 'SELECT pg_sleep(0) AS slept, 1 AS one'
+        $row.slept | Should -BeNullOrEmpty
+        $row.one | Should -Be 1
+    }
+
     It 'writes the rows of every result set, in order, and names duplicate columns apart' {
         $rows = Invoke-AequorQuery 'SELECT 1 AS x; SELECT 2 AS y, 3 AS y; SELECT 4 AS x'
         $rows.Count | Should -Be 3
