@@ -43,7 +43,7 @@ public sealed class AequorLease
         IsExpired = scanned.IsExpired,
         IsSignatureValid = scanned.IsSignatureValid,
         State = scanned.State,
-        IdleSeconds = scanned.IdleSeconds is { } idle ? Math.Round(idle, 1) : null,
+        IdleSeconds = scanned.IdleSeconds is { } idle ? Math.Max(0, Math.Round(idle, 1)) : null,
         IsCurrentSession = scanned.IsCurrentSession,
         IsReapable = scanned.IsReapable,
         NotReapableReason = scanned.NotReapableReason,
