@@ -26,6 +26,7 @@ public sealed class AequorSession
     private readonly AequorClient _client;
     private long _queries;
     private int _closed;
+    private AequorCmdlet? _listener;
 
     internal AequorSession(string name, AequorClient client, Redactor redactor)
     {
@@ -86,6 +87,33 @@ public sealed class AequorSession
 
     internal void CountQuery() => Interlocked.Increment(ref _queries);
 
+    /// <summary>
+    /// While the returned scope lives, what the engine reports for this session (retries, reconnects,
+    /// heartbeats — raised on its own threads) goes to <paramref name="cmdlet"/>'s Verbose and
+    /// Warning streams, written on its pipeline thread. Outside any command it is dropped.
+    /// </summary>
+    internal IDisposable Listen(AequorCmdlet cmdlet)
+    {
+        var previous = Interlocked.Exchange(ref _listener, cmdlet);
+        return new ListenScope(this, cmdlet, previous);
+    }
+
+    /// <summary>From any thread.</summary>
+    internal void Report(string verbose, string? warning = null)
+    {
+        var listener = Volatile.Read(ref _listener);
+        if (listener is null)
+        {
+            return;
+        }
+
+        listener.PostVerbose(Redactor.Redact($"Session '{Name}': {verbose}"));
+        if (warning is not null)
+        {
+            listener.PostWarning(Redactor.Redact($"Session '{Name}': {warning}"));
+        }
+    }
+
     /// <summary>Closes the connection once; never throws (a dead socket is already closed).</summary>
     internal void Close()
     {
@@ -104,6 +132,11 @@ public sealed class AequorSession
 #pragma warning restore CA1031
         {
         }
+    }
+
+    private sealed class ListenScope(AequorSession session, AequorCmdlet cmdlet, AequorCmdlet? previous) : IDisposable
+    {
+        public void Dispose() => Interlocked.CompareExchange(ref session._listener, previous, cmdlet);
     }
 
     /// <summary>No password, no secret: name, user and endpoint only.</summary>

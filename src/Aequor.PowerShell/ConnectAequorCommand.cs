@@ -166,23 +166,27 @@ public sealed class ConnectAequorCommand : AequorCmdlet
 
         var where = $"{client.UserName}@{client.Host}:{client.Port}/{client.Database}";
         WriteVerbose($"Connecting session '{Name}' to {where} (service {client.ServiceName}, instance {client.InstanceId}, {(client.IsLeased ? $"lease {options.LeaseTtlMs} ms" : "no lease")}).");
-        try
+        // The session exists before the connect so the retries of the connect reach -Verbose.
+        var session = new AequorSession(Name, client, redactor);
+        using (session.Listen(this))
         {
-            Await(client.ConnectAsync(StopToken));
-        }
-        catch (Exception ex) when (ex is not PipelineStoppedException)
-        {
-            Await(client.DisposeAsync().AsTask());
-            ThrowTerminatingError(Errors.FromException(ex, ErrorIds.ConnectFailed, ErrorCategory.ConnectionError,
-                $"Could not connect session '{Name}' to {where}", null, redactor));
-        }
-        catch (PipelineStoppedException)
-        {
-            Await(client.DisposeAsync().AsTask());
-            throw;
+            try
+            {
+                Await(client.ConnectAsync(StopToken));
+            }
+            catch (Exception ex) when (ex is not PipelineStoppedException)
+            {
+                session.Close();
+                ThrowTerminatingError(Errors.FromException(ex, ErrorIds.ConnectFailed, ErrorCategory.ConnectionError,
+                    $"Could not connect session '{Name}' to {where}", null, redactor));
+            }
+            catch (PipelineStoppedException)
+            {
+                session.Close();
+                throw;
+            }
         }
 
-        var session = new AequorSession(Name, client, redactor);
         if (SessionStore.Current.Add(session) is { } replaced)
         {
             WriteVerbose($"Closing the previous session named '{replaced.Name}'.");

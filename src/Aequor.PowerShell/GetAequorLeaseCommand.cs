@@ -89,6 +89,7 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
 
         var session = ResolveSession(Session);
         LeaseScan scan;
+        using var listening = session.Listen(this);
         try
         {
             scan = Await(LeaseScanner.ScanAsync(session.Client, new LeaseScanRequest { All = All.IsPresent }, StopToken));

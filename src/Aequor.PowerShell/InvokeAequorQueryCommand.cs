@@ -93,6 +93,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         var client = _session.Client;
         _session.CountQuery();
         WriteVerbose($"Session '{_session.Name}': running {Describe(text)}.");
+        using var listening = _session.Listen(this);
         try
         {
             switch (_as)

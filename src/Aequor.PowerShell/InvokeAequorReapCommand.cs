@@ -53,6 +53,7 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         };
 
         ManualReapPass pass;
+        using var listening = session.Listen(this);
         try
         {
             pass = Await(ManualReapPass.BeginAsync(session.Client, request, StopToken));

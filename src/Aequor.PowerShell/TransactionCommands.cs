@@ -25,6 +25,7 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
             ThrowTerminatingError(record);
         }
 
+        using var listening = session.Listen(this);
         try
         {
             Await(call(session, StopToken));
