@@ -4,7 +4,6 @@ namespace Aequor.PowerShell;
 
 /// <summary>Closes sessions: by object (from the pipeline), by name, or all of the runspace's.</summary>
 [Cmdlet(VerbsCommunications.Disconnect, "Aequor", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
-[OutputType(typeof(void))]
 public sealed class DisconnectAequorCommand : AequorCmdlet
 {
     public const string NameSet = "Name";

@@ -10,7 +10,8 @@ namespace Aequor.PowerShell;
 /// order), never buffered; values are always sent as parameters, never spliced into the text.
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "AequorQuery", DefaultParameterSetName = QuerySet)]
-[OutputType(typeof(PSObject), typeof(DataTable), typeof(int), typeof(object))]
+// Also an int (-As NonQuery) or any value (-As Scalar): left out here, since neither has properties to show.
+[OutputType(typeof(PSObject), typeof(DataTable))]
 public sealed class InvokeAequorQueryCommand : AequorCmdlet
 {
     public const string QuerySet = "Query";
