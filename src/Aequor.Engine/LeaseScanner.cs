@@ -1,3 +1,5 @@
+using Aequor.Engine.Reaper;
+
 namespace Aequor.Engine;
 
 /// <summary>What to scan and, for the reapable verdict, the thresholds of a pass (null keeps the client's option).</summary>
@@ -40,7 +42,7 @@ public sealed record ScannedLease
     /// <summary>A reaper pass with the same options would terminate it now.</summary>
     public bool IsReapable => NotReapableReason is null;
 
-    /// <summary>Why a pass would leave it alone (a <see cref="LeaseScanner"/> reason constant); null when reapable.</summary>
+    /// <summary>Why a pass would leave it alone (a <see cref="ReapReasons"/> constant, or <see cref="LeaseScanner.CurrentSession"/>); null when reapable.</summary>
     public string? NotReapableReason { get; init; }
 
     public string? UserName { get; init; }
@@ -75,22 +77,16 @@ public sealed class LeaseScan
 }
 
 /// <summary>
-/// Reads leases from pg_stat_activity through a client and decides, with the reaper's rules, which
-/// ones a pass would terminate now: our service, signed with the current or previous secret,
-/// expired on the database's clock, signalable, idle (or idle in transaction when allowed) for at
-/// least the threshold, oldest expiry first up to MaxIdleConnectionsToKill.
+/// Reads leases from pg_stat_activity through a client (the cmdlets cannot reach its connection)
+/// and decides, with the rules of <see cref="ReaperPass"/> (docs/reaper.md), which ones a pass would
+/// terminate now: our service, signed with the current or previous secret, expired on the
+/// database's clock, signalable, idle (or idle in transaction when allowed) for at least the
+/// threshold, oldest expiry first up to MaxIdleConnectionsToKill. The reasons are
+/// <see cref="ReapReasons"/>'s, so Get-AequorLease and a pass's result speak alike.
 /// </summary>
 public static class LeaseScanner
 {
-    public const string NotOurs = "not_ours";
-    public const string BadSignature = "bad_signature";
-    public const string NotExpired = "not_expired";
-    public const string NotPermitted = "not_permitted";
-    public const string StateHidden = "state_hidden";
-    public const string NotIdle = "not_idle";
-    public const string InTransaction = "in_transaction";
-    public const string TooYoung = "too_young";
-    public const string OverLimit = "over_limit";
+    /// <summary>The scanning session itself: a pass never scans its own backend.</summary>
     public const string CurrentSession = "current_session";
 
     internal const string Idle = "idle";
@@ -134,8 +130,7 @@ public static class LeaseScanner
         var options = client.Options;
         var service = client.ServiceName;
         var rules = Rules.From(options, request);
-        var current = string.IsNullOrEmpty(options.CoordinationSecret) ? null : new LeaseSigner(options.CoordinationSecret);
-        var previous = string.IsNullOrEmpty(options.PreviousCoordinationSecret) ? null : new LeaseSigner(options.PreviousCoordinationSecret);
+        var verifier = string.IsNullOrEmpty(options.CoordinationSecret) ? null : new LeaseVerifier(options.CoordinationSecret, options.PreviousCoordinationSecret);
 
         var rows = new List<Row>();
         long nowMs = 0;
@@ -172,15 +167,14 @@ public static class LeaseScanner
                 continue;
             }
 
-            var validCurrent = current?.IsSignatureValid(lease) ?? false;
-            var validPrevious = !validCurrent && (previous?.IsSignatureValid(lease) ?? false);
+            var verification = verifier?.Verify(lease) ?? LeaseVerification.Invalid;
             var scanned = new ScannedLease
             {
                 Pid = row.Pid,
                 Lease = lease,
                 IsExpired = lease.IsExpiredAt(nowMs),
-                IsSignatureValid = validCurrent || validPrevious,
-                SignedWithPreviousSecret = validPrevious,
+                IsSignatureValid = verification != LeaseVerification.Invalid,
+                SignedWithPreviousSecret = verification == LeaseVerification.Previous,
                 State = row.State,
                 IdleSeconds = row.IdleSeconds,
                 IsCurrentSession = row.IsSelf,
@@ -200,17 +194,17 @@ public static class LeaseScanner
     {
         if (!string.Equals(l.Lease.ServiceName, service, StringComparison.Ordinal))
         {
-            return NotOurs;
+            return ReapReasons.NotOurs;
         }
 
         if (!l.IsSignatureValid)
         {
-            return BadSignature;
+            return ReapReasons.BadSignature;
         }
 
         if (!l.IsExpired)
         {
-            return NotExpired;
+            return ReapReasons.NotExpired;
         }
 
         if (l.IsCurrentSession)
@@ -220,12 +214,12 @@ public static class LeaseScanner
 
         if (!l.CanSignal)
         {
-            return NotPermitted;
+            return ReapReasons.NotPermitted;
         }
 
         if (l.State is null || l.IdleSeconds is null || l.StateChange is null)
         {
-            return StateHidden;
+            return ReapReasons.StateHidden;
         }
 
         int threshold;
@@ -237,16 +231,16 @@ public static class LeaseScanner
             case IdleInTransaction or IdleInTransactionAborted:
                 if (!rules.IncludeIdleInTransaction)
                 {
-                    return InTransaction;
+                    return ReapReasons.InTransaction;
                 }
 
                 threshold = rules.MinIdleInTransactionSec;
                 break;
             default:
-                return NotIdle;
+                return ReapReasons.NotIdle;
         }
 
-        return l.IdleSeconds.Value < threshold ? TooYoung : null;
+        return l.IdleSeconds.Value < threshold ? ReapReasons.TooYoung : null;
     }
 
     // A pass kills at most MaxKills, oldest expiry first, then longest idle, then pid: the rest wait.
@@ -263,7 +257,7 @@ public static class LeaseScanner
         {
             if (keep.Contains(leases[i].Pid))
             {
-                leases[i] = leases[i] with { NotReapableReason = OverLimit };
+                leases[i] = leases[i] with { NotReapableReason = ReapReasons.OverLimit };
             }
         }
     }

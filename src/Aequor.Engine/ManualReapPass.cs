@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Aequor.Engine.Reaper;
 
 namespace Aequor.Engine;
 
@@ -17,10 +18,7 @@ public sealed class ManualReapPass : IAsyncDisposable
     /// <summary>pg-aequor's advisory-lock class id (0x50474151, "PGAQ").</summary>
     public const int LockClassId = 1346847057;
 
-    public const string Renewed = "renewed";
-    public const string WokeUp = "woke_up";
-    public const string Gone = "gone";
-    public const string TerminateFailed = "terminate_failed";
+    /// <summary>Not approved by the caller (Invoke-AequorReap -Confirm answered no).</summary>
     public const string Declined = "declined";
 
     private const string TryLockSql = "SELECT pg_try_advisory_lock(1346847057, hashtext($1))";
@@ -155,10 +153,10 @@ public sealed class ManualReapPass : IAsyncDisposable
                     continue;
                 }
 
-                var reason = reader.GetValue(1) is not true ? Gone
-                    : reader.GetValue(2) is not true ? Renewed
-                    : reader.GetValue(3) is not true ? WokeUp
-                    : TerminateFailed;
+                var reason = reader.GetValue(1) is not true ? ReapReasons.Gone
+                    : reader.GetValue(2) is not true ? ReapReasons.Renewed
+                    : reader.GetValue(3) is not true ? ReapReasons.WokeUp
+                    : ReapReasons.TerminateFailed;
                 outcomes.Add(new ReapKillOutcome(lease, Killed: false, reason));
             }
         }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Management.Automation;
 using Aequor.Engine;
+using Aequor.Engine.Reaper;
 
 namespace Aequor.PowerShell;
 
@@ -96,6 +97,9 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         var candidates = pass.Candidates;
         var approved = new List<ScannedLease>();
         var misses = new List<AequorReapMiss>();
+        var whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w)
+            ? LanguagePrimitives.IsTrue(w)
+            : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference", false));
         foreach (var candidate in candidates)
         {
             var description = Describe(candidate, scan.DatabaseNowMs);
@@ -105,14 +109,16 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
             }
             else
             {
-                misses.Add(new AequorReapMiss { Pid = candidate.Pid, Reason = ManualReapPass.Declined, ApplicationName = candidate.Lease.ApplicationName });
+                // -WhatIf is the reaper's dry run; otherwise the user said no at the prompt.
+                var reason = whatIf ? ReapReasons.DryRun : ManualReapPass.Declined;
+                misses.Add(new AequorReapMiss { Pid = candidate.Pid, Reason = reason, ApplicationName = candidate.Lease.ApplicationName });
             }
         }
 
         var outcomes = approved.Count == 0 ? [] : Await(pass.KillAsync(approved, StopToken));
         foreach (var outcome in outcomes.Where(o => !o.Killed))
         {
-            misses.Add(new AequorReapMiss { Pid = outcome.Lease.Pid, Reason = outcome.Reason ?? ManualReapPass.TerminateFailed, ApplicationName = outcome.Lease.Lease.ApplicationName });
+            misses.Add(new AequorReapMiss { Pid = outcome.Lease.Pid, Reason = outcome.Reason ?? ReapReasons.TerminateFailed, ApplicationName = outcome.Lease.Lease.ApplicationName });
         }
 
         var killed = outcomes.Where(o => o.Killed).Select(o => AequorLease.From(o.Lease)).ToArray();

@@ -18,6 +18,57 @@ BeforeAll {
         $f.Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -Name "reaper-$service"
         [pscustomobject]$f
     }
+
+    # A host that answers prompts from a queue and records them: -Confirm without a keyboard.
+    $script:AnswerHostSource = @'
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.Globalization;
+using System.Management.Automation;
+using System.Management.Automation.Host;
+using System.Security;
+namespace AequorTest {
+public sealed class AnswerHost : PSHost {
+    private readonly AnswerUI _ui = new AnswerUI();
+    public Queue<int> Answers => _ui.Answers;
+    public List<string> Prompts => _ui.Prompts;
+    public override string Name => "AnswerHost";
+    public override Version Version => new Version(1, 0);
+    public override Guid InstanceId { get; } = Guid.NewGuid();
+    public override PSHostUserInterface UI => _ui;
+    public override CultureInfo CurrentCulture => CultureInfo.InvariantCulture;
+    public override CultureInfo CurrentUICulture => CultureInfo.InvariantCulture;
+    public override void EnterNestedPrompt() { }
+    public override void ExitNestedPrompt() { }
+    public override void NotifyBeginApplication() { }
+    public override void NotifyEndApplication() { }
+    public override void SetShouldExit(int exitCode) { }
+}
+public sealed class AnswerUI : PSHostUserInterface {
+    public readonly Queue<int> Answers = new Queue<int>();
+    public readonly List<string> Prompts = new List<string>();
+    public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) {
+        Prompts.Add(message);
+        return Answers.Count > 0 ? Answers.Dequeue() : defaultChoice;
+    }
+    public override PSHostRawUserInterface RawUI => null;
+    public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
+    public override string ReadLine() => string.Empty;
+    public override SecureString ReadLineAsSecureString() => new SecureString();
+    public override void Write(string value) { }
+    public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
+    public override void WriteLine(string value) { }
+    public override void WriteErrorLine(string value) { }
+    public override void WriteDebugLine(string message) { }
+    public override void WriteProgress(long sourceId, ProgressRecord record) { }
+    public override void WriteVerboseLine(string message) { }
+    public override void WriteWarningLine(string message) { }
+}
+}
+'@
 }
 
 AfterAll {
@@ -63,7 +114,7 @@ Describe 'Invoke-AequorReap' {
         }
         $result.Killed | Should -BeNullOrEmpty
         $result.Candidates.Count | Should -Be 2
-        @($result.NotKilled.Reason | Select-Object -Unique) | Should -Be @('declined')
+        @($result.NotKilled.Reason | Select-Object -Unique) | Should -Be @('dry_run')
         foreach ($w in $f.Expired) { Get-Backend $w.BackendPid | Should -Not -BeNullOrEmpty }
         $lines = Get-Content $transcript | Where-Object { $_ -match '^What if: Terminate backend' }
         $lines.Count | Should -Be 2
@@ -123,6 +174,39 @@ Describe 'Invoke-AequorReap' {
         $null = Invoke-AequorReap
         $other = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name other
         Invoke-AequorQuery 'SELECT pg_try_advisory_lock($1, hashtext($2))' -Parameters $LockClassId, $f.Service -Session $other -As Scalar | Should -BeTrue
+    }
+
+    It '-Confirm asks per backend; a "no" leaves it alive as declined' {
+        $f = New-ReapFixture -Expired 2
+        if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
+        $answerHost = [AequorTest.AnswerHost]::new()
+        # ShouldProcess's choices: 0 Yes, 1 Yes to All, 2 No, 3 No to All.
+        $answerHost.Answers.Enqueue(0)
+        $answerHost.Answers.Enqueue(2)
+        $rs = [runspacefactory]::CreateRunspace($answerHost)
+        $rs.Open()
+        $ps = [powershell]::Create()
+        $ps.Runspace = $rs
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Secret, $Service)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0
+                    Invoke-AequorReap -Confirm
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($f.Service)
+            $result = $ps.Invoke()[0]
+        } finally {
+            $ps.Dispose()
+            $rs.Dispose()
+        }
+        $answerHost.Prompts.Count | Should -Be 2
+        $answerHost.Prompts[0] | Should -Match '^Terminate backend \d+ \(service '
+        $result.Candidates.Count | Should -Be 2
+        $result.Killed.Count | Should -Be 1
+        $result.NotKilled.Count | Should -Be 1
+        $result.NotKilled[0].Reason | Should -Be 'declined'
+        Get-Backend $result.NotKilled[0].Pid | Should -Not -BeNullOrEmpty
+        Wait-Until { -not (Get-Backend $result.Killed[0].Pid) } | Should -BeTrue
     }
 
     It 'a session without a secret gives AequorNotLeased' {
