@@ -8,10 +8,13 @@ public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Re
 
 /// <summary>
 /// A manual reaper pass in two steps, so a caller can ask before each kill (Invoke-AequorReap
-/// -Confirm): <see cref="BeginAsync"/> takes the service's advisory lock and scans,
-/// <see cref="KillAsync"/> terminates the approved candidates, <see cref="DisposeAsync"/> unlocks.
-/// Same lock key as pg-aequor 0.1.4 (0x50474151, hashtext(service)), so Node and PowerShell clients
-/// of a service never reap at once; same rules as <see cref="LeaseScanner"/>.
+/// -Confirm): <see cref="BeginAsync"/> opens a transaction, takes the service's lock and scans,
+/// <see cref="KillAsync"/> terminates the approved candidates, <see cref="DisposeAsync"/> commits.
+/// It works through the client's public API (the connection is the client's), with
+/// <see cref="ReaperPass"/>'s lock and rules: the transaction-scoped advisory lock on pg-aequor's keys
+/// (0x50474151, hashtext(service)), which conflicts with pg-aequor's session lock and ends with the
+/// transaction whatever happens; <see cref="LeaseScanner"/> selects; the kill re-checks each
+/// backend at that instant.
 /// </summary>
 public sealed class ManualReapPass : IAsyncDisposable
 {
@@ -21,8 +24,11 @@ public sealed class ManualReapPass : IAsyncDisposable
     /// <summary>Not approved by the caller (Invoke-AequorReap -Confirm answered no).</summary>
     public const string Declined = "declined";
 
-    private const string TryLockSql = "SELECT pg_try_advisory_lock(1346847057, hashtext($1))";
-    private const string UnlockSql = "SELECT pg_advisory_unlock(1346847057, hashtext($1))";
+    private const string TryLockSql = "SELECT pg_try_advisory_xact_lock(1346847057, hashtext($1))";
+
+    // pg_stat_activity is snapshotted once per transaction: without a fresh one the kill's re-check
+    // would read the scan's rows. (Selected through a subquery: the engine cannot read a void column yet.)
+    private const string FreshActivitySql = "SELECT 1 FROM (SELECT pg_stat_clear_snapshot()) s";
 
     // Each backend dies only if, at this instant, it still has the very same application_name, is in
     // a killable state, has not changed state since the scan (ran nothing in between), and we may signal it.
@@ -46,16 +52,14 @@ public sealed class ManualReapPass : IAsyncDisposable
     private readonly AequorClient _client;
     private readonly LeaseScanRequest _request;
     private readonly Stopwatch _clock;
-    private readonly long _generation;
-    private bool _locked;
+    private bool _open;
 
-    private ManualReapPass(AequorClient client, LeaseScanRequest request, Stopwatch clock, bool locked, LeaseScan? scan)
+    private ManualReapPass(AequorClient client, LeaseScanRequest request, Stopwatch clock, LeaseScan? scan)
     {
         _client = client;
         _request = request;
         _clock = clock;
-        _locked = locked;
-        _generation = client.Generation;
+        _open = scan is not null;
         Scan = scan;
     }
 
@@ -91,21 +95,23 @@ public sealed class ManualReapPass : IAsyncDisposable
         }
 
         var clock = Stopwatch.StartNew();
-        var locked = await client.ExecuteScalarAsync(
-            new AequorStatement(TryLockSql) { PositionalParameters = [client.ServiceName] }, cancellationToken).ConfigureAwait(false) is true;
-        if (!locked)
-        {
-            return new ManualReapPass(client, request, clock, locked: false, scan: null) { LockAcquired = false };
-        }
-
+        await client.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            var locked = await client.ExecuteScalarAsync(
+                new AequorStatement(TryLockSql) { PositionalParameters = [client.ServiceName] }, cancellationToken).ConfigureAwait(false) is true;
+            if (!locked)
+            {
+                await EndAsync(client, commit: false).ConfigureAwait(false);
+                return new ManualReapPass(client, request, clock, scan: null) { LockAcquired = false };
+            }
+
             var scan = await LeaseScanner.ScanAsync(client, request, cancellationToken).ConfigureAwait(false);
-            return new ManualReapPass(client, request, clock, locked: true, scan) { LockAcquired = true };
+            return new ManualReapPass(client, request, clock, scan) { LockAcquired = true };
         }
         catch
         {
-            await UnlockAsync(client).ConfigureAwait(false);
+            await EndAsync(client, commit: false).ConfigureAwait(false);
             throw;
         }
     }
@@ -114,7 +120,7 @@ public sealed class ManualReapPass : IAsyncDisposable
     public async Task<IReadOnlyList<ReapKillOutcome>> KillAsync(IEnumerable<ScannedLease> approved, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(approved);
-        if (!_locked)
+        if (!_open)
         {
             throw new InvalidOperationException("The pass does not hold the reaper lock.");
         }
@@ -140,6 +146,7 @@ public sealed class ManualReapPass : IAsyncDisposable
             ],
         };
 
+        _ = await _client.ExecuteScalarAsync(new AequorStatement(FreshActivitySql), cancellationToken).ConfigureAwait(false);
         var outcomes = new List<ReapKillOutcome>();
         var reader = await _client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
@@ -164,32 +171,45 @@ public sealed class ManualReapPass : IAsyncDisposable
         return outcomes;
     }
 
-    /// <summary>Releases the lock; never throws (a lost connection released it already).</summary>
+    /// <summary>Commits, which releases the lock; never throws (a lost connection ended the transaction and its lock already).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (!_locked)
+        if (!_open)
         {
             return;
         }
 
-        _locked = false;
-        if (_client.Generation == _generation)
-        {
-            await UnlockAsync(_client).ConfigureAwait(false);
-        }
+        _open = false;
+        await EndAsync(_client, commit: true).ConfigureAwait(false);
     }
 
-    private static async Task UnlockAsync(AequorClient client)
+    private static async Task EndAsync(AequorClient client, bool commit)
     {
+        if (!client.InTransaction)
+        {
+            return;
+        }
+
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await client.ExecuteScalarAsync(new AequorStatement(UnlockSql) { PositionalParameters = [client.ServiceName] }, timeout.Token).ConfigureAwait(false);
+            if (commit)
+            {
+                await client.CommitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await client.RollbackAsync(timeout.Token).ConfigureAwait(false);
+            }
         }
-#pragma warning disable CA1031 // The server drops a session's advisory locks with the session: nothing left to undo.
+#pragma warning disable CA1031 // The server ends a dead session's transaction, and its lock, by itself.
         catch (Exception)
 #pragma warning restore CA1031
         {
+            if (commit && client.InTransaction)
+            {
+                await EndAsync(client, commit: false).ConfigureAwait(false);
+            }
         }
     }
 }
