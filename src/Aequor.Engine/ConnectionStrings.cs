@@ -175,7 +175,20 @@ public static class ConnectionStrings
 
         if (rest.Length > 0)
         {
-            builder.Host = string.Join(',', rest.Split(',').Select(HostSpec));
+            var hosts = rest.Split(',').Select(HostSpec).ToList();
+            if (hosts.Count == 1)
+            {
+                // One host: Host and Port apart, so the session shows them as given.
+                builder.Host = hosts[0].Host.StartsWith('[') ? hosts[0].Host[1..^1] : hosts[0].Host;
+                if (hosts[0].Port is { } port)
+                {
+                    builder.Port = port;
+                }
+            }
+            else
+            {
+                builder.Host = string.Join(',', hosts.Select(h => h.Port is { } p ? $"{h.Host}:{p.ToString(CultureInfo.InvariantCulture)}" : h.Host));
+            }
         }
 
         if (!string.IsNullOrEmpty(path))
@@ -197,7 +210,7 @@ public static class ConnectionStrings
         return builder.ConnectionString;
     }
 
-    private static string HostSpec(string spec)
+    private static (string Host, int? Port) HostSpec(string spec)
     {
         // [v6]:port, host:port, host, or a percent-encoded Unix-socket directory.
         if (spec.StartsWith('['))
@@ -208,22 +221,21 @@ public static class ConnectionStrings
                 throw new AequorConfigurationException("The URI has an IPv6 host without its closing ']'.");
             }
 
-            var v6 = spec[1..close];
             var after = spec[(close + 1)..];
-            return after.StartsWith(':') ? $"[{v6}]:{Port(after[1..])}" : $"[{v6}]";
+            return (spec[..(close + 1)], after.StartsWith(':') ? Port(after[1..]) : null);
         }
 
         var colonAt = spec.LastIndexOf(':');
         return colonAt >= 0
-            ? $"{Decode(spec[..colonAt], "host")}:{Port(spec[(colonAt + 1)..])}"
-            : Decode(spec, "host");
+            ? (Decode(spec[..colonAt], "host"), Port(spec[(colonAt + 1)..]))
+            : (Decode(spec, "host"), null);
     }
 
-    private static string Port(string text)
+    private static int? Port(string text)
     {
         if (text.Length == 0)
         {
-            return "5432";
+            return null;
         }
 
         if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
@@ -231,7 +243,7 @@ public static class ConnectionStrings
             throw new AequorConfigurationException("The URI's port is not a number between 1 and 65535.");
         }
 
-        return port.ToString(CultureInfo.InvariantCulture);
+        return port;
     }
 
     private static void SetOption(NpgsqlConnectionStringBuilder builder, string name, string value)

@@ -46,6 +46,9 @@ Describe 'Connect-Aequor' {
     It 'accepts a postgres:// URI with a percent-encoded password, and postgresql://' {
         $uri = "postgres://$($App['username']):$([Uri]::EscapeDataString($App['password']))@$($App['host']):$($App['port'])/$($App['database'])?sslmode=disable&connect_timeout=5"
         $s = Connect-Aequor $uri -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName)
+        $s.Server | Should -Be $App['host']
+        $s.Port | Should -Be ([int]$App['port'])
+        $s.Database | Should -Be $App['database']
         Invoke-AequorQuery 'SELECT current_user AS u' -As Scalar | Should -Be $App['username']
         $s2 = Connect-Aequor ($uri -replace '^postgres:', 'postgresql:') -CoordinationSecret $TestSecret -Name uri2
         $s2.State | Should -Be 'Connected'
