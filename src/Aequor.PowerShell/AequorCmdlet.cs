@@ -106,10 +106,10 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// <summary>The session given, else the runspace's default; a terminating AequorNoSession when there is none.</summary>
     internal AequorSession ResolveSession(AequorSession? given)
     {
-        var session = given ?? SessionStore.Current.Default;
+        var session = given ?? SessionStore.For(this).Default;
         if (session is null)
         {
-            var open = SessionStore.Current.Snapshot().Count;
+            var open = SessionStore.For(this).Snapshot().Count;
             var hint = open == 0
                 ? "Run Connect-Aequor first."
                 : $"This runspace has {open} open session(s) but none is the default: pass -Session (Get-AequorSession lists them).";

@@ -187,7 +187,7 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             }
         }
 
-        if (SessionStore.Current.Add(session) is { } replaced)
+        if (SessionStore.For(this).Add(session) is { } replaced)
         {
             WriteVerbose($"Closing the previous session named '{replaced.Name}'.");
             replaced.Close();

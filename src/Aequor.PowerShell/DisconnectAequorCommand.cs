@@ -25,7 +25,7 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
 
     protected override void ProcessRecord()
     {
-        var store = SessionStore.Current;
+        var store = SessionStore.For(this);
         switch (ParameterSetName)
         {
             case SessionSet:
@@ -87,7 +87,7 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
         }
 
         // A session handed over from another runspace leaves that runspace's list too.
-        (session.Owner ?? SessionStore.Current).Remove(session);
+        session.Owner?.Remove(session);
         session.Close();
         WriteVerbose($"Closed session '{session.Name}'.");
     }

@@ -19,7 +19,7 @@ public sealed class GetAequorSessionCommand : PSCmdlet
 
     protected override void ProcessRecord()
     {
-        var store = SessionStore.Current;
+        var store = SessionStore.For(this);
         if (Default.IsPresent)
         {
             if (store.Default is { } current && (Name is null || Name.Any(n => WildcardPattern.Get(n, WildcardOptions.IgnoreCase).IsMatch(current.Name))))

@@ -1,3 +1,4 @@
+using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using System.Runtime.CompilerServices;
 
@@ -10,7 +11,41 @@ namespace Aequor.PowerShell;
 /// </summary>
 internal static class SessionStore
 {
+    /// <summary>
+    /// A read-only global variable marking which script owns the runspace's sessions. ForEach-Object
+    /// -Parallel reuses runspaces and resets their variables between iterations: a missing marker
+    /// means the sessions belong to an earlier iteration, which are closed, not handed over.
+    /// </summary>
+    public const string MarkerVariable = "AequorSessionsMarker";
+
     private static readonly ConditionalWeakTable<Runspace, RunspaceSessions> Table = new();
+
+    /// <summary>The sessions of the runspace <paramref name="cmdlet"/> runs in, as its script may see them.</summary>
+    public static RunspaceSessions For(PSCmdlet cmdlet)
+    {
+        ArgumentNullException.ThrowIfNull(cmdlet);
+        var sessions = Current;
+        var variables = cmdlet.SessionState.PSVariable;
+        if (variables.GetValue("global:" + MarkerVariable) is { } marker && ReferenceEquals(marker, sessions.Marker))
+        {
+            return sessions;
+        }
+
+        if (sessions.Marker is not null)
+        {
+            sessions.CloseAll();
+        }
+
+        sessions.Marker = new Marker();
+        variables.Set("global:" + MarkerVariable, sessions.Marker);
+        if (variables.Get("global:" + MarkerVariable) is { } variable)
+        {
+            variable.Description = "Marks this runspace's Aequor sessions as this script's (ForEach-Object -Parallel resets it between iterations).";
+            variable.Options = ScopedItemOptions.ReadOnly;
+        }
+
+        return sessions;
+    }
 
     /// <summary>The calling pipeline thread's runspace's sessions.</summary>
     public static RunspaceSessions Current =>
@@ -60,6 +95,9 @@ internal sealed class RunspaceSessions
 {
     private readonly object _gate = new();
     private readonly List<AequorSession> _sessions = [];
+
+    /// <summary>The object in the runspace's marker variable while these sessions are its script's.</summary>
+    public object? Marker { get; set; }
 
     public AequorSession? Default { get; private set; }
 
@@ -132,4 +170,10 @@ internal sealed class RunspaceSessions
             session.Close();
         }
     }
+}
+
+/// <summary>The marker's value: opaque, and says what it is when someone looks.</summary>
+internal sealed class Marker
+{
+    public override string ToString() => "Aequor sessions of this runspace";
 }

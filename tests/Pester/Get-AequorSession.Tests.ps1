@@ -80,6 +80,18 @@ Describe 'Sessions per runspace' {
         foreach ($p in $results.Pid) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
     }
 
+    It 'a runspace ForEach-Object -Parallel reuses starts each iteration with no session, the earlier ones closed' {
+        $results = 1..3 | ForEach-Object -Parallel {
+            Import-Module $env:AEQUOR_MODULE_PATH
+            $seen = @(Get-AequorSession).Count
+            $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "reused$_"
+            [pscustomobject]@{ Seen = $seen; Pid = $s.BackendPid; Runspace = [runspace]::DefaultRunspace.Id }
+        } -ThrottleLimit 1
+        @($results.Runspace | Select-Object -Unique).Count | Should -Be 1 -Because 'ThrottleLimit 1 reuses one runspace'
+        $results.Seen | Should -Be @(0, 0, 0)
+        foreach ($p in $results.Pid) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
+    }
+
     It 'Remove-Module closes the runspace''s sessions' {
         $ps = [powershell]::Create()
         try {
