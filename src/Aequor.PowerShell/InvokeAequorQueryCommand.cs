@@ -93,7 +93,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         var client = _session.Client;
         _session.CountQuery();
-        WriteVerbose($"Session '{_session.Name}': running {Describe(text)}.");
+        WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': running {Describe(text)}."));
         using var listening = _session.Listen(this);
         try
         {
@@ -116,7 +116,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         catch (Exception ex) when (ex is not PipelineStoppedException and not PipelineClosedException && !IsStopUpstream(ex))
         {
             WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-                $"The query on session '{_session.Name}' failed", text, _session.Redactor));
+                $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor));
         }
     }
 
