@@ -65,6 +65,12 @@ public sealed class LeaseScan
 
     public long DatabaseNowMs { get; }
 
+    /// <summary>Client backends of the whole server at scan time (the reaper's storm measure).</summary>
+    public int? ConnectionsUsed { get; init; }
+
+    /// <summary>Slots open to non-superusers: max_connections − superuser_reserved_connections (− reserved_connections).</summary>
+    public int? ConnectionsAvailable { get; init; }
+
     public string ServiceName { get; }
 
     public IReadOnlyList<ScannedLease> Leases { get; }
@@ -104,8 +110,13 @@ public static class LeaseScanner
     // statement_timestamp(), not now(): inside a transaction now() is the transaction's start.
     // The one-row subquery makes the clock come back even when no backend matches.
     private const string ScanSql = $"""
-        SELECT g.now_ms, b.pid, b.application_name, b.state, b.usename, b.client_addr, b.idle_sec, b.state_change, b.is_self, b.can_signal
-        FROM (SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms, statement_timestamp() AS ts OFFSET 0) g
+        SELECT g.now_ms, b.pid, b.application_name, b.state, b.usename, b.client_addr, b.idle_sec, b.state_change, b.is_self, b.can_signal,
+               g.used, g.available
+        FROM (SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms, statement_timestamp() AS ts,
+                     (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used,
+                     current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                       - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS available
+              OFFSET 0) g
         LEFT JOIN LATERAL (
             SELECT a.pid, a.application_name, a.state, a.usename::text AS usename,
                    host(a.client_addr) AS client_addr,
@@ -134,6 +145,8 @@ public static class LeaseScanner
 
         var rows = new List<Row>();
         long nowMs = 0;
+        int? used = null;
+        int? available = null;
         var statement = new AequorStatement(ScanSql) { PositionalParameters = [request.All ? "s=" : "s=" + service + ";"] };
         var reader = await client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
@@ -141,6 +154,8 @@ public static class LeaseScanner
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 nowMs = Convert.ToInt64(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture);
+                used = reader.GetValue(10) as int?;
+                available = reader.GetValue(11) as int?;
                 if (reader.GetValue(1) is not int pid)
                 {
                     continue;
@@ -187,7 +202,7 @@ public static class LeaseScanner
         }
 
         ApplyLimit(leases, rules.MaxKills);
-        return new LeaseScan(nowMs, leases, service);
+        return new LeaseScan(nowMs, leases, service) { ConnectionsUsed = used, ConnectionsAvailable = available };
     }
 
     private static string? Judge(ScannedLease l, string service, Rules rules)

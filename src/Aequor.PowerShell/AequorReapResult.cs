@@ -36,6 +36,12 @@ public sealed class AequorReapResult
     /// <summary>Scanned leases not selected, counted by reason (not_expired, too_young, bad_signature, over_limit …).</summary>
     public IReadOnlyDictionary<string, int> Skipped { get; init; } = new Dictionary<string, int>();
 
+    /// <summary>Client backends of the whole server when the pass scanned.</summary>
+    public int? ConnectionsUsed { get; init; }
+
+    /// <summary>Connection slots open to non-superusers (max_connections − superuser_reserved_connections − reserved_connections).</summary>
+    public int? ConnectionsAvailable { get; init; }
+
     public long DurationMs { get; init; }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,

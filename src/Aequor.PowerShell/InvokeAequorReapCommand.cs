@@ -136,13 +136,18 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
             Killed = killed,
             NotKilled = [.. misses.OrderBy(m => m.Pid)],
             Skipped = scan.CountNotReapable(),
+            ConnectionsUsed = scan.ConnectionsUsed,
+            ConnectionsAvailable = scan.ConnectionsAvailable,
             DurationMs = pass.ElapsedMs,
         };
     }
 
+    internal static string Describe(ScannedLease lease, long databaseNowMs) =>
+        Describe(lease.Pid, lease.Lease.ServiceName, lease.Lease.InstanceId, databaseNowMs - lease.Lease.ExpiresAtMs, lease.IdleSeconds ?? 0, lease.State);
+
     /// <summary>e.g. "Terminate backend 1234 (service orders, instance Zx9_-k2Q, lease expired 4 min ago, idle 260 s)".</summary>
-    internal static string Describe(ScannedLease lease, long databaseNowMs) => string.Create(CultureInfo.InvariantCulture,
-        $"Terminate backend {lease.Pid} (service {lease.Lease.ServiceName}, instance {lease.Lease.InstanceId}, lease expired {Ago(databaseNowMs - lease.Lease.ExpiresAtMs)}, idle {Math.Floor(lease.IdleSeconds ?? 0)} s{(lease.State == "idle" ? string.Empty : ", " + lease.State)})");
+    internal static string Describe(int pid, string service, string instance, long expiredForMs, double idleSeconds, string? state) => string.Create(CultureInfo.InvariantCulture,
+        $"Terminate backend {pid} (service {service}, instance {instance}, lease expired {Ago(expiredForMs)}, idle {Math.Floor(idleSeconds)} s{(state == "idle" ? string.Empty : ", " + state)})");
 
     private static string Ago(long ms)
     {

@@ -95,6 +95,8 @@ Describe 'Invoke-AequorReap' {
         $result.Skipped['not_expired'] | Should -Be 1
         $result.Skipped['bad_signature'] | Should -Be 1
         $result.DurationMs | Should -BeGreaterOrEqual 0
+        $result.ConnectionsUsed | Should -BeGreaterThan 5
+        $result.ConnectionsAvailable | Should -BeGreaterThan $result.ConnectionsUsed
 
         foreach ($p in $reapable) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
         foreach ($alive in $f.Live, $f.Forged, $f.Neighbour, $f.Reaper) {
