@@ -36,7 +36,7 @@ $worker = $null
 try {
     # The superuser observer uses a reserved slot; the reaping session is an ordinary app-role client.
     $admin = Connect-Aequor $env:AEQUOR_TEST_CONNECTION -LeaseMode Optional -Name admin
-    $reaper = Connect-Aequor $app -CoordinationSecret $secret -ServiceName $service -MinConnectionIdleTimeSec 1 -MaxIdleConnectionsToKill 50 -NoReaper -Name reaper
+    $reaper = Connect-Aequor $app -CoordinationSecret $secret -ServiceName $service -MinConnectionIdleTimeSec 1 -MaxIdleConnectionsToKill 50 -ReaperRunProbability 0 -Name reaper
     $free = Invoke-AequorQuery -Session $admin -As Scalar @'
 SELECT (current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
         - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)

@@ -23,6 +23,8 @@ function New-TestLease {
     "$payload;g=" + [Convert]::ToBase64String($mac).TrimEnd('=').Replace('+', '-').Replace('/', '_')
 }
 
+# Sessions that judge leases connect with -ReaperRunProbability 0: a pass run by chance at connect
+# would reap the fixtures before the test looks. Invoke-AequorReap ignores the probability.
 function Get-NowMs { [DateTimeOffset]::UtcNow.ToUnixTimeMilliseconds() }
 
 # A plain (unleased) session of the app role whose application_name is set to $ApplicationName:

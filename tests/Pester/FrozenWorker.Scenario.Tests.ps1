@@ -44,7 +44,7 @@ Describe 'A frozen worker is reaped, and only it' {
         # A live neighbour of the same service with a long lease, and another service's frozen-looking worker.
         $script:Alive = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -Name alive
         $script:Other = New-FakeWorker (New-TestLease -Service (New-TestServiceName other) -ExpiresAtMs ((Get-NowMs) - 60000))
-        $script:Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 1 -Name reaper
+        $script:Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 1 -ReaperRunProbability 0 -Name reaper
         Start-Sleep -Milliseconds 2500
     }
 

@@ -56,7 +56,7 @@ Describe 'Get-AequorLease (session)' {
         $script:Forged = New-FakeWorker (New-TestLease -Service $Service -ExpiresAtMs ($now - 60000) -Secret 'some-other-secret-0123456789')
         $script:Neighbour = New-FakeWorker (New-TestLease -Service (New-TestServiceName other) -ExpiresAtMs ($now - 60000))
         $script:Plain = New-FakeWorker 'psql'
-        $script:Me = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 0
+        $script:Me = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
     }
 
     AfterAll {
@@ -108,7 +108,7 @@ Describe 'Get-AequorLease (session)' {
     }
 
     It 'idle time below MinConnectionIdleTimeSec is not reapable' {
-        $strict = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 3600 -Name strict
+        $strict = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 3600 -ReaperRunProbability 0 -Name strict
         $e = Get-AequorLease -Session $strict | Where-Object Pid -eq $Expired.BackendPid
         $e.IsExpired | Should -BeTrue
         $e.IsReapable | Should -BeFalse

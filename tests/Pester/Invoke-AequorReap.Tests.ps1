@@ -15,7 +15,7 @@ BeforeAll {
             Forged    = New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ($now - 60000) -Secret 'some-other-secret-0123456789')
             Neighbour = New-FakeWorker (New-TestLease -Service (New-TestServiceName other) -ExpiresAtMs ($now - 60000))
         }
-        $f.Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -Name "reaper-$service"
+        $f.Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0 -Name "reaper-$service"
         [pscustomobject]$f
     }
 
@@ -146,7 +146,7 @@ Describe 'Invoke-AequorReap' {
         $w = New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ((Get-NowMs) - 60000))
         Start-AequorTransaction -Session $w
         $null = Invoke-AequorQuery 'SELECT 1' -Session $w
-        $reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0
+        $reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
         (Get-Backend $w.BackendPid).state | Should -Be 'idle in transaction'
         $first = Invoke-AequorReap
         $first.Killed | Should -BeNullOrEmpty
@@ -193,7 +193,7 @@ Describe 'Invoke-AequorReap' {
             $null = $ps.AddScript({
                     param($ModulePath, $Connection, $Secret, $Service)
                     Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0
+                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
                     Invoke-AequorReap -Confirm
                 }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($f.Service)
             $result = $ps.Invoke()[0]
