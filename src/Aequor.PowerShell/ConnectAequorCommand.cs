@@ -245,6 +245,16 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             serviceName = Environment.GetEnvironmentVariable(ServiceNameVariable);
         }
 
+        // A short lease (-LeaseTtlMs 2000) with pg-aequor's renewal thresholds (30 s / 5 s) could never
+        // work: unless given, they scale with the lease as the defaults do (1/3 and 1/18 of 90 s).
+        var ttl = LeaseTtlMs ?? d.LeaseTtlMs;
+        var soft = HeartbeatSoftRemainingMs ?? Math.Min(d.HeartbeatSoftRemainingMs, ttl / 3);
+        var hard = HeartbeatHardWaitRemainingMs ?? Math.Min(Math.Min(d.HeartbeatHardWaitRemainingMs, ttl / 18), soft);
+        if (soft != d.HeartbeatSoftRemainingMs || hard != d.HeartbeatHardWaitRemainingMs)
+        {
+            WriteVerbose($"Lease of {ttl} ms: renewing when under {soft} ms are left, waiting for the renewal under {hard} ms.");
+        }
+
         return new AequorClientOptions
         {
             ConnectionString = connectionString,
@@ -253,9 +263,9 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             // Null falls through to AWS_LAMBDA_FUNCTION_NAME, then sls_pg, in the engine.
             ServiceName = string.IsNullOrWhiteSpace(serviceName) ? null : serviceName,
             LeaseMode = LeaseMode == AequorLeaseMode.Optional ? Engine.LeaseMode.Optional : Engine.LeaseMode.Required,
-            LeaseTtlMs = LeaseTtlMs ?? d.LeaseTtlMs,
-            HeartbeatSoftRemainingMs = HeartbeatSoftRemainingMs ?? d.HeartbeatSoftRemainingMs,
-            HeartbeatHardWaitRemainingMs = HeartbeatHardWaitRemainingMs ?? d.HeartbeatHardWaitRemainingMs,
+            LeaseTtlMs = ttl,
+            HeartbeatSoftRemainingMs = soft,
+            HeartbeatHardWaitRemainingMs = hard,
             HeartbeatTimeoutMs = HeartbeatTimeoutMs ?? d.HeartbeatTimeoutMs,
             HeartbeatErrorMode = HeartbeatErrorMode switch
             {
