@@ -34,7 +34,39 @@ public sealed class AequorSession
         _client = client;
         Redactor = redactor;
         ConnectedAt = DateTimeOffset.UtcNow;
+        Subscribe(client);
     }
+
+    // Raised on the engine's threads: each handler only posts text to the listening cmdlet, and the
+    // engine contains whatever a handler throws.
+    private void Subscribe(AequorClient client)
+    {
+        client.OnQueryRetry += (_, e) => Report(
+            Invariant($"retry {e.Retries} in {e.Delay.TotalMilliseconds:0} ms after: {e.Error.Message}"),
+            Invariant($"retrying a statement (retry {e.Retries}) after: {e.Error.Message}"));
+        client.OnReconnect += (_, e) =>
+        {
+            if (e.Retries == 0)
+            {
+                Report("the connection was lost; reconnecting with a fresh lease.");
+            }
+            else
+            {
+                Report(
+                    Invariant($"connect attempt {e.Retries} failed; retrying in {e.Delay.TotalMilliseconds:0} ms: {e.Error?.Message}"),
+                    Invariant($"retrying the connect (retry {e.Retries}) after: {e.Error?.Message}"));
+            }
+        };
+        client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
+        client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
+        client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {e.Error.Message}"));
+        client.OnClientDead += (_, e) => Report(Invariant($"connection found dead ({e.Source}){(e.Error is null ? string.Empty : ": " + e.Error.Message)}"));
+        client.OnReap += (_, e) => Report(e.Locked
+            ? Invariant($"reaper pass terminated {e.Killed} backend(s) in {e.Duration.TotalMilliseconds:0} ms.")
+            : "reaper pass skipped: another client of the service holds the lock.");
+    }
+
+    private static string Invariant(FormattableString text) => FormattableString.Invariant(text);
 
     public string Name { get; }
 
@@ -74,8 +106,17 @@ public sealed class AequorSession
     /// <summary>Statements run through Invoke-AequorQuery.</summary>
     public long Queries => Interlocked.Read(ref _queries);
 
-    /// <summary>Physical connections opened after the first one (a broken socket, a heartbeat's reconnect).</summary>
-    public long Reconnects => Math.Max(0, _client.Generation - 1);
+    /// <summary>Connections opened to replace an earlier one (a broken socket, a failed renewal).</summary>
+    public long Reconnects => _client.Counters.Reconnects;
+
+    /// <summary>Retries of connects and statements.</summary>
+    public long Retries => _client.Counters.Retries;
+
+    /// <summary>Lease renewals the server confirmed.</summary>
+    public long Heartbeats => _client.Counters.Heartbeats;
+
+    /// <summary>Automatic reaper passes run after a connect (Invoke-AequorReap not counted).</summary>
+    public long ReapPasses => _client.Counters.ReapPasses;
 
     internal AequorClient Client => _client;
 

@@ -53,8 +53,18 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
             MinIdleInTransactionSec = MinIdleInTransactionSec,
         };
 
-        ManualReapPass pass;
         using var listening = session.Listen(this);
+        var whatIf = IsWhatIf();
+        if (!WillPrompt() && session.Client.Options.Reaper)
+        {
+            // Nothing to ask: the engine's own pass (ReaperPass through the client, two round trips).
+            RunEnginePass(session, request, whatIf);
+            return;
+        }
+
+        // -Confirm asks before each kill, which a single-shot pass cannot: scan, ask, kill the approved.
+        // Also a session connected with -NoReaper, whose client runs no reaper.
+        ManualReapPass pass;
         try
         {
             pass = Await(ManualReapPass.BeginAsync(session.Client, request, StopToken));
@@ -85,6 +95,104 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         WriteObject(result);
     }
 
+    private void RunEnginePass(AequorSession session, LeaseScanRequest scanRequest, bool whatIf)
+    {
+        var request = new ReapRequest
+        {
+            DryRun = whatIf,
+            MaxIdleConnectionsToKill = scanRequest.MaxIdleConnectionsToKill,
+            MinConnectionIdleTimeSec = scanRequest.MinConnectionIdleTimeSec,
+            IncludeIdleInTransaction = scanRequest.IncludeIdleInTransaction,
+            MinIdleInTransactionSec = scanRequest.MinIdleInTransactionSec,
+        };
+
+        ReapResult pass;
+        try
+        {
+            pass = Await(session.Client.ReapNowAsync(request, StopToken));
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException)
+        {
+            WriteError(Errors.FromException(ex, ErrorIds.ReapFailed, ErrorCategory.InvalidOperation,
+                $"The reaper pass on session '{session.Name}' failed", session, session.Redactor));
+            return;
+        }
+
+        if (pass.Error is { } error)
+        {
+            WriteError(Errors.FromException(error, ErrorIds.ReapFailed, ErrorCategory.InvalidOperation,
+                $"The reaper pass on session '{session.Name}' failed", session, session.Redactor));
+        }
+
+        if (!pass.LockAcquired && pass.Error is null)
+        {
+            WriteWarning($"Another client of service '{session.ServiceName}' holds the reaper lock: this pass scanned and killed nothing.");
+        }
+
+        var nowMs = pass.DatabaseNowMs ?? DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var candidate in pass.Candidates)
+        {
+            // Under -WhatIf this prints the line and returns false; otherwise it is true without a prompt.
+            var description = Describe(candidate.Pid, candidate.ServiceName, candidate.InstanceId, nowMs - candidate.ExpiresAtMs, candidate.IdleSeconds, candidate.State);
+            _ = ShouldProcess(description, $"{description}?", "Terminate backend");
+        }
+
+        var killedPids = pass.KilledPids.ToHashSet();
+        var candidates = pass.Candidates.Select(c => ToLease(c, nowMs)).ToArray();
+        var killed = candidates.Where(c => killedPids.Contains(c.Pid!.Value)).ToArray();
+        foreach (var lease in killed)
+        {
+            WriteVerbose($"Terminated backend {lease.Pid} (instance {lease.InstanceId}).");
+        }
+
+        WriteObject(new AequorReapResult
+        {
+            ServiceName = pass.ServiceName,
+            LockAcquired = pass.LockAcquired,
+            Scanned = pass.Scanned,
+            Candidates = candidates,
+            Killed = killed,
+            NotKilled = [.. pass.NotKilled.Select(n => new AequorReapMiss { Pid = n.Pid, Reason = n.Reason, ApplicationName = n.ApplicationName }).OrderBy(m => m.Pid)],
+            Skipped = pass.Skipped,
+            ConnectionsUsed = pass.ConnectionsUsed,
+            ConnectionsAvailable = pass.ConnectionsAvailable,
+            DurationMs = pass.DurationMs,
+        });
+    }
+
+    private static AequorLease ToLease(ReapCandidate c, long nowMs) => new()
+    {
+        Pid = c.Pid,
+        ServiceName = c.ServiceName,
+        InstanceId = c.InstanceId,
+        ExpiresAt = c.ExpiresAt,
+        IsExpired = nowMs > c.ExpiresAtMs,
+        IsSignatureValid = true,
+        State = c.State,
+        IdleSeconds = Math.Max(0, Math.Round(c.IdleSeconds, 1)),
+        IsReapable = true,
+        UserName = c.UserName,
+        ApplicationName = c.ApplicationName,
+    };
+
+    private bool IsWhatIf() => MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w)
+        ? LanguagePrimitives.IsTrue(w)
+        : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference", false));
+
+    /// <summary>Whether ShouldProcess would ask: -Confirm, or $ConfirmPreference at or below this cmdlet's Medium impact.</summary>
+    private bool WillPrompt()
+    {
+        if (MyInvocation.BoundParameters.TryGetValue("Confirm", out var confirm))
+        {
+            return LanguagePrimitives.IsTrue(confirm);
+        }
+
+        return GetVariableValue("ConfirmPreference", ConfirmImpact.High) is var preference
+            && LanguagePrimitives.TryConvertTo<ConfirmImpact>(preference, out var level)
+            && level != ConfirmImpact.None
+            && level <= ConfirmImpact.Medium;
+    }
+
     private AequorReapResult Run(AequorSession session, ManualReapPass pass)
     {
         if (!pass.LockAcquired)
@@ -97,9 +205,7 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         var candidates = pass.Candidates;
         var approved = new List<ScannedLease>();
         var misses = new List<AequorReapMiss>();
-        var whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w)
-            ? LanguagePrimitives.IsTrue(w)
-            : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference", false));
+        var whatIf = IsWhatIf();
         foreach (var candidate in candidates)
         {
             var description = Describe(candidate, scan.DatabaseNowMs);

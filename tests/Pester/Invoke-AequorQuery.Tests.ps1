@@ -218,3 +218,74 @@ Describe 'Invoke-AequorQuery Ctrl+C' {
         }
     }
 }
+
+Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning' {
+    BeforeAll {
+        $null = Get-Observer
+    }
+
+    It 'a dead connection is found, reconnected with a fresh lease, and said so on Verbose' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -Name verbose1
+        $old = $s.BackendPid
+        $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $old -Session (Get-Observer)
+        Wait-Until { -not (Get-Backend $old) } | Should -BeTrue
+        $out = Invoke-AequorQuery 'SELECT 1 AS one' -Session $s -Verbose 4>&1
+        $verbose = @($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+        ($out | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }).one | Should -Be 1
+        $verbose -match 'connection found dead' | Should -Not -BeNullOrEmpty
+        $verbose -match 'reconnecting with a fresh lease' | Should -Not -BeNullOrEmpty
+        $s.BackendPid | Should -Not -Be $old
+        $s.Reconnects | Should -Be 1
+    }
+
+    It 'a retried idempotent statement writes a warning' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -Name verbose2
+        $warnings = $null
+        # Right after use the client trusts the socket (no probe): the statement meets the dead backend and is retried.
+        $null = Invoke-AequorQuery 'SELECT 1' -Session $s
+        $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $s.BackendPid -Session (Get-Observer)
+        Start-Sleep -Milliseconds 200
+        $r = Invoke-AequorQuery 'SELECT 2 AS two' -Session $s -Idempotent -WarningVariable warnings -WarningAction SilentlyContinue
+        $r.two | Should -Be 2
+        @($warnings).Count | Should -BeGreaterOrEqual 1
+        $warnings[0].Message | Should -Match 'retrying a statement'
+        $s.Retries | Should -BeGreaterOrEqual 1
+    }
+
+    It 'a renewed lease is said on Verbose' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -LeaseTtlMs 3000 -Name verbose3
+        $before = $s.LeaseExpiresAt
+        Start-Sleep -Milliseconds 2200
+        $verbose = @(Invoke-AequorQuery 'SELECT 1' -Session $s -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+        $verbose -match 'lease renewed until' | Should -Not -BeNullOrEmpty
+        $s.LeaseExpiresAt | Should -BeGreaterThan $before
+        $s.Heartbeats | Should -BeGreaterOrEqual 1
+    }
+
+    It 'connect retries are warnings, then AequorConnectFailed' {
+        $nowhere = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)port=\d+', 'Port=1'
+        $warnings = $null
+        $err = $null
+        try { Connect-Aequor $nowhere -LeaseMode Optional -Name nowhere -Retries 2 -MinBackoff 10 -MaxBackoff 20 -WarningVariable warnings -WarningAction SilentlyContinue } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+        @($warnings).Count | Should -Be 2
+        $warnings[0].Message | Should -Match 'retrying the connect'
+    }
+
+    It 'a write cut off after it was sent is AequorQueryOutcomeUnknown, not retried' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name outcome
+        $null = Invoke-AequorQuery 'CREATE TABLE IF NOT EXISTS q_outcome (v int)' -Session $s
+        $killer = Start-ThreadJob -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_CONNECTION, $s.BackendPid {
+            param($ModulePath, $Connection, $BackendPid)
+            Import-Module $ModulePath
+            $o = Connect-Aequor $Connection -LeaseMode Optional -Name killer
+            Start-Sleep -Milliseconds 700
+            $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $BackendPid -Session $o
+        }
+        $err = $null
+        try { Invoke-AequorQuery 'INSERT INTO q_outcome SELECT 1 FROM pg_sleep(3)' -Session $s -ErrorAction Stop } catch { $err = $_ }
+        $null = $killer | Wait-Job | Receive-Job
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorQueryOutcomeUnknown*'
+        $err.Exception.Message | Should -Match 'outcome is unknown'
+    }
+}
