@@ -10,7 +10,15 @@
     CompatiblePSEditions = @('Core')
     RootModule           = 'Aequor.PowerShell.dll'
     CmdletsToExport      = @(
+        'Connect-Aequor'
+        'Disconnect-Aequor'
+        'Get-AequorSession'
+        'Invoke-AequorQuery'
+        'Start-AequorTransaction'
+        'Complete-AequorTransaction'
+        'Undo-AequorTransaction'
         'Get-AequorLease'
+        'Invoke-AequorReap'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

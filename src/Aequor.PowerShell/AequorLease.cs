@@ -29,5 +29,26 @@ public sealed class AequorLease
 
     public string? ApplicationName { get; init; }
 
+    /// <summary>Why a reaper pass would leave it alone (e.g. not_expired, too_young, not_ours); empty when reapable or offline.</summary>
+    public string? NotReapableReason { get; init; }
+
     public override string ToString() => ApplicationName ?? string.Empty;
+
+    internal static AequorLease From(Aequor.Engine.ScannedLease scanned) => new()
+    {
+        Pid = scanned.Pid,
+        ServiceName = scanned.Lease.ServiceName,
+        InstanceId = scanned.Lease.InstanceId,
+        ExpiresAt = scanned.Lease.ExpiresAt,
+        IsExpired = scanned.IsExpired,
+        IsSignatureValid = scanned.IsSignatureValid,
+        State = scanned.State,
+        IdleSeconds = scanned.IdleSeconds is { } idle ? Math.Max(0, Math.Round(idle, 1)) : null,
+        IsCurrentSession = scanned.IsCurrentSession,
+        IsReapable = scanned.IsReapable,
+        NotReapableReason = scanned.NotReapableReason,
+        UserName = scanned.UserName,
+        ClientAddress = scanned.ClientAddress,
+        ApplicationName = scanned.Lease.ApplicationName,
+    };
 }

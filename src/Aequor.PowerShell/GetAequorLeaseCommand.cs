@@ -5,15 +5,27 @@ using Aequor.Engine;
 
 namespace Aequor.PowerShell;
 
-/// <summary>Reads leases: offline from application_name strings, with no database.</summary>
-[Cmdlet(VerbsCommon.Get, "AequorLease", DefaultParameterSetName = OfflineSet)]
+/// <summary>
+/// Reads leases: live from pg_stat_activity through a session (judged on the database's clock,
+/// with the reaper's verdict), or offline from application_name strings with no database.
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "AequorLease", DefaultParameterSetName = SessionSet)]
 [OutputType(typeof(AequorLease))]
-public sealed class GetAequorLeaseCommand : PSCmdlet
+public sealed class GetAequorLeaseCommand : AequorCmdlet
 {
+    public const string SessionSet = "Session";
     public const string OfflineSet = "Offline";
-    public const string SecretVariable = "AEQUOR_COORDINATION_SECRET";
+    public const string SecretVariable = ConnectAequorCommand.SecretVariable;
 
     private LeaseSigner? _signer;
+    private LeaseSigner? _previousSigner;
+
+    [Parameter(ParameterSetName = SessionSet, ValueFromPipeline = true)]
+    public AequorSession? Session { get; set; }
+
+    /// <summary>Every lease of the database, any service (default: the session's service only).</summary>
+    [Parameter(ParameterSetName = SessionSet)]
+    public SwitchParameter All { get; set; }
 
     [Parameter(Mandatory = true, ParameterSetName = OfflineSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, Position = 0)]
     [Alias("application_name")]
@@ -23,32 +35,73 @@ public sealed class GetAequorLeaseCommand : PSCmdlet
     [Parameter(ParameterSetName = OfflineSet)]
     public SecureString? CoordinationSecret { get; set; }
 
+    [Parameter(ParameterSetName = OfflineSet)]
+    public SecureString? PreviousCoordinationSecret { get; set; }
+
     protected override void BeginProcessing()
     {
+        if (ParameterSetName != OfflineSet)
+        {
+            return;
+        }
+
         var secret = CoordinationSecret is null
             ? Environment.GetEnvironmentVariable(SecretVariable)
             : new NetworkCredential(string.Empty, CoordinationSecret).Password;
+        var previous = PreviousCoordinationSecret is null
+            ? Environment.GetEnvironmentVariable(ConnectAequorCommand.PreviousSecretVariable)
+            : new NetworkCredential(string.Empty, PreviousCoordinationSecret).Password;
+        // Without a secret, leases are read but never shown as valid.
+        _signer = NewSigner(secret);
+        _previousSigner = NewSigner(previous);
+    }
+
+    private LeaseSigner? NewSigner(string? secret)
+    {
         if (string.IsNullOrEmpty(secret))
         {
-            return; // Without a secret, leases are read but never shown as valid.
+            return null;
         }
 
         try
         {
-            _signer = new LeaseSigner(secret);
+            return new LeaseSigner(secret);
         }
         catch (AequorConfigurationException ex)
         {
-            ThrowTerminatingError(new ErrorRecord(ex, "AequorSecretTooShort", ErrorCategory.InvalidArgument, null));
+            // LeaseSigner's message gives the length, never the secret.
+            ThrowTerminatingError(new ErrorRecord(new AequorException(ex.Message), ErrorIds.SecretTooShort, ErrorCategory.InvalidArgument, null));
+            return null;
         }
     }
 
     protected override void ProcessRecord()
     {
-        foreach (var text in ApplicationName)
+        if (ParameterSetName == OfflineSet)
         {
-            WriteObject(ToLease(text));
+            foreach (var text in ApplicationName)
+            {
+                WriteObject(ToLease(text));
+            }
+
+            return;
         }
+
+        var session = ResolveSession(Session);
+        LeaseScan scan;
+        using var listening = session.Listen(this);
+        try
+        {
+            scan = Await(LeaseScanner.ScanAsync(session.Client, new LeaseScanRequest { All = All.IsPresent }, StopToken));
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException)
+        {
+            WriteError(Errors.FromException(ex, ErrorIds.LeaseScanFailed, ErrorCategory.ReadError,
+                $"Could not read the leases through session '{session.Name}'", session, session.Redactor));
+            return;
+        }
+
+        WriteObject(scan.Leases.Select(AequorLease.From), enumerateCollection: true);
     }
 
     private AequorLease ToLease(string text)
@@ -65,7 +118,7 @@ public sealed class GetAequorLeaseCommand : PSCmdlet
             InstanceId = lease.InstanceId,
             ExpiresAt = lease.ExpiresAt,
             IsExpired = lease.IsExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
-            IsSignatureValid = _signer?.IsSignatureValid(lease) ?? false,
+            IsSignatureValid = (_signer?.IsSignatureValid(lease) ?? false) || (_previousSigner?.IsSignatureValid(lease) ?? false),
         };
     }
 }

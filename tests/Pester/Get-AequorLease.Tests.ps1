@@ -1,5 +1,5 @@
 BeforeAll {
-    Import-Module $env:AEQUOR_MODULE_PATH -Force
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
     $vectors = Get-Content -Raw (Join-Path $PSScriptRoot '../Aequor.Engine.Tests/TestData/lease-vectors.json') | ConvertFrom-Json
 }
 
@@ -44,5 +44,79 @@ Describe 'Get-AequorLease (offline)' {
         $err.FullyQualifiedErrorId | Should -BeLike 'AequorSecretTooShort*'
         $err.Exception.Message | Should -Match '16 bytes'
         $err.Exception.Message | Should -Not -Match 'tiny-secret'
+    }
+}
+
+Describe 'Get-AequorLease (session)' {
+    BeforeAll {
+        $script:Service = New-TestServiceName lease
+        $now = Get-NowMs
+        $script:Expired = New-FakeWorker (New-TestLease -Service $Service -ExpiresAtMs ($now - 60000))
+        $script:Live = New-FakeWorker (New-TestLease -Service $Service -ExpiresAtMs ($now + 600000))
+        $script:Forged = New-FakeWorker (New-TestLease -Service $Service -ExpiresAtMs ($now - 60000) -Secret 'some-other-secret-0123456789')
+        $script:Neighbour = New-FakeWorker (New-TestLease -Service (New-TestServiceName other) -ExpiresAtMs ($now - 60000))
+        $script:Plain = New-FakeWorker 'psql'
+        $script:Me = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
+    }
+
+    AfterAll {
+        Disconnect-Aequor -All -Confirm:$false
+    }
+
+    It 'lists the leases of the session''s service with the database''s verdicts' {
+        $leases = Get-AequorLease
+        $leases | Should -BeOfType 'Aequor.PowerShell.AequorLease'
+        ($leases.Pid | Sort-Object) | Should -Be (@($Expired.BackendPid, $Live.BackendPid, $Forged.BackendPid, $Me.BackendPid) | Sort-Object)
+
+        $e = $leases | Where-Object Pid -eq $Expired.BackendPid
+        $e.ServiceName | Should -Be $Service
+        $e.IsExpired | Should -BeTrue
+        $e.IsSignatureValid | Should -BeTrue
+        $e.State | Should -Be 'idle'
+        $e.IdleSeconds | Should -BeGreaterOrEqual 0
+        $e.UserName | Should -Not -BeNullOrEmpty
+        $e.ExpiresAt | Should -BeOfType [DateTimeOffset]
+        $e.ExpiresAt.Offset | Should -Be ([TimeSpan]::Zero)
+        $e.IsReapable | Should -BeTrue
+        $e.IsCurrentSession | Should -BeFalse
+
+        $l = $leases | Where-Object Pid -eq $Live.BackendPid
+        $l.IsExpired | Should -BeFalse
+        $l.IsReapable | Should -BeFalse
+        $l.NotReapableReason | Should -Be 'not_expired'
+
+        $f = $leases | Where-Object Pid -eq $Forged.BackendPid
+        $f.IsSignatureValid | Should -BeFalse
+        $f.IsReapable | Should -BeFalse
+        $f.NotReapableReason | Should -Be 'bad_signature'
+
+        $m = $leases | Where-Object Pid -eq $Me.BackendPid
+        $m.IsCurrentSession | Should -BeTrue
+        $m.IsReapable | Should -BeFalse
+        $m.State | Should -Be 'active'
+    }
+
+    It '-All lists every lease of any service, and never a plain application_name' {
+        $all = Get-AequorLease -All -Session $Me
+        $all.Pid | Should -Contain $Neighbour.BackendPid
+        $all.Pid | Should -Not -Contain $Plain.BackendPid
+        $n = $all | Where-Object Pid -eq $Neighbour.BackendPid
+        $n.IsSignatureValid | Should -BeTrue
+        $n.IsExpired | Should -BeTrue
+        $n.IsReapable | Should -BeFalse
+        $n.NotReapableReason | Should -Be 'not_ours'
+    }
+
+    It 'idle time below MinConnectionIdleTimeSec is not reapable' {
+        $strict = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 3600 -ReaperRunProbability 0 -Name strict
+        $e = Get-AequorLease -Session $strict | Where-Object Pid -eq $Expired.BackendPid
+        $e.IsExpired | Should -BeTrue
+        $e.IsReapable | Should -BeFalse
+        $e.NotReapableReason | Should -Be 'too_young'
+        Disconnect-Aequor -Session $strict
+    }
+
+    It 'takes the session from the pipeline' {
+        ($Me | Get-AequorLease).Pid | Should -Contain $Expired.BackendPid
     }
 }

@@ -1,0 +1,29 @@
+@{
+    Synopsis    = 'Commits the transaction open on an Aequor session.'
+    Description = @'
+Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) the error is terminating and the transaction is over.
+'@
+    Parameters  = @{
+        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        PassThru = 'Write the session to the pipeline.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Commit two inserts together'
+            Code    = @'
+Start-AequorTransaction
+Invoke-AequorQuery 'INSERT INTO orders(id) VALUES ($1)' 1
+Invoke-AequorQuery 'INSERT INTO order_lines(order_id, sku) VALUES ($1, $2)' 1, 'sku-9'
+Complete-AequorTransaction
+'@
+            Remarks = 'Both rows become visible to others at the commit.'
+        }
+        @{
+            Title   = 'Commit on a session from the pipeline'
+            Code    = 'Get-AequorSession -Name primary | Complete-AequorTransaction -PassThru'
+            Remarks = '-PassThru writes the session after the commit.'
+        }
+    )
+    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed.'
+    Links       = @('about_Aequor', 'Start-AequorTransaction', 'Undo-AequorTransaction')
+}

@@ -1,0 +1,34 @@
+@{
+    Synopsis    = 'Closes Aequor sessions: the default one, by name, from the pipeline, or all of the runspace''s.'
+    Description = @'
+Disconnect-Aequor closes sessions of the current runspace; their backends leave pg_stat_activity at once. Without parameters it closes the default session; afterwards the runspace has no default session until the next Connect-Aequor (cmdlets then ask for -Session rather than silently switching server).
+
+Removing the module (Remove-Module Aequor) or closing the runspace closes its sessions too.
+'@
+    Parameters  = @{
+        Session = 'The sessions to close, e.g. from Get-AequorSession through the pipeline.'
+        Name    = 'The names of the sessions to close; wildcards are allowed. Without -Name, -Session or -All: the default session.'
+        All     = 'Close every session of the runspace.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Close the default session at the end of a runbook'
+            Code    = @'
+Connect-Aequor $cs -ServiceName nightly
+try { Invoke-AequorQuery -File ./nightly.sql } finally { Disconnect-Aequor }
+'@
+            Remarks = 'Closing in finally releases the connection even when the script fails.'
+        }
+        @{
+            Title   = 'Close sessions by name or from the pipeline'
+            Code    = @'
+Disconnect-Aequor -Name 'report*'
+Get-AequorSession | Where-Object State -eq Broken | Disconnect-Aequor
+Disconnect-Aequor -All
+'@
+            Remarks = 'Wildcards match names; sessions can be piped in; -All closes the rest.'
+        }
+    )
+    Notes       = 'Errors: AequorSessionNotFound (no session of that name), AequorNoSession (no default session to close).'
+    Links       = @('about_Aequor', 'Connect-Aequor', 'Get-AequorSession')
+}

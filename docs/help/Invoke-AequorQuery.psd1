@@ -1,0 +1,52 @@
+@{
+    Synopsis    = 'Runs SQL on an Aequor session and streams the rows as objects.'
+    Description = @'
+Invoke-AequorQuery runs a statement (or several separated by semicolons) on the session given by -Session, or on the runspace's default session. Values in -Parameters are always sent as parameters, never spliced into the text: a hashtable binds @name placeholders, an array binds $1, $2 ... in order.
+
+By default each row is written as a PSCustomObject as soon as it arrives (the result is never buffered), with the columns in order; Select-Object -First stops the statement on the server. Several statements give the rows of each result set in turn. DBNull becomes $null; values keep natural .NET types: integers, decimal for numeric, double, bool, string, DateTime in UTC for timestamptz, TimeSpan for interval, Guid for uuid, string for json and jsonb, arrays for arrays, byte[] for bytea. Types without a plain .NET equivalent (ranges, geometric types) come as their text.
+
+-As Scalar writes the first column of the first row, -As NonQuery the number of rows affected, -As DataTable one System.Data.DataTable per result set.
+
+Ctrl+C (or stopping the pipeline) cancels the statement on the server at once. Retries, reconnects and heartbeats are reported on the Verbose stream; a retry also writes a warning. Nothing is retried inside a transaction, and a statement that may have reached the server is retried only with -Idempotent.
+
+A failing statement is a non-terminating AequorQueryFailed error carrying the SQLSTATE ($_.Exception.SqlState); with several queries from the pipeline the others still run.
+'@
+    Parameters  = @{
+        Query          = 'The SQL text. Also taken from the pipeline: each string is run in turn.'
+        File           = 'A file whose content is the SQL to run. A missing file is an AequorFileNotFound error.'
+        Parameters     = 'The values for the placeholders: a hashtable for @name placeholders (@{ id = 5 }), an array for $1, $2 ... (5, ''x''). A single value binds $1. PowerShell arrays inside are sent as typed arrays (int[], text[] ...).'
+        Session        = 'The session to run on. Default: the runspace''s default session; without one the error is AequorNoSession.'
+        As             = 'The output: PSObject (default; one object per row), Scalar (the first column of the first row), NonQuery (rows affected) or DataTable (one table per result set). Another value is an AequorInvalidParameter error.'
+        CommandTimeout = 'Seconds the statement may run before the server cancels it; 0 waits forever. Default: the session''s.'
+        Idempotent     = 'States that the statement may safely run twice, so it may be retried even after it reached the server when the connection drops. Without it such a failure is an AequorQueryOutcomeUnknown error.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Rows with named and positional parameters'
+            Code    = @'
+Invoke-AequorQuery 'SELECT id, status, created_at FROM orders WHERE customer = @customer AND status = ANY(@states)' -Parameters @{ customer = 'c-42'; states = 'open', 'held' }
+Invoke-AequorQuery 'SELECT * FROM orders WHERE id = $1' 1234
+'@
+            Remarks = 'Values are parameters: a value like ''; DROP TABLE x; -- stays a value.'
+        }
+        @{
+            Title   = 'Scalar, NonQuery and DataTable'
+            Code    = @'
+$open = Invoke-AequorQuery 'SELECT count(*) FROM orders WHERE status = $1' 'open' -As Scalar
+$moved = Invoke-AequorQuery 'UPDATE orders SET status = ''archived'' WHERE created_at < now() - interval ''1 year''' -As NonQuery
+$table = Invoke-AequorQuery 'SELECT * FROM orders LIMIT 100' -As DataTable
+'@
+            Remarks = 'NonQuery writes the number of rows affected.'
+        }
+        @{
+            Title   = 'Stream a large result, and a SQL file'
+            Code    = @'
+Invoke-AequorQuery 'SELECT * FROM events ORDER BY id' | ForEach-Object { $_.payload | Out-File -Append events.jsonl }
+Invoke-AequorQuery -File ./migrations/042.sql -CommandTimeout 600
+'@
+            Remarks = 'Rows are written as they arrive, so memory stays flat whatever the size of the result.'
+        }
+    )
+    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorInvalidParameter, AequorFileNotFound, AequorQueryFailed (non-terminating, with SqlState), AequorQueryOutcomeUnknown, AequorTransactionLost.'
+    Links       = @('about_Aequor', 'Connect-Aequor', 'Start-AequorTransaction')
+}

@@ -1,0 +1,47 @@
+@{
+    Synopsis    = 'Runs one reaper pass now: terminates zombie connections of the session''s service.'
+    Description = @'
+Invoke-AequorReap runs one reaper pass on the session at once, ignoring the reaper's probability and cooldown but never its lock: it takes the service's advisory lock (the same key as pg-aequor, so Node and PowerShell clients of a service never reap together), reads pg_stat_activity and terminates the backends whose lease is of the session's service, validly signed with the current or previous secret, expired on the database's clock, and idle for at least MinConnectionIdleTimeSec (or idle in a transaction, when allowed) — oldest expiry first, at most MaxIdleConnectionsToKill. Each backend is checked again at the instant of the kill: one that renewed its lease or ran a statement since the scan is left alive. Get-AequorLease marks exactly these leases IsReapable.
+
+Every termination goes through ShouldProcess with ConfirmImpact Medium, so runbooks never prompt by default: -WhatIf prints one line per candidate, e.g. "Terminate backend 1234 (service orders, instance Zx9_-k2Q, lease expired 4 min ago, idle 260 s)", and kills nothing (the engine's dry run); -Confirm asks for each backend. Without a prompt the pass is the engine's own, the one the client runs after a connect (two round trips); with -Confirm, or on a session connected with -NoReaper, the cmdlet scans, asks and kills the approved backends under the same lock and rules.
+
+The output is one AequorReapResult: LockAcquired, Scanned, Candidates and Killed (as lease objects), NotKilled (with reasons: declined, renewed, woke_up, gone), Skipped (counts by reason: not_expired, too_young, bad_signature, in_transaction, over_limit ...) and DurationMs. When another client holds the lock the pass writes a warning and LockAcquired is $false; that is not an error.
+
+The session's role needs pg_signal_backend (or to be the role of the backends it terminates); superusers' backends are never touched by a non-superuser.
+'@
+    Parameters  = @{
+        Session                 = 'The session to reap with (its service, secrets and thresholds), also from the pipeline. Default: the runspace''s default session. A session without a coordination secret is an AequorNotLeased error.'
+        MaxKill                 = 'The most backends this pass terminates (overrides MaxIdleConnectionsToKill).'
+        MinIdleSec              = 'The least idle time, in seconds, of a backend this pass terminates (overrides MinConnectionIdleTimeSec).'
+        IncludeIdleInTransaction = 'Also terminate expired leases idle in a transaction for this pass; -IncludeIdleInTransaction:$false turns it off when the session has it on.'
+        MinIdleInTransactionSec = 'With -IncludeIdleInTransaction: the least time idle in the transaction, in seconds (overrides MinIdleInTransactionSec).'
+    }
+    Examples    = @(
+        @{
+            Title   = 'See what a pass would do, then do it'
+            Code    = @'
+Connect-Aequor $cs -ServiceName orders -CoordinationSecret $secret
+Get-AequorLease | Where-Object IsReapable | Format-Table Pid, InstanceId, ExpiresAt, IdleSeconds
+Invoke-AequorReap -WhatIf
+Invoke-AequorReap
+'@
+            Remarks = '-WhatIf lists the backends and kills nothing; the same backends are killed by the pass that follows, unless they woke up meanwhile.'
+        }
+        @{
+            Title   = 'An emergency pass during a connection storm'
+            Code    = @'
+$r = Invoke-AequorReap -MinIdleSec 30 -MaxKill 50 -IncludeIdleInTransaction -MinIdleInTransactionSec 60
+"Killed $($r.Killed.Count) of $($r.Scanned) scanned in $($r.DurationMs) ms"
+$r.Skipped
+'@
+            Remarks = 'The overrides apply to this pass only.'
+        }
+        @{
+            Title   = 'Ask before each termination'
+            Code    = 'Invoke-AequorReap -Confirm'
+            Remarks = 'Declined backends are listed in NotKilled with the reason declined.'
+        }
+    )
+    Notes       = 'Errors: AequorNoSession, AequorNotLeased, AequorReapFailed (e.g. a transaction is open on the session). A busy lock is a warning, not an error.'
+    Links       = @('about_Aequor', 'Get-AequorLease', 'Connect-Aequor')
+}

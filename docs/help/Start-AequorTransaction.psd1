@@ -1,0 +1,41 @@
+@{
+    Synopsis    = 'Opens a transaction on an Aequor session.'
+    Description = @'
+Start-AequorTransaction begins a transaction on the session (the default one, or -Session). Every Invoke-AequorQuery on that session runs inside it until Complete-AequorTransaction commits it or Undo-AequorTransaction rolls it back. Nothing is retried inside a transaction: if the connection is lost, the server has rolled it back and statements fail with AequorTransactionLost until the transaction is undone.
+
+A second Start-AequorTransaction on the same session is an AequorTransactionOpen error.
+'@
+    Parameters  = @{
+        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        PassThru = 'Write the session to the pipeline.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Commit on success, roll back on failure'
+            Code    = @'
+Start-AequorTransaction
+try {
+    Invoke-AequorQuery 'UPDATE accounts SET balance = balance - $1 WHERE id = $2' 100, 'a' -ErrorAction Stop
+    Invoke-AequorQuery 'UPDATE accounts SET balance = balance + $1 WHERE id = $2' 100, 'b' -ErrorAction Stop
+    Complete-AequorTransaction
+} catch {
+    Undo-AequorTransaction
+    throw
+}
+'@
+            Remarks = '-ErrorAction Stop turns a failing statement into an exception, so the catch block rolls back.'
+        }
+        @{
+            Title   = 'A transaction on a named session'
+            Code    = @'
+$s = Get-AequorSession -Name primary
+$s | Start-AequorTransaction
+Invoke-AequorQuery 'INSERT INTO audit(event) VALUES ($1)' 'rotated' -Session $s
+$s | Complete-AequorTransaction
+'@
+            Remarks = 'The session comes from the pipeline.'
+        }
+    )
+    Notes       = 'Errors: AequorNoSession, AequorTransactionOpen, AequorTransactionFailed.'
+    Links       = @('about_Aequor', 'Complete-AequorTransaction', 'Undo-AequorTransaction', 'Invoke-AequorQuery')
+}

@@ -1,0 +1,32 @@
+@{
+    Synopsis    = 'Rolls back the transaction open on an Aequor session.'
+    Description = @'
+Undo-AequorTransaction rolls back the transaction that Start-AequorTransaction opened on the session (the default one, or -Session): nothing done inside it is kept. Without an open transaction it is an AequorNoTransaction error. After a lost connection (AequorTransactionLost) it ends the transaction so the session can be used again.
+'@
+    Parameters  = @{
+        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        PassThru = 'Write the session to the pipeline.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Try a change and throw it away'
+            Code    = @'
+Start-AequorTransaction
+Invoke-AequorQuery 'DELETE FROM orders WHERE status = $1' 'test' -As NonQuery
+Undo-AequorTransaction
+'@
+            Remarks = 'The rows are back after the rollback.'
+        }
+        @{
+            Title   = 'Roll back in a catch block'
+            Code    = @'
+Start-AequorTransaction
+try { Invoke-AequorQuery -File ./change.sql -ErrorAction Stop; Complete-AequorTransaction }
+catch { Undo-AequorTransaction; throw }
+'@
+            Remarks = 'A failure leaves nothing half done.'
+        }
+    )
+    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed.'
+    Links       = @('about_Aequor', 'Start-AequorTransaction', 'Complete-AequorTransaction')
+}

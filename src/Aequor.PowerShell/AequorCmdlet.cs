@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// The base of every cmdlet that calls the engine: one token that <see cref="StopProcessing"/>
+/// (Ctrl+C, Stop-Job, a stopped PowerShell) cancels, passed to every engine call and awaited on the
+/// pipeline thread, and a queue through which engine callbacks on other threads reach the Verbose
+/// and Warning streams — written here, on the pipeline thread, never from theirs.
+/// </summary>
+public abstract class AequorCmdlet : PSCmdlet, IDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentQueue<Action<AequorCmdlet>> _posted = new();
+    private readonly AutoResetEvent _signal = new(false);
+    private bool _disposed;
+
+    /// <summary>Cancelled when the pipeline is stopped.</summary>
+    protected CancellationToken StopToken => _stop.Token;
+
+    protected override void StopProcessing()
+    {
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The command finished while the stop was on its way.
+        }
+    }
+
+    /// <summary>From any thread: run <paramref name="write"/> on the pipeline thread at the next chance.</summary>
+    internal void Post(Action<AequorCmdlet> write)
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _posted.Enqueue(write);
+        try
+        {
+            _signal.Set();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    internal void PostVerbose(string message) => Post(c => c.WriteVerbose(message));
+
+    internal void PostWarning(string message) => Post(c => c.WriteWarning(message));
+
+    /// <summary>Waits for an engine call on the pipeline thread, writing what it posts meanwhile.</summary>
+    protected T Await<T>(Task<T> task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        if (!task.IsCompleted)
+        {
+            Pump(task);
+        }
+
+        DrainPosted();
+        try
+        {
+            return task.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+    }
+
+    protected void Await(Task task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        _ = Await(AsObjectTask(task));
+    }
+
+    private static async Task<object?> AsObjectTask(Task task)
+    {
+        await task.ConfigureAwait(false);
+        return null;
+    }
+
+    private void Pump(Task task)
+    {
+        var handles = new[] { ((IAsyncResult)task).AsyncWaitHandle, _signal };
+        while (!task.IsCompleted)
+        {
+            WaitHandle.WaitAny(handles);
+            DrainPosted();
+        }
+    }
+
+    protected void DrainPosted()
+    {
+        while (_posted.TryDequeue(out var write))
+        {
+            write(this);
+        }
+    }
+
+    /// <summary>The session given, else the runspace's default; a terminating AequorNoSession when there is none.</summary>
+    internal AequorSession ResolveSession(AequorSession? given)
+    {
+        var session = given ?? SessionStore.For(this).Default;
+        if (session is null)
+        {
+            var open = SessionStore.For(this).Snapshot().Count;
+            var hint = open == 0
+                ? "Run Connect-Aequor first."
+                : $"This runspace has {open} open session(s) but none is the default: pass -Session (Get-AequorSession lists them).";
+            ThrowTerminatingError(Errors.Create(ErrorIds.NoSession, ErrorCategory.ConnectionError, $"There is no Aequor session. {hint}", null));
+        }
+
+        if (session!.IsClosed)
+        {
+            ThrowTerminatingError(Errors.Create(ErrorIds.SessionClosed, ErrorCategory.ResourceUnavailable,
+                $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session));
+        }
+
+        return session;
+    }
+
+    /// <summary>A parameter PowerShell accepted but that cannot work: terminating AequorInvalidParameter.</summary>
+    internal void ThrowInvalidParameter(string message, object? target = null) =>
+        ThrowTerminatingError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidArgument, message, target));
+
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (disposing)
+        {
+            _stop.Dispose();
+            _signal.Dispose();
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using System.Globalization;
+using Aequor.Engine;
+
+namespace Aequor.PowerShell;
+
+/// <summary>Where a session is in its life.</summary>
+public enum AequorSessionState
+{
+    /// <summary>Not connected now: the next statement connects (with a fresh lease).</summary>
+    Disconnected,
+    Connected,
+
+    /// <summary>The connection broke; the next statement reconnects.</summary>
+    Broken,
+
+    /// <summary>Disconnect-Aequor (or the runspace, or Remove-Module) closed it.</summary>
+    Closed,
+}
+
+/// <summary>
+/// A named connection of one runspace, as Connect-Aequor returns it. Its values are read live from
+/// the connection; it holds no password or secret a user could read.
+/// </summary>
+public sealed class AequorSession
+{
+    private readonly AequorClient _client;
+    private long _queries;
+    private int _closed;
+    private AequorCmdlet? _listener;
+
+    internal AequorSession(string name, AequorClient client, Redactor redactor)
+    {
+        Name = name;
+        _client = client;
+        Redactor = redactor;
+        ConnectedAt = DateTimeOffset.UtcNow;
+        Subscribe(client);
+    }
+
+    // Raised on the engine's threads: each handler only posts text to the listening cmdlet, and the
+    // engine contains whatever a handler throws.
+    private void Subscribe(AequorClient client)
+    {
+        client.OnQueryRetry += (_, e) => Report(
+            Invariant($"retry {e.Retries} in {e.Delay.TotalMilliseconds:0} ms after: {e.Error.Message}"),
+            Invariant($"retrying a statement (retry {e.Retries}) after: {e.Error.Message}"));
+        client.OnReconnect += (_, e) =>
+        {
+            if (e.Retries == 0)
+            {
+                Report("the connection was lost; reconnecting with a fresh lease.");
+            }
+            else
+            {
+                Report(
+                    Invariant($"connect attempt {e.Retries} failed; retrying in {e.Delay.TotalMilliseconds:0} ms: {e.Error?.Message}"),
+                    Invariant($"retrying the connect (retry {e.Retries}) after: {e.Error?.Message}"));
+            }
+        };
+        client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
+        client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
+        client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {e.Error.Message}"));
+        client.OnClientDead += (_, e) => Report(Invariant($"connection found dead ({e.Source}){(e.Error is null ? string.Empty : ": " + e.Error.Message)}"));
+        client.OnReap += (_, e) => Report(e.Locked
+            ? Invariant($"reaper pass terminated {e.Killed} backend(s) in {e.Duration.TotalMilliseconds:0} ms.")
+            : "reaper pass skipped: another client of the service holds the lock.");
+    }
+
+    private static string Invariant(FormattableString text) => FormattableString.Invariant(text);
+
+    public string Name { get; }
+
+    public string? Server => _client.Host;
+
+    public int Port => _client.Port;
+
+    public string? Database => _client.Database;
+
+    public string? User => _client.UserName;
+
+    public string ServiceName => _client.ServiceName;
+
+    public string InstanceId => _client.InstanceId;
+
+    public int? BackendPid => _client.BackendPid;
+
+    public DateTimeOffset? LeaseExpiresAt => _client.IsLeased ? _client.LeaseExpiresAt : null;
+
+    public bool IsLeased => _client.IsLeased;
+
+    public AequorSessionState State => IsClosed ? AequorSessionState.Closed : _client.State switch
+    {
+        AequorClientState.Connected => AequorSessionState.Connected,
+        AequorClientState.Broken => AequorSessionState.Broken,
+        AequorClientState.Disposed => AequorSessionState.Closed,
+        _ => AequorSessionState.Disconnected,
+    };
+
+    public bool InTransaction => !IsClosed && _client.InTransaction;
+
+    /// <summary>The runspace's default: what cmdlets use without -Session.</summary>
+    public bool IsDefault => Owner?.Default == this;
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    /// <summary>Statements run through Invoke-AequorQuery.</summary>
+    public long Queries => Interlocked.Read(ref _queries);
+
+    /// <summary>Connections opened to replace an earlier one (a broken socket, a failed renewal).</summary>
+    public long Reconnects => _client.Counters.Reconnects;
+
+    /// <summary>Retries of connects and statements.</summary>
+    public long Retries => _client.Counters.Retries;
+
+    /// <summary>Lease renewals the server confirmed.</summary>
+    public long Heartbeats => _client.Counters.Heartbeats;
+
+    /// <summary>Automatic reaper passes run after a connect (Invoke-AequorReap not counted).</summary>
+    public long ReapPasses => _client.Counters.ReapPasses;
+
+    internal AequorClient Client => _client;
+
+    internal Redactor Redactor { get; }
+
+    internal RunspaceSessions? Owner { get; set; }
+
+    internal bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    internal void CountQuery() => Interlocked.Increment(ref _queries);
+
+    /// <summary>
+    /// While the returned scope lives, what the engine reports for this session (retries, reconnects,
+    /// heartbeats — raised on its own threads) goes to <paramref name="cmdlet"/>'s Verbose and
+    /// Warning streams, written on its pipeline thread. Outside any command it is dropped.
+    /// </summary>
+    internal IDisposable Listen(AequorCmdlet cmdlet)
+    {
+        var previous = Interlocked.Exchange(ref _listener, cmdlet);
+        return new ListenScope(this, cmdlet, previous);
+    }
+
+    /// <summary>From any thread.</summary>
+    internal void Report(string verbose, string? warning = null)
+    {
+        var listener = Volatile.Read(ref _listener);
+        if (listener is null)
+        {
+            return;
+        }
+
+        listener.PostVerbose(Redactor.Redact($"Session '{Name}': {verbose}"));
+        if (warning is not null)
+        {
+            listener.PostWarning(Redactor.Redact($"Session '{Name}': {warning}"));
+        }
+    }
+
+    /// <summary>Closes the connection once; never throws (a dead socket is already closed).</summary>
+    internal void Close()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            // Called from runspace events and module removal too, where nothing may hang or throw.
+            _ = Task.Run(async () => await _client.DisposeAsync().ConfigureAwait(false)).Wait(TimeSpan.FromSeconds(5));
+        }
+#pragma warning disable CA1031 // Closing is best effort: the server ends a backend whose socket closes.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    private sealed class ListenScope(AequorSession session, AequorCmdlet cmdlet, AequorCmdlet? previous) : IDisposable
+    {
+        public void Dispose() => Interlocked.CompareExchange(ref session._listener, previous, cmdlet);
+    }
+
+    /// <summary>No password, no secret: name, user and endpoint only.</summary>
+    public override string ToString() =>
+        string.Create(CultureInfo.InvariantCulture, $"{Name} ({User}@{Server}:{Port}/{Database}, {State})");
+}

@@ -1,0 +1,94 @@
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>Closes sessions: by object (from the pipeline), by name, or all of the runspace's.</summary>
+[Cmdlet(VerbsCommunications.Disconnect, "Aequor", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+public sealed class DisconnectAequorCommand : AequorCmdlet
+{
+    public const string NameSet = "Name";
+    public const string SessionSet = "Session";
+    public const string AllSet = "All";
+
+    [Parameter(Mandatory = true, ParameterSetName = SessionSet, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public AequorSession[] Session { get; set; } = [];
+
+    /// <summary>Without a name: the default session.</summary>
+    [Parameter(Position = 0, ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
+    public string[]? Name { get; set; }
+
+    [Parameter(Mandatory = true, ParameterSetName = AllSet)]
+    public SwitchParameter All { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var store = SessionStore.For(this);
+        switch (ParameterSetName)
+        {
+            case SessionSet:
+                foreach (var session in Session)
+                {
+                    Close(session);
+                }
+
+                break;
+            case AllSet:
+                foreach (var session in store.Snapshot())
+                {
+                    Close(session);
+                }
+
+                break;
+            default:
+                if (Name is null)
+                {
+                    if (store.Default is { } current)
+                    {
+                        Close(current);
+                    }
+                    else
+                    {
+                        WriteError(Errors.Create(ErrorIds.NoSession, ErrorCategory.ObjectNotFound,
+                            "There is no default Aequor session to disconnect; name one with -Name or use -All.", null));
+                    }
+
+                    break;
+                }
+
+                foreach (var name in Name)
+                {
+                    var matched = false;
+                    var pattern = WildcardPattern.Get(name, WildcardOptions.IgnoreCase);
+                    foreach (var session in store.Snapshot().Where(s => pattern.IsMatch(s.Name)))
+                    {
+                        matched = true;
+                        Close(session);
+                    }
+
+                    if (!matched && !WildcardPattern.ContainsWildcardCharacters(name))
+                    {
+                        WriteError(Errors.Create(ErrorIds.SessionNotFound, ErrorCategory.ObjectNotFound,
+                            $"There is no Aequor session named '{name}' in this runspace (Get-AequorSession lists them).", name));
+                    }
+                }
+
+                break;
+        }
+    }
+
+    private void Close(AequorSession session)
+    {
+        if (!ShouldProcess(session.ToString(), "Disconnect"))
+        {
+            return;
+        }
+
+        // A session handed over from another runspace leaves that runspace's list too.
+        session.Owner?.Remove(session);
+        session.Close();
+        WriteVerbose($"Closed session '{session.Name}'.");
+    }
+}

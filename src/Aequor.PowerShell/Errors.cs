@@ -1,0 +1,111 @@
+using System.Data.Common;
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>An error of the module: a readable message (secrets removed) and, for a server error, its SQLSTATE.</summary>
+public sealed class AequorException : Exception
+{
+    public AequorException()
+    {
+    }
+
+    public AequorException(string message) : base(message)
+    {
+    }
+
+    public AequorException(string message, Exception? innerException) : base(message, innerException)
+    {
+    }
+
+    /// <summary>The PostgreSQL error code (e.g. 53300, 28P01), when the server gave one.</summary>
+    public string? SqlState { get; init; }
+}
+
+/// <summary>Builds ErrorRecords with stable ids; every message passes through the session's redactor.</summary>
+internal static class Errors
+{
+    public static ErrorRecord Create(string errorId, ErrorCategory category, string message, object? target, Exception? inner = null, string? sqlState = null) =>
+        new(new AequorException(message, inner) { SqlState = sqlState }, errorId, category, target);
+
+    /// <summary>
+    /// Maps an engine failure to an ErrorRecord. <paramref name="what"/> says what failed ("Could not
+    /// connect session 'default'"); the exception's message follows, with every secret replaced.
+    /// </summary>
+    public static ErrorRecord FromException(Exception ex, string errorId, ErrorCategory category, string what, object? target, Redactor redactor)
+    {
+        ArgumentNullException.ThrowIfNull(ex);
+        if (ex is AggregateException { InnerExceptions.Count: 1 } aggregate)
+        {
+            ex = aggregate.InnerExceptions[0];
+        }
+
+        var sqlState = FindSqlState(ex);
+        var typeName = ex.GetType().Name;
+        if (typeName.Contains("OutcomeUnknown", StringComparison.Ordinal))
+        {
+            errorId = ErrorIds.QueryOutcomeUnknown;
+            category = ErrorCategory.OperationStopped;
+        }
+        else if (typeName.Contains("TransactionLost", StringComparison.Ordinal))
+        {
+            errorId = ErrorIds.TransactionLost;
+            category = ErrorCategory.ConnectionError;
+        }
+        else if (typeName.Contains("ConnectFailed", StringComparison.Ordinal))
+        {
+            errorId = ErrorIds.ConnectFailed;
+            category = sqlState is null ? ErrorCategory.ConnectionError : CategoryOf(sqlState, ErrorCategory.ConnectionError);
+        }
+        else if (ex is Aequor.Engine.AequorConfigurationException)
+        {
+            errorId = ErrorIds.InvalidParameter;
+            category = ErrorCategory.InvalidArgument;
+        }
+        else if (ex is ObjectDisposedException)
+        {
+            errorId = ErrorIds.SessionClosed;
+            category = ErrorCategory.ResourceUnavailable;
+        }
+        else if (sqlState is not null)
+        {
+            category = CategoryOf(sqlState, category);
+        }
+        else if (ex is TimeoutException)
+        {
+            category = ErrorCategory.OperationTimeout;
+        }
+
+        var detail = redactor.Redact(ex.Message);
+        var message = string.IsNullOrEmpty(what) ? detail : $"{what}: {detail}";
+        // Keep the original only when its message was clean: $Error must never hold a secret.
+        var inner = detail == ex.Message ? ex : null;
+        return Create(errorId, category, message, target, inner, sqlState);
+    }
+
+    private static string? FindSqlState(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException)
+        {
+            if (ex is DbException { SqlState: { Length: > 0 } state })
+            {
+                return state;
+            }
+        }
+
+        return null;
+    }
+
+    private static ErrorCategory CategoryOf(string sqlState, ErrorCategory fallback) => sqlState[..2] switch
+    {
+        "08" => ErrorCategory.ConnectionError,
+        "28" => ErrorCategory.AuthenticationError,
+        "42" when sqlState == "42501" => ErrorCategory.PermissionDenied,
+        "42" => ErrorCategory.InvalidArgument,
+        "22" or "23" => ErrorCategory.InvalidData,
+        "53" => ErrorCategory.ResourceUnavailable,
+        "57" when sqlState == "57014" => ErrorCategory.OperationStopped,
+        "40" => ErrorCategory.DeadlockDetected,
+        _ => fallback,
+    };
+}

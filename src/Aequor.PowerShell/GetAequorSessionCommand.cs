@@ -1,0 +1,53 @@
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>Lists this runspace's sessions, in connect order.</summary>
+[Cmdlet(VerbsCommon.Get, "AequorSession")]
+[OutputType(typeof(AequorSession))]
+public sealed class GetAequorSessionCommand : PSCmdlet
+{
+    [Parameter(Position = 0, ValueFromPipeline = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
+    [SupportsWildcards]
+    public string[]? Name { get; set; }
+
+    /// <summary>Only the default session.</summary>
+    [Parameter]
+    public SwitchParameter Default { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var store = SessionStore.For(this);
+        if (Default.IsPresent)
+        {
+            if (store.Default is { } current && (Name is null || Name.Any(n => WildcardPattern.Get(n, WildcardOptions.IgnoreCase).IsMatch(current.Name))))
+            {
+                WriteObject(current);
+            }
+
+            return;
+        }
+
+        var sessions = store.Snapshot();
+        if (Name is null)
+        {
+            WriteObject(sessions, enumerateCollection: true);
+            return;
+        }
+
+        foreach (var name in Name)
+        {
+            var pattern = WildcardPattern.Get(name, WildcardOptions.IgnoreCase);
+            var found = sessions.Where(s => pattern.IsMatch(s.Name)).ToList();
+            if (found.Count == 0 && !WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                WriteError(Errors.Create(ErrorIds.SessionNotFound, ErrorCategory.ObjectNotFound,
+                    $"There is no Aequor session named '{name}' in this runspace.", name));
+            }
+
+            WriteObject(found, enumerateCollection: true);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using System.Management.Automation;
+using System.Management.Automation.Runspaces;
+using System.Runtime.CompilerServices;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// Sessions per runspace, not per process: parallel runspaces, ForEach-Object -Parallel and Pester
+/// runs never see each other's. A runspace's sessions close when it closes, and when the module is
+/// removed from it; <see cref="CloseAll"/> closes every runspace's.
+/// </summary>
+internal static class SessionStore
+{
+    /// <summary>
+    /// A read-only global variable marking which script owns the runspace's sessions. ForEach-Object
+    /// -Parallel reuses runspaces and resets their variables between iterations: a missing marker
+    /// means the sessions belong to an earlier iteration, which are closed, not handed over.
+    /// </summary>
+    public const string MarkerVariable = "AequorSessionsMarker";
+
+    private static readonly ConditionalWeakTable<Runspace, RunspaceSessions> Table = new();
+
+    /// <summary>The sessions of the runspace <paramref name="cmdlet"/> runs in, as its script may see them.</summary>
+    public static RunspaceSessions For(PSCmdlet cmdlet)
+    {
+        ArgumentNullException.ThrowIfNull(cmdlet);
+        var sessions = Current;
+        var variables = cmdlet.SessionState.PSVariable;
+        if (variables.GetValue("global:" + MarkerVariable) is { } marker && ReferenceEquals(marker, sessions.Marker))
+        {
+            return sessions;
+        }
+
+        if (sessions.Marker is not null)
+        {
+            sessions.CloseAll();
+        }
+
+        sessions.Marker = new Marker();
+        variables.Set("global:" + MarkerVariable, sessions.Marker);
+        if (variables.Get("global:" + MarkerVariable) is { } variable)
+        {
+            variable.Description = "Marks this runspace's Aequor sessions as this script's (ForEach-Object -Parallel resets it between iterations).";
+            variable.Options = ScopedItemOptions.ReadOnly;
+        }
+
+        return sessions;
+    }
+
+    /// <summary>The calling pipeline thread's runspace's sessions.</summary>
+    public static RunspaceSessions Current =>
+        For(Runspace.DefaultRunspace ?? throw new InvalidOperationException("Aequor cmdlets run inside a PowerShell runspace."));
+
+    public static RunspaceSessions For(Runspace runspace)
+    {
+        ArgumentNullException.ThrowIfNull(runspace);
+        return Table.GetValue(runspace, static r =>
+        {
+            r.StateChanged += OnRunspaceStateChanged;
+            return new RunspaceSessions();
+        });
+    }
+
+    /// <summary>Closes the sessions of the calling thread's runspace (Remove-Module runs there).</summary>
+    public static void CloseCurrentRunspace()
+    {
+        if (Runspace.DefaultRunspace is { } runspace && Table.TryGetValue(runspace, out var sessions))
+        {
+            sessions.CloseAll();
+        }
+    }
+
+    /// <summary>Closes every session of every runspace of the process.</summary>
+    public static void CloseAll()
+    {
+        foreach (var (_, sessions) in Table)
+        {
+            sessions.CloseAll();
+        }
+    }
+
+    private static void OnRunspaceStateChanged(object? sender, RunspaceStateEventArgs e)
+    {
+        if (sender is Runspace runspace
+            && e.RunspaceStateInfo.State is RunspaceState.Closing or RunspaceState.Closed or RunspaceState.Broken
+            && Table.TryGetValue(runspace, out var sessions))
+        {
+            sessions.CloseAll();
+        }
+    }
+}
+
+/// <summary>One runspace's sessions by name (case-insensitive, in connect order) and its default.</summary>
+internal sealed class RunspaceSessions
+{
+    private readonly object _gate = new();
+    private readonly List<AequorSession> _sessions = [];
+
+    /// <summary>The object in the runspace's marker variable while these sessions are its script's.</summary>
+    public object? Marker { get; set; }
+
+    public AequorSession? Default { get; private set; }
+
+    public IReadOnlyList<AequorSession> Snapshot()
+    {
+        lock (_gate)
+        {
+            return [.. _sessions];
+        }
+    }
+
+    public AequorSession? Find(string name)
+    {
+        lock (_gate)
+        {
+            return _sessions.Find(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase));
+        }
+    }
+
+    /// <summary>Adds a session as the default; returns the one it replaces under the same name, for the caller to close.</summary>
+    public AequorSession? Add(AequorSession session)
+    {
+        lock (_gate)
+        {
+            var old = _sessions.Find(s => string.Equals(s.Name, session.Name, StringComparison.OrdinalIgnoreCase));
+            if (old is not null)
+            {
+                _sessions.Remove(old);
+                old.Owner = null;
+            }
+
+            _sessions.Add(session);
+            session.Owner = this;
+            Default = session;
+            return old;
+        }
+    }
+
+    public bool Remove(AequorSession session)
+    {
+        lock (_gate)
+        {
+            if (!_sessions.Remove(session))
+            {
+                return false;
+            }
+
+            if (Default == session)
+            {
+                // No silent switch to another server: without a default, cmdlets ask for -Session.
+                Default = null;
+            }
+
+            return true;
+        }
+    }
+
+    public void CloseAll()
+    {
+        AequorSession[] closing;
+        lock (_gate)
+        {
+            closing = [.. _sessions];
+            _sessions.Clear();
+            Default = null;
+        }
+
+        foreach (var session in closing)
+        {
+            session.Close();
+        }
+    }
+}
+
+/// <summary>The marker's value: opaque, and says what it is when someone looks.</summary>
+internal sealed class Marker
+{
+    public override string ToString() => "Aequor sessions of this runspace";
+}

@@ -1,0 +1,69 @@
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>Shared by the three transaction cmdlets: a session, and one engine call mapped to stable errors.</summary>
+public abstract class AequorTransactionCmdlet : AequorCmdlet
+{
+    [Parameter(ValueFromPipeline = true)]
+    public AequorSession? Session { get; set; }
+
+    /// <summary>Writes the session, for chaining.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    private protected void Run(bool wantOpen, string action, string done, Func<AequorSession, CancellationToken, Task> call)
+    {
+        var session = ResolveSession(Session);
+        if (session.InTransaction != wantOpen)
+        {
+            var record = wantOpen
+                ? Errors.Create(ErrorIds.NoTransaction, ErrorCategory.InvalidOperation,
+                    $"No transaction is open on session '{session.Name}'; Start-AequorTransaction first.", session)
+                : Errors.Create(ErrorIds.TransactionOpen, ErrorCategory.InvalidOperation,
+                    $"A transaction is already open on session '{session.Name}'; complete or undo it first.", session);
+            ThrowTerminatingError(record);
+        }
+
+        using var listening = session.Listen(this);
+        try
+        {
+            Await(call(session, StopToken));
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException)
+        {
+            ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TransactionFailed, ErrorCategory.InvalidOperation,
+                $"Could not {action} the transaction on session '{session.Name}'", session, session.Redactor));
+        }
+
+        WriteVerbose($"Session '{session.Name}': transaction {done}.");
+        if (PassThru.IsPresent)
+        {
+            WriteObject(session);
+        }
+    }
+}
+
+/// <summary>Opens a transaction: statements until Complete- or Undo-AequorTransaction run inside it, never retried.</summary>
+[Cmdlet(VerbsLifecycle.Start, "AequorTransaction")]
+[OutputType(typeof(AequorSession))]
+public sealed class StartAequorTransactionCommand : AequorTransactionCmdlet
+{
+    protected override void ProcessRecord() => Run(false, "start", "started", (s, ct) => s.Client.BeginTransactionAsync(ct));
+}
+
+/// <summary>Commits the session's transaction.</summary>
+[Cmdlet(VerbsLifecycle.Complete, "AequorTransaction")]
+[OutputType(typeof(AequorSession))]
+public sealed class CompleteAequorTransactionCommand : AequorTransactionCmdlet
+{
+    protected override void ProcessRecord() => Run(true, "commit", "committed", (s, ct) => s.Client.CommitAsync(ct));
+}
+
+/// <summary>Rolls back the session's transaction.</summary>
+[Cmdlet(VerbsCommon.Undo, "AequorTransaction")]
+[OutputType(typeof(AequorSession))]
+public sealed class UndoAequorTransactionCommand : AequorTransactionCmdlet
+{
+    protected override void ProcessRecord() => Run(true, "roll back", "rolled back", (s, ct) => s.Client.RollbackAsync(ct));
+}

@@ -1,0 +1,80 @@
+using Npgsql;
+
+namespace Aequor.Engine.Tests;
+
+public sealed class ConnectionStringsTests
+{
+    private static NpgsqlConnectionStringBuilder Parse(string text) => new(ConnectionStrings.Normalize(text));
+
+    [Fact]
+    public void A_uri_becomes_keywords_with_its_parts_percent_decoded()
+    {
+        var b = Parse("postgres://app%40corp:p%40ss%3Aw0rd%2F@db.internal:6543/orders%20db?sslmode=require&application_name=x&connect_timeout=7");
+        Assert.Equal("app@corp", b.Username);
+        Assert.Equal("p@ss:w0rd/", b.Password);
+        Assert.Equal("db.internal", b.Host);
+        Assert.Equal(6543, b.Port);
+        Assert.Equal("orders db", b.Database);
+        Assert.Equal(SslMode.Require, b.SslMode);
+        Assert.Equal("x", b.ApplicationName);
+        Assert.Equal(7, b.Timeout);
+    }
+
+    [Theory]
+    [InlineData("postgresql://h/db", "h", "db")]
+    [InlineData("POSTGRES://h", "h", null)]
+    [InlineData("postgres://[::1]:5433/db", "::1", "db")]
+    [InlineData("postgres://[::1]:5433,h2/db", "[::1]:5433,h2", "db")]
+    [InlineData("postgres://h1:5432,h2:5433/db", "h1:5432,h2:5433", "db")]
+    [InlineData("postgres://%2Fvar%2Frun%2Fpostgresql/db", "/var/run/postgresql", "db")]
+    public void Hosts_ipv6_multi_host_and_socket_directories(string uri, string host, string? database)
+    {
+        var b = Parse(uri);
+        Assert.Equal(host, b.Host);
+        Assert.Equal(database, b.Database);
+    }
+
+    [Fact]
+    public void Libpq_ssl_modes_with_hyphens_map_to_npgsql()
+    {
+        Assert.Equal(SslMode.VerifyFull, Parse("postgres://h/db?sslmode=verify-full").SslMode);
+        Assert.Equal(SslMode.VerifyCA, Parse("postgres://h/db?sslmode=verify-ca").SslMode);
+    }
+
+    [Fact]
+    public void Errors_name_the_problem_never_the_password()
+    {
+        var port = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize("postgres://u:S3cret-pw@h:99999/db"));
+        Assert.Contains("port", port.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("S3cret-pw", port.Message, StringComparison.Ordinal);
+
+        var option = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize("postgres://u:S3cret-pw@h/db?no_such_option=S3cret-pw"));
+        Assert.Contains("no_such_option", option.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("S3cret-pw", option.Message, StringComparison.Ordinal);
+
+        var keywords = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize("Host=h;Password=S3cret-pw;Bogus=1"));
+        Assert.DoesNotContain("S3cret-pw", keywords.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_credential_replaces_the_user_and_password_of_either_form()
+    {
+        var fromUri = new NpgsqlConnectionStringBuilder(ConnectionStrings.WithCredential("postgres://old:oldpw@h/db", "new", "newpw"));
+        Assert.Equal("new", fromUri.Username);
+        Assert.Equal("newpw", fromUri.Password);
+        Assert.Equal("db", fromUri.Database);
+
+        var fromKeywords = new NpgsqlConnectionStringBuilder(ConnectionStrings.WithCredential("Host=h;Username=old;Password=oldpw", "new", null));
+        Assert.Equal("new", fromKeywords.Username);
+        Assert.Null(fromKeywords.Password);
+    }
+
+    [Fact]
+    public void Parameters_build_a_keyword_string()
+    {
+        var b = new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1", 5544, "orders", "app", "pw"));
+        Assert.Equal(("db1", 5544, "orders", "app", "pw"), (b.Host, b.Port, b.Database, b.Username, b.Password));
+        Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.FromParameters(" ", 5432, null, null, null));
+        Assert.Equal("pw", ConnectionStrings.GetPassword("Host=h;Password=pw"));
+    }
+}

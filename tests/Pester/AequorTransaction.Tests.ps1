@@ -1,0 +1,58 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName tx)
+    $null = Invoke-AequorQuery 'CREATE TABLE IF NOT EXISTS tx_rows (id int PRIMARY KEY)'
+    $null = Invoke-AequorQuery 'TRUNCATE tx_rows'
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Start-, Complete- and Undo-AequorTransaction' {
+    It 'Complete-AequorTransaction commits what ran inside' {
+        Start-AequorTransaction
+        $S.InTransaction | Should -BeTrue
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (1), (2)'
+        Complete-AequorTransaction
+        $S.InTransaction | Should -BeFalse
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id IN (1, 2)' -As Scalar | Should -Be 2
+    }
+
+    It 'Undo-AequorTransaction rolls it back' {
+        Start-AequorTransaction -Session $S
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (10)'
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 10' -As Scalar | Should -Be 1
+        Undo-AequorTransaction -Session $S
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 10' -As Scalar | Should -Be 0
+    }
+
+    It 'takes the session from the pipeline and passes it on with -PassThru' {
+        $out = $S | Start-AequorTransaction -PassThru
+        $out.Name | Should -Be $S.Name
+        $S | Undo-AequorTransaction
+        $S.InTransaction | Should -BeFalse
+    }
+
+    It 'a second Start gives AequorTransactionOpen; Complete or Undo without one gives AequorNoTransaction' {
+        Start-AequorTransaction
+        $err = $null
+        try { Start-AequorTransaction } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
+        Undo-AequorTransaction
+        $err = $null
+        try { Complete-AequorTransaction } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+        $err = $null
+        try { Undo-AequorTransaction } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+    }
+
+    It 'an error inside leaves the transaction to undo, and nothing of it is kept' {
+        Start-AequorTransaction
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (20)'
+        Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (20)' -ErrorAction SilentlyContinue
+        Undo-AequorTransaction
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 20' -As Scalar | Should -Be 0
+    }
+}

@@ -1,0 +1,191 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $b = @{}
+    foreach ($pair in $env:AEQUOR_TEST_APP_CONNECTION -split ';') {
+        $k, $v = $pair -split '=', 2
+        if ($k) { $b[$k.Trim().ToLowerInvariant()] = $v }
+    }
+    $script:App = $b
+    $script:AppCredential = [pscredential]::new($b['username'], (ConvertTo-SecureString $b['password'] -AsPlainText -Force))
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Connect-Aequor' {
+    AfterEach {
+        Disconnect-Aequor -All -Confirm:$false
+    }
+
+    It 'connects now with a connection string, outputs the session and makes it the default' {
+        $service = New-TestServiceName
+        $s = Connect-Aequor -ConnectionString $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service
+        $s | Should -BeOfType 'Aequor.PowerShell.AequorSession'
+        $s.Name | Should -Be 'default'
+        $s.State | Should -Be 'Connected'
+        $s.ServiceName | Should -Be $service
+        $s.User | Should -Be $App['username']
+        $s.Database | Should -Be $App['database']
+        $s.Port | Should -Be ([int]$App['port'])
+        $s.BackendPid | Should -BeGreaterThan 0
+        $s.InstanceId | Should -Match '^[A-Za-z0-9_-]{8}$'
+        $s.IsLeased | Should -BeTrue
+        $s.LeaseExpiresAt | Should -BeGreaterThan ([DateTimeOffset]::UtcNow.AddSeconds(60))
+        $s.IsDefault | Should -BeTrue
+        (Get-AequorSession -Default).BackendPid | Should -Be $s.BackendPid
+
+        # The lease is really in pg_stat_activity and verifies with the secret.
+        $seen = (Get-Backend $s.BackendPid).application_name
+        $lease = Get-AequorLease -ApplicationName $seen -CoordinationSecret $TestSecret
+        $lease.IsSignatureValid | Should -BeTrue
+        $lease.ServiceName | Should -Be $service
+        $lease.InstanceId | Should -Be $s.InstanceId
+    }
+
+    It 'accepts a postgres:// URI with a percent-encoded password, and postgresql://' {
+        $uri = "postgres://$($App['username']):$([Uri]::EscapeDataString($App['password']))@$($App['host']):$($App['port'])/$($App['database'])?sslmode=disable&connect_timeout=5"
+        $s = Connect-Aequor $uri -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName)
+        $s.Server | Should -Be $App['host']
+        $s.Port | Should -Be ([int]$App['port'])
+        $s.Database | Should -Be $App['database']
+        Invoke-AequorQuery 'SELECT current_user AS u' -As Scalar | Should -Be $App['username']
+        $s2 = Connect-Aequor ($uri -replace '^postgres:', 'postgresql:') -CoordinationSecret $TestSecret -Name uri2
+        $s2.State | Should -Be 'Connected'
+    }
+
+    It 'connects by -Server (alias -Host), -Port, -Database and -Credential' {
+        $s = Connect-Aequor -Server $App['host'] -Port $App['port'] -Database $App['database'] -Credential $AppCredential -CoordinationSecret $TestSecret
+        $s.Server | Should -Be $App['host']
+        $s2 = Connect-Aequor -Host $App['host'] -Port $App['port'] -Database $App['database'] -Credential $AppCredential -CoordinationSecret $TestSecret -Name viaHost
+        Invoke-AequorQuery 'SELECT current_database()' -As Scalar -Session $s2 | Should -Be $App['database']
+    }
+
+    It 'lets -Credential override the user and password of a connection string' {
+        $wrong = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)username=[^;]*', 'Username=nobody' -replace '(?i)password=[^;]*', 'Password=nothing'
+        $s = Connect-Aequor $wrong -Credential $AppCredential -CoordinationSecret $TestSecret
+        $s.User | Should -Be $App['username']
+        Invoke-AequorQuery 'SELECT current_user' -As Scalar | Should -Be $App['username']
+    }
+
+    It 'takes the secret and the service name from the environment' {
+        $env:AEQUOR_COORDINATION_SECRET = $TestSecretText
+        $env:AEQUOR_SERVICE_NAME = 'from-env-service'
+        try {
+            $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION
+            $s.ServiceName | Should -Be 'from-env-service'
+            $s.IsLeased | Should -BeTrue
+        } finally {
+            Remove-Item Env:AEQUOR_COORDINATION_SECRET, Env:AEQUOR_SERVICE_NAME -ErrorAction Ignore
+        }
+    }
+
+    It 'falls back to sls_pg without any service name' {
+        $saved = $env:AWS_LAMBDA_FUNCTION_NAME
+        Remove-Item Env:AWS_LAMBDA_FUNCTION_NAME, Env:AEQUOR_SERVICE_NAME -ErrorAction Ignore
+        try {
+            (Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret).ServiceName | Should -Be 'sls_pg'
+            $env:AWS_LAMBDA_FUNCTION_NAME = 'lambda-fn'
+            (Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret).ServiceName | Should -Be 'lambda-fn'
+        } finally {
+            $env:AWS_LAMBDA_FUNCTION_NAME = $saved
+        }
+    }
+
+    It 'opens a plain connection with -LeaseMode Optional and no secret' {
+        Remove-Item Env:AEQUOR_COORDINATION_SECRET -ErrorAction Ignore
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional
+        $s.IsLeased | Should -BeFalse
+        $s.LeaseExpiresAt | Should -BeNullOrEmpty
+        (Get-AequorLease -ApplicationName (Get-Backend $s.BackendPid).application_name).ServiceName | Should -BeNullOrEmpty
+    }
+
+    It 'replaces a session of the same name and closes the old connection' {
+        $first = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name again
+        $second = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name again
+        @(Get-AequorSession -Name again).Count | Should -Be 1
+        $first.State | Should -Be 'Closed'
+        Wait-Until { -not (Get-Backend $first.BackendPid) } | Should -BeTrue
+        Get-Backend $second.BackendPid | Should -Not -BeNullOrEmpty
+    }
+
+    It 'passes every engine option through, validated by the engine' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -LeaseTtlMs 5000 -NoReaper `
+            -ReaperRunProbability 0.5 -ReaperCooldownMs 1000 -MinConnectionIdleTimeSec 5 -MaxIdleConnectionsToKill 3 `
+            -IncludeIdleInTransaction -MinIdleInTransactionSec 10 -Retries 1 -MinBackoff 10 -MaxBackoff 20 `
+            -MaxConnectRetryTimeMs 1000 -MaxQueryRetryTimeMs 1000 -CommandTimeout 7
+        $s.LeaseExpiresAt | Should -BeLessThan ([DateTimeOffset]::UtcNow.AddSeconds(6))
+        $err = $null
+        try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -LeaseTtlMs 0 } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $err.Exception.Message | Should -Match 'LeaseTtlMs'
+    }
+}
+
+Describe 'Connect-Aequor failures' {
+    It 'a wrong password gives AequorConnectFailed with a readable message and no password' {
+        $badPassword = 'Wr0ng-p4ssword-for-test'
+        $bad = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)password=[^;]*', "Password=$badPassword"
+        $err = $null
+        try { Connect-Aequor $bad -CoordinationSecret $TestSecret -MaxConnectRetryTimeMs 0 -Retries 0 } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+        $err.CategoryInfo.Category | Should -Be 'AuthenticationError'
+        $err.Exception.Message | Should -Match 'password authentication failed'
+        $err.Exception.SqlState | Should -Be '28P01'
+        ($err | Out-String) + $err.Exception.ToString() | Should -Not -Match $badPassword
+        Get-AequorSession | Should -BeNullOrEmpty
+    }
+
+    It 'a secret under 16 bytes gives AequorSecretTooShort and is never echoed' {
+        $err = $null
+        try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret (ConvertTo-SecureString 'short-secret' -AsPlainText -Force) } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorSecretTooShort*'
+        $err.Exception.Message | Should -Match '16 bytes'
+        $err.Exception.Message | Should -Not -Match 'short-secret'
+    }
+
+    It 'no secret with LeaseMode Required gives AequorSecretMissing' {
+        Remove-Item Env:AEQUOR_COORDINATION_SECRET -ErrorAction Ignore
+        $err = $null
+        try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorSecretMissing*'
+        $err.Exception.Message | Should -Match 'LeaseMode Optional'
+    }
+
+    It 'refuses the database password as the coordination secret' {
+        $err = $null
+        $samePassword = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)password=[^;]*', "Password=$TestSecretText"
+        try { Connect-Aequor $samePassword -CoordinationSecret $TestSecret } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $err.Exception.Message | Should -Not -Match $TestSecretText
+    }
+
+    It 'a malformed URI names the problem without echoing the password' {
+        $err = $null
+        try { Connect-Aequor 'postgres://u:Sup3r-secret-pw@host:notaport/db' -CoordinationSecret $TestSecret } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $err.Exception.Message | Should -Match 'port'
+        $err.Exception.Message | Should -Not -Match 'Sup3r-secret-pw'
+    }
+
+    It 'never shows the secret or the password in output, verbose lines, errors or ToString()' {
+        $Error.Clear()
+        $verbose = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name secretcheck -Verbose 4>&1
+        $session = $verbose | Where-Object { $_ -is [Aequor.PowerShell.AequorSession] }
+        $lines = $verbose | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message
+        $lines | Should -Not -BeNullOrEmpty
+        try { Invoke-AequorQuery 'SELECT * FROM no_such_table' -Session $session -ErrorAction Stop } catch { }
+        $everything = @(
+            $lines
+            $session | ConvertTo-Json -Depth 3
+            $session.ToString()
+            $session | Format-List * | Out-String
+            $Error | Out-String
+            (Get-AequorLease -Session $session | ConvertTo-Json -Depth 3)
+        ) -join "`n"
+        $everything | Should -Not -Match ([regex]::Escape($TestSecretText))
+        $everything | Should -Not -Match ([regex]::Escape($AppPassword))
+        Disconnect-Aequor -Session $session
+    }
+}

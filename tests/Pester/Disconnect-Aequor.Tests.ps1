@@ -1,0 +1,53 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $null = Get-Observer
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Disconnect-Aequor' {
+    It 'closes the default session when given nothing; its backend leaves pg_stat_activity' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name d1
+        Disconnect-Aequor
+        $s.State | Should -Be 'Closed'
+        Get-AequorSession -Name d1 -ErrorAction Ignore | Should -BeNullOrEmpty
+        Wait-Until { -not (Get-Backend $s.BackendPid) } | Should -BeTrue
+        Get-AequorSession -Default | Should -BeNullOrEmpty
+    }
+
+    It 'closes by name and by session from the pipeline' {
+        $x = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name byname
+        $y = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name bypipe
+        Disconnect-Aequor -Name byname
+        $x.State | Should -Be 'Closed'
+        $y.State | Should -Be 'Connected'
+        Get-AequorSession -Name bypipe | Disconnect-Aequor
+        $y.State | Should -Be 'Closed'
+    }
+
+    It '-All closes every session of the runspace' {
+        $sessions = 1..3 | ForEach-Object { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "all$_" }
+        Disconnect-Aequor -All
+        $sessions.State | Should -Be @('Closed', 'Closed', 'Closed')
+        Get-AequorSession | Should -BeNullOrEmpty
+    }
+
+    It '-WhatIf closes nothing' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name whatif
+        Disconnect-Aequor -Name whatif -WhatIf
+        $s.State | Should -Be 'Connected'
+        Disconnect-Aequor -Session $s
+    }
+
+    It 'a missing name gives AequorSessionNotFound, and no default gives AequorNoSession' {
+        Disconnect-Aequor -All
+        $errs = $null
+        Disconnect-Aequor -Name ghost -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound*'
+        $errs = $null
+        Disconnect-Aequor -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoSession*'
+    }
+}

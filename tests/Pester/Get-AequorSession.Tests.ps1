@@ -1,0 +1,113 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $null = Get-Observer
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Get-AequorSession' {
+    BeforeAll {
+        $script:a = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name alpha
+        $script:b = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name beta
+    }
+
+    It 'lists the runspace''s sessions in connect order, the last one the default' {
+        $all = Get-AequorSession
+        $all.Name | Should -Contain 'alpha'
+        $all.Name | Should -Contain 'beta'
+        [array]::IndexOf([string[]]$all.Name, 'alpha') | Should -BeLessThan ([array]::IndexOf([string[]]$all.Name, 'beta'))
+        (Get-AequorSession -Default).Name | Should -Be 'beta'
+        (Get-AequorSession -Name beta).IsDefault | Should -BeTrue
+        (Get-AequorSession -Name alpha).IsDefault | Should -BeFalse
+    }
+
+    It 'finds by name, case-insensitively and with wildcards' {
+        (Get-AequorSession -Name ALPHA).BackendPid | Should -Be $a.BackendPid
+        (Get-AequorSession 'al*').Name | Should -Be 'alpha'
+        @(Get-AequorSession -Name 'nomatch*').Count | Should -Be 0
+    }
+
+    It 'a name that is not there gives AequorSessionNotFound' {
+        $errs = $null
+        Get-AequorSession -Name nosuch -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound*'
+    }
+
+    It 'completes -Name from the runspace''s sessions' {
+        $completions = TabExpansion2 -inputScript 'Get-AequorSession -Name al' -cursorColumn 'Get-AequorSession -Name al'.Length
+        $completions.CompletionMatches.CompletionText | Should -Contain 'alpha'
+    }
+}
+
+Describe 'Sessions per runspace' {
+    It 'two runspaces do not share sessions' {
+        $mine = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name mine
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection)
+                    Import-Module $ModulePath
+                    $before = @(Get-AequorSession).Count
+                    $s = Connect-Aequor $Connection -LeaseMode Optional -Name theirs
+                    [pscustomobject]@{ Before = $before; Names = @(Get-AequorSession).Name; Pid = $s.BackendPid }
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
+            $theirs = $ps.Invoke()[0]
+            $theirs.Before | Should -Be 0
+            $theirs.Names | Should -Be @('theirs')
+            (Get-AequorSession).Name | Should -Not -Contain 'theirs'
+            (Get-AequorSession -Default).Name | Should -Be 'mine'
+        } finally {
+            $ps.Dispose()
+        }
+        # Closing the runspace closed its session.
+        Wait-Until { -not (Get-Backend $theirs.Pid) } | Should -BeTrue
+        Get-Backend $mine.BackendPid | Should -Not -BeNullOrEmpty
+    }
+
+    It 'ForEach-Object -Parallel runspaces see none of ours and leave no connection behind' {
+        $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name outer
+        $results = 1..3 | ForEach-Object -Parallel {
+            Import-Module $env:AEQUOR_MODULE_PATH
+            $seen = @(Get-AequorSession).Count
+            $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "par$_"
+            [pscustomobject]@{ Seen = $seen; Pid = $s.BackendPid; Value = Invoke-AequorQuery 'SELECT $1::int' -Parameters $_ -As Scalar }
+        } -ThrottleLimit 3
+        $results.Seen | Should -Be @(0, 0, 0)
+        ($results.Value | Sort-Object) | Should -Be @(1, 2, 3)
+        (Get-AequorSession).Name | Should -Not -Contain 'par1'
+        foreach ($p in $results.Pid) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
+    }
+
+    It 'a runspace ForEach-Object -Parallel reuses starts each iteration with no session, the earlier ones closed' {
+        $results = 1..3 | ForEach-Object -Parallel {
+            Import-Module $env:AEQUOR_MODULE_PATH
+            $seen = @(Get-AequorSession).Count
+            $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "reused$_"
+            [pscustomobject]@{ Seen = $seen; Pid = $s.BackendPid; Runspace = [runspace]::DefaultRunspace.Id }
+        } -ThrottleLimit 1
+        @($results.Runspace | Select-Object -Unique).Count | Should -Be 1 -Because 'ThrottleLimit 1 reuses one runspace'
+        $results.Seen | Should -Be @(0, 0, 0)
+        foreach ($p in $results.Pid) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
+    }
+
+    It 'Remove-Module closes the runspace''s sessions' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection)
+                    Import-Module $ModulePath
+                    $s = Connect-Aequor $Connection -LeaseMode Optional -Name removed
+                    Remove-Module Aequor
+                    $s.BackendPid
+                    $s.State
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
+            $out = $ps.Invoke()
+            $out[1] | Should -Be 'Closed'
+            Wait-Until { -not (Get-Backend $out[0]) } | Should -BeTrue
+        } finally {
+            $ps.Dispose()
+        }
+    }
+}

@@ -1,0 +1,291 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $null = Get-Observer
+    $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName q)
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Invoke-AequorQuery rows and types' {
+    It 'writes one PSCustomObject per row, columns in order, with natural .NET types' {
+        $row = Invoke-AequorQuery @'
+SELECT 1::int AS i, 2::bigint AS b, 1.25::numeric AS n, 2.5::float8 AS f, true AS t, 'x'::text AS s,
+       '2024-05-06 07:08:09+02'::timestamptz AS tz, '{"a": [1, 2]}'::jsonb AS jb, '{"k":1}'::json AS j,
+       ARRAY[1, 2, 3] AS arr, ARRAY['a', NULL] AS sarr, '\xdeadbeef'::bytea AS bytes, NULL::text AS nothing,
+       '9b2c3a1e-0000-4000-8000-000000000001'::uuid AS id, interval '90 seconds' AS span
+'@
+        $row | Should -BeOfType [pscustomobject]
+        $row.psobject.Properties.Name | Should -Be @('i', 'b', 'n', 'f', 't', 's', 'tz', 'jb', 'j', 'arr', 'sarr', 'bytes', 'nothing', 'id', 'span')
+        $row.i | Should -BeOfType [int]
+        $row.b | Should -BeOfType [long]
+        $row.n | Should -BeOfType [decimal]
+        $row.n | Should -Be 1.25
+        $row.f | Should -BeOfType [double]
+        $row.t | Should -BeTrue
+        $row.tz | Should -BeOfType [datetime]
+        $row.tz.Kind | Should -Be 'Utc'
+        $row.tz | Should -Be ([datetime]::new(2024, 5, 6, 5, 8, 9, [DateTimeKind]::Utc))
+        $row.jb | Should -BeOfType [string]
+        ($row.jb | ConvertFrom-Json).a | Should -Be @(1, 2)
+        $row.j | Should -Be '{"k":1}'
+        , $row.arr | Should -BeOfType [int[]]
+        $row.arr | Should -Be @(1, 2, 3)
+        $row.sarr[0] | Should -Be 'a'
+        $row.sarr[1] | Should -BeNullOrEmpty
+        , $row.bytes | Should -BeOfType [byte[]]
+        $row.bytes | Should -Be @(0xde, 0xad, 0xbe, 0xef)
+        $row.nothing | Should -BeNullOrEmpty
+        $row.psobject.Properties['nothing'].Value -eq $null | Should -BeTrue
+        $row.id | Should -BeOfType [guid]
+        $row.span | Should -Be ([timespan]::FromSeconds(90))
+    }
+
+    It 'streams: Select-Object -First 2 returns at once and stops the query on the server' {
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $first = Invoke-AequorQuery 'SELECT generate_series(1, 100000000) AS g' | Select-Object -First 2
+        $sw.ElapsedMilliseconds | Should -BeLessThan 5000
+        $first.g | Should -Be @(1, 2)
+        # The session is free and the server idle again.
+        Invoke-AequorQuery 'SELECT 7' -As Scalar | Should -Be 7
+        (Get-Backend $S.BackendPid).state | Should -Be 'idle'
+    }
+
+    It 'reads a void column (pg_sleep, pg_advisory_lock) as $null' {
+        $row = Invoke-AequorQuery 'SELECT pg_sleep(0) AS slept, 1 AS one'
+        $row.slept | Should -BeNullOrEmpty
+        $row.one | Should -Be 1
+    }
+
+    It 'writes the rows of every result set, in order, and names duplicate columns apart' {
+        $rows = Invoke-AequorQuery 'SELECT 1 AS x; SELECT 2 AS y, 3 AS y; SELECT 4 AS x'
+        $rows.Count | Should -Be 3
+        $rows[0].x | Should -Be 1
+        $rows[1].y | Should -Be 2
+        $rows[1].y_2 | Should -Be 3
+        $rows[2].x | Should -Be 4
+    }
+}
+
+Describe 'Invoke-AequorQuery parameters' {
+    It 'binds a hashtable to @name placeholders and an array to $1, $2' {
+        Invoke-AequorQuery 'SELECT @a::int + @b::int AS s' -Parameters @{ a = 2; '@b' = 3 } | ForEach-Object s | Should -Be 5
+        Invoke-AequorQuery 'SELECT $1::int * $2::int AS p' -Parameters 6, 7 | ForEach-Object p | Should -Be 42
+        # By position too: -Query is 0, -Parameters is 1.
+        Invoke-AequorQuery 'SELECT $1::text AS t' 'positional' | ForEach-Object t | Should -Be 'positional'
+    }
+
+    It 'keeps a hostile value a value' {
+        $hostile = "'; DROP TABLE x; --"
+        Invoke-AequorQuery 'SELECT $1::text AS v' -Parameters @(, $hostile) | ForEach-Object v | Should -Be $hostile
+        Invoke-AequorQuery 'SELECT @v::text AS v' -Parameters @{ v = $hostile } | ForEach-Object v | Should -Be $hostile
+    }
+
+    It 'sends arrays, nulls, dates and booleans with their types' {
+        $r = Invoke-AequorQuery 'SELECT $1::int[] AS a, $2::text IS NULL AS isnull, $3::timestamptz AS d, $4::bool AS flag' -Parameters @(@(1, 2, 3), $null, [datetime]::SpecifyKind([datetime]::new(2020, 1, 2, 3, 4, 5), 'Utc'), $true)
+        $r.a | Should -Be @(1, 2, 3)
+        $r.isnull | Should -BeTrue
+        $r.d | Should -Be ([datetime]::SpecifyKind([datetime]::new(2020, 1, 2, 3, 4, 5), 'Utc'))
+        $r.flag | Should -BeTrue
+    }
+}
+
+Describe 'Invoke-AequorQuery -As' {
+    BeforeAll {
+        $null = Invoke-AequorQuery 'CREATE TABLE IF NOT EXISTS q_as (id int PRIMARY KEY, name text)'
+        $null = Invoke-AequorQuery 'TRUNCATE q_as'
+    }
+
+    It 'NonQuery gives the rows affected' {
+        Invoke-AequorQuery 'INSERT INTO q_as SELECT g, ''n'' || g FROM generate_series(1, 4) g' -As NonQuery | Should -Be 4
+        Invoke-AequorQuery 'UPDATE q_as SET name = name WHERE id <= 2' -As nonquery | Should -Be 2
+    }
+
+    It 'Scalar gives the first column of the first row' {
+        Invoke-AequorQuery 'SELECT count(*) FROM q_as' -As Scalar | Should -Be 4
+        Invoke-AequorQuery 'SELECT name, id FROM q_as ORDER BY id' -As Scalar | Should -Be 'n1'
+        Invoke-AequorQuery 'SELECT 1 WHERE false' -As Scalar | Should -BeNullOrEmpty
+    }
+
+    It 'DataTable gives one typed table per result set' {
+        $tables = @(Invoke-AequorQuery 'SELECT id, name FROM q_as ORDER BY id; SELECT 1 AS one' -As DataTable)
+        $tables.Count | Should -Be 2
+        $tables[0] -is [System.Data.DataTable] | Should -BeTrue
+        $tables[0].Rows.Count | Should -Be 4
+        $tables[0].Columns['id'].DataType | Should -Be ([int])
+        $tables[0].Rows[3]['name'] | Should -Be 'n4'
+        $tables[1].Rows[0]['one'] | Should -Be 1
+    }
+
+    It 'PSObject is the default and can be named' {
+        (Invoke-AequorQuery 'SELECT 1 AS a' -As PSObject).a | Should -Be 1
+    }
+
+    It 'an unknown -As gives AequorInvalidParameter naming the choices' {
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT 1' -As Xml } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $err.Exception.Message | Should -Match 'Scalar'
+    }
+}
+
+Describe 'Invoke-AequorQuery -File, errors and timeouts' {
+    It 'runs a SQL file' {
+        $file = Join-Path $TestDrive 'q.sql'
+        Set-Content $file "SELECT 'from file' AS origin, `$1::int AS n"
+        $r = Invoke-AequorQuery -File $file -Parameters 5
+        $r.origin | Should -Be 'from file'
+        $r.n | Should -Be 5
+    }
+
+    It 'a missing -File gives AequorFileNotFound' {
+        $err = $null
+        try { Invoke-AequorQuery -File (Join-Path $TestDrive 'missing.sql') } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorFileNotFound*'
+        $err.Exception.Message | Should -Match 'missing.sql'
+    }
+
+    It 'a failing statement is a non-terminating AequorQueryFailed with its SQLSTATE' {
+        $errs = $null
+        $out = Invoke-AequorQuery 'SELECT * FROM no_such_table_here' -ErrorVariable errs -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+        $errs[0].Exception.SqlState | Should -Be '42P01'
+        $errs[0].Exception.Message | Should -Match 'no_such_table_here'
+        # The session goes on.
+        Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
+    }
+
+    It 'queries from the pipeline each run, and an error stops none of the others' {
+        $out = 'SELECT 1 AS v', 'SELECT broken', 'SELECT 3 AS v' | Invoke-AequorQuery -ErrorAction SilentlyContinue
+        $out.v | Should -Be @(1, 3)
+    }
+
+    It '-CommandTimeout cancels a statement that runs too long' {
+        $err = $null
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        try { Invoke-AequorQuery 'SELECT pg_sleep(10)' -CommandTimeout 1 -ErrorAction Stop } catch { $err = $_ }
+        $sw.ElapsedMilliseconds | Should -BeLessThan 8000
+        $err | Should -Not -BeNullOrEmpty
+        Invoke-AequorQuery 'SELECT 2' -As Scalar | Should -Be 2
+    }
+
+    It 'no session gives AequorNoSession' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript('Import-Module $args[0]; try { Invoke-AequorQuery "SELECT 1" } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }').AddArgument($env:AEQUOR_MODULE_PATH)
+            $out = $ps.Invoke()
+            $out[0] | Should -BeLike 'AequorNoSession*'
+            $out[1] | Should -Match 'Connect-Aequor'
+        } finally { $ps.Dispose() }
+    }
+
+    It 'a closed session gives AequorSessionClosed' {
+        $gone = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name gone
+        Disconnect-Aequor -Session $gone
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT 1' -Session $gone } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+    }
+}
+
+Describe 'Invoke-AequorQuery Ctrl+C' {
+    It 'stopping the pipeline cancels pg_sleep(30) on the server: its backend is idle within 5 s' {
+        $marker = "ctrlc_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Marker)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -LeaseMode Optional
+                    Invoke-AequorQuery "SELECT pg_sleep(30) AS $Marker"
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($marker)
+            $async = $ps.BeginInvoke()
+            $script:busy = $null
+            Wait-Until {
+                $script:busy = Invoke-AequorQuery 'SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND state = ''active'' AND pid <> pg_backend_pid()' -Parameters @(, "%$marker%") -Session (Get-Observer)
+                $null -ne $script:busy
+            } | Should -BeTrue
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            Wait-Until { (Get-Backend $script:busy.pid).state -eq 'idle' } -TimeoutMs 5000 | Should -BeTrue
+            $sw.ElapsedMilliseconds | Should -BeLessThan 5000
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        } finally {
+            $ps.Dispose()
+        }
+    }
+}
+
+Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning' {
+    BeforeAll {
+        $null = Get-Observer
+    }
+
+    It 'a dead connection is found, reconnected with a fresh lease, and said so on Verbose' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -Name verbose1
+        $old = $s.BackendPid
+        $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $old -Session (Get-Observer)
+        Wait-Until { -not (Get-Backend $old) } | Should -BeTrue
+        $out = Invoke-AequorQuery 'SELECT 1 AS one' -Session $s -Verbose 4>&1
+        $verbose = @($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+        ($out | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }).one | Should -Be 1
+        $verbose -match 'connection found dead' | Should -Not -BeNullOrEmpty
+        $verbose -match 'reconnecting with a fresh lease' | Should -Not -BeNullOrEmpty
+        $s.BackendPid | Should -Not -Be $old
+        $s.Reconnects | Should -Be 1
+    }
+
+    It 'a retried idempotent statement writes a warning' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -Name verbose2
+        $warnings = $null
+        # Right after use the client trusts the socket (no probe): the statement meets the dead backend and is retried.
+        $null = Invoke-AequorQuery 'SELECT 1' -Session $s
+        $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $s.BackendPid -Session (Get-Observer)
+        Start-Sleep -Milliseconds 200
+        $r = Invoke-AequorQuery 'SELECT 2 AS two' -Session $s -Idempotent -WarningVariable warnings -WarningAction SilentlyContinue
+        $r.two | Should -Be 2
+        @($warnings).Count | Should -BeGreaterOrEqual 1
+        $warnings[0].Message | Should -Match 'retrying a statement'
+        $s.Retries | Should -BeGreaterOrEqual 1
+    }
+
+    It 'a renewed lease is said on Verbose' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -LeaseTtlMs 3000 -Name verbose3
+        $before = $s.LeaseExpiresAt
+        Start-Sleep -Milliseconds 2200
+        $verbose = @(Invoke-AequorQuery 'SELECT 1' -Session $s -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+        $verbose -match 'lease renewed until' | Should -Not -BeNullOrEmpty
+        $s.LeaseExpiresAt | Should -BeGreaterThan $before
+        $s.Heartbeats | Should -BeGreaterOrEqual 1
+    }
+
+    It 'connect retries are warnings, then AequorConnectFailed' {
+        $nowhere = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)port=\d+', 'Port=1'
+        $warnings = $null
+        $err = $null
+        try { Connect-Aequor $nowhere -LeaseMode Optional -Name nowhere -Retries 2 -MinBackoff 10 -MaxBackoff 20 -WarningVariable warnings -WarningAction SilentlyContinue } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+        @($warnings).Count | Should -Be 2
+        $warnings[0].Message | Should -Match 'retrying the connect'
+    }
+
+    It 'a write cut off after it was sent is AequorQueryOutcomeUnknown, not retried' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name outcome
+        $null = Invoke-AequorQuery 'CREATE TABLE IF NOT EXISTS q_outcome (v int)' -Session $s
+        $killer = Start-ThreadJob -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_CONNECTION, $s.BackendPid {
+            param($ModulePath, $Connection, $BackendPid)
+            Import-Module $ModulePath
+            $o = Connect-Aequor $Connection -LeaseMode Optional -Name killer
+            Start-Sleep -Milliseconds 700
+            $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $BackendPid -Session $o
+        }
+        $err = $null
+        try { Invoke-AequorQuery 'INSERT INTO q_outcome SELECT 1 FROM pg_sleep(3)' -Session $s -ErrorAction Stop } catch { $err = $_ }
+        $null = $killer | Wait-Job | Receive-Job
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorQueryOutcomeUnknown*'
+        $err.Exception.Message | Should -Match 'outcome is unknown'
+    }
+}

@@ -1,0 +1,220 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $null = Get-Observer
+
+    # Frozen-looking workers of one service: expired and idle (the reapable ones), alive, forged,
+    # and a neighbour service's expired one; then the reaping session, connected last (the default).
+    function New-ReapFixture([int] $Expired = 2) {
+        $null = Get-Observer
+        $service = New-TestServiceName reap
+        $now = Get-NowMs
+        $f = [ordered]@{
+            Service   = $service
+            Expired   = @(1..$Expired | ForEach-Object { New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ($now - 60000 - $_ * 1000)) })
+            Live      = New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ($now + 600000))
+            Forged    = New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ($now - 60000) -Secret 'some-other-secret-0123456789')
+            Neighbour = New-FakeWorker (New-TestLease -Service (New-TestServiceName other) -ExpiresAtMs ($now - 60000))
+        }
+        $f.Reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0 -Name "reaper-$service"
+        [pscustomobject]$f
+    }
+
+    # A host that answers prompts from a queue and records them: -Confirm without a keyboard.
+    $script:AnswerHostSource = @'
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.Globalization;
+using System.Management.Automation;
+using System.Management.Automation.Host;
+using System.Security;
+namespace AequorTest {
+public sealed class AnswerHost : PSHost {
+    private readonly AnswerUI _ui = new AnswerUI();
+    public Queue<int> Answers => _ui.Answers;
+    public List<string> Prompts => _ui.Prompts;
+    public override string Name => "AnswerHost";
+    public override Version Version => new Version(1, 0);
+    public override Guid InstanceId { get; } = Guid.NewGuid();
+    public override PSHostUserInterface UI => _ui;
+    public override CultureInfo CurrentCulture => CultureInfo.InvariantCulture;
+    public override CultureInfo CurrentUICulture => CultureInfo.InvariantCulture;
+    public override void EnterNestedPrompt() { }
+    public override void ExitNestedPrompt() { }
+    public override void NotifyBeginApplication() { }
+    public override void NotifyEndApplication() { }
+    public override void SetShouldExit(int exitCode) { }
+}
+public sealed class AnswerUI : PSHostUserInterface {
+    public readonly Queue<int> Answers = new Queue<int>();
+    public readonly List<string> Prompts = new List<string>();
+    public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) {
+        Prompts.Add(message);
+        return Answers.Count > 0 ? Answers.Dequeue() : defaultChoice;
+    }
+    public override PSHostRawUserInterface RawUI => null;
+    public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
+    public override string ReadLine() => string.Empty;
+    public override SecureString ReadLineAsSecureString() => new SecureString();
+    public override void Write(string value) { }
+    public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
+    public override void WriteLine(string value) { }
+    public override void WriteErrorLine(string value) { }
+    public override void WriteDebugLine(string message) { }
+    public override void WriteProgress(long sourceId, ProgressRecord record) { }
+    public override void WriteVerboseLine(string message) { }
+    public override void WriteWarningLine(string message) { }
+}
+}
+'@
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Invoke-AequorReap' {
+    AfterEach {
+        Disconnect-Aequor -All -Confirm:$false
+    }
+
+    It 'kills exactly what Get-AequorLease marked reapable, and no neighbour' {
+        $f = New-ReapFixture -Expired 3
+        $reapable = @(Get-AequorLease | Where-Object IsReapable | ForEach-Object Pid | Sort-Object)
+        $reapable | Should -Be @($f.Expired.BackendPid | Sort-Object)
+
+        $result = Invoke-AequorReap
+        $result | Should -BeOfType 'Aequor.PowerShell.AequorReapResult'
+        $result.LockAcquired | Should -BeTrue
+        $result.ServiceName | Should -Be $f.Service
+        $result.Scanned | Should -Be 5
+        @($result.Killed.Pid | Sort-Object) | Should -Be $reapable
+        @($result.Candidates.Pid | Sort-Object) | Should -Be $reapable
+        $result.Skipped['not_expired'] | Should -Be 1
+        $result.Skipped['bad_signature'] | Should -Be 1
+        $result.DurationMs | Should -BeGreaterOrEqual 0
+        $result.ConnectionsUsed | Should -BeGreaterThan 5
+        $result.ConnectionsAvailable | Should -BeGreaterThan $result.ConnectionsUsed
+
+        foreach ($p in $reapable) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
+        foreach ($alive in $f.Live, $f.Forged, $f.Neighbour, $f.Reaper) {
+            Get-Backend $alive.BackendPid | Should -Not -BeNullOrEmpty
+        }
+        Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
+    }
+
+    It '-WhatIf kills nothing and prints one line per candidate' {
+        $f = New-ReapFixture -Expired 2
+        $transcript = Join-Path $TestDrive 'whatif.txt'
+        Start-Transcript -Path $transcript | Out-Null
+        try {
+            $result = Invoke-AequorReap -WhatIf
+        } finally {
+            Stop-Transcript | Out-Null
+        }
+        $result.Killed | Should -BeNullOrEmpty
+        $result.Candidates.Count | Should -Be 2
+        @($result.NotKilled.Reason | Select-Object -Unique) | Should -Be @('dry_run')
+        foreach ($w in $f.Expired) { Get-Backend $w.BackendPid | Should -Not -BeNullOrEmpty }
+        $lines = Get-Content $transcript | Where-Object { $_ -match '^What if: Terminate backend' }
+        $lines.Count | Should -Be 2
+        $lines[0] | Should -Match "^What if: Terminate backend \d+ \(service $($f.Service), instance [A-Za-z0-9]{8}, lease expired \d+ (s|min) ago, idle \d+ s\)$"
+    }
+
+    It '-MaxKill limits the pass, oldest expiry first; the rest count as over_limit' {
+        $f = New-ReapFixture -Expired 3
+        $result = Invoke-AequorReap -MaxKill 1
+        $result.Killed.Count | Should -Be 1
+        # Expiry now - 60 s - n s: the third is the oldest.
+        $result.Killed[0].Pid | Should -Be $f.Expired[2].BackendPid
+        $result.Skipped['over_limit'] | Should -Be 2
+    }
+
+    It '-MinIdleSec overrides the session''s threshold' {
+        $f = New-ReapFixture -Expired 1
+        $result = Invoke-AequorReap -MinIdleSec 3600
+        $result.Killed | Should -BeNullOrEmpty
+        $result.Skipped['too_young'] | Should -Be 1
+        Get-Backend $f.Expired[0].BackendPid | Should -Not -BeNullOrEmpty
+    }
+
+    It 'leaves idle-in-transaction leases alone unless -IncludeIdleInTransaction' {
+        $null = Get-Observer
+        $service = New-TestServiceName reap
+        $w = New-FakeWorker (New-TestLease -Service $service -ExpiresAtMs ((Get-NowMs) - 60000))
+        Start-AequorTransaction -Session $w
+        $null = Invoke-AequorQuery 'SELECT 1' -Session $w
+        $reaper = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
+        (Get-Backend $w.BackendPid).state | Should -Be 'idle in transaction'
+        $first = Invoke-AequorReap
+        $first.Killed | Should -BeNullOrEmpty
+        $first.Skipped['in_transaction'] | Should -Be 1
+        $second = Invoke-AequorReap -IncludeIdleInTransaction -MinIdleInTransactionSec 0
+        $second.Killed.Pid | Should -Be $w.BackendPid
+    }
+
+    It 'a busy lock gives a warning and LockAcquired $false, not an error' {
+        $f = New-ReapFixture -Expired 1
+        $holder = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name holder
+        $null = Invoke-AequorQuery 'SELECT pg_advisory_lock($1, hashtext($2))' -Parameters $LockClassId, $f.Service -Session $holder
+        $warnings = $null
+        $result = Invoke-AequorReap -Session $f.Reaper -WarningVariable warnings -WarningAction SilentlyContinue -ErrorAction Stop
+        $result.LockAcquired | Should -BeFalse
+        $result.Killed | Should -BeNullOrEmpty
+        $warnings.Count | Should -Be 1
+        $warnings[0].Message | Should -Match 'lock'
+        Get-Backend $f.Expired[0].BackendPid | Should -Not -BeNullOrEmpty
+
+        $null = Invoke-AequorQuery 'SELECT pg_advisory_unlock($1, hashtext($2))' -Parameters $LockClassId, $f.Service -Session $holder
+        (Invoke-AequorReap -Session $f.Reaper).Killed.Pid | Should -Be $f.Expired[0].BackendPid
+    }
+
+    It 'releases the lock after the pass' {
+        $f = New-ReapFixture -Expired 1
+        $null = Invoke-AequorReap
+        $other = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name other
+        Invoke-AequorQuery 'SELECT pg_try_advisory_lock($1, hashtext($2))' -Parameters $LockClassId, $f.Service -Session $other -As Scalar | Should -BeTrue
+    }
+
+    It '-Confirm asks per backend; a "no" leaves it alive as declined' {
+        $f = New-ReapFixture -Expired 2
+        if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
+        $answerHost = [AequorTest.AnswerHost]::new()
+        # ShouldProcess's choices: 0 Yes, 1 Yes to All, 2 No, 3 No to All.
+        $answerHost.Answers.Enqueue(0)
+        $answerHost.Answers.Enqueue(2)
+        $rs = [runspacefactory]::CreateRunspace($answerHost)
+        $rs.Open()
+        $ps = [powershell]::Create()
+        $ps.Runspace = $rs
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Secret, $Service)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
+                    Invoke-AequorReap -Confirm
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($f.Service)
+            $result = $ps.Invoke()[0]
+        } finally {
+            $ps.Dispose()
+            $rs.Dispose()
+        }
+        $answerHost.Prompts.Count | Should -Be 2
+        $answerHost.Prompts[0] | Should -Match '^Terminate backend \d+ \(service '
+        $result.Candidates.Count | Should -Be 2
+        $result.Killed.Count | Should -Be 1
+        $result.NotKilled.Count | Should -Be 1
+        $result.NotKilled[0].Reason | Should -Be 'declined'
+        Get-Backend $result.NotKilled[0].Pid | Should -Not -BeNullOrEmpty
+        Wait-Until { -not (Get-Backend $result.Killed[0].Pid) } | Should -BeTrue
+    }
+
+    It 'a session without a secret gives AequorNotLeased' {
+        $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional
+        $err = $null
+        try { Invoke-AequorReap } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNotLeased*'
+    }
+}
