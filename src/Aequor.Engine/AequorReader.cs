@@ -124,6 +124,12 @@ public sealed class AequorReader : IAsyncDisposable
         try
         {
             var value = reader.GetValue(ordinal);
+            if (value is null or DBNull)
+            {
+                // A void column (SELECT pg_sleep(1), pg_advisory_lock(…)) has no value at all.
+                return null;
+            }
+
             return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
         }
         catch (InvalidCastException)

@@ -20,6 +20,10 @@ internal static class SessionStore
 
     private static readonly ConditionalWeakTable<Runspace, RunspaceSessions> Table = new();
 
+    // Remove-Module Aequor closes the removing runspace's sessions; other runspaces keep theirs.
+    // Registered once, when the first session store is touched: before that there is nothing to close.
+    private static readonly IDisposable Cleanup = ModuleCleanup.Register(CloseCurrentRunspace);
+
     /// <summary>The sessions of the runspace <paramref name="cmdlet"/> runs in, as its script may see them.</summary>
     public static RunspaceSessions For(PSCmdlet cmdlet)
     {

@@ -74,4 +74,15 @@ public sealed class AequorClientTests(PostgresFixture db)
         Assert.DoesNotContain(Secret, text, StringComparison.Ordinal);
         Assert.DoesNotContain(new NpgsqlConnectionStringBuilder(db.AppConnectionString).Password!, text, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_void_column_reads_as_null()
+    {
+        await using var client = NewClient();
+        Assert.Null(await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_sleep(0)"), CancellationToken.None));
+        await using var reader = await client.ExecuteReaderAsync(new AequorStatement("SELECT pg_sleep(0), 1 AS one"), CancellationToken.None);
+        Assert.True(await reader.ReadAsync(CancellationToken.None));
+        Assert.Null(reader.GetValue(0));
+        Assert.Equal(1, reader.GetValue(1));
+    }
 }
