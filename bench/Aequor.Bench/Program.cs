@@ -1,0 +1,27 @@
+using System.Globalization;
+using Aequor.Bench;
+
+// Benchmarks on demand (never tests). Each prints a human table and BENCH| lines (BenchLine.cs) that
+// build.ps1 Bench collects into one table of ratios.
+//   dotnet run -c Release --project bench/Aequor.Bench -- overhead [rounds]   statement overhead vs raw Npgsql (default)
+//   dotnet run -c Release --project bench/Aequor.Bench -- storm               zombie storm: 50 frozen leases, 30 new clients
+//   dotnet run -c Release --project bench/Aequor.Bench -- reaper [passes]     one reaper pass at 100 and 1,000 idle leases
+//   (holder: internal, the frozen process of the storm; see StormHolder.cs)
+var mode = args.Length > 0 && !char.IsAsciiDigit(args[0][0]) ? args[0] : "overhead";
+var rest = args.Length > 0 && mode == args[0] ? args[1..] : args;
+int? Number(int index) => rest.Length > index ? int.Parse(rest[index], CultureInfo.InvariantCulture) : null;
+
+return mode switch
+{
+    "overhead" => await StatementOverheadBench.RunAsync(Number(0) ?? 300),
+    "storm" => await StormBench.RunAsync(),
+    "reaper" => await ReaperScalingBench.RunAsync(Number(0) ?? 5),
+    StormHolder.Mode => await StormHolder.RunAsync(),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: Aequor.Bench [overhead [rounds] | storm | reaper [passes]]");
+    return 2;
+}
