@@ -65,7 +65,9 @@ internal static class StormBench
         Console.WriteLine("Aequor served at (ms): " + string.Join(' ', aequor.ServedAtMs.Order()));
 
         BenchLine.Write("storm.served", aequor.Served, "clients/30", raw.Served, "value>=30", aequor.Served == Burst);
-        BenchLine.Write("storm.all_served", aequor.AllServedMs, "ms", raw.AllServedMs, "value<=2000", aequor.AllServedMs is <= TargetMs);
+        // The baseline never serves everyone: its time is until each plain client was served or refused
+        // (what a connect costs on this machine now, the floor under any storm figure).
+        BenchLine.Write("storm.all_served", aequor.AllServedMs, "ms", raw.LastDoneMs, "value<=2000", aequor.AllServedMs is <= TargetMs);
         BenchLine.Write("storm.final_errors", aequor.FinalErrors.Values.Sum(), "errors", raw.FinalErrors.Values.Sum(), "value==0", aequor.FinalErrors.Count == 0);
         BenchLine.Write("storm.retried_53300", aequor.Retried53300, "retries", null, "-", null);
         BenchLine.Write("storm.reaper_kills", aequor.Killed, "backends", null, $"passes={aequor.Passes}", null);
