@@ -68,6 +68,12 @@ public sealed class ReaperStormTests
         Assert.Equal(zombies.Select(z => z.ProcessID).Order(), first.KilledPids.Order());
         Assert.True(reaper.Schedule.InStormMode);
 
+        // A terminated backend holds its slot until its process has exited: wait for the 16.
+        foreach (var z in zombies)
+        {
+            Assert.True(await kit.IsGoneAsync(z.ProcessID));
+        }
+
         // Storm mode: the next connect reaps again though the probability is 0 and the cooldown runs.
         // That pass measures the database below the limit and ends storm mode.
         var second = await reaper.AfterConnectAsync(conn);
