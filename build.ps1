@@ -8,6 +8,10 @@
       Test     Package, then xunit (engine) and Pester (cmdlets, module, package) against one real PostgreSQL;
                ends with 'N passed, N failed'
       Demo     the frozen-worker scenario against a throwaway local PostgreSQL
+      Bench    Release build, then every benchmark (statement overhead, storm, reaper scaling, and when
+               present bench/ImportCost.ps1 and bench/CmdletLayer.ps1 against the staged module); prints
+               one table of ratios, each against a baseline measured in the same run, and rewrites
+               docs/benchmarks.md with it and the machine. On demand only: several minutes.
       Clean    remove out/ and every bin/ and obj/
     The database: AEQUOR_TEST_CONNECTION when set, else Testcontainers when Docker answers,
     else a throwaway initdb cluster on 127.0.0.1 (removed at the end, even on failure or Ctrl+C).
@@ -17,7 +21,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Demo', 'Package', 'Bench', 'Soak', 'Clean')]
     [string] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -348,6 +352,139 @@ function Invoke-Demo {
     }
 }
 
+# Every bench prints machine-readable lines, collected here into one table:
+#   BENCH|name|value|unit|baseline|ratio|target|met      (ratio = value / baseline, same run)
+#   BENCH-INFO|key|value                                 (facts about the run: server version, pinning)
+# A bench that is missing or fails becomes a row saying so; the table is always printed.
+function Invoke-Bench {
+    $script:Configuration = 'Release'
+    Invoke-Build
+    Write-Step 'Build the benchmarks (Release)'
+    Invoke-Native dotnet @('build', (Join-Path $Root 'bench/Aequor.Bench/Aequor.Bench.csproj'), '-c', 'Release', '--nologo', '-v', 'q') 'Building bench/Aequor.Bench'
+    $benchDll = Join-Path $Root 'bench/Aequor.Bench/bin/Release/net10.0/Aequor.Bench.dll'
+    $taskset = Get-Command taskset -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    $rows = [System.Collections.Generic.List[object]]::new()
+    $info = [ordered]@{}
+    $loadBefore = (Get-Content /proc/loadavg -ErrorAction SilentlyContinue) -replace '^(\S+ \S+ \S+).*', '$1'
+
+    # Runs one bench as a child process, echoes its output, keeps its BENCH lines.
+    function Invoke-BenchStep([string] $Label, [string] $File, [string[]] $Arguments) {
+        Write-Step "Bench: $Label"
+        $found = 0
+        $failure = $null
+        try {
+            & $File @Arguments 2>&1 | ForEach-Object {
+                $line = "$_"
+                Write-Host "    $line"
+                $parts = $line.Split('|')
+                if ($parts[0] -eq 'BENCH' -and $parts.Count -ge 8) {
+                    $found++
+                    $rows.Add([pscustomobject]@{ Bench = $parts[1]; Value = $parts[2]; Unit = $parts[3]; Baseline = $parts[4]; Ratio = $parts[5]; Target = $parts[6]; Met = $parts[7] })
+                } elseif ($parts[0] -eq 'BENCH-INFO' -and $parts.Count -ge 3) {
+                    $info[$parts[1]] = $parts[2]
+                } elseif ($Label -eq 'import cost' -and $line -match "Import-Module'\s+([\d,.]+) ms\s+ratio ([\d.]+)x") {
+                    # ImportCost.ps1 prints no BENCH line (yet): read its two figures from the text.
+                    $found++
+                    $rows.Add([pscustomobject]@{ Bench = 'import.cold'; Value = ($Matches[1] -replace ',', ''); Unit = 'ms'; Baseline = 'pwsh -c 1'; Ratio = $Matches[2]; Target = '-'; Met = '-' })
+                } elseif ($Label -eq 'import cost' -and $line -match 'added time, Aequor / raw Npgsql\s+([\d.]+) x') {
+                    $found++
+                    $rows.Add([pscustomobject]@{ Bench = 'import.first_query'; Value = '-'; Unit = 'added ms'; Baseline = 'raw Npgsql'; Ratio = $Matches[1]; Target = 'ratio<=1.1'; Met = $(if ([double]$Matches[1] -le 1.1) { 'yes' } else { 'no' }) })
+                }
+            }
+            if ($LASTEXITCODE -ne 0) { $failure = "failed (exit code $LASTEXITCODE)" }
+        } catch {
+            $failure = "failed: $($_.Exception.Message)"
+        }
+        if ($failure) {
+            $rows.Add([pscustomobject]@{ Bench = $Label; Value = $failure; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = 'no' })
+        } elseif ($found -eq 0) {
+            $rows.Add([pscustomobject]@{ Bench = $Label; Value = 'ran, printed no BENCH line'; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = '-' })
+        }
+    }
+
+    Invoke-BenchStep 'statement overhead' 'dotnet' @($benchDll, 'overhead', '150')
+    Invoke-BenchStep 'storm' 'dotnet' @($benchDll, 'storm')
+    Invoke-BenchStep 'reaper scaling' 'dotnet' @($benchDll, 'reaper', '5')
+
+    $psd1 = Join-Path (Get-StagedModuleDir) 'Aequor.psd1'
+    $scripts = @(
+        @{ Label = 'import cost'; Path = (Join-Path $Root 'bench/ImportCost.ps1'); Pin = $false },
+        @{ Label = 'cmdlet layer'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true })
+    if ($scripts | Where-Object { Test-Path $_.Path }) {
+        $db = $null
+        try {
+            $db = Start-TestDatabase
+            foreach ($s in $scripts) {
+                if (-not (Test-Path $s.Path)) {
+                    $rows.Add([pscustomobject]@{ Bench = $s.Label; Value = "missing ($(Split-Path -Leaf $s.Path) not on this branch)"; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = '-' })
+                    continue
+                }
+                $file = 'dotnet'
+                $arguments = @($PwshDll, '-NoProfile', '-NonInteractive', '-File', $s.Path, '-ModulePath', $psd1)
+                $env:AEQUOR_BENCH_SERVER_CORES = $null
+                if ($s.Pin -and $taskset) {
+                    # Client and server on core 0: backends are forked by the postmaster and inherit its affinity.
+                    $pidFile = if ($env:AEQUOR_TEST_PGDATA) { Join-Path $env:AEQUOR_TEST_PGDATA 'postmaster.pid' }
+                    if ($pidFile -and (Test-Path $pidFile)) {
+                        $postmaster = (Get-Content $pidFile -TotalCount 1).Trim()
+                        & $taskset.Source -a -c -p 0 $postmaster | Out-Null
+                        if ($LASTEXITCODE -eq 0) { $env:AEQUOR_BENCH_SERVER_CORES = '0' }
+                    }
+                    $arguments = @('-c', '0', 'dotnet') + $arguments
+                    $file = $taskset.Source
+                }
+                Invoke-BenchStep $s.Label $file $arguments
+            }
+        } catch {
+            $rows.Add([pscustomobject]@{ Bench = 'pwsh benches'; Value = "failed: $($_.Exception.Message)"; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = 'no' })
+        } finally {
+            $env:AEQUOR_BENCH_SERVER_CORES = $null
+            Stop-TestDatabase $db
+        }
+    } else {
+        $rows.Add([pscustomobject]@{ Bench = 'import cost, cmdlet layer'; Value = 'missing (no bench/*.ps1 on this branch)'; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = '-' })
+    }
+
+    # The machine.
+    $cpu = (Select-String -Path /proc/cpuinfo -Pattern '^model name\s*:\s*(.*)$' -ErrorAction SilentlyContinue | Select-Object -First 1)
+    $memKb = (Select-String -Path /proc/meminfo -Pattern '^MemTotal:\s*(\d+)' -ErrorAction SilentlyContinue | Select-Object -First 1)
+    $machine = [ordered]@{
+        'date (UTC)'   = [DateTime]::UtcNow.ToString('yyyy-MM-dd HH:mm')
+        'nproc'        = [Environment]::ProcessorCount
+        'memory'       = if ($memKb) { '{0:N1} GiB' -f ([double]$memKb.Matches[0].Groups[1].Value / 1MB) } else { 'unknown' }
+        'CPU'          = if ($cpu) { $cpu.Matches[0].Groups[1].Value.Trim() } else { 'unknown' }
+        'PostgreSQL'   = if ($info['postgres']) { $info['postgres'] } else { 'unknown' }
+        'load average' = "$loadBefore (1/5/15 min, before the run)"
+        '.NET'         = [Environment]::Version.ToString()
+    }
+    if ($info['cmdlet-pinning']) { $machine['pinning (cmdlet layer)'] = $info['cmdlet-pinning'] }
+
+    $table = $rows | Select-Object Bench, Value, Unit, Baseline, Ratio, Target, Met
+    Write-Host ''
+    $table | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+    $machine.GetEnumerator() | ForEach-Object { Write-Host ("{0,-24} {1}" -f $_.Key, $_.Value) }
+
+    $md = [System.Text.StringBuilder]::new()
+    $null = $md.AppendLine('# Benchmarks').AppendLine()
+    $null = $md.AppendLine('Written by `dotnet pwsh ./build.ps1 Bench`; do not edit by hand. Each ratio is value / baseline, both')
+    $null = $md.AppendLine('measured in the same run (what each bench compares: `bench/Aequor.Bench/*.cs`, `bench/*.ps1`).').AppendLine()
+    $null = $md.AppendLine('| bench | value | unit | baseline | ratio | target | met |').AppendLine('| --- | --- | --- | --- | --- | --- | --- |')
+    foreach ($r in $table) { $null = $md.AppendLine("| $($r.Bench) | $($r.Value) | $($r.Unit) | $($r.Baseline) | $($r.Ratio) | $($r.Target) | $($r.Met) |") }
+    $null = $md.AppendLine().AppendLine('## Machine').AppendLine()
+    foreach ($k in $machine.Keys) { $null = $md.AppendLine("- $k`: $($machine[$k])") }
+    $notes = Join-Path $Root 'docs/benchmarks.notes.md'
+    if (Test-Path $notes) { $null = $md.AppendLine().Append((Get-Content -Raw $notes)) }
+    Set-Content -Path (Join-Path $Root 'docs/benchmarks.md') -Value $md.ToString().TrimEnd() -Encoding utf8NoBOM
+    Write-Host "    wrote docs/benchmarks.md"
+}
+
+function Invoke-Soak {
+    Write-Step 'Soak (150 s)'
+    Invoke-Native dotnet @('build', (Join-Path $Root 'tests/Aequor.Soak/Aequor.Soak.csproj'), '-c', $Configuration, '--nologo', '-v', 'q') 'Building the soak'
+    & dotnet (Join-Path $Root "tests/Aequor.Soak/bin/$Configuration/net10.0/Aequor.Soak.dll") 150 | Out-Host
+    if ($LASTEXITCODE -ne 0) { throw "The soak found a broken promise (exit code $LASTEXITCODE)." }
+}
+
 function Invoke-Clean {
     Write-Step 'Clean'
     if (Test-Path $OutDir) { Remove-Item -Recurse -Force $OutDir }
@@ -362,6 +499,8 @@ try {
         'Package' { Invoke-Package }
         'Test' { Invoke-Test }
         'Demo' { Invoke-Demo }
+        'Bench' { Invoke-Bench }
+        'Soak' { Invoke-Soak }
         'Clean' { Invoke-Clean }
     }
 } catch {

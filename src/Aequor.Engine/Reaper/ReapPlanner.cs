@@ -11,7 +11,9 @@ internal static class ReapPlanner
         IReadOnlyList<ReapNotKilled> NotPermitted,
         IReadOnlyDictionary<string, int> Skipped);
 
-    public static Plan Select(IEnumerable<ScannedBackend> rows, long databaseNowMs, ReapSettings settings, LeaseVerifier verifier)
+    /// <param name="nearLimit">The scan measured the database near its connection limit: the cap is
+    /// <see cref="ReapSettings.NearLimitMaxKills"/> (never below <see cref="ReapSettings.MaxKills"/>).</param>
+    public static Plan Select(IEnumerable<ScannedBackend> rows, long databaseNowMs, ReapSettings settings, LeaseVerifier verifier, bool nearLimit = false)
     {
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(settings);
@@ -41,10 +43,11 @@ internal static class ReapPlanner
             .ThenByDescending(c => c.IdleSeconds)
             .ThenBy(c => c.Pid)
             .ToList();
-        if (ordered.Count > settings.MaxKills)
+        var cap = nearLimit ? Math.Max(settings.MaxKills, settings.NearLimitMaxKills) : settings.MaxKills;
+        if (ordered.Count > cap)
         {
-            skipped[ReapReasons.OverLimit] = ordered.Count - settings.MaxKills;
-            ordered.RemoveRange(settings.MaxKills, ordered.Count - settings.MaxKills);
+            skipped[ReapReasons.OverLimit] = ordered.Count - cap;
+            ordered.RemoveRange(cap, ordered.Count - cap);
         }
 
         return new Plan(ordered, notPermitted, skipped);

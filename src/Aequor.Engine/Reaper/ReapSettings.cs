@@ -14,6 +14,12 @@ internal sealed record ReapSettings(
     public const string IdleInTransaction = "idle in transaction";
     public const string IdleInTransactionAborted = "idle in transaction (aborted)";
 
+    /// <summary>
+    /// The cap of a pass that measured the database near its limit; 0 or below <see cref="MaxKills"/> keeps
+    /// <see cref="MaxKills"/>. A request that names its own cap keeps it in every case.
+    /// </summary>
+    public int NearLimitMaxKills { get; init; }
+
     /// <summary>The lease prefix of the service: <c>s=&lt;service&gt;;</c>.</summary>
     public string Prefix => "s=" + ServiceName + ";";
 
@@ -32,7 +38,10 @@ internal sealed record ReapSettings(
             request?.MinConnectionIdleTimeSec ?? options.MinConnectionIdleTimeSec,
             request?.IncludeIdleInTransaction ?? options.IncludeIdleInTransaction,
             request?.MinIdleInTransactionSec ?? options.MinIdleInTransactionSec,
-            options.NearLimitRatio);
+            options.NearLimitRatio)
+        {
+            NearLimitMaxKills = request?.MaxIdleConnectionsToKill ?? options.NearLimitMaxIdleConnectionsToKill,
+        };
         if (settings.MaxKills < 1 || settings.MinIdleSec < 0 || settings.MinIdleInTransactionSec < 0)
         {
             throw new AequorConfigurationException("A reap request needs at least one kill allowed and idle thresholds of 0 seconds or more.");

@@ -16,6 +16,7 @@ public sealed class ReaperOptions
     public const int DefaultCooldownMs = 30_000;
     public const int MaxBackoffMs = 600_000;
     public const double DefaultNearLimitRatio = 0.8;
+    public const int DefaultNearLimitMaxIdleConnectionsToKill = 100;
 
     /// <summary>The service whose leases this reaper may kill; normalised as pg-aequor does before use.</summary>
     public string ServiceName { get; init; } = LeaseFormat.DefaultServiceName;
@@ -29,6 +30,22 @@ public sealed class ReaperOptions
     public int MaxIdleConnectionsToKill { get; init; } = DefaultMaxIdleConnectionsToKill;
 
     public int MinConnectionIdleTimeSec { get; init; } = DefaultMinConnectionIdleTimeSec;
+
+    /// <summary>
+    /// The cap of a pass whose scan found the database near its limit (<see cref="NearLimitRatio"/>), never
+    /// below <see cref="MaxIdleConnectionsToKill"/>. Every candidate is still ours, signed, expired on the
+    /// database clock, idle past the threshold and re-checked at kill time; only the count changes. At 10 per
+    /// pass a burst of 30 new clients against 50 zombies needs three passes in a row, each by a client that
+    /// got in after a retry delay, while the rest are refused (measured by bench/Aequor.Bench storm).
+    /// </summary>
+    public int NearLimitMaxIdleConnectionsToKill { get; init; } = DefaultNearLimitMaxIdleConnectionsToKill;
+
+    /// <summary>
+    /// Clients of one process that share this key share storm mode: a 53300 one of them saw, or a pass that
+    /// measured the database near its limit, makes the others' next connects reap too. Null (the default):
+    /// storm mode is this reaper's own. <see cref="ForClient"/> sets it to server, database and service.
+    /// </summary>
+    public string? StormScope { get; init; }
 
     /// <summary>
     /// Also reap expired leases that sit <c>idle in transaction</c> (or aborted): a frozen worker
@@ -75,8 +92,23 @@ public sealed class ReaperOptions
             ReaperRunProbability = client.ReaperRunProbability,
             ReaperCooldownMs = client.ReaperCooldownMs,
             ErrorMode = client.ReaperErrorMode,
+            StormScope = StormScopeOf(client),
             OnReap = onReap,
         };
+    }
+
+    /// <summary>Host, port, database and service: the clients that crowd the same slots and may reap each other's zombies.</summary>
+    private static string? StormScopeOf(AequorClientOptions client)
+    {
+        try
+        {
+            var b = new Npgsql.NpgsqlConnectionStringBuilder(client.ConnectionString);
+            return string.Create(CultureInfo.InvariantCulture, $"{b.Host}|{b.Port}|{b.Database ?? b.Username}|{client.ResolveServiceName()}");
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Throws <see cref="AequorConfigurationException"/> for options that cannot work.</summary>
@@ -91,6 +123,7 @@ public sealed class ReaperOptions
         _ = new LeaseVerifier(CoordinationSecret, PreviousCoordinationSecret);
         RequireAtLeast(nameof(MaxIdleConnectionsToKill), MaxIdleConnectionsToKill, 1);
         RequireAtLeast(nameof(MinConnectionIdleTimeSec), MinConnectionIdleTimeSec, 0);
+        RequireAtLeast(nameof(NearLimitMaxIdleConnectionsToKill), NearLimitMaxIdleConnectionsToKill, 1);
         RequireAtLeast(nameof(MinIdleInTransactionSec), MinIdleInTransactionSec, 0);
         RequireAtLeast(nameof(ReaperCooldownMs), ReaperCooldownMs, 0);
         if (double.IsNaN(ReaperRunProbability) || ReaperRunProbability is < 0 or > 1)

@@ -80,7 +80,7 @@ public static class ReaperPass
             locked = scan.Locked;
             if (locked)
             {
-                plan = ReapPlanner.Select(scan.Rows, scan.NowMs, settings, verifier);
+                plan = ReapPlanner.Select(scan.Rows, scan.NowMs, settings, verifier, scan.IsNearLimit(settings.NearLimitRatio));
                 notKilled.AddRange(plan.NotPermitted);
                 if (beforeKill is not null)
                 {

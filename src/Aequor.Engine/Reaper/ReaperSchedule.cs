@@ -7,7 +7,10 @@ namespace Aequor.Engine.Reaper;
 /// interval grows ×1.5 up to 10 minutes and resets after a pass that held the lock.
 /// Storm mode — the database near its connection limit — skips probability and cooldown (a pass
 /// still needs the lock) until a pass measures the database below the limit again.
-/// Pure logic on an injected clock and random source; thread-safe.
+/// With <see cref="ReaperOptions.StormScope"/> storm mode is the state shared by the process's reapers of that
+/// scope (<see cref="StormSignal"/>): a 53300 any of them saw turns it on for all, a pass any of them ran that
+/// measured the database below the limit turns it off for all (the clients refused earlier need no pass of
+/// their own once a neighbour found the slots free). Pure logic on an injected clock and random source; thread-safe.
 /// </summary>
 public sealed class ReaperSchedule
 {
@@ -21,6 +24,7 @@ public sealed class ReaperSchedule
     private readonly Random _random;
     private readonly double _probability;
     private readonly long _cooldownMs;
+    private readonly StormSignal? _shared;
     private long _intervalMs;
     private DateTimeOffset _notBefore = DateTimeOffset.MinValue;
     private bool _storm;
@@ -35,6 +39,7 @@ public sealed class ReaperSchedule
         _probability = options.ReaperRunProbability;
         _cooldownMs = options.ReaperCooldownMs;
         _intervalMs = _cooldownMs;
+        _shared = options.StormScope is { } scope ? StormSignal.For(scope) : null;
     }
 
     public bool InStormMode
@@ -43,7 +48,7 @@ public sealed class ReaperSchedule
         {
             lock (_gate)
             {
-                return _storm;
+                return _shared?.IsOn ?? _storm;
             }
         }
     }
@@ -87,7 +92,7 @@ public sealed class ReaperSchedule
         lock (_gate)
         {
             var now = _time.GetUtcNow();
-            if (_storm)
+            if (_shared?.IsOn ?? _storm)
             {
                 Reserve(now);
                 Interlocked.Increment(ref _passesStarted);
@@ -117,6 +122,7 @@ public sealed class ReaperSchedule
         lock (_gate)
         {
             _storm = true;
+            _shared?.Set(true);
         }
     }
 
@@ -140,6 +146,7 @@ public sealed class ReaperSchedule
             if (result.ConnectionsUsed is not null)
             {
                 _storm = result.NearLimit;
+                _shared?.Set(result.NearLimit);
             }
         }
     }

@@ -18,6 +18,24 @@ public sealed class ReapPlannerTests
         new(pid, Signer.Sign(Service, "inst" + pid.ToString("D4", System.Globalization.CultureInfo.InvariantCulture), expiry), state, "app", state is null ? null : Since, state is null ? null : idle, canSignal);
 
     [Fact]
+    public void Near_the_limit_the_cap_is_the_near_limit_cap_unless_a_request_named_one()
+    {
+        var rows = Enumerable.Range(1, 30).Select(pid => Row(pid, Now - 10, 200)).ToList();
+        var settings = Settings(maxKills: 10) with { NearLimitMaxKills = 25 };
+
+        Assert.Equal(10, ReapPlanner.Select(rows, Now, settings, Verifier).Candidates.Count);
+        var near = ReapPlanner.Select(rows, Now, settings, Verifier, nearLimit: true);
+        Assert.Equal(25, near.Candidates.Count);
+        Assert.Equal(5, near.Skipped[ReapReasons.OverLimit]);
+
+        // Never below the normal cap; a manual request's own cap holds in a storm too.
+        Assert.Equal(10, ReapPlanner.Select(rows, Now, settings with { NearLimitMaxKills = 3 }, Verifier, nearLimit: true).Candidates.Count);
+        var options = new ReaperOptions { ServiceName = Service, CoordinationSecret = ReaperKit.Secret };
+        Assert.Equal(ReaperOptions.DefaultNearLimitMaxIdleConnectionsToKill, ReapSettings.From(options, null).NearLimitMaxKills);
+        Assert.Equal(4, ReapSettings.From(options, new ReapRequest { MaxIdleConnectionsToKill = 4 }).NearLimitMaxKills);
+    }
+
+    [Fact]
     public void Ties_on_expiry_go_to_the_longest_idle_then_the_lowest_pid()
     {
         var plan = ReapPlanner.Select(

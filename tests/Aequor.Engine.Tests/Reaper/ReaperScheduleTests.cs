@@ -182,4 +182,54 @@ public sealed class ReaperScheduleTests
         schedule.RecordPass(new ReapResult { Error = new TimeoutException() });
         Assert.True(schedule.InStormMode);
     }
+
+    [Fact]
+    public void Reapers_of_one_scope_share_storm_mode_and_other_scopes_do_not()
+    {
+        var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
+        ReaperOptions Scoped(string s) => new()
+        {
+            ServiceName = "svc",
+            CoordinationSecret = "schedule-test-secret-00000",
+            ReaperRunProbability = 0,
+            StormScope = s,
+        };
+        var refused = new ReaperSchedule(Scoped(scope), new ManualClock(), new ScriptedRandom(0.0));
+        var gotIn = new ReaperSchedule(Scoped(scope), new ManualClock(), new ScriptedRandom(0.0));
+        var elsewhere = new ReaperSchedule(Scoped(scope + "-other"), new ManualClock(), new ScriptedRandom(0.0));
+        var unscoped = new ReaperSchedule(Options(probability: 0), new ManualClock(), new ScriptedRandom(0.0));
+
+        refused.ReportNearLimit();
+
+        // The neighbour that got a slot reaps on its connect though it never saw a 53300 and rolls 0.
+        Assert.True(gotIn.InStormMode);
+        Assert.True(gotIn.ShouldRunAfterConnect());
+        Assert.False(elsewhere.ShouldRunAfterConnect());
+        Assert.False(unscoped.ShouldRunAfterConnect());
+
+        // Its pass measured the database below the limit: storm mode ends for the whole scope, the
+        // refused client's next connect included.
+        gotIn.RecordPass(Pass(locked: true, nearLimit: false));
+        Assert.False(refused.InStormMode);
+        Assert.False(refused.ShouldRunAfterConnect());
+        Assert.False(gotIn.InStormMode);
+    }
+
+    [Fact]
+    public void A_client_reaper_gets_its_storm_scope_from_server_database_and_service()
+    {
+        ReaperOptions For(string cs, string service) => ReaperOptions.ForClient(new AequorClientOptions
+        {
+            ConnectionString = cs,
+            CoordinationSecret = "schedule-test-secret-00000",
+            ServiceName = service,
+        })!;
+
+        var a = For("Host=h1;Port=5432;Database=d;Username=u", "svc");
+        Assert.Equal(a.StormScope, For("Host=h1;Port=5432;Database=d;Username=other", "svc").StormScope);
+        Assert.NotEqual(a.StormScope, For("Host=h2;Port=5432;Database=d;Username=u", "svc").StormScope);
+        Assert.NotEqual(a.StormScope, For("Host=h1;Port=5432;Database=e;Username=u", "svc").StormScope);
+        Assert.NotEqual(a.StormScope, For("Host=h1;Port=5432;Database=d;Username=u", "svc2").StormScope);
+        Assert.DoesNotContain("Password", a.StormScope!, StringComparison.OrdinalIgnoreCase);
+    }
 }
