@@ -42,7 +42,8 @@ public sealed class ClientHeartbeatTests(PostgresFixture db)
         Assert.True(renewed > first, $"expiry {renewed} should be later than {first}");
         Assert.Equal(renewed, client.LeaseExpiresAt!.Value.ToUnixTimeMilliseconds());
         var dbNow = await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8");
-        Assert.InRange(renewed - dbNow, 3_000, 4_000); // signed on the database's timeline: now + TTL
+        // Signed on the database timeline: now + TTL (4 s), less what passed since (up to 2.5 s on a loaded machine).
+        Assert.InRange(renewed - dbNow, 1_500, 4_000);
         var heartbeat = Assert.Single(events.Of<AequorHeartbeatEvent>());
         Assert.True(heartbeat.SharedRoundTrip);
         Assert.Equal(1, client.Counters.Heartbeats);
