@@ -222,9 +222,19 @@ public sealed partial class AequorClient
                 : (false, TimeSpan.Zero, null, false);
         }
 
-        if (cancellationToken.IsCancellationRequested || ex is OperationCanceledException
-            || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
+        var cancelled = cancellationToken.IsCancellationRequested || ex is OperationCanceledException;
+        if (cancelled || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
         {
+            // A connection that broke after the statement was sent (a command timeout on a stalled network)
+            // leaves the outcome unknown whatever the failure's class: say so rather than leak a transport error.
+            var mayHaveRun = stage == SendStage.Sent || (stage == SendStage.BehindPrefix && cause is not PostgresException);
+            if (dead && !replaced && !cancelled && mayHaveRun)
+            {
+                return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
+                    $"The connection broke after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}: {cause?.Message}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
+                    cause), false);
+            }
+
             return (false, TimeSpan.Zero, replaced ? cause : null, false);
         }
 
