@@ -71,16 +71,18 @@ public sealed class FaultProxy : IAsyncDisposable
 
     private static void Reset(TcpClient client)
     {
-        // A link whose pumps already ended has disposed its TcpClient (Client is null then).
-        if (client.Client is null)
+        // A link whose pumps already ended has disposed its TcpClient (Client is null then); read it once,
+        // since the link's own dispose may race this reset.
+        var socket = client.Client;
+        if (socket is null)
         {
             return;
         }
 
         try
         {
-            client.Client.LingerState = new LingerOption(true, 0);
-            client.Client.Close();
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close();
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
