@@ -19,16 +19,12 @@ public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Re
 public sealed class ManualReapPass : IAsyncDisposable
 {
     /// <summary>pg-aequor's advisory-lock class id (0x50474151, "PGAQ").</summary>
-    public const int LockClassId = 1346847057;
+    public const int LockClassId = ReaperSql.LockClassId;
 
     /// <summary>Not approved by the caller (Invoke-AequorReap -Confirm answered no).</summary>
     public const string Declined = "declined";
 
-    private const string TryLockSql = "SELECT pg_try_advisory_xact_lock(1346847057, hashtext($1))";
-
-    // pg_stat_activity is snapshotted once per transaction: without a fresh one the kill's re-check
-    // would read the scan's rows. (Selected through a subquery: the engine cannot read a void column yet.)
-    private const string FreshActivitySql = "SELECT 1 FROM (SELECT pg_stat_clear_snapshot()) s";
+    private static readonly string TryLockSql = $"SELECT pg_try_advisory_xact_lock({ReaperSql.LockClassId}, hashtext($1))";
 
     // Each backend dies only if, at this instant, it still has the very same application_name, is in
     // a killable state, has not changed state since the scan (ran nothing in between), and we may signal it.
@@ -146,7 +142,7 @@ public sealed class ManualReapPass : IAsyncDisposable
             ],
         };
 
-        _ = await _client.ExecuteScalarAsync(new AequorStatement(FreshActivitySql), cancellationToken).ConfigureAwait(false);
+        _ = await _client.ExecuteScalarAsync(new AequorStatement(ReaperSql.FreshActivity), cancellationToken).ConfigureAwait(false);
         var outcomes = new List<ReapKillOutcome>();
         var reader = await _client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
