@@ -9,8 +9,11 @@
 
       1. Warm-up: the first 2,000 'Invoke-AequorQuery -As Scalar select 1' of this fresh process, against
          the first 2,000 '$cmd.ExecuteScalar()' (measured second, so pwsh itself is warmer for it).
-      2. Steady state: both 2,000 times, interleaved in blocks, alternating which goes first; the median of
-         per-block ratios. Target: Aequor <= 1.15x the time per call.
+      2. Steady state: both 2,000 times, interleaved in blocks, rotating which goes first; the median of
+         per-block ratios. Target: Aequor <= 1.15x the time per call. A third contender in the same blocks,
+         the raw call plus 'Write-Output' (the cheapest compiled cmdlet of the same shape), measures what
+         PowerShell itself charges for a command: cmdlet.floor is its ratio to raw, cmdlet.scalar_over_floor
+         Aequor's ratio to it.
       3. Streaming 'select g, g::text, now() from generate_series(1,100000) g': Invoke-AequorQuery into
          Measure-Object, against a raw NpgsqlDataReader loop that builds one [pscustomobject] per row in
          script (generic over the columns, as a script that does not know the query would) into
@@ -121,6 +124,14 @@ function Measure-AequorScalar([int] $N) {
     $w.Elapsed.TotalMilliseconds
 }
 
+# PowerShell's own price of a command: the raw call plus the cheapest compiled cmdlet of the same shape (one
+# positional string in, one object out). No cmdlet can go below it; it says how much of the ratio is ours.
+function Measure-FloorScalar([int] $N) {
+    $w = [System.Diagnostics.Stopwatch]::StartNew()
+    for ($i = 0; $i -lt $N; $i++) { $null = Write-Output 'select 1'; $null = $rawCmd.ExecuteScalar() }
+    $w.Elapsed.TotalMilliseconds
+}
+
 function Measure-RawScalar([int] $N) {
     $w = [System.Diagnostics.Stopwatch]::StartNew()
     for ($i = 0; $i -lt $N; $i++) { $null = $rawCmd.ExecuteScalar() }
@@ -136,20 +147,28 @@ Write-Host ('1. first {0} calls: Aequor {1} ms, raw {2:N0} ms' -f $Calls, $(if (
 $perBlock = [math]::Max(1, [int]($Calls / $Blocks))
 $aequorUs = [System.Collections.Generic.List[double]]::new()
 $rawUs = [System.Collections.Generic.List[double]]::new()
+$floorUs = [System.Collections.Generic.List[double]]::new()
 for ($b = 0; $b -lt $Blocks; $b++) {
-    if ($haveCmdlets -and $b % 2) {
-        $aequorUs.Add((Measure-AequorScalar $perBlock) * 1000 / $perBlock)
-        $rawUs.Add((Measure-RawScalar $perBlock) * 1000 / $perBlock)
-    } else {
-        $rawUs.Add((Measure-RawScalar $perBlock) * 1000 / $perBlock)
-        if ($haveCmdlets) { $aequorUs.Add((Measure-AequorScalar $perBlock) * 1000 / $perBlock) }
+    # Rotate which goes first, so none always runs on a cache the others warmed.
+    $order = @('raw', 'floor', 'aequor')
+    $order = @($order[($b % 3)..2]) + @(if ($b % 3) { $order[0..(($b % 3) - 1)] })
+    foreach ($which in $order) {
+        switch ($which) {
+            'raw' { $rawUs.Add((Measure-RawScalar $perBlock) * 1000 / $perBlock) }
+            'floor' { $floorUs.Add((Measure-FloorScalar $perBlock) * 1000 / $perBlock) }
+            'aequor' { if ($haveCmdlets) { $aequorUs.Add((Measure-AequorScalar $perBlock) * 1000 / $perBlock) } }
+        }
     }
 }
 $rawMedian = Get-Median $rawUs
+$floorMedian = Get-Median $floorUs
+$floorRatio = Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $floorUs[$i] / $rawUs[$i] })
 $aequorMedian = if ($haveCmdlets) { Get-Median $aequorUs } else { $null }
 $scalarRatio = if ($haveCmdlets) { Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $aequorUs[$i] / $rawUs[$i] }) } else { $null }
-Write-Host ('2. per call, {0} blocks of {1}: Aequor {2} us, raw {3:N1} us, ratio {4}' -f $Blocks, $perBlock,
-    $(if ($null -ne $aequorMedian) { '{0:N1}' -f $aequorMedian } else { '-' }), $rawMedian, $(if ($null -ne $scalarRatio) { '{0:N3}' -f $scalarRatio } else { '-' }))
+$overFloor = if ($haveCmdlets) { Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $aequorUs[$i] / $floorUs[$i] }) } else { $null }
+Write-Host ('2. per call, {0} blocks of {1}: Aequor {2} us, raw {3:N1} us, ratio {4}; raw + Write-Output {5:N1} us ({6:N3}x raw), Aequor / that {7}' -f $Blocks, $perBlock,
+    $(if ($null -ne $aequorMedian) { '{0:N1}' -f $aequorMedian } else { '-' }), $rawMedian, $(if ($null -ne $scalarRatio) { '{0:N3}' -f $scalarRatio } else { '-' }),
+    $floorMedian, $floorRatio, $(if ($null -ne $overFloor) { '{0:N3}' -f $overFloor } else { '-' }))
 
 # 3. Streaming rows into Measure-Object.
 function Measure-AequorStream {
@@ -204,4 +223,6 @@ $raw.Dispose()
 
 Write-BenchLine 'cmdlet.first2000' $coldAequor 'ms' $coldRaw '-' $null
 Write-BenchLine 'cmdlet.scalar' $aequorMedian 'us/call' $rawMedian 'ratio<=1.15' $(if ($null -ne $scalarRatio) { $scalarRatio -le 1.15 }) $scalarRatio
+Write-BenchLine 'cmdlet.floor' $floorMedian 'us/call' $rawMedian 'raw+Write-Output' $null $floorRatio
+Write-BenchLine 'cmdlet.scalar_over_floor' $aequorMedian 'us/call' $floorMedian '-' $null $overFloor
 Write-BenchLine 'cmdlet.stream' $aequorRowsPerSec 'rows/s' $rawRowsPerSec 'ratio>=1.3' $(if ($null -ne $aequorRowsPerSec) { $aequorRowsPerSec / $rawRowsPerSec -ge 1.3 })

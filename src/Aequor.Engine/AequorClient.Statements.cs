@@ -31,9 +31,14 @@ public sealed partial class AequorClient
     private sealed class Attempt
     {
         public SendStage Stage;
+
+        /// <summary>Synchronous I/O takes no token: a cancelled token sends the server a cancel request instead.</summary>
+        public CancellationTokenRegistration CancelOnToken;
     }
 
-    private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, CancellationToken cancellationToken)
+    /// <param name="synchronous">The statement's own round trips on the calling thread (Npgsql's synchronous
+    /// methods); connecting, probes in a round trip of their own, delays and the reaper stay asynchronous.</param>
+    private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_transactionLost)
@@ -88,36 +93,36 @@ public sealed partial class AequorClient
                 }
 
                 (reader, command) = plan.Kind == PrefixKind.None
-                    ? await SendPlainAsync(connection, statement, attempt, cancellationToken).ConfigureAwait(false)
-                    : await SendBehindPrefixAsync(connection, statement, plan.Kind, attempt, cancellationToken).ConfigureAwait(false);
+                    ? await SendPlainAsync(connection, statement, attempt, synchronous, cancellationToken).ConfigureAwait(false)
+                    : await SendBehindPrefixAsync(connection, statement, plan.Kind, attempt, synchronous, cancellationToken).ConfigureAwait(false);
 
                 switch (mode)
                 {
                     case StatementMode.Reader:
-                        var first = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        var first = await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
                         var handedOut = new AequorReader(reader, first, NewCompletion(statement, parameterCount, generation, startedAt, attemptNumber, command));
                         reader = null;
                         command = null;
                         return handedOut;
                     case StatementMode.Scalar:
                         object? value = null;
-                        if (reader.FieldCount > 0 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        if (reader.FieldCount > 0 && await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
                         {
                             value = AequorReader.ConvertValue(reader, 0);
                         }
 
                         var rowsScalar = value is null ? 0 : 1;
-                        await DrainAsync(reader, cancellationToken).ConfigureAwait(false);
+                        await DrainAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
                         var recordsScalar = reader.RecordsAffected;
-                        await reader.DisposeAsync().ConfigureAwait(false);
+                        await CloseAsync(reader, synchronous).ConfigureAwait(false);
                         reader = null;
                         AfterStatement(generation);
                         RaiseQueryEnd(statement, parameterCount, recordsScalar, rowsScalar, startedAt, attemptNumber);
                         return value;
                     default:
-                        await DrainAsync(reader, cancellationToken).ConfigureAwait(false);
+                        await DrainAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
                         var records = reader.RecordsAffected;
-                        await reader.DisposeAsync().ConfigureAwait(false);
+                        await CloseAsync(reader, synchronous).ConfigureAwait(false);
                         reader = null;
                         AfterStatement(generation);
                         RaiseQueryEnd(statement, parameterCount, records, 0, startedAt, attemptNumber);
@@ -132,6 +137,7 @@ public sealed partial class AequorClient
                     reader = null;
                 }
 
+                attempt.CancelOnToken.Dispose();
                 var failure = ex is ConnectionReplacedSignal signal ? signal.InnerException ?? ex : ex;
                 var (retry, delay, toThrow, reconnectOnly) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);
                 if (OnQueryError is { } error)
@@ -141,6 +147,12 @@ public sealed partial class AequorClient
 
                 if (!retry)
                 {
+                    if (toThrow is null && synchronous && cancellationToken.IsCancellationRequested && ex is not OperationCanceledException)
+                    {
+                        // What the asynchronous path reports for the same cancel (the server's 57014 inside).
+                        toThrow = new OperationCanceledException("The statement was cancelled.", ex, cancellationToken);
+                    }
+
                     if (toThrow is null)
                     {
                         throw;
@@ -162,6 +174,7 @@ public sealed partial class AequorClient
             }
             finally
             {
+                attempt.CancelOnToken.Dispose();
                 if (command is not null)
                 {
                     await DisposeQuietlyAsync(command).ConfigureAwait(false);
@@ -266,7 +279,7 @@ public sealed partial class AequorClient
     }
 
     private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendPlainAsync(
-        NpgsqlConnection connection, AequorStatement statement, Attempt attempt, CancellationToken cancellationToken)
+        NpgsqlConnection connection, AequorStatement statement, Attempt attempt, bool synchronous, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(statement.CommandText, connection, _transaction);
         if (statement.CommandTimeout is { } timeout)
@@ -277,8 +290,15 @@ public sealed partial class AequorClient
         AddParameters(command.Parameters, statement);
         try
         {
+            if (synchronous)
+            {
+                attempt.CancelOnToken = CancelOnToken(command.Cancel, cancellationToken);
+            }
+
             attempt.Stage = SendStage.Sent;
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var reader = synchronous
+                ? command.ExecuteReader()
+                : await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             return (reader, command);
         }
         catch
@@ -294,7 +314,7 @@ public sealed partial class AequorClient
     /// the moment the statement may have started (see <see cref="SendStage"/>).
     /// </summary>
     private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendBehindPrefixAsync(
-        NpgsqlConnection connection, AequorStatement statement, PrefixKind kind, Attempt attempt, CancellationToken cancellationToken)
+        NpgsqlConnection connection, AequorStatement statement, PrefixKind kind, Attempt attempt, bool synchronous, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection);
         try
@@ -329,11 +349,18 @@ public sealed partial class AequorClient
                 _renewalInFlightShared = true;
             }
 
+            if (synchronous)
+            {
+                attempt.CancelOnToken = CancelOnToken(batch.Cancel, cancellationToken);
+            }
+
             var sentAt = _clock.ClientNowMs();
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var reader = synchronous
+                ? batch.ExecuteReader()
+                : await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                if (!await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
                 {
                     throw new InvalidOperationException("The clock reading returned no row.");
                 }
@@ -342,9 +369,9 @@ public sealed partial class AequorClient
                 _clockReadOnConnection = true;
 
                 // Consumes the prefix's CommandComplete: from here on, the statement may have started.
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
                 attempt.Stage = SendStage.Sent;
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await NextResultAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
                 return (reader, batch);
             }
             catch
@@ -360,11 +387,57 @@ public sealed partial class AequorClient
         }
     }
 
-    private static async Task DrainAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    private static async ValueTask DrainAsync(NpgsqlDataReader reader, bool synchronous, CancellationToken cancellationToken)
     {
-        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
+        while (await NextResultAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
         {
         }
+    }
+
+    private static ValueTask<bool> ReadAsync(NpgsqlDataReader reader, bool synchronous, CancellationToken cancellationToken) =>
+        synchronous ? new(reader.Read()) : new(reader.ReadAsync(cancellationToken));
+
+    private static ValueTask<bool> NextResultAsync(NpgsqlDataReader reader, bool synchronous, CancellationToken cancellationToken) =>
+        synchronous ? new(reader.NextResult()) : new(reader.NextResultAsync(cancellationToken));
+
+    private static ValueTask CloseAsync(NpgsqlDataReader reader, bool synchronous)
+    {
+        if (!synchronous)
+        {
+            return reader.DisposeAsync();
+        }
+
+        reader.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// The token's part for synchronous I/O: Npgsql's cancel request (what it sends for a cancelled token on
+    /// the asynchronous path). Whatever the cancel itself meets is not the caller's failure: the statement's
+    /// own end reports the outcome.
+    /// </summary>
+    private static CancellationTokenRegistration CancelOnToken(Action cancel, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return default;
+        }
+
+        return cancellationToken.UnsafeRegister(
+            static state =>
+            {
+                try
+                {
+                    ((Action)state!)();
+                }
+#pragma warning disable CA1031 // A cancel that fails (server gone) leaves the statement to end by itself.
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                }
+            },
+            cancel);
     }
 
     private ReaderCompletion NewCompletion(AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts, IAsyncDisposable? command) =>

@@ -244,14 +244,47 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// Runs a statement and streams its rows. Returns once the first row (or the end of the first result set)
     /// has arrived; the client is busy until the reader is disposed. See <see cref="AequorReader"/> for the retry rule.
     /// </summary>
-    public async Task<AequorReader> ExecuteReaderAsync(AequorStatement statement, CancellationToken cancellationToken)
+    public Task<AequorReader> ExecuteReaderAsync(AequorStatement statement, CancellationToken cancellationToken) =>
+        ReaderCoreAsync(statement, synchronous: false, cancellationToken);
+
+    /// <summary>Runs a statement to its end and returns the rows it changed. The whole run is within the retry scope.</summary>
+    public Task<int> ExecuteNonQueryAsync(AequorStatement statement, CancellationToken cancellationToken) =>
+        NonQueryCoreAsync(statement, synchronous: false, cancellationToken);
+
+    /// <summary>Runs a statement to its end and returns the first column of its first row (null when none).</summary>
+    public Task<object?> ExecuteScalarAsync(AequorStatement statement, CancellationToken cancellationToken) =>
+        ScalarCoreAsync(statement, synchronous: false, cancellationToken);
+
+    /// <summary>
+    /// <see cref="ExecuteReaderAsync"/> on the calling thread. See <see cref="ExecuteScalar"/> for what that means;
+    /// the rows are then read with <see cref="AequorReader.ReadAsync"/> as usual.
+    /// </summary>
+    public AequorReader ExecuteReader(AequorStatement statement, CancellationToken cancellationToken) =>
+        ReaderCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
+
+    /// <summary><see cref="ExecuteNonQueryAsync"/> on the calling thread. See <see cref="ExecuteScalar"/>.</summary>
+    public int ExecuteNonQuery(AequorStatement statement, CancellationToken cancellationToken) =>
+        NonQueryCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// <see cref="ExecuteScalarAsync"/> on the calling thread, for callers that wait for the result anyway (a
+    /// PowerShell pipeline thread, a script): the round trip blocks the caller as Npgsql's synchronous methods
+    /// do, with no hop through the thread pool and back. Same retries, write safety and events. Reconnects,
+    /// retry delays and reaper passes also block the caller (they may run on the thread pool meanwhile).
+    /// Cancelling the token sends the server a cancel request; the call then ends in
+    /// <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public object? ExecuteScalar(AequorStatement statement, CancellationToken cancellationToken) =>
+        ScalarCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
+
+    private async Task<AequorReader> ReaderCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
         var handedOut = false;
         try
         {
-            var reader = (AequorReader)(await RunStatementAsync(statement, StatementMode.Reader, cancellationToken).ConfigureAwait(false))!;
+            var reader = (AequorReader)(await RunStatementAsync(statement, StatementMode.Reader, synchronous, cancellationToken).ConfigureAwait(false))!;
             handedOut = true;
             return reader;
         }
@@ -264,14 +297,13 @@ public sealed partial class AequorClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Runs a statement to its end and returns the rows it changed. The whole run is within the retry scope.</summary>
-    public async Task<int> ExecuteNonQueryAsync(AequorStatement statement, CancellationToken cancellationToken)
+    private async Task<int> NonQueryCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
         try
         {
-            return (int)(await RunStatementAsync(statement, StatementMode.NonQuery, cancellationToken).ConfigureAwait(false))!;
+            return (int)(await RunStatementAsync(statement, StatementMode.NonQuery, synchronous, cancellationToken).ConfigureAwait(false))!;
         }
         finally
         {
@@ -279,20 +311,25 @@ public sealed partial class AequorClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Runs a statement to its end and returns the first column of its first row (null when none).</summary>
-    public async Task<object?> ExecuteScalarAsync(AequorStatement statement, CancellationToken cancellationToken)
+    private async Task<object?> ScalarCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await RunStatementAsync(statement, StatementMode.Scalar, cancellationToken).ConfigureAwait(false);
+            return await RunStatementAsync(statement, StatementMode.Scalar, synchronous, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             ReleaseGate();
         }
     }
+
+    // A free gate is taken without a task; a busy one is waited for as always (another thread's call).
+    private Task EnterGateAsync(bool synchronous, CancellationToken cancellationToken) =>
+        synchronous && !cancellationToken.IsCancellationRequested && _gate.Wait(0, CancellationToken.None)
+            ? Task.CompletedTask
+            : _gate.WaitAsync(cancellationToken);
 
     /// <summary>
     /// Opens a transaction. A renewal that is due (soft or hard) is made first, in a round trip of its own:

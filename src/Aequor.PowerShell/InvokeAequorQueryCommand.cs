@@ -99,17 +99,18 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         {
             switch (_as)
             {
+                // The engine's synchronous methods: the round trip on this thread, no hop through the thread pool.
                 case AsScalar:
-                    WriteObject(Await(client.ExecuteScalarAsync(statement, StopToken)));
+                    WriteObject(Blocking(client.ExecuteScalar, statement));
                     break;
                 case AsNonQuery:
-                    WriteObject(Await(client.ExecuteNonQueryAsync(statement, StopToken)));
+                    WriteObject(Blocking(client.ExecuteNonQuery, statement));
                     break;
                 case AsDataTable:
-                    WriteTables(Await(client.ExecuteReaderAsync(statement, StopToken)));
+                    WriteTables(Blocking(client.ExecuteReader, statement));
                     break;
                 default:
-                    WriteRows(Await(client.ExecuteReaderAsync(statement, StopToken)));
+                    WriteRows(Blocking(client.ExecuteReader, statement));
                     break;
             }
         }
