@@ -31,10 +31,7 @@ public sealed class ClientResilienceTests(PostgresFixture db)
     /// <summary>Terminates the client's backend as soon as it is running the statement that matches.</summary>
     private async Task TerminateWhenActiveAsync(int pid, string like)
     {
-        await ClientTestKit.WaitUntilAsync(async () =>
-            await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString,
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2", pid, like) > 0,
-            TimeSpan.FromSeconds(10), "the statement to be running");
+        await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, like);
         Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
     }
 

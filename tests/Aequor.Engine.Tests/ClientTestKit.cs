@@ -44,6 +44,12 @@ internal static class ClientTestKit
         WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0,
             TimeSpan.FromSeconds(10), $"backend {pid} to leave pg_stat_activity");
 
+    /// <summary>Waits until the backend is running a statement whose text matches the LIKE pattern.</summary>
+    public static Task WaitActiveAsync(string adminConnectionString, int pid, string like) =>
+        WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString,
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2", pid, like) > 0,
+            TimeSpan.FromSeconds(10), "the statement to be running");
+
     public static Task<string?> StateOfAsync(string adminConnectionString, int pid) =>
         AdminScalarAsync<string>(adminConnectionString, "SELECT state FROM pg_stat_activity WHERE pid = $1", pid);
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using Xunit.Abstractions;
 
 namespace Aequor.Engine.Tests.Faults;
 
@@ -6,10 +7,11 @@ namespace Aequor.Engine.Tests.Faults;
 /// The fault matrix: each fault, through the loopback proxy or the server itself, during a unique-key
 /// insert. For every case: what the user sees is a success or one clear Aequor error, the key is present at
 /// most once, nothing reaches the unhandled-exception events, and the same client works afterwards.
-/// (Server restarts, fast and immediate, and a full max_connections are in ClientServerRestartTests.)
+/// Server restarts, fast and immediate, and a full max_connections need a cluster of their own: they are in
+/// ServerFaultMatrixTests. docs/client.md ("Fault matrix") lists every case with what the user sees.
 /// </summary>
 [Collection(PostgresCollection.Name)]
-public sealed class FaultMatrixTests(PostgresFixture db)
+public sealed class FaultMatrixTests(PostgresFixture db, ITestOutputHelper output)
 {
     public enum Fault
     {
@@ -28,86 +30,56 @@ public sealed class FaultMatrixTests(PostgresFixture db)
     {
         var table = "fault_" + fault.ToString().ToLowerInvariant();
         await ExecAdminAsync($"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (k int PRIMARY KEY); GRANT ALL ON {table} TO aequor_app;");
-        var escaped = new List<Exception>();
-        UnhandledExceptionEventHandler unhandled = (_, e) => escaped.Add((Exception)e.ExceptionObject);
-        EventHandler<UnobservedTaskExceptionEventArgs> unobserved = (_, e) => escaped.Add(e.Exception);
-        AppDomain.CurrentDomain.UnhandledException += unhandled;
-        TaskScheduler.UnobservedTaskException += unobserved;
-        try
+        using var watch = new FaultWatch();
+        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
+        await using var proxy = new FaultProxy(b.Host!, b.Port);
+        var cs = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 3 }.ConnectionString;
+        await using var client = new AequorClient(new AequorClientOptions
         {
-            var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
-            await using var proxy = new FaultProxy(b.Host!, b.Port);
-            var cs = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 3 }.ConnectionString;
-            await using var client = new AequorClient(new AequorClientOptions
-            {
-                ConnectionString = cs,
-                CoordinationSecret = ClientTestKit.Secret,
-                ServiceName = "fault-matrix",
-                Reaper = false,
-                MinBackoff = 20,
-                MaxBackoff = 100,
-                CommandTimeout = fault == Fault.BlackHoleMidStatement ? 1 : 30,
-            });
-            await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
-            var insert = new AequorStatement($"INSERT INTO {table} VALUES (1); SELECT pg_sleep(0.8)");
-            var seen = await Capture(fault switch
-            {
-                Fault.ResetWhileIdle => ResetThen(proxy, () => client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default)),
-                Fault.ResetMidStatement => During(() => client.ExecuteNonQueryAsync(insert, default), proxy.ResetAll),
-                Fault.BlackHoleMidStatement => During(() => client.ExecuteNonQueryAsync(insert, default), () => proxy.BlackHole = true),
-                _ => InsideTransactionThenTerminate(client, table),
-            });
-
-            // One clear outcome: success, or an Aequor error that says what happened.
-            if (seen is not null)
-            {
-                Assert.True(
-                    seen is AequorOutcomeUnknownException or AequorTransactionLostException,
-                    $"{fault}: the user saw {seen.GetType().Name}: {seen.Message}");
-                Assert.True(seen.Message.Contains("unknown", StringComparison.Ordinal) || seen.Message.Contains("transaction", StringComparison.Ordinal), seen.Message);
-            }
-
-            proxy.BlackHole = false;
-            if (client.InTransaction)
-            {
-                await client.RollbackAsync(default);
-            }
-
-            // The same client works afterwards, and the key is there at most once (0 after a lost transaction).
-            Assert.Equal(1, await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (2)"), default));
-            var count = await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE k = 1");
-            Assert.InRange(count, 0, 1);
-            if (fault == Fault.TerminatedInsideTransaction)
-            {
-                Assert.Equal(0, count);
-            }
-
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            Assert.Empty(escaped);
-        }
-        finally
+            ConnectionString = cs,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "fault-matrix",
+            Reaper = false,
+            MinBackoff = 20,
+            MaxBackoff = 100,
+            CommandTimeout = fault == Fault.BlackHoleMidStatement ? 1 : 30,
+        });
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var insert = new AequorStatement($"INSERT INTO {table} VALUES (1); SELECT pg_sleep(0.8)");
+        var seen = await FaultWatch.CaptureAsync(fault switch
         {
-            AppDomain.CurrentDomain.UnhandledException -= unhandled;
-            TaskScheduler.UnobservedTaskException -= unobserved;
-        }
-    }
+            Fault.ResetWhileIdle => ResetThen(proxy, () => client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default)),
+            Fault.ResetMidStatement => During(() => client.ExecuteNonQueryAsync(insert, default), proxy.ResetAll),
+            Fault.BlackHoleMidStatement => During(() => client.ExecuteNonQueryAsync(insert, default), () => proxy.BlackHole = true),
+            _ => InsideTransactionThenTerminate(client, table),
+        });
 
-    private static async Task<Exception?> Capture(Task work)
-    {
-        try
+        // One clear outcome: success, or an Aequor error that says what happened.
+        if (seen is not null)
         {
-            await work.WaitAsync(TimeSpan.FromSeconds(30));
-            return null;
+            Assert.True(
+                seen is AequorOutcomeUnknownException or AequorTransactionLostException,
+                $"{fault}: the user saw {FaultWatch.Describe(seen)}");
+            Assert.True(seen.Message.Contains("unknown", StringComparison.Ordinal) || seen.Message.Contains("transaction", StringComparison.Ordinal), seen.Message);
         }
-        catch (TimeoutException)
+
+        proxy.BlackHole = false;
+        if (client.InTransaction)
         {
-            throw new Xunit.Sdk.XunitException("The fault hung the client for 30 s: it must end in an outcome.");
+            await client.RollbackAsync(default);
         }
-        catch (Exception ex)
+
+        // The same client works afterwards, and the key is there at most once (0 after a lost transaction).
+        Assert.Equal(1, await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (2)"), default));
+        var count = await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE k = 1");
+        output.WriteLine($"{fault}: the user saw {FaultWatch.Describe(seen)}; key rows afterwards: {count}");
+        Assert.InRange(count, 0, 1);
+        if (fault == Fault.TerminatedInsideTransaction)
         {
-            return ex;
+            Assert.Equal(0, count);
         }
+
+        watch.AssertNothingEscaped();
     }
 
     private static async Task ResetThen(FaultProxy proxy, Func<Task<int>> statement)
