@@ -116,17 +116,13 @@ public sealed class AequorReader : IAsyncDisposable
 
     internal static object? ConvertValue(NpgsqlDataReader reader, int ordinal)
     {
-        if (reader.IsDBNull(ordinal))
-        {
-            return null;
-        }
-
         try
         {
+            // One column lookup, not two: GetValue says DBNull itself (no IsDBNull first).
             var value = reader.GetValue(ordinal);
             if (value is null or DBNull)
             {
-                // A void column (SELECT pg_sleep(1), pg_advisory_lock(…)) has no value at all.
+                // NULL, or a void column (SELECT pg_sleep(1), pg_advisory_lock(…)), which has no value at all.
                 return null;
             }
 
