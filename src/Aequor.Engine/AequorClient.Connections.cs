@@ -35,6 +35,7 @@ public sealed partial class AequorClient
         while (true)
         {
             attempts++;
+            var slotsFreedBefore = _reaper?.Schedule.SlotsFreedCount ?? 0;
             try
             {
                 var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -80,7 +81,15 @@ public sealed partial class AequorClient
                     EventDispatch.Raise(reconnect, this, new AequorReconnectEvent(Generation + 1, budget.RetriesUsed, delay, ex), Counters);
                 }
 
-                await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+                if (kind == FailureKind.TooManyConnections && _reaper is { } reaper)
+                {
+                    // A pass of this process may free the slots before the delay is over: it wakes us then.
+                    await reaper.Schedule.WaitForRetryAsync(delay, slotsFreedBefore, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+                }
             }
         }
     }

@@ -3,6 +3,8 @@ namespace Aequor.Engine.Reaper;
 /// <summary>What one pass saw and did. Plain .NET types only, so the cmdlets map it without Npgsql.</summary>
 public sealed class ReapResult
 {
+    private readonly bool? _stillNearLimit;
+
     internal ReapResult()
     {
     }
@@ -23,6 +25,12 @@ public sealed class ReapResult
 
     public IReadOnlyList<int> KilledPids { get; internal init; } = [];
 
+    /// <summary>
+    /// Of <see cref="KilledPids"/>, those whose process had exited when the pass ended, so their connection
+    /// slots are free: the kill waits up to a second for them (a terminated backend holds its slot until then).
+    /// </summary>
+    public IReadOnlyList<int> ExitedPids { get; internal init; } = [];
+
     /// <summary>Expired leases of ours left alive, each with its reason (not permitted, renewed, woke up…).</summary>
     public IReadOnlyList<ReapNotKilled> NotKilled { get; internal init; } = [];
 
@@ -38,6 +46,16 @@ public sealed class ReapResult
     /// <summary>Used ≥ NearLimitRatio of the available slots at scan time: storm mode stays on.</summary>
     public bool NearLimit { get; internal init; }
 
+    /// <summary>
+    /// Still near the limit once the slots of <see cref="ExitedPids"/> are counted free: storm mode stays on
+    /// only then. Without kills, the same as <see cref="NearLimit"/>.
+    /// </summary>
+    public bool StillNearLimit
+    {
+        get => _stillNearLimit ?? NearLimit;
+        internal init => _stillNearLimit = value;
+    }
+
     /// <summary>The database's clock at scan time (ms since the Unix epoch): expiry and idle time are judged on it.</summary>
     public long? DatabaseNowMs { get; internal init; }
 
@@ -52,5 +70,5 @@ public sealed class ReapResult
     public bool Succeeded => Error is null;
 
     public override string ToString() =>
-        $"ReapResult(service: {ServiceName}, locked: {LockAcquired}, scanned: {Scanned}, candidates: {Candidates.Count}, killed: {KilledPids.Count}, not killed: {NotKilled.Count}, near limit: {NearLimit}, {DurationMs} ms, {RoundTrips} round trips{(Error is null ? string.Empty : ", error: " + Error.Message)})";
+        $"ReapResult(service: {ServiceName}, locked: {LockAcquired}, scanned: {Scanned}, candidates: {Candidates.Count}, killed: {KilledPids.Count} ({ExitedPids.Count} exited), not killed: {NotKilled.Count}, near limit: {NearLimit}, {DurationMs} ms, {RoundTrips} round trips{(Error is null ? string.Empty : ", error: " + Error.Message)})";
 }

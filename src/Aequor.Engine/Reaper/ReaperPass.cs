@@ -7,7 +7,7 @@ namespace Aequor.Engine.Reaper;
 
 /// <summary>
 /// One reaper pass on an open connection that is not inside a user's transaction:
-/// BEGIN + lock + scan (one round trip), then kill + COMMIT (one round trip).
+/// BEGIN + lock + scan (one round trip), then kill + wait for the killed to exit + COMMIT (one round trip).
 /// </summary>
 public static class ReaperPass
 {
@@ -62,6 +62,7 @@ public static class ReaperPass
         ScanOutcome? scan = null;
         ReapPlanner.Plan? plan = null;
         var killed = new List<int>();
+        var exited = new List<int>();
         var notKilled = new List<ReapNotKilled>();
         NpgsqlTransaction? transaction = null;
 
@@ -92,7 +93,7 @@ public static class ReaperPass
             roundTrips++;
             if (plan is { Candidates.Count: > 0 } && !settings.DryRun)
             {
-                await KillAndCommitAsync(connection, transaction, settings, plan.Candidates, killed, notKilled, cancellationToken).ConfigureAwait(false);
+                await KillAndCommitAsync(connection, transaction, settings, plan.Candidates, killed, exited, notKilled, cancellationToken).ConfigureAwait(false);
             }
             else
             {
@@ -125,11 +126,13 @@ public static class ReaperPass
             Scanned = scan?.Rows.Count ?? 0,
             Candidates = plan?.Candidates ?? [],
             KilledPids = killed,
+            ExitedPids = exited,
             NotKilled = notKilled,
             Skipped = plan?.Skipped ?? new Dictionary<string, int>(),
             ConnectionsUsed = scan?.Used,
             ConnectionsAvailable = scan?.Available,
             NearLimit = scan is not null && scan.IsNearLimit(settings.NearLimitRatio),
+            StillNearLimit = scan is not null && scan.IsNearLimit(settings.NearLimitRatio, exited.Count),
             DatabaseNowMs = scan?.NowMs,
             DurationMs = clock.ElapsedMilliseconds,
             RoundTrips = roundTrips,
@@ -141,7 +144,8 @@ public static class ReaperPass
     {
         public int Available => Math.Max(1, MaxConnections - Reserved);
 
-        public bool IsNearLimit(double ratio) => Used >= ratio * Available;
+        /// <param name="freed">Slots freed since the scan: killed backends that have exited.</param>
+        public bool IsNearLimit(double ratio, int freed = 0) => Used - freed >= ratio * Available;
     }
 
     /// <summary>
@@ -197,7 +201,7 @@ public static class ReaperPass
     }
 
     /// <summary>
-    /// One batch: refresh the activity snapshot, kill with the re-check, COMMIT. If the kill fails
+    /// One batch: refresh the activity snapshot, kill with the re-check and wait for the exits, COMMIT. If the kill fails
     /// the server skips the COMMIT and the transaction is rolled back by <see cref="EndAsync"/>,
     /// which releases the lock just the same.
     /// </summary>
@@ -207,6 +211,7 @@ public static class ReaperPass
         ReapSettings settings,
         IReadOnlyList<ReapCandidate> candidates,
         List<int> killed,
+        List<int> exited,
         List<ReapNotKilled> notKilled,
         CancellationToken ct)
     {
@@ -218,6 +223,7 @@ public static class ReaperPass
         kill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = candidates.Select(c => c.ApplicationName).ToArray() });
         kill.Parameters.Add(new NpgsqlParameter<DateTime[]> { TypedValue = candidates.Select(c => c.StateChange).ToArray() });
         kill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = settings.KillableStates });
+        kill.Parameters.Add(new NpgsqlParameter<int> { TypedValue = ReaperSql.ExitWaitPolls });
         batch.BatchCommands.Add(kill);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ReaperSql.Commit));
 
@@ -231,6 +237,11 @@ public static class ReaperPass
             if (!reader.IsDBNull(6) && reader.GetBoolean(6))
             {
                 killed.Add(pid);
+                if (!reader.IsDBNull(7) && reader.GetBoolean(7))
+                {
+                    exited.Add(pid);
+                }
+
                 continue;
             }
 

@@ -10,7 +10,9 @@ namespace Aequor.Engine.Reaper;
 /// With <see cref="ReaperOptions.StormScope"/> storm mode is the state shared by the process's reapers of that
 /// scope (<see cref="StormSignal"/>): a 53300 any of them saw turns it on for all, a pass any of them ran that
 /// measured the database below the limit turns it off for all (the clients refused earlier need no pass of
-/// their own once a neighbour found the slots free). Pure logic on an injected clock and random source; thread-safe.
+/// their own once a neighbour found the slots free). A pass whose killed backends have exited counts their slots
+/// free (<see cref="ReapResult.StillNearLimit"/>) and wakes the clients of the scope that wait out a 53300 retry
+/// delay (<see cref="WaitForRetryAsync"/>). Pure logic on an injected clock and random source; thread-safe.
 /// </summary>
 public sealed class ReaperSchedule
 {
@@ -25,6 +27,9 @@ public sealed class ReaperSchedule
     private readonly double _probability;
     private readonly long _cooldownMs;
     private readonly StormSignal? _shared;
+
+    // The wake-up of the refused clients: the shared signal, or one of this schedule's own without a scope.
+    private readonly StormSignal _freed;
     private long _intervalMs;
     private DateTimeOffset _notBefore = DateTimeOffset.MinValue;
     private bool _storm;
@@ -40,6 +45,7 @@ public sealed class ReaperSchedule
         _cooldownMs = options.ReaperCooldownMs;
         _intervalMs = _cooldownMs;
         _shared = options.StormScope is { } scope ? StormSignal.For(scope) : null;
+        _freed = _shared ?? new StormSignal();
     }
 
     public bool InStormMode
@@ -82,6 +88,32 @@ public sealed class ReaperSchedule
 
     /// <summary>Of those, the ones started because of storm mode.</summary>
     public long StormPasses => Interlocked.Read(ref _stormPasses);
+
+    /// <summary>
+    /// How many passes of this scope have freed slots so far. A client reads it before a connect attempt and
+    /// gives it to <see cref="WaitForRetryAsync"/> if that attempt is refused.
+    /// </summary>
+    public long SlotsFreedCount => _freed.FreedCount;
+
+    /// <summary>
+    /// The retry delay after a 53300, cut short when a pass of this scope frees slots: at once if one did since
+    /// <paramref name="freedCountBeforeAttempt"/> was read, else at the next one or after <paramref name="delay"/>.
+    /// The retry is still taken from the caller's budget; only the sleep is shorter.
+    /// </summary>
+    public async Task WaitForRetryAsync(TimeSpan delay, long freedCountBeforeAttempt, CancellationToken cancellationToken)
+    {
+        var next = _freed.NextFreed;
+        if (_freed.FreedCount != freedCountBeforeAttempt || delay <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        using var sleep = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var timer = Task.Delay(delay, _time, sleep.Token);
+        await Task.WhenAny(timer, next).ConfigureAwait(false);
+        await sleep.CancelAsync().ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+    }
 
     /// <summary>
     /// Asked after each successful connect. True means run a pass now; the cooldown is then
@@ -145,9 +177,14 @@ public sealed class ReaperSchedule
             Reserve(_time.GetUtcNow());
             if (result.ConnectionsUsed is not null)
             {
-                _storm = result.NearLimit;
-                _shared?.Set(result.NearLimit);
+                _storm = result.StillNearLimit;
+                _shared?.Set(result.StillNearLimit);
             }
+        }
+
+        if (result.ExitedPids.Count > 0)
+        {
+            _freed.SlotsFreed();
         }
     }
 

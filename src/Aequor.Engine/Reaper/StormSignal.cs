@@ -8,15 +8,37 @@ namespace Aequor.Engine.Reaper;
 /// got a slot never learns that its neighbours were refused (53300), and only its 10 % roll would start the
 /// pass that frees their slots. Across processes nothing is shared: there the roll, and each refused client's
 /// own storm mode after it gets in, are all there is.
+/// It also carries the wake-up: a pass whose killed backends have exited frees slots at that instant, and
+/// the clients of the scope that sit out a 53300 retry delay should not sleep past it (up to
+/// <c>MaxBackoff</c>, 2 s by default) while the burst fills the slots without them.
 /// </summary>
 internal sealed class StormSignal
 {
     private static readonly ConcurrentDictionary<string, StormSignal> Scopes = new(StringComparer.Ordinal);
     private int _on;
+    private long _freedCount;
+    private TaskCompletionSource _nextFreed = NewFreed();
 
     public static StormSignal For(string scope) => Scopes.GetOrAdd(scope, _ => new StormSignal());
 
     public bool IsOn => Volatile.Read(ref _on) != 0;
 
+    /// <summary>How many times a pass of this scope has freed slots so far.</summary>
+    public long FreedCount => Interlocked.Read(ref _freedCount);
+
+    /// <summary>Completes when a pass next frees slots. Read it before <see cref="FreedCount"/> to miss none.</summary>
+    public Task NextFreed => Volatile.Read(ref _nextFreed).Task;
+
     public void Set(bool on) => Volatile.Write(ref _on, on ? 1 : 0);
+
+    /// <summary>A pass killed backends that have exited: wakes every client waiting on <see cref="NextFreed"/>.</summary>
+    public void SlotsFreed()
+    {
+        // Count first, then swap: a waiter that read the old task and then the old count is woken by this call.
+        Interlocked.Increment(ref _freedCount);
+        Interlocked.Exchange(ref _nextFreed, NewFreed()).TrySetResult();
+    }
+
+    // Asynchronous continuations: the pass that frees the slots must not run the woken clients' connects inline.
+    private static TaskCompletionSource NewFreed() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

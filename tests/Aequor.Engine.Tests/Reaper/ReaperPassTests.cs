@@ -253,17 +253,23 @@ public sealed class ReaperPassTests(PostgresFixture db)
 
         cmd.Parameters.Add(new NpgsqlParameter<DateTime[]> { TypedValue = since.ToArray() });
         cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = ["idle"] });
+        cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = ReaperSql.ExitWaitPolls });
         var terminated = new Dictionary<int, bool?>();
+        var exited = new Dictionary<int, bool?>();
         await using (var reader = await cmd.ExecuteReaderAsync())
         {
             while (await reader.ReadAsync())
             {
                 terminated[reader.GetInt32(0)] = reader.IsDBNull(6) ? null : reader.GetBoolean(6);
+                exited[reader.GetInt32(0)] = reader.IsDBNull(7) ? null : reader.GetBoolean(7);
             }
         }
 
         Assert.Null(terminated[admin.ProcessID]);
         Assert.True(terminated[zombie.ProcessID]);
+        // The statement waited for the one it killed, and only for it.
+        Assert.Null(exited[admin.ProcessID]);
+        Assert.True(exited[zombie.ProcessID]);
         Assert.True(await kit.IsAliveAsync(admin.ProcessID));
     }
 

@@ -216,6 +216,58 @@ public sealed class ReaperScheduleTests
     }
 
     [Fact]
+    public void A_pass_whose_kills_exited_below_the_limit_ends_storm_mode_and_one_still_above_keeps_it()
+    {
+        var schedule = new ReaperSchedule(Options(probability: 0), new ManualClock(), new ScriptedRandom(0.0));
+        schedule.ReportNearLimit();
+
+        // 90 of 97 slots used at scan time, 40 killed: only the 5 that exited count free (85 ≥ 0.8 × 97).
+        schedule.RecordPass(new ReapResult
+        {
+            LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true,
+            KilledPids = Enumerable.Range(1, 40).ToList(), ExitedPids = Enumerable.Range(1, 5).ToList(), StillNearLimit = true,
+        });
+        Assert.True(schedule.InStormMode);
+
+        schedule.RecordPass(new ReapResult
+        {
+            LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true,
+            KilledPids = Enumerable.Range(1, 40).ToList(), ExitedPids = Enumerable.Range(1, 40).ToList(), StillNearLimit = false,
+        });
+        Assert.False(schedule.InStormMode);
+    }
+
+    [Fact]
+    public async Task A_refused_client_of_the_scope_is_woken_when_a_neighbours_pass_frees_slots()
+    {
+        var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
+        ReaperOptions Scoped() => new() { ServiceName = "svc", CoordinationSecret = "schedule-test-secret-00000", StormScope = scope };
+        var refused = new ReaperSchedule(Scoped());
+        var gotIn = new ReaperSchedule(Scoped());
+        var before = refused.SlotsFreedCount;
+
+        // A pass that killed nothing, or whose kills have not exited yet, frees no slot: no wake-up.
+        var waiting = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, CancellationToken.None);
+        gotIn.RecordPass(Pass(locked: true, nearLimit: true));
+        gotIn.RecordPass(new ReapResult { LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true, KilledPids = [7] });
+        await Task.Delay(50);
+        Assert.False(waiting.IsCompleted);
+
+        gotIn.RecordPass(new ReapResult { LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true, KilledPids = [7], ExitedPids = [7] });
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Slots freed after the attempt began but before it was refused: no sleep at all.
+        Assert.True(refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, CancellationToken.None).IsCompleted);
+
+        // Otherwise the delay runs out as before, and cancelling the call ends the wait.
+        await refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), refused.SlotsFreedCount, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        using var cts = new CancellationTokenSource();
+        var cancelled = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), refused.SlotsFreedCount, cts.Token);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public void A_client_reaper_gets_its_storm_scope_from_server_database_and_service()
     {
         ReaperOptions For(string cs, string service) => ReaperOptions.ForClient(new AequorClientOptions

@@ -7,7 +7,8 @@ namespace Aequor.Engine.Tests.Reaper;
 
 /// <summary>
 /// What a pass sends, read from the server's own statement log on a cluster of its own: BEGIN rides
-/// with the lock+scan, the snapshot refresh and the kill ride with the COMMIT, and nothing follows.
+/// with the lock+scan, the snapshot refresh and the kill (which waits for the exits) ride with the COMMIT,
+/// and nothing follows.
 /// </summary>
 public sealed class ReaperWireTests(ITestOutputHelper output)
 {
@@ -33,6 +34,7 @@ public sealed class ReaperWireTests(ITestOutputHelper output)
         var reaper = await kit.OpenAsync(reaperName);
         var result = await ReaperPass.RunAsync(reaper, kit.Options());
         Assert.Equal(10, result.KilledPids.Count);
+        Assert.Equal(result.KilledPids, result.ExitedPids);
         Assert.Equal(2, result.RoundTrips);
         await ReaperKit.ScalarAsync(reaper, "SELECT 'end-of-pass'");
 
@@ -51,7 +53,8 @@ public sealed class ReaperWireTests(ITestOutputHelper output)
         Assert.Equal("BEGIN TRANSACTION ISOLATION LEVEL READ COMMITTED", statements[0]);
         Assert.StartsWith("SELECT g.locked", statements[1], StringComparison.Ordinal);
         Assert.Equal("SELECT pg_stat_clear_snapshot()", statements[2]);
-        Assert.StartsWith("SELECT t.pid", statements[3], StringComparison.Ordinal);
+        // The kill and the wait for the killed backends to exit are one statement (ReaperSql.Kill).
+        Assert.StartsWith("WITH t AS (", statements[3], StringComparison.Ordinal);
         Assert.Equal("COMMIT", statements[4]);
         Assert.Equal("SELECT 'end-of-pass'", statements[5]);
         Assert.Equal(6, statements.Count);
