@@ -84,7 +84,9 @@ public sealed partial class AequorClient
                 if (kind == FailureKind.TooManyConnections && _reaper is { } reaper)
                 {
                     // A pass of this process may free the slots before the delay is over: it wakes us then.
-                    await reaper.Schedule.WaitForRetryAsync(delay, slotsFreedBefore, cancellationToken).ConfigureAwait(false);
+                    // While a pass is under way the server stays full: wait for it, up to MaxBackoff.
+                    var longest = TimeSpan.FromMilliseconds(Math.Min(_options.MaxBackoff, budget.TimeLeft(RetryPhase.Connect).TotalMilliseconds));
+                    await reaper.Schedule.WaitForRetryAsync(delay, slotsFreedBefore, longest, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {

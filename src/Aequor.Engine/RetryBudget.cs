@@ -39,6 +39,13 @@ internal sealed class RetryBudget
 
     public TimeSpan Elapsed => Stopwatch.GetElapsedTime(_startedAt);
 
+    /// <summary>What is left of the phase's time budget (zero when spent).</summary>
+    public TimeSpan TimeLeft(RetryPhase phase)
+    {
+        var left = TimeSpan.FromMilliseconds(phase == RetryPhase.Connect ? _connectBudgetMs : _statementBudgetMs) - Elapsed;
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+    }
+
     /// <summary>Takes one retry and its delay, or says the budget is spent.</summary>
     public bool TryTake(RetryPhase phase, out TimeSpan delay)
     {

@@ -65,8 +65,18 @@ public sealed class ClientReaper
 
     private async Task<ReapResult> RunCoreAsync(NpgsqlConnection connection, ReapRequest? request, CancellationToken cancellationToken)
     {
-        var result = await ReaperPass.ExecuteAsync(connection, Options, request, beforeKill: null, cancellationToken).ConfigureAwait(false);
-        Schedule.RecordPass(result);
+        ReapResult? result = null;
+        Schedule.PassStarting();
+        try
+        {
+            result = await ReaperPass.ExecuteAsync(connection, Options, request, beforeKill: null, cancellationToken).ConfigureAwait(false);
+            Schedule.RecordPass(result);
+        }
+        finally
+        {
+            // After RecordPass: the woken clients find storm mode already as the pass left it.
+            Schedule.PassFinished(result is { ExitedPids.Count: > 0 });
+        }
         try
         {
             Options.OnReap?.Invoke(result);

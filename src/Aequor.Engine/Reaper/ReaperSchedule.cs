@@ -11,8 +11,8 @@ namespace Aequor.Engine.Reaper;
 /// scope (<see cref="StormSignal"/>): a 53300 any of them saw turns it on for all, a pass any of them ran that
 /// measured the database below the limit turns it off for all (the clients refused earlier need no pass of
 /// their own once a neighbour found the slots free). A pass whose killed backends have exited counts their slots
-/// free (<see cref="ReapResult.StillNearLimit"/>) and wakes the clients of the scope that wait out a 53300 retry
-/// delay (<see cref="WaitForRetryAsync"/>). Pure logic on an injected clock and random source; thread-safe.
+/// free (<see cref="ReapResult.StillNearLimit"/>); the clients of the scope that wait out a 53300 retry delay
+/// wait for the passes under way and are woken when one frees slots (<see cref="WaitForRetryAsync"/>). Pure logic on an injected clock and random source; thread-safe.
 /// </summary>
 public sealed class ReaperSchedule
 {
@@ -97,19 +97,28 @@ public sealed class ReaperSchedule
 
     /// <summary>
     /// The retry delay after a 53300, cut short when a pass of this scope frees slots: at once if one did since
-    /// <paramref name="freedCountBeforeAttempt"/> was read, else at the next one or after <paramref name="delay"/>.
-    /// The retry is still taken from the caller's budget; only the sleep is shorter.
+    /// <paramref name="freedCountBeforeAttempt"/> was read, else when the next one does or after
+    /// <paramref name="delay"/>. While a pass is under way the wait may run up to <paramref name="longest"/>
+    /// instead (it ends when the last pass ends): the server stays full until a pass frees slots, so an
+    /// attempt before then is refused for sure. The retry is still taken from the caller's budget; only the
+    /// sleep changes.
     /// </summary>
-    public async Task WaitForRetryAsync(TimeSpan delay, long freedCountBeforeAttempt, CancellationToken cancellationToken)
+    public async Task WaitForRetryAsync(TimeSpan delay, long freedCountBeforeAttempt, TimeSpan longest, CancellationToken cancellationToken)
     {
         var next = _freed.NextFreed;
-        if (_freed.FreedCount != freedCountBeforeAttempt || delay <= TimeSpan.Zero)
+        if (_freed.FreedCount != freedCountBeforeAttempt)
+        {
+            return;
+        }
+
+        var wait = _freed.PassUnderWay && longest > delay ? longest : delay;
+        if (wait <= TimeSpan.Zero)
         {
             return;
         }
 
         using var sleep = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var timer = Task.Delay(delay, _time, sleep.Token);
+        var timer = Task.Delay(wait, _time, sleep.Token);
         await Task.WhenAny(timer, next).ConfigureAwait(false);
         await sleep.CancelAsync().ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
@@ -181,12 +190,13 @@ public sealed class ReaperSchedule
                 _shared?.Set(result.StillNearLimit);
             }
         }
-
-        if (result.ExitedPids.Count > 0)
-        {
-            _freed.SlotsFreed();
-        }
     }
+
+    /// <summary>A pass of this schedule starts: refused clients of the scope wait for it.</summary>
+    internal void PassStarting() => _freed.PassStarted();
+
+    /// <summary>That pass returned; <paramref name="freed"/>: some killed backends have exited. Wakes the waiting clients.</summary>
+    internal void PassFinished(bool freed) => _freed.PassEnded(freed);
 
     private void Reserve(DateTimeOffset now) =>
         _notBefore = now + TimeSpan.FromMilliseconds(_intervalMs + (_random.NextDouble() * JitterShare * _intervalMs));

@@ -10,13 +10,16 @@ namespace Aequor.Engine.Reaper;
 /// own storm mode after it gets in, are all there is.
 /// It also carries the wake-up: a pass whose killed backends have exited frees slots at that instant, and
 /// the clients of the scope that sit out a 53300 retry delay should not sleep past it (up to
-/// <c>MaxBackoff</c>, 2 s by default) while the burst fills the slots without them.
+/// <c>MaxBackoff</c>, 2 s by default) while the burst fills the slots without them; nor retry into the
+/// full server while a pass is under way, each futile attempt costing a backend fork on the server and
+/// CPU in this process, which the pass needs (measured: the pass's two round trips were the critical path).
 /// </summary>
 internal sealed class StormSignal
 {
     private static readonly ConcurrentDictionary<string, StormSignal> Scopes = new(StringComparer.Ordinal);
     private int _on;
     private long _freedCount;
+    private int _passesUnderWay;
     private TaskCompletionSource _nextFreed = NewFreed();
 
     public static StormSignal For(string scope) => Scopes.GetOrAdd(scope, _ => new StormSignal());
@@ -26,13 +29,36 @@ internal sealed class StormSignal
     /// <summary>How many times a pass of this scope has freed slots so far.</summary>
     public long FreedCount => Interlocked.Read(ref _freedCount);
 
-    /// <summary>Completes when a pass next frees slots. Read it before <see cref="FreedCount"/> to miss none.</summary>
+    /// <summary>
+    /// Completes when a pass of this scope next frees slots, or when the last pass under way ends without.
+    /// Read it before <see cref="FreedCount"/> to miss none.
+    /// </summary>
     public Task NextFreed => Volatile.Read(ref _nextFreed).Task;
+
+    /// <summary>A pass of this scope has started and not yet returned.</summary>
+    public bool PassUnderWay => Volatile.Read(ref _passesUnderWay) > 0;
+
+    public void PassStarted() => Interlocked.Increment(ref _passesUnderWay);
+
+    /// <summary>The pass of <see cref="PassStarted"/> returned; <paramref name="freed"/>: some of its killed backends have exited.</summary>
+    public void PassEnded(bool freed)
+    {
+        var left = Interlocked.Decrement(ref _passesUnderWay);
+        if (freed)
+        {
+            SlotsFreed();
+        }
+        else if (left == 0)
+        {
+            // Nothing freed and no pass left that could: the waiters go back to their own retry delays.
+            Interlocked.Exchange(ref _nextFreed, NewFreed()).TrySetResult();
+        }
+    }
 
     public void Set(bool on) => Volatile.Write(ref _on, on ? 1 : 0);
 
     /// <summary>A pass killed backends that have exited: wakes every client waiting on <see cref="NextFreed"/>.</summary>
-    public void SlotsFreed()
+    private void SlotsFreed()
     {
         // Count first, then swap: a waiter that read the old task and then the old count is woken by this call.
         Interlocked.Increment(ref _freedCount);

@@ -238,7 +238,7 @@ public sealed class ReaperScheduleTests
     }
 
     [Fact]
-    public async Task A_refused_client_of_the_scope_is_woken_when_a_neighbours_pass_frees_slots()
+    public async Task A_refused_client_of_the_scope_waits_for_a_neighbours_pass_and_is_woken_when_it_frees_slots()
     {
         var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
         ReaperOptions Scoped() => new() { ServiceName = "svc", CoordinationSecret = "schedule-test-secret-00000", StormScope = scope };
@@ -246,23 +246,36 @@ public sealed class ReaperScheduleTests
         var gotIn = new ReaperSchedule(Scoped());
         var before = refused.SlotsFreedCount;
 
-        // A pass that killed nothing, or whose kills have not exited yet, frees no slot: no wake-up.
-        var waiting = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, CancellationToken.None);
-        gotIn.RecordPass(Pass(locked: true, nearLimit: true));
-        gotIn.RecordPass(new ReapResult { LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true, KilledPids = [7] });
-        await Task.Delay(50);
+        // No pass under way: the delay as drawn, not the longest wait.
+        await refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMinutes(5), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Two passes under way: the short delay is stretched (the server is full until one frees slots) ...
+        gotIn.PassStarting();
+        gotIn.PassStarting();
+        var waiting = refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMinutes(5), CancellationToken.None);
+        await Task.Delay(200);
         Assert.False(waiting.IsCompleted);
 
-        gotIn.RecordPass(new ReapResult { LockAcquired = true, DatabaseNowMs = 1, ConnectionsUsed = 90, ConnectionsAvailable = 97, NearLimit = true, KilledPids = [7], ExitedPids = [7] });
+        // ... until the last one ends. Passes that freed nothing wake the waiters only then, and count nothing freed.
+        gotIn.PassFinished(freed: false);
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+        gotIn.PassFinished(freed: false);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(before, refused.SlotsFreedCount);
+
+        // A pass that freed slots wakes them at once.
+        gotIn.PassStarting();
+        waiting = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, TimeSpan.FromMinutes(5), CancellationToken.None);
+        gotIn.PassFinished(freed: true);
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
         // Slots freed after the attempt began but before it was refused: no sleep at all.
-        Assert.True(refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, CancellationToken.None).IsCompleted);
+        Assert.True(refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, TimeSpan.FromMinutes(5), CancellationToken.None).IsCompleted);
 
-        // Otherwise the delay runs out as before, and cancelling the call ends the wait.
-        await refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), refused.SlotsFreedCount, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        // Cancelling the call ends the wait.
         using var cts = new CancellationTokenSource();
-        var cancelled = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), refused.SlotsFreedCount, cts.Token);
+        var cancelled = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), refused.SlotsFreedCount, TimeSpan.FromMinutes(5), cts.Token);
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(10)));
     }
