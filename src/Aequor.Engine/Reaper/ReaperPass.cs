@@ -219,11 +219,8 @@ public static class ReaperPass
         await using var disposeBatch = batch.ConfigureAwait(false);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ReaperSql.FreshActivity));
         var kill = new NpgsqlBatchCommand(ReaperSql.Kill);
-        kill.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = candidates.Select(c => c.Pid).ToArray() });
-        kill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = candidates.Select(c => c.ApplicationName).ToArray() });
-        kill.Parameters.Add(new NpgsqlParameter<DateTime[]> { TypedValue = candidates.Select(c => c.StateChange).ToArray() });
-        kill.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = settings.KillableStates });
-        kill.Parameters.Add(new NpgsqlParameter<int> { TypedValue = ReaperSql.ExitWaitPolls });
+        kill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = KillJson.Candidates(candidates) });
+        kill.Parameters.Add(new NpgsqlParameter<string> { TypedValue = KillJson.States(settings.KillableStates) });
         batch.BatchCommands.Add(kill);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ReaperSql.Commit));
 

@@ -241,9 +241,6 @@ public sealed class ReaperPassTests(PostgresFixture db)
         var admin = await kit.OpenAsync(kit.Lease(ReaperKit.NowMs - 60_000), db.AdminConnectionString);
         var reaper = await kit.ReaperConnectionAsync();
 
-        await using var cmd = new NpgsqlCommand(ReaperSql.Kill, reaper);
-        cmd.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [admin.ProcessID, zombie.ProcessID] });
-        cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [AppName(admin), AppName(zombie)] });
         await using var observer = await kit.OpenObserverAsync();
         var since = new List<DateTime>();
         foreach (var pid in new[] { admin.ProcessID, zombie.ProcessID })
@@ -251,9 +248,11 @@ public sealed class ReaperPassTests(PostgresFixture db)
             since.Add((DateTime)(await ReaperKit.ScalarAsync(observer, "SELECT state_change FROM pg_stat_activity WHERE pid = $1", pid))!);
         }
 
-        cmd.Parameters.Add(new NpgsqlParameter<DateTime[]> { TypedValue = since.ToArray() });
-        cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = ["idle"] });
-        cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = ReaperSql.ExitWaitPolls });
+        ReapCandidate Candidate(NpgsqlConnection c, DateTime stateChange) =>
+            new(c.ProcessID, kit.Service, "i", 0, 60, "idle", AppName(c), null, false) { StateChange = stateChange };
+        await using var cmd = new NpgsqlCommand(ReaperSql.Kill, reaper);
+        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = KillJson.Candidates([Candidate(admin, since[0]), Candidate(zombie, since[1])]) });
+        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = KillJson.States(["idle"]) });
         var terminated = new Dictionary<int, bool?>();
         var exited = new Dictionary<int, bool?>();
         await using (var reader = await cmd.ExecuteReaderAsync())
