@@ -99,29 +99,35 @@ public sealed class ReaperSchedule
     /// The retry delay after a 53300, cut short when a pass of this scope frees slots: at once if one did since
     /// <paramref name="freedCountBeforeAttempt"/> was read, else when the next one does or after
     /// <paramref name="delay"/>. While a pass is under way the wait may run up to <paramref name="longest"/>
-    /// instead (it ends when the last pass ends): the server stays full until a pass frees slots, so an
-    /// attempt before then is refused for sure. The retry is still taken from the caller's budget; only the
-    /// sleep changes.
+    /// instead: the server stays full until a pass frees slots, so an attempt before then is refused for sure.
+    /// When the last pass ends without freeing any, the client goes back to its own delay: the jitter still
+    /// spreads the retries of a crowd refused by a server full of live clients. The retry is still taken from
+    /// the caller's budget; only the sleep changes.
     /// </summary>
     public async Task WaitForRetryAsync(TimeSpan delay, long freedCountBeforeAttempt, TimeSpan longest, CancellationToken cancellationToken)
     {
-        var next = _freed.NextFreed;
-        if (_freed.FreedCount != freedCountBeforeAttempt)
+        var start = _time.GetTimestamp();
+        var stretched = longest > delay ? longest : delay;
+        while (true)
         {
-            return;
-        }
+            var next = _freed.NextFreed;
+            if (_freed.FreedCount != freedCountBeforeAttempt)
+            {
+                return;
+            }
 
-        var wait = _freed.PassUnderWay && longest > delay ? longest : delay;
-        if (wait <= TimeSpan.Zero)
-        {
-            return;
-        }
+            var left = (_freed.PassUnderWay ? stretched : delay) - _time.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero)
+            {
+                return;
+            }
 
-        using var sleep = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var timer = Task.Delay(wait, _time, sleep.Token);
-        await Task.WhenAny(timer, next).ConfigureAwait(false);
-        await sleep.CancelAsync().ConfigureAwait(false);
-        cancellationToken.ThrowIfCancellationRequested();
+            using var sleep = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var timer = Task.Delay(left, _time, sleep.Token);
+            await Task.WhenAny(timer, next).ConfigureAwait(false);
+            await sleep.CancelAsync().ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
     }
 
     /// <summary>

@@ -264,9 +264,15 @@ public sealed class ReaperScheduleTests
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(before, refused.SlotsFreedCount);
 
-        // A pass that freed slots wakes them at once.
+        // A client whose own delay is longer goes back to it when the passes end without freeing slots.
         gotIn.PassStarting();
         waiting = refused.WaitForRetryAsync(TimeSpan.FromMinutes(5), before, TimeSpan.FromMinutes(5), CancellationToken.None);
+        gotIn.PassFinished(freed: false);
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+
+        // A pass that freed slots wakes it at once.
+        gotIn.PassStarting();
         gotIn.PassFinished(freed: true);
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
