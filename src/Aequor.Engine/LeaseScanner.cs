@@ -2,21 +2,6 @@ using Aequor.Engine.Reaper;
 
 namespace Aequor.Engine;
 
-/// <summary>What to scan and, for the reapable verdict, the thresholds of a pass (null keeps the client's option).</summary>
-public sealed record LeaseScanRequest
-{
-    /// <summary>Every lease of the database, any service; false: only the client's own service.</summary>
-    public bool All { get; init; }
-
-    public int? MaxIdleConnectionsToKill { get; init; }
-
-    public int? MinConnectionIdleTimeSec { get; init; }
-
-    public bool? IncludeIdleInTransaction { get; init; }
-
-    public int? MinIdleInTransactionSec { get; init; }
-}
-
 /// <summary>A lease seen in pg_stat_activity, judged on the database's clock.</summary>
 public sealed record ScannedLease
 {
@@ -42,7 +27,7 @@ public sealed record ScannedLease
     /// <summary>A reaper pass with the same options would terminate it now.</summary>
     public bool IsReapable => NotReapableReason is null;
 
-    /// <summary>Why a pass would leave it alone (a <see cref="ReapReasons"/> constant, or <see cref="LeaseScanner.CurrentSession"/>); null when reapable.</summary>
+    /// <summary>Why a pass would leave it alone (a <see cref="ReapReasons"/> constant); null when reapable.</summary>
     public string? NotReapableReason { get; init; }
 
     public string? UserName { get; init; }
@@ -56,11 +41,15 @@ public sealed record ScannedLease
 /// <summary>One scan: the leases and the database clock they were judged on.</summary>
 public sealed class LeaseScan
 {
-    internal LeaseScan(long databaseNowMs, IReadOnlyList<ScannedLease> leases, string serviceName)
+    internal LeaseScan(long databaseNowMs, IReadOnlyList<ScannedLease> leases, string serviceName, ReapSettings settings, IReadOnlyList<ReapCandidate> candidates)
     {
         DatabaseNowMs = databaseNowMs;
         Leases = leases;
         ServiceName = serviceName;
+        Settings = settings;
+        ReapCandidates = candidates;
+        var byPid = leases.ToDictionary(l => l.Pid);
+        Candidates = [.. candidates.Select(c => byPid[c.Pid])];
     }
 
     public long DatabaseNowMs { get; }
@@ -75,6 +64,15 @@ public sealed class LeaseScan
 
     public IReadOnlyList<ScannedLease> Leases { get; }
 
+    /// <summary>The reapable leases in kill order (<see cref="ReapPlanner"/>'s: oldest expiry first, then longest idle, then pid).</summary>
+    public IReadOnlyList<ScannedLease> Candidates { get; }
+
+    /// <summary>The thresholds the leases were judged with.</summary>
+    internal ReapSettings Settings { get; }
+
+    /// <summary><see cref="Candidates"/> as the kill statement takes them.</summary>
+    internal IReadOnlyList<ReapCandidate> ReapCandidates { get; }
+
     /// <summary>Leases of our service a pass would leave alone, counted by reason.</summary>
     public IReadOnlyDictionary<string, int> CountNotReapable() =>
         Leases.Where(l => l.NotReapableReason is not null && !l.IsCurrentSession && l.Lease.ServiceName == ServiceName)
@@ -84,28 +82,16 @@ public sealed class LeaseScan
 
 /// <summary>
 /// Reads leases from pg_stat_activity through a client (the cmdlets cannot reach its connection)
-/// and decides, with the rules of <see cref="ReaperPass"/> (docs/reaper.md), which ones a pass would
-/// terminate now: our service, signed with the current or previous secret, expired on the
-/// database's clock, signalable, idle (or idle in transaction when allowed) for at least the
-/// threshold, oldest expiry first up to MaxIdleConnectionsToKill. The reasons are
-/// <see cref="ReapReasons"/>'s, so Get-AequorLease and a pass's result speak alike.
+/// and judges each with <see cref="ReapPlanner"/>, the automatic pass's rules (docs/reaper.md), so
+/// Get-AequorLease and a pass's result speak alike. What differs from the pass's own scan: this one
+/// also lists other services' leases (-All) and the scanning session itself
+/// (<see cref="ReapReasons.CurrentSession"/>), reads the client address, and keeps
+/// MaxIdleConnectionsToKill as the cap even near the connection limit (the storm cap is the automatic pass's).
 /// </summary>
 public static class LeaseScanner
 {
     /// <summary>The scanning session itself: a pass never scans its own backend.</summary>
-    public const string CurrentSession = "current_session";
-
-    internal const string Idle = "idle";
-    internal const string IdleInTransaction = "idle in transaction";
-    internal const string IdleInTransactionAborted = "idle in transaction (aborted)";
-
-    // Whether this role may pg_terminate_backend the backend, mirroring the server's own check:
-    // a superuser's backend needs a superuser; otherwise membership in its role or pg_signal_backend.
-    internal const string CanSignalSql = """
-        (r.oid IS NOT NULL
-         AND (NOT r.rolsuper OR me.rolsuper)
-         AND (me.rolsuper OR pg_has_role(r.oid, 'USAGE') OR pg_has_role('pg_signal_backend'::name, 'USAGE')))
-        """;
+    public const string CurrentSession = ReapReasons.CurrentSession;
 
     // statement_timestamp(), not now(): inside a transaction now() is the transaction's start.
     // The one-row subquery makes the clock come back even when no backend matches.
@@ -123,7 +109,7 @@ public static class LeaseScanner
                    extract(epoch FROM g.ts - a.state_change)::float8 AS idle_sec,
                    a.state_change,
                    a.pid = pg_backend_pid() AS is_self,
-                   {CanSignalSql} AS can_signal
+                   {ReaperSql.CanSignal} AS can_signal
             FROM pg_stat_activity a
             LEFT JOIN pg_roles r ON r.oid = a.usesysid
             CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
@@ -134,20 +120,21 @@ public static class LeaseScanner
         ) b ON true
         """;
 
-    public static async Task<LeaseScan> ScanAsync(AequorClient client, LeaseScanRequest? request, CancellationToken cancellationToken)
+    /// <param name="all">Every lease of the database, any service; false: only the client's own service.</param>
+    /// <param name="overrides">The thresholds of the pass to judge for (null keeps the client's options); its DryRun is not read.</param>
+    public static async Task<LeaseScan> ScanAsync(AequorClient client, bool all, ReapRequest? overrides, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
-        request ??= new LeaseScanRequest();
-        var options = client.Options;
-        var service = client.ServiceName;
-        var rules = Rules.From(options, request);
+        var options = ReaperOptions.Of(client.Options);
+        var settings = ReapSettings.From(options, overrides);
         var verifier = string.IsNullOrEmpty(options.CoordinationSecret) ? null : new LeaseVerifier(options.CoordinationSecret, options.PreviousCoordinationSecret);
 
-        var rows = new List<Row>();
+        var rows = new List<ScannedBackend>();
+        var addresses = new List<string?>();
         long nowMs = 0;
         int? used = null;
         int? available = null;
-        var statement = new AequorStatement(ScanSql) { PositionalParameters = [request.All ? "s=" : "s=" + service + ";"] };
+        var statement = new AequorStatement(ScanSql) { PositionalParameters = [all ? "s=" : settings.Prefix] };
         var reader = await client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
         {
@@ -161,29 +148,31 @@ public static class LeaseScanner
                     continue;
                 }
 
-                rows.Add(new Row(
+                rows.Add(new ScannedBackend(
                     pid,
                     reader.GetValue(2) as string ?? string.Empty,
                     reader.GetValue(3) as string,
                     reader.GetValue(4) as string,
-                    reader.GetValue(5) as string,
-                    reader.GetValue(6) as double?,
                     reader.GetValue(7) as DateTime?,
-                    reader.GetValue(8) is true,
-                    reader.GetValue(9) is true));
+                    reader.GetValue(6) as double?,
+                    reader.GetValue(9) is true,
+                    IsSelf: reader.GetValue(8) is true));
+                addresses.Add(reader.GetValue(5) as string);
             }
         }
 
+        var plan = ReapPlanner.Select(rows, nowMs, settings, verifier, nearLimit: false);
         var leases = new List<ScannedLease>();
-        foreach (var row in rows)
+        for (var i = 0; i < rows.Count; i++)
         {
+            var row = rows[i];
             if (!Lease.TryParse(row.ApplicationName, out var lease))
             {
-                continue;
+                continue; // not_a_lease to the planner; a listing shows leases only
             }
 
             var verification = verifier?.Verify(lease) ?? LeaseVerification.Invalid;
-            var scanned = new ScannedLease
+            leases.Add(new ScannedLease
             {
                 Pid = row.Pid,
                 Lease = lease,
@@ -195,114 +184,12 @@ public static class LeaseScanner
                 IsCurrentSession = row.IsSelf,
                 CanSignal = row.CanSignal,
                 UserName = row.UserName,
-                ClientAddress = row.ClientAddress,
+                ClientAddress = addresses[i],
                 StateChange = row.StateChange,
-            };
-            leases.Add(scanned with { NotReapableReason = Judge(scanned, service, rules) });
+                NotReapableReason = plan.Reasons[i],
+            });
         }
 
-        ApplyLimit(leases, rules.MaxKills);
-        return new LeaseScan(nowMs, leases, service) { ConnectionsUsed = used, ConnectionsAvailable = available };
-    }
-
-    private static string? Judge(ScannedLease l, string service, Rules rules)
-    {
-        if (!string.Equals(l.Lease.ServiceName, service, StringComparison.Ordinal))
-        {
-            return ReapReasons.NotOurs;
-        }
-
-        if (!l.IsSignatureValid)
-        {
-            return ReapReasons.BadSignature;
-        }
-
-        if (!l.IsExpired)
-        {
-            return ReapReasons.NotExpired;
-        }
-
-        if (l.IsCurrentSession)
-        {
-            return CurrentSession;
-        }
-
-        if (!l.CanSignal)
-        {
-            return ReapReasons.NotPermitted;
-        }
-
-        if (l.State is null || l.IdleSeconds is null || l.StateChange is null)
-        {
-            return ReapReasons.StateHidden;
-        }
-
-        int threshold;
-        switch (l.State)
-        {
-            case Idle:
-                threshold = rules.MinIdleSec;
-                break;
-            case IdleInTransaction or IdleInTransactionAborted:
-                if (!rules.IncludeIdleInTransaction)
-                {
-                    return ReapReasons.InTransaction;
-                }
-
-                threshold = rules.MinIdleInTransactionSec;
-                break;
-            default:
-                return ReapReasons.NotIdle;
-        }
-
-        return l.IdleSeconds.Value < threshold ? ReapReasons.TooYoung : null;
-    }
-
-    // A pass kills at most MaxKills, oldest expiry first, then longest idle, then pid: the rest wait.
-    private static void ApplyLimit(List<ScannedLease> leases, int maxKills)
-    {
-        var keep = leases.Where(l => l.IsReapable)
-            .OrderBy(l => l.Lease.ExpiresAtMs)
-            .ThenByDescending(l => l.IdleSeconds)
-            .ThenBy(l => l.Pid)
-            .Skip(maxKills)
-            .Select(l => l.Pid)
-            .ToHashSet();
-        for (var i = 0; i < leases.Count; i++)
-        {
-            if (keep.Contains(leases[i].Pid))
-            {
-                leases[i] = leases[i] with { NotReapableReason = ReapReasons.OverLimit };
-            }
-        }
-    }
-
-    private sealed record Row(
-        int Pid,
-        string ApplicationName,
-        string? State,
-        string? UserName,
-        string? ClientAddress,
-        double? IdleSeconds,
-        DateTime? StateChange,
-        bool IsSelf,
-        bool CanSignal);
-
-    private sealed record Rules(int MaxKills, int MinIdleSec, bool IncludeIdleInTransaction, int MinIdleInTransactionSec)
-    {
-        public static Rules From(AequorClientOptions options, LeaseScanRequest request)
-        {
-            var rules = new Rules(
-                request.MaxIdleConnectionsToKill ?? options.MaxIdleConnectionsToKill,
-                request.MinConnectionIdleTimeSec ?? options.MinConnectionIdleTimeSec,
-                request.IncludeIdleInTransaction ?? options.IncludeIdleInTransaction,
-                request.MinIdleInTransactionSec ?? options.MinIdleInTransactionSec);
-            if (rules.MaxKills < 1 || rules.MinIdleSec < 0 || rules.MinIdleInTransactionSec < 0)
-            {
-                throw new AequorConfigurationException("A pass needs at least one kill allowed and idle thresholds of 0 seconds or more.");
-            }
-
-            return rules;
-        }
+        return new LeaseScan(nowMs, leases, settings.ServiceName, settings, plan.Candidates) { ConnectionsUsed = used, ConnectionsAvailable = available };
     }
 }

@@ -36,7 +36,7 @@ public sealed class ManualReapPass : IAsyncDisposable
                CASE WHEN a.application_name = t.app
                          AND a.state = ANY($4::text[])
                          AND a.state_change = t.since
-                         AND {LeaseScanner.CanSignalSql}
+                         AND {ReaperSql.CanSignal}
                     THEN pg_terminate_backend(t.pid) END AS terminated
         FROM unnest($1::int[], $2::text[], $3::timestamptz[]) AS t(pid, app, since)
         LEFT JOIN pg_stat_activity a ON a.pid = t.pid AND a.datname = current_database()
@@ -46,14 +46,12 @@ public sealed class ManualReapPass : IAsyncDisposable
         """;
 
     private readonly AequorClient _client;
-    private readonly LeaseScanRequest _request;
     private readonly Stopwatch _clock;
     private bool _open;
 
-    private ManualReapPass(AequorClient client, LeaseScanRequest request, Stopwatch clock, LeaseScan? scan)
+    private ManualReapPass(AequorClient client, Stopwatch clock, LeaseScan? scan)
     {
         _client = client;
-        _request = request;
         _clock = clock;
         _open = scan is not null;
         Scan = scan;
@@ -65,20 +63,17 @@ public sealed class ManualReapPass : IAsyncDisposable
     public LeaseScan? Scan { get; }
 
     /// <summary>What the pass would kill, in kill order.</summary>
-    public IReadOnlyList<ScannedLease> Candidates =>
-        Scan?.Leases.Where(l => l.IsReapable)
-            .OrderBy(l => l.Lease.ExpiresAtMs).ThenByDescending(l => l.IdleSeconds).ThenBy(l => l.Pid)
-            .ToList() ?? [];
+    public IReadOnlyList<ScannedLease> Candidates => Scan?.Candidates ?? [];
 
     /// <summary>Leases of our service seen by the scan (the current session excluded).</summary>
     public int Scanned => Scan?.Leases.Count(l => !l.IsCurrentSession && l.Lease.ServiceName == Scan.ServiceName) ?? 0;
 
     public long ElapsedMs => _clock.ElapsedMilliseconds;
 
-    public static async Task<ManualReapPass> BeginAsync(AequorClient client, LeaseScanRequest? request, CancellationToken cancellationToken)
+    /// <param name="request">The pass's thresholds (null keeps the client's options); its DryRun is not read: the caller kills only what it approves.</param>
+    public static async Task<ManualReapPass> BeginAsync(AequorClient client, ReapRequest? request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
-        request = (request ?? new LeaseScanRequest()) with { All = false };
         if (!client.IsLeased)
         {
             throw new AequorConfigurationException("This session has no coordination secret: a reaper pass can recognise no lease. Connect with -CoordinationSecret.");
@@ -99,11 +94,11 @@ public sealed class ManualReapPass : IAsyncDisposable
             if (!locked)
             {
                 await EndAsync(client, commit: false).ConfigureAwait(false);
-                return new ManualReapPass(client, request, clock, scan: null) { LockAcquired = false };
+                return new ManualReapPass(client, clock, scan: null) { LockAcquired = false };
             }
 
-            var scan = await LeaseScanner.ScanAsync(client, request, cancellationToken).ConfigureAwait(false);
-            return new ManualReapPass(client, request, clock, scan) { LockAcquired = true };
+            var scan = await LeaseScanner.ScanAsync(client, all: false, request, cancellationToken).ConfigureAwait(false);
+            return new ManualReapPass(client, clock, scan) { LockAcquired = true };
         }
         catch
         {
@@ -128,9 +123,7 @@ public sealed class ManualReapPass : IAsyncDisposable
             return [];
         }
 
-        var states = (_request.IncludeIdleInTransaction ?? _client.Options.IncludeIdleInTransaction)
-            ? new[] { LeaseScanner.Idle, LeaseScanner.IdleInTransaction, LeaseScanner.IdleInTransactionAborted }
-            : new[] { LeaseScanner.Idle };
+        var states = Scan!.Settings.KillableStates;
         var statement = new AequorStatement(KillSql)
         {
             PositionalParameters =

@@ -92,7 +92,7 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
         using var listening = session.Listen(this);
         try
         {
-            scan = Await(LeaseScanner.ScanAsync(session.Client, new LeaseScanRequest { All = All.IsPresent }, StopToken));
+            scan = Await(LeaseScanner.ScanAsync(session.Client, All.IsPresent, overrides: null, StopToken));
         }
         catch (Exception ex) when (ex is not PipelineStoppedException)
         {

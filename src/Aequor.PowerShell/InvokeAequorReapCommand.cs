@@ -45,7 +45,7 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
                 $"Session '{session.Name}' has no coordination secret, so it can recognise no lease: connect with -CoordinationSecret to reap.", session));
         }
 
-        var request = new LeaseScanRequest
+        var request = new ReapRequest
         {
             MaxIdleConnectionsToKill = MaxKill,
             MinConnectionIdleTimeSec = MinIdleSec,
@@ -95,21 +95,12 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         WriteObject(result);
     }
 
-    private void RunEnginePass(AequorSession session, LeaseScanRequest scanRequest, bool whatIf)
+    private void RunEnginePass(AequorSession session, ReapRequest request, bool whatIf)
     {
-        var request = new ReapRequest
-        {
-            DryRun = whatIf,
-            MaxIdleConnectionsToKill = scanRequest.MaxIdleConnectionsToKill,
-            MinConnectionIdleTimeSec = scanRequest.MinConnectionIdleTimeSec,
-            IncludeIdleInTransaction = scanRequest.IncludeIdleInTransaction,
-            MinIdleInTransactionSec = scanRequest.MinIdleInTransactionSec,
-        };
-
         ReapResult pass;
         try
         {
-            pass = Await(session.Client.ReapNowAsync(request, StopToken));
+            pass = Await(session.Client.ReapNowAsync(request with { DryRun = whatIf }, StopToken));
         }
         catch (Exception ex) when (ex is not PipelineStoppedException)
         {

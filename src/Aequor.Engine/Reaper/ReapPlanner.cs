@@ -6,28 +6,33 @@ namespace Aequor.Engine.Reaper;
 /// </summary>
 internal static class ReapPlanner
 {
+    /// <param name="Reasons">Each row's reason, in the order of the rows given; null for a candidate
+    /// (one past the cap says <see cref="ReapReasons.OverLimit"/>). What a lease listing shows per lease.</param>
     internal sealed record Plan(
         IReadOnlyList<ReapCandidate> Candidates,
         IReadOnlyList<ReapNotKilled> NotPermitted,
-        IReadOnlyDictionary<string, int> Skipped);
+        IReadOnlyDictionary<string, int> Skipped,
+        IReadOnlyList<string?> Reasons);
 
+    /// <param name="verifier">Null when no secret is held: no lease verifies (a listing on a session without one).</param>
     /// <param name="nearLimit">The scan measured the database near its connection limit: the cap is
     /// <see cref="ReapSettings.NearLimitMaxKills"/> (never below <see cref="ReapSettings.MaxKills"/>).</param>
-    public static Plan Select(IEnumerable<ScannedBackend> rows, long databaseNowMs, ReapSettings settings, LeaseVerifier verifier, bool nearLimit = false)
+    public static Plan Select(IEnumerable<ScannedBackend> rows, long databaseNowMs, ReapSettings settings, LeaseVerifier? verifier, bool nearLimit = false)
     {
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(settings);
-        ArgumentNullException.ThrowIfNull(verifier);
         var skipped = new Dictionary<string, int>(StringComparer.Ordinal);
         var notPermitted = new List<ReapNotKilled>();
-        var eligible = new List<ReapCandidate>();
+        var reasons = new List<string?>();
+        var eligible = new List<(int Index, ReapCandidate Candidate)>();
 
         foreach (var row in rows)
         {
             var reason = Judge(row, databaseNowMs, settings, verifier, out var candidate);
+            reasons.Add(reason);
             if (reason is null)
             {
-                eligible.Add(candidate!);
+                eligible.Add((reasons.Count - 1, candidate!));
                 continue;
             }
 
@@ -39,22 +44,27 @@ internal static class ReapPlanner
         }
 
         var ordered = eligible
-            .OrderBy(c => c.ExpiresAtMs)
-            .ThenByDescending(c => c.IdleSeconds)
-            .ThenBy(c => c.Pid)
+            .OrderBy(e => e.Candidate.ExpiresAtMs)
+            .ThenByDescending(e => e.Candidate.IdleSeconds)
+            .ThenBy(e => e.Candidate.Pid)
             .ToList();
         var cap = nearLimit ? Math.Max(settings.MaxKills, settings.NearLimitMaxKills) : settings.MaxKills;
         if (ordered.Count > cap)
         {
             skipped[ReapReasons.OverLimit] = ordered.Count - cap;
+            foreach (var (index, _) in ordered.Skip(cap))
+            {
+                reasons[index] = ReapReasons.OverLimit;
+            }
+
             ordered.RemoveRange(cap, ordered.Count - cap);
         }
 
-        return new Plan(ordered, notPermitted, skipped);
+        return new Plan([.. ordered.Select(e => e.Candidate)], notPermitted, skipped, reasons);
     }
 
     /// <summary>Null when the row is a candidate; else the reason it is left alone.</summary>
-    private static string? Judge(ScannedBackend row, long nowMs, ReapSettings settings, LeaseVerifier verifier, out ReapCandidate? candidate)
+    private static string? Judge(ScannedBackend row, long nowMs, ReapSettings settings, LeaseVerifier? verifier, out ReapCandidate? candidate)
     {
         candidate = null;
         if (!Lease.TryParse(row.ApplicationName, out var lease))
@@ -67,7 +77,7 @@ internal static class ReapPlanner
             return ReapReasons.NotOurs;
         }
 
-        var verification = verifier.Verify(lease);
+        var verification = verifier?.Verify(lease) ?? LeaseVerification.Invalid;
         if (verification == LeaseVerification.Invalid)
         {
             return ReapReasons.BadSignature;
@@ -76,6 +86,11 @@ internal static class ReapPlanner
         if (!lease.IsExpiredAt(nowMs))
         {
             return ReapReasons.NotExpired;
+        }
+
+        if (row.IsSelf)
+        {
+            return ReapReasons.CurrentSession;
         }
 
         // An expired lease of ours we may not kill is worth reporting by pid, whatever its state.

@@ -23,6 +23,9 @@ public static class ReapReasons
     /// <summary>Idle in a transaction while <c>IncludeIdleInTransaction</c> is off.</summary>
     public const string InTransaction = "in_transaction";
 
+    /// <summary>The scanning session itself, listed by Get-AequorLease: a pass never kills its own backend.</summary>
+    public const string CurrentSession = "current_session";
+
     /// <summary>A backend this role may not signal: a superuser's, or another role's without pg_signal_backend.</summary>
     public const string NotPermitted = "not_permitted";
 

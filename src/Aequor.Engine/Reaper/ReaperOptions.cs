@@ -80,10 +80,21 @@ public sealed class ReaperOptions
             return null;
         }
 
+        return Of(client, onReap);
+    }
+
+    /// <summary>
+    /// The options a client's settings give a pass, whether or not the client runs a reaper: a manual
+    /// pass (<see cref="ManualReapPass"/>) and a lease listing (<see cref="LeaseScanner"/>) judge with
+    /// the same thresholds. Without a secret the secret is empty: such options select nothing.
+    /// </summary>
+    internal static ReaperOptions Of(AequorClientOptions client, Action<ReapResult>? onReap = null)
+    {
+        ArgumentNullException.ThrowIfNull(client);
         return new ReaperOptions
         {
             ServiceName = client.ResolveServiceName(),
-            CoordinationSecret = client.CoordinationSecret,
+            CoordinationSecret = client.CoordinationSecret ?? string.Empty,
             PreviousCoordinationSecret = client.PreviousCoordinationSecret,
             MaxIdleConnectionsToKill = client.MaxIdleConnectionsToKill,
             MinConnectionIdleTimeSec = client.MinConnectionIdleTimeSec,

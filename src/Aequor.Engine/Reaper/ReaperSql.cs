@@ -6,9 +6,12 @@ internal static class ReaperSql
     /// <summary>0x50474151, "PGAQ": pg-aequor's first advisory-lock key, so Node and PowerShell clients of a service share one lock.</summary>
     public const int LockClassId = 1346847057;
 
-    // Whether this role may pg_terminate_backend the row's backend, mirroring the server's own check:
-    // a superuser's backend needs a superuser; otherwise membership in its role or pg_signal_backend.
-    private const string CanSignal = """
+    /// <summary>
+    /// Whether this role may pg_terminate_backend the row's backend, mirroring the server's own check:
+    /// a superuser's backend needs a superuser; otherwise membership in its role or pg_signal_backend.
+    /// Needs <c>r</c> (the backend's pg_roles row, LEFT JOINed) and <c>me</c> (the current user's rolsuper).
+    /// </summary>
+    public const string CanSignal = """
         (r.oid IS NOT NULL
          AND (NOT r.rolsuper OR me.rolsuper)
          AND (me.rolsuper OR pg_has_role(r.oid, 'USAGE') OR pg_has_role('pg_signal_backend'::name, 'USAGE')))

@@ -98,4 +98,26 @@ public sealed class ReapPlannerTests
         Assert.Empty(plan.Candidates);
         Assert.Equal((7, ReapReasons.NotPermitted), (plan.NotPermitted[0].Pid, plan.NotPermitted[0].Reason));
     }
+
+    [Fact]
+    public void Each_row_gets_its_reason_in_row_order_and_a_candidate_past_the_cap_says_over_limit()
+    {
+        var plan = ReapPlanner.Select(
+            [Row(1, Now - 10, 200), Row(2, Now + 10, 200), Row(3, Now - 99, 200), Row(4, Now - 10, 100)],
+            Now, Settings(maxKills: 1), Verifier);
+
+        Assert.Equal([ReapReasons.OverLimit, ReapReasons.NotExpired, null, ReapReasons.TooYoung], plan.Reasons);
+        Assert.Equal([3], plan.Candidates.Select(c => c.Pid));
+    }
+
+    [Fact]
+    public void A_listing_judges_its_own_session_current_session_before_the_cap_and_without_a_secret_no_lease_verifies()
+    {
+        var self = Row(1, Now - 99, 999) with { IsSelf = true };
+        var plan = ReapPlanner.Select([self, Row(2, Now - 10, 200)], Now, Settings(maxKills: 1), Verifier);
+
+        Assert.Equal([ReapReasons.CurrentSession, null], plan.Reasons);
+        Assert.Equal([2], plan.Candidates.Select(c => c.Pid));
+        Assert.Equal([ReapReasons.BadSignature], ReapPlanner.Select([Row(2, Now - 10, 200)], Now, Settings(), verifier: null).Reasons);
+    }
 }
