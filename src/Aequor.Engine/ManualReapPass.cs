@@ -4,7 +4,11 @@ using Aequor.Engine.Reaper;
 namespace Aequor.Engine;
 
 /// <summary>How one approved candidate of a manual pass ended.</summary>
-public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Reason);
+public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Reason)
+{
+    /// <summary>Killed and exited when the kill returned: its connection slot is free (the kill waits up to a second for it).</summary>
+    public bool Exited { get; init; }
+}
 
 /// <summary>
 /// A manual reaper pass in two steps, so a caller can ask before each kill (Invoke-AequorReap
@@ -13,8 +17,9 @@ public sealed record ReapKillOutcome(ScannedLease Lease, bool Killed, string? Re
 /// It works through the client's public API (the connection is the client's), with
 /// <see cref="ReaperPass"/>'s lock and rules: the transaction-scoped advisory lock on pg-aequor's keys
 /// (0x50474151, hashtext(service)), which conflicts with pg-aequor's session lock and ends with the
-/// transaction whatever happens; <see cref="LeaseScanner"/> selects; the kill re-checks each
-/// backend at that instant.
+/// transaction whatever happens; <see cref="LeaseScanner"/> selects with <see cref="ReapPlanner"/>;
+/// the kill is <see cref="ReaperSql.Kill"/>: it re-checks each backend at that instant and waits for
+/// the killed ones to exit.
 /// </summary>
 public sealed class ManualReapPass : IAsyncDisposable
 {
@@ -25,25 +30,6 @@ public sealed class ManualReapPass : IAsyncDisposable
     public const string Declined = "declined";
 
     private static readonly string TryLockSql = $"SELECT pg_try_advisory_xact_lock({ReaperSql.LockClassId}, hashtext($1))";
-
-    // Each backend dies only if, at this instant, it still has the very same application_name, is in
-    // a killable state, has not changed state since the scan (ran nothing in between), and we may signal it.
-    private const string KillSql = $"""
-        SELECT t.pid,
-               a.pid IS NOT NULL AS present,
-               a.application_name IS NOT DISTINCT FROM t.app AS same_app,
-               coalesce(a.state = ANY($4::text[]), false) AND a.state_change IS NOT DISTINCT FROM t.since AS still_idle,
-               CASE WHEN a.application_name = t.app
-                         AND a.state = ANY($4::text[])
-                         AND a.state_change = t.since
-                         AND {ReaperSql.CanSignal}
-                    THEN pg_terminate_backend(t.pid) END AS terminated
-        FROM unnest($1::int[], $2::text[], $3::timestamptz[]) AS t(pid, app, since)
-        LEFT JOIN pg_stat_activity a ON a.pid = t.pid AND a.datname = current_database()
-        LEFT JOIN pg_roles r ON r.oid = a.usesysid
-        CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
-        ORDER BY t.pid
-        """;
 
     private readonly AequorClient _client;
     private readonly Stopwatch _clock;
@@ -116,44 +102,31 @@ public sealed class ManualReapPass : IAsyncDisposable
             throw new InvalidOperationException("The pass does not hold the reaper lock.");
         }
 
-        var allowed = Candidates.ToDictionary(l => l.Pid);
-        var chosen = approved.Where(l => allowed.ContainsKey(l.Pid)).Select(l => allowed[l.Pid]).ToList();
+        var scan = Scan!;
+        var wanted = approved.Select(l => l.Pid).ToHashSet();
+        var chosen = scan.ReapCandidates.Where(c => wanted.Contains(c.Pid)).ToList();
         if (chosen.Count == 0)
         {
             return [];
         }
 
-        var states = Scan!.Settings.KillableStates;
-        var statement = new AequorStatement(KillSql)
+        // The automatic pass's kill: the same re-checks, then the wait for the killed to exit.
+        var statement = new AequorStatement(ReaperSql.Kill)
         {
-            PositionalParameters =
-            [
-                chosen.Select(l => l.Pid).ToArray(),
-                chosen.Select(l => l.Lease.ApplicationName).ToArray(),
-                chosen.Select(l => DateTime.SpecifyKind(l.StateChange!.Value, DateTimeKind.Utc)).ToArray(),
-                states,
-            ],
+            PositionalParameters = [KillJson.Candidates(chosen), KillJson.States(scan.Settings.KillableStates)],
         };
 
         _ = await _client.ExecuteScalarAsync(new AequorStatement(ReaperSql.FreshActivity), cancellationToken).ConfigureAwait(false);
+        var leases = scan.Candidates.ToDictionary(l => l.Pid);
         var outcomes = new List<ReapKillOutcome>();
         var reader = await _client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
         {
+            Func<int, object?> column = reader.GetValue;
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                var lease = allowed[(int)reader.GetValue(0)!];
-                if (reader.GetValue(4) is true)
-                {
-                    outcomes.Add(new ReapKillOutcome(lease, Killed: true, Reason: null));
-                    continue;
-                }
-
-                var reason = reader.GetValue(1) is not true ? ReapReasons.Gone
-                    : reader.GetValue(2) is not true ? ReapReasons.Renewed
-                    : reader.GetValue(3) is not true ? ReapReasons.WokeUp
-                    : ReapReasons.TerminateFailed;
-                outcomes.Add(new ReapKillOutcome(lease, Killed: false, reason));
+                var row = KillRow.Read(column);
+                outcomes.Add(new ReapKillOutcome(leases[row.Pid], Killed: row.Reason is null, row.Reason) { Exited = row.Exited });
             }
         }
 

@@ -69,6 +69,29 @@ public sealed class AnswerUI : PSHostUserInterface {
 }
 }
 '@
+
+    # Invoke-AequorReap -Confirm in a runspace whose host answers the prompts in turn; the result and the prompts.
+    function Invoke-ReapWithAnswers([string] $Service, [int[]] $Answers) {
+        if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
+        $answerHost = [AequorTest.AnswerHost]::new()
+        foreach ($a in $Answers) { $answerHost.Answers.Enqueue($a) }
+        $rs = [runspacefactory]::CreateRunspace($answerHost)
+        $rs.Open()
+        $ps = [powershell]::Create()
+        $ps.Runspace = $rs
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Secret, $Service)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
+                    Invoke-AequorReap -Confirm
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($Service)
+            [pscustomobject]@{ Result = $ps.Invoke()[0]; Prompts = @($answerHost.Prompts) }
+        } finally {
+            $ps.Dispose()
+            $rs.Dispose()
+        }
+    }
 }
 
 AfterAll {
@@ -180,35 +203,26 @@ Describe 'Invoke-AequorReap' {
 
     It '-Confirm asks per backend; a "no" leaves it alive as declined' {
         $f = New-ReapFixture -Expired 2
-        if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
-        $answerHost = [AequorTest.AnswerHost]::new()
         # ShouldProcess's choices: 0 Yes, 1 Yes to All, 2 No, 3 No to All.
-        $answerHost.Answers.Enqueue(0)
-        $answerHost.Answers.Enqueue(2)
-        $rs = [runspacefactory]::CreateRunspace($answerHost)
-        $rs.Open()
-        $ps = [powershell]::Create()
-        $ps.Runspace = $rs
-        try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Secret, $Service)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
-                    Invoke-AequorReap -Confirm
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($f.Service)
-            $result = $ps.Invoke()[0]
-        } finally {
-            $ps.Dispose()
-            $rs.Dispose()
-        }
-        $answerHost.Prompts.Count | Should -Be 2
-        $answerHost.Prompts[0] | Should -Match '^Terminate backend \d+ \(service '
+        $run = Invoke-ReapWithAnswers -Service $f.Service -Answers 0, 2
+        $result = $run.Result
+        $run.Prompts.Count | Should -Be 2
+        $run.Prompts[0] | Should -Match '^Terminate backend \d+ \(service '
         $result.Candidates.Count | Should -Be 2
         $result.Killed.Count | Should -Be 1
         $result.NotKilled.Count | Should -Be 1
         $result.NotKilled[0].Reason | Should -Be 'declined'
         Get-Backend $result.NotKilled[0].Pid | Should -Not -BeNullOrEmpty
         Wait-Until { -not (Get-Backend $result.Killed[0].Pid) } | Should -BeTrue
+    }
+
+    It '-Confirm returns once the approved backends have exited, as the automatic pass does' {
+        $f = New-ReapFixture -Expired 2
+        $result = (Invoke-ReapWithAnswers -Service $f.Service -Answers 1).Result
+        @($result.Killed.Pid | Sort-Object) | Should -Be @($f.Expired.BackendPid | Sort-Object)
+        # No Wait-Until: the kill waited for the exits, so the slots are already free.
+        foreach ($p in $result.Killed.Pid) { Get-Backend $p | Should -BeNullOrEmpty }
+        Get-Backend $f.Live.BackendPid | Should -Not -BeNullOrEmpty
     }
 
     It 'a session without a secret gives AequorNotLeased' {

@@ -228,28 +228,22 @@ public static class ReaperPass
         var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
         await using var disposeReader = reader.ConfigureAwait(false);
         await reader.NextResultAsync(ct).ConfigureAwait(false);
+        Func<int, object?> column = reader.GetValue;
         while (await reader.ReadAsync(ct).ConfigureAwait(false))
         {
-            var pid = reader.GetInt32(0);
-            if (!reader.IsDBNull(6) && reader.GetBoolean(6))
+            var row = KillRow.Read(column);
+            if (row.Reason is { } reason)
             {
-                killed.Add(pid);
-                if (!reader.IsDBNull(7) && reader.GetBoolean(7))
-                {
-                    exited.Add(pid);
-                }
-
+                var candidate = byPid[row.Pid];
+                notKilled.Add(new ReapNotKilled(row.Pid, reason, candidate.ApplicationName, candidate.UserName));
                 continue;
             }
 
-            var reason =
-                !reader.GetBoolean(1) ? ReapReasons.Gone
-                : !reader.GetBoolean(2) ? ReapReasons.Renewed
-                : !reader.GetBoolean(3) || !reader.GetBoolean(4) ? ReapReasons.WokeUp
-                : !reader.GetBoolean(5) ? ReapReasons.NotPermitted
-                : ReapReasons.TerminateFailed;
-            var candidate = byPid[pid];
-            notKilled.Add(new ReapNotKilled(pid, reason, candidate.ApplicationName, candidate.UserName));
+            killed.Add(row.Pid);
+            if (row.Exited)
+            {
+                exited.Add(row.Pid);
+            }
         }
 
         while (await reader.NextResultAsync(ct).ConfigureAwait(false))
