@@ -17,16 +17,9 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         MaxBackoff = 200,
     });
 
-    private async Task<string> NewTableAsync()
-    {
-        var name = "client_rows_" + Guid.NewGuid().ToString("N")[..10];
-        await using var setup = NewClient();
-        await setup.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {name} (id int PRIMARY KEY)"), default);
-        return name;
-    }
+    private Task<string> NewTableAsync() => ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_rows");
 
-    private Task<long> CountAsync(string table, int id) =>
-        db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE id = $1", id);
+    private Task<long> CountAsync(string table, int id) => ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, id);
 
     /// <summary>Terminates the client's backend as soon as it is running the statement that matches.</summary>
     private async Task TerminateWhenActiveAsync(int pid, string like)

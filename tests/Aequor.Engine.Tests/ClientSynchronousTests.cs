@@ -22,22 +22,9 @@ public sealed class ClientSynchronousTests(PostgresFixture db)
         MaxBackoff = 200,
     });
 
-    private async Task<string> NewTableAsync()
-    {
-        var name = "client_sync_" + Guid.NewGuid().ToString("N")[..10];
-        await using var setup = NewClient();
-        await setup.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {name} (id int PRIMARY KEY)"), default);
-        return name;
-    }
+    private Task<string> NewTableAsync() => ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_sync");
 
-    private Task<long> CountAsync(string table, int id) =>
-        db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE id = $1", id);
-
-    private async Task WaitActiveAsync(int pid, string like) =>
-        await ClientTestKit.WaitUntilAsync(async () =>
-            await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString,
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2", pid, like) > 0,
-            TimeSpan.FromSeconds(10), "the statement to be running");
+    private Task<long> CountAsync(string table, int id) => ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, id);
 
     [Fact]
     public async Task Each_method_runs_its_round_trip_on_the_calling_thread_and_returns_what_the_async_one_does()
@@ -128,7 +115,7 @@ public sealed class ClientSynchronousTests(PostgresFixture db)
         var run = Task.Factory.StartNew(
             () => client.ExecuteNonQuery(new AequorStatement($"INSERT INTO {table} VALUES (7); SELECT pg_sleep(5)"), default),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        await WaitActiveAsync(pid, "%pg_sleep%");
+        await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, "%pg_sleep%");
         Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
 
         var ex = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => run);
@@ -151,7 +138,7 @@ public sealed class ClientSynchronousTests(PostgresFixture db)
         var run = Task.Factory.StartNew(
             () => client.ExecuteScalar(new AequorStatement("SELECT pg_sleep(30)"), cts.Token),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        await WaitActiveAsync(pid, "%pg_sleep(30)%");
+        await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, "%pg_sleep(30)%");
         cts.Cancel();
 
         var ex = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);

@@ -45,6 +45,19 @@ internal static class ClientTestKit
             TimeSpan.FromSeconds(10), $"backend {pid} to leave pg_stat_activity");
 
     /// <summary>Waits until the backend is running a statement whose text matches the LIKE pattern.</summary>
+    /// <summary>A fresh table with a unique key (id int PRIMARY KEY), created as the app role: for counting writes.</summary>
+    public static async Task<string> NewKeyedTableAsync(string appConnectionString, string prefix)
+    {
+        var name = prefix + "_" + Guid.NewGuid().ToString("N")[..10];
+        await using var setup = new AequorClient(new AequorClientOptions { ConnectionString = appConnectionString, LeaseMode = LeaseMode.Optional, Reaper = false });
+        await setup.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {name} (id int PRIMARY KEY)"), default);
+        return name;
+    }
+
+    /// <summary>How many rows of <paramref name="table"/> have the key: 0 or 1 proves no write ran twice.</summary>
+    public static Task<long> CountKeyAsync(string adminConnectionString, string table, int id) =>
+        AdminScalarAsync<long>(adminConnectionString, $"SELECT count(*) FROM {table} WHERE id = $1", id);
+
     public static Task WaitActiveAsync(string adminConnectionString, int pid, string like) =>
         WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString,
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2", pid, like) > 0,
