@@ -1,4 +1,5 @@
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Aequor.Engine;
 
@@ -126,18 +127,70 @@ public sealed class AequorReader : IAsyncDisposable
                 return null;
             }
 
+            if (value is TimeSpan or TimeSpan[] && IsInterval(reader, ordinal))
+            {
+                // Npgsql reads an interval with negative months as a TimeSpan without them: read it whole.
+                return value is TimeSpan ? Interval(reader.GetFieldValue<NpgsqlInterval>(ordinal)) : Intervals(reader.GetFieldValue<NpgsqlInterval[]>(ordinal));
+            }
+
             return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
         }
-        catch (InvalidCastException)
+        catch (InvalidCastException ex)
         {
-            // e.g. a numeric beyond decimal's range: its text loses nothing.
-            return reader.GetFieldValue<string>(ordinal);
+            return AsText(reader, ordinal, ex);
         }
-        catch (OverflowException)
+        catch (OverflowException ex)
         {
-            return reader.GetFieldValue<string>(ordinal);
+            return AsText(reader, ordinal, ex);
         }
     }
+
+    /// <summary>
+    /// A value with no .NET reading comes back as the server's text for it: a numeric beyond decimal's range or
+    /// precision, an interval with months (rendered here: they arrived in binary), or whatever Npgsql can give
+    /// as text. Otherwise the error names the column and the way out.
+    /// </summary>
+    private static object AsText(NpgsqlDataReader reader, int ordinal, Exception cause)
+    {
+        try
+        {
+            if (IsInterval(reader, ordinal))
+            {
+                return reader.GetFieldType(ordinal) == typeof(TimeSpan)
+                    ? Interval(reader.GetFieldValue<NpgsqlInterval>(ordinal))
+                    : Intervals(reader.GetFieldValue<NpgsqlInterval[]>(ordinal));
+            }
+
+            if (reader.GetFieldType(ordinal) == typeof(decimal))
+            {
+                using var stream = reader.GetStream(ordinal);
+                var bytes = new byte[stream.Length];
+                stream.ReadExactly(bytes);
+                return PostgresText.Numeric(bytes);
+            }
+
+            return reader.GetFieldValue<string>(ordinal);
+        }
+        catch (Exception ex) when (ex is InvalidCastException or NotSupportedException or InvalidOperationException)
+        {
+            var name = reader.GetName(ordinal);
+            throw new InvalidCastException(
+                $"Column {ordinal + 1} ('{name}', type {reader.GetDataTypeName(ordinal)}) has no .NET reading here and did not arrive as text: cast it to text in the query ({name}::text).",
+                cause);
+        }
+    }
+
+    private static bool IsInterval(NpgsqlDataReader reader, int ordinal) =>
+        reader.GetDataTypeName(ordinal).StartsWith("interval", StringComparison.Ordinal);
+
+    /// <summary>A TimeSpan when the interval has no months (TimeSpan has none), else the server's text for it.</summary>
+    private static object Interval(NpgsqlInterval value) =>
+        value.Months == 0 ? TimeSpan.FromTicks((value.Days * TimeSpan.TicksPerDay) + (value.Time * 10)) : PostgresText.Interval(value);
+
+    private static object Intervals(NpgsqlInterval[] values) =>
+        values.All(v => v.Months == 0)
+            ? values.Select(v => (TimeSpan)Interval(v)).ToArray()
+            : values.Select(PostgresText.Interval).ToArray();
 
     private static bool IsPlain(object value)
     {

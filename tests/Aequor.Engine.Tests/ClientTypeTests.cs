@@ -78,19 +78,60 @@ public sealed class ClientTypeTests(PostgresFixture db)
     }
 
     /// <summary>
-    /// Today's behaviour, kept as it is: binary results Npgsql has no text reading for fail the read rather than
-    /// come back as their text (a gap in <see cref="AequorReader"/>'s fallback, not in the catalogue).
+    /// A numeric beyond decimal's range or precision and an interval with months have no .NET reading: they come
+    /// back as the server's own text for them (rendered by the engine, since they arrived in binary).
     /// </summary>
     [Theory]
-    [InlineData("1e40::numeric")]
-    [InlineData("ARRAY[1e40::numeric]")]
-    [InlineData("'1 mon'::interval")]
-    [InlineData("ROW(1, 'x')::typetest_pair")]
-    public async Task Values_without_a_dotnet_reading_fail_the_read_as_before(string expression)
+    [InlineData("numeric", new[] { "1e40", "-1e40", "123456789012345678901234567890.123456789", "0.000000000000000000000000000000123", "-0.5e-35", "NaN", "10000", "0.0001000" })]
+    [InlineData("interval", new[] { "1 mon", "1 year 2 mons 3 days 04:05:06.789", "-1 year -2 mons +3 days -04:05:06", "1 mon -1 days", "-1 mon", "2 years", "1 mon 00:00:00.000001", "6 mons 5 days -00:00:01", "-3 mons -00:00:00.5" })]
+    public async Task Values_without_a_dotnet_reading_read_as_the_servers_text(string type, string[] literals)
+    {
+        await using var client = NewClient();
+        foreach (var literal in literals)
+        {
+            var row = await ReadRowAsync(client, $"SELECT '{literal}'::{type}, '{literal}'::{type}::text");
+            if (type == "numeric" && row[0] is not string)
+            {
+                // Within decimal's range (10000, 0.0001000): a plain value, equal to the server's.
+                Assert.Equal(decimal.Parse((string)row[1]!, System.Globalization.CultureInfo.InvariantCulture), Assert.IsType<decimal>(row[0]));
+                continue;
+            }
+
+            var text = Assert.IsType<string>(row[0]);
+
+            Assert.Equal(row[1], text);
+        }
+    }
+
+    [Fact]
+    public async Task The_text_rendering_is_used_only_where_there_is_no_dotnet_reading()
+    {
+        await using var client = NewClient();
+        var row = await ReadRowAsync(client, """
+            SELECT 1e40::numeric, 12.5::numeric, '1 mon'::interval, '1 day 2 hours'::interval, '-1 mon'::interval,
+                   '-1 day -00:00:01.5'::interval, ARRAY['1 day', '-2 hours']::interval[], ARRAY['1 mon', '-1 mon 2 days']::interval[]
+            """);
+        Assert.Equal("10000000000000000000000000000000000000000", row[0]);
+        Assert.Equal(12.5m, row[1]);
+        Assert.Equal("1 mon", row[2]);
+        Assert.Equal(new TimeSpan(1, 2, 0, 0), row[3]);
+        Assert.Equal("-1 mons", row[4]); // Npgsql alone reads it as TimeSpan.Zero: the month is not lost here
+        Assert.Equal(-new TimeSpan(0, 24, 0, 1, 500), row[5]);
+        Assert.Equal(new[] { TimeSpan.FromDays(1), TimeSpan.FromHours(-2) }, row[6]);
+        Assert.Equal(new[] { "1 mon", "-1 mons +2 days" }, row[7]);
+    }
+
+    /// <summary>What remains without a reading fails with an error that names the column and the way out.</summary>
+    [Theory]
+    [InlineData("ARRAY[1e40::numeric] AS big")]
+    [InlineData("ROW(1, 'x')::typetest_pair AS big")]
+    public async Task Values_still_without_a_reading_fail_with_an_error_naming_the_column_and_the_cast(string expression)
     {
         await CreateUserTypesAsync();
         await using var client = NewClient();
-        await Assert.ThrowsAsync<InvalidCastException>(() => ReadRowAsync(client, $"SELECT {expression}"));
+        var ex = await Assert.ThrowsAsync<InvalidCastException>(() => ReadRowAsync(client, $"SELECT {expression}"));
+        Assert.Contains("'big'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("big::text", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]
