@@ -99,7 +99,7 @@ public static class LeaseScanner
         SELECT g.now_ms, b.pid, b.application_name, b.state, b.usename, b.client_addr, b.idle_sec, b.state_change, b.is_self, b.can_signal,
                g.used, g.available
         FROM (SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms, statement_timestamp() AS ts,
-                     (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used,
+                     {ReaperSql.UsedConnections} AS used,
                      current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
                        - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS available
               OFFSET 0) g

@@ -18,6 +18,15 @@ internal static class ReaperSql
         """;
 
     /// <summary>
+    /// Client backends holding a connection slot. A non-superuser sees no backend_type for other roles'
+    /// sessions; those attached to a database are clients too (the launchers and auxiliary processes have none).
+    /// </summary>
+    public const string UsedConnections = """
+        (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL))::int
+        """;
+
+    /// <summary>
     /// Lock and scan in one statement, first in the pass's own transaction. $1 = normalised service,
     /// $2 = its lease prefix. The lock is transaction-scoped: it conflicts with pg-aequor's session
     /// lock on the same keys, and it ends with the transaction whatever happens — commit, rollback,
@@ -34,10 +43,7 @@ internal static class ReaperSql
                    current_setting('max_connections')::int AS max_conn,
                    current_setting('superuser_reserved_connections')::int
                      + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS reserved,
-                   -- A non-superuser sees no backend_type for other roles' sessions; those attached to a
-                   -- database are clients too (the launchers and auxiliary processes have none).
-                   (SELECT count(*) FROM pg_stat_activity
-                    WHERE backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL))::int AS used
+                   {UsedConnections} AS used
             OFFSET 0
         ) g
         LEFT JOIN LATERAL (
