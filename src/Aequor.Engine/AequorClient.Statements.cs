@@ -137,6 +137,7 @@ public sealed partial class AequorClient
                     reader = null;
                 }
 
+                // Now, not in finally: a cancel arriving during the retry delay would otherwise hit the next attempt.
                 attempt.CancelOnToken.Dispose();
                 var failure = ex is ConnectionReplacedSignal signal ? signal.InnerException ?? ex : ex;
                 var (retry, delay, toThrow, reconnectOnly) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);

@@ -130,7 +130,7 @@ public sealed class AequorReader : IAsyncDisposable
             if (value is TimeSpan or TimeSpan[] && IsInterval(reader, ordinal))
             {
                 // Npgsql reads an interval with negative months as a TimeSpan without them: read it whole.
-                return value is TimeSpan ? Interval(reader.GetFieldValue<NpgsqlInterval>(ordinal)) : Intervals(reader.GetFieldValue<NpgsqlInterval[]>(ordinal));
+                return ReadInterval(reader, ordinal);
             }
 
             return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
@@ -156,9 +156,7 @@ public sealed class AequorReader : IAsyncDisposable
         {
             if (IsInterval(reader, ordinal))
             {
-                return reader.GetFieldType(ordinal) == typeof(TimeSpan)
-                    ? Interval(reader.GetFieldValue<NpgsqlInterval>(ordinal))
-                    : Intervals(reader.GetFieldValue<NpgsqlInterval[]>(ordinal));
+                return ReadInterval(reader, ordinal);
             }
 
             if (reader.GetFieldType(ordinal) == typeof(decimal))
@@ -183,14 +181,26 @@ public sealed class AequorReader : IAsyncDisposable
     private static bool IsInterval(NpgsqlDataReader reader, int ordinal) =>
         reader.GetDataTypeName(ordinal).StartsWith("interval", StringComparison.Ordinal);
 
-    /// <summary>A TimeSpan when the interval has no months (TimeSpan has none), else the server's text for it.</summary>
-    private static object Interval(NpgsqlInterval value) =>
-        value.Months == 0 ? TimeSpan.FromTicks((value.Days * TimeSpan.TicksPerDay) + (value.Time * 10)) : PostgresText.Interval(value);
+    /// <summary>
+    /// An interval (or an array of them) whole: TimeSpan when no value has months (TimeSpan has none), else the
+    /// server's text for each.
+    /// </summary>
+    private static object ReadInterval(NpgsqlDataReader reader, int ordinal)
+    {
+        if (reader.GetFieldType(ordinal) == typeof(TimeSpan))
+        {
+            var value = reader.GetFieldValue<NpgsqlInterval>(ordinal);
+            return value.Months == 0 ? ToTimeSpan(value) : PostgresText.Interval(value);
+        }
 
-    private static object Intervals(NpgsqlInterval[] values) =>
-        values.All(v => v.Months == 0)
-            ? values.Select(v => (TimeSpan)Interval(v)).ToArray()
+        var values = reader.GetFieldValue<NpgsqlInterval[]>(ordinal);
+        return values.All(v => v.Months == 0)
+            ? values.Select(ToTimeSpan).ToArray()
             : values.Select(PostgresText.Interval).ToArray();
+    }
+
+    private static TimeSpan ToTimeSpan(NpgsqlInterval value) =>
+        TimeSpan.FromTicks((value.Days * TimeSpan.TicksPerDay) + (value.Time * 10));
 
     private static bool IsPlain(object value)
     {

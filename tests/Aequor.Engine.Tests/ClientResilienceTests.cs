@@ -56,8 +56,16 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, newPid)));
     }
 
-    [Fact]
-    public async Task A_write_after_a_terminated_idle_backend_runs_exactly_once_batched_or_not()
+    /// <summary>The engine's synchronous methods (the cmdlets') and its async ones, the same write safety.</summary>
+    private static Task<int> NonQueryAsync(AequorClient client, AequorStatement statement, bool synchronous) =>
+        synchronous
+            ? Task.Factory.StartNew(() => client.ExecuteNonQuery(statement, default), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            : client.ExecuteNonQueryAsync(statement, default);
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_write_after_a_terminated_idle_backend_runs_exactly_once_batched_or_not(bool synchronous)
     {
         var table = await NewTableAsync();
         await using var client = NewClient();
@@ -69,20 +77,28 @@ public sealed class ClientResilienceTests(PostgresFixture db)
             await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
             await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
 
-            await client.ExecuteNonQueryAsync(new AequorStatement(sql), default);
+            var changed = await NonQueryAsync(client, new AequorStatement(sql), synchronous);
+            if (id == 1)
+            {
+                Assert.Equal(1, changed);
+            }
+
             Assert.NotEqual(pid, client.BackendPid);
             Assert.Equal(1, await CountAsync(table, id));
+            Assert.Equal(id, client.Counters.Reconnects);
         }
     }
 
-    [Fact]
-    public async Task A_backend_terminated_during_the_statement_gives_an_outcome_unknown_error_and_never_a_second_run()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_backend_terminated_during_the_statement_gives_an_outcome_unknown_error_and_never_a_second_run(bool synchronous)
     {
         var table = await NewTableAsync();
         await using var client = NewClient();
         await client.ConnectAsync(default);
         var pid = client.BackendPid!.Value;
-        var run = client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (7); SELECT pg_sleep(5)"), default);
+        var run = NonQueryAsync(client, new AequorStatement($"INSERT INTO {table} VALUES (7); SELECT pg_sleep(5)"), synchronous);
         await TerminateWhenActiveAsync(pid, "%pg_sleep%");
 
         var ex = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => run);

@@ -4,7 +4,7 @@ namespace Aequor.Engine.Tests;
 
 /// <summary>
 /// The synchronous methods (ExecuteScalar, ExecuteNonQuery, ExecuteReader) the cmdlets use: the round trip on
-/// the calling thread, with the same write safety, heartbeat and cancellation as the asynchronous path.
+/// the calling thread, with the same write safety (ClientResilienceTests runs its write-safety cases both ways), heartbeat and cancellation.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClientSynchronousTests(PostgresFixture db)
@@ -23,8 +23,6 @@ public sealed class ClientSynchronousTests(PostgresFixture db)
     });
 
     private Task<string> NewTableAsync() => ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_sync");
-
-    private Task<long> CountAsync(string table, int id) => ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, id);
 
     [Fact]
     public async Task Each_method_runs_its_round_trip_on_the_calling_thread_and_returns_what_the_async_one_does()
@@ -86,45 +84,6 @@ public sealed class ClientSynchronousTests(PostgresFixture db)
         var name = await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value);
         Assert.True(Lease.TryParse(name, out var lease) && new LeaseSigner(ClientTestKit.Secret).Verify(name));
         Assert.Equal(client.LeaseExpiresAt!.Value.ToUnixTimeMilliseconds(), lease.ExpiresAtMs);
-    }
-
-    [Fact]
-    public async Task A_write_after_a_terminated_idle_backend_runs_exactly_once()
-    {
-        var table = await NewTableAsync();
-        await using var client = NewClient();
-        client.ExecuteScalar(new AequorStatement("SELECT 1"), default);
-        var pid = client.BackendPid!.Value;
-        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
-        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
-        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
-
-        Assert.Equal(1, client.ExecuteNonQuery(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default));
-        Assert.NotEqual(pid, client.BackendPid);
-        Assert.Equal(1, await CountAsync(table, 1));
-        Assert.Equal(1, client.Counters.Reconnects);
-    }
-
-    [Fact]
-    public async Task A_backend_terminated_during_a_synchronous_write_is_an_unknown_outcome_never_a_second_run()
-    {
-        var table = await NewTableAsync();
-        await using var client = NewClient();
-        await client.ConnectAsync(default);
-        var pid = client.BackendPid!.Value;
-        var run = Task.Factory.StartNew(
-            () => client.ExecuteNonQuery(new AequorStatement($"INSERT INTO {table} VALUES (7); SELECT pg_sleep(5)"), default),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, "%pg_sleep%");
-        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
-
-        var ex = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => run);
-        Assert.Equal("57P01", ex.SqlState);
-        Assert.InRange(await CountAsync(table, 7), 0, 1);
-        Assert.Equal(0, client.Counters.Retries);
-        Assert.Equal(1, client.ExecuteScalar(new AequorStatement("SELECT 1"), default));
-        Assert.NotEqual(pid, client.BackendPid);
-        Assert.InRange(await CountAsync(table, 7), 0, 1);
     }
 
     [Fact]
