@@ -32,17 +32,20 @@ public sealed class ClientReaper
     /// </summary>
     public async Task<ReapResult?> AfterConnectAsync(NpgsqlConnection connection, CancellationToken cancellationToken = default)
     {
-        if (!Schedule.ShouldRunAfterConnect())
+        if (!Schedule.TryStartAfterConnect())
         {
             return null;
         }
 
-        return await RunCoreAsync(connection, null, cancellationToken).ConfigureAwait(false);
+        return await RunStartedAsync(connection, null, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A manual pass: now, whatever the probability and cooldown, but only under the lock.</summary>
-    public Task<ReapResult> RunNowAsync(NpgsqlConnection connection, ReapRequest? request = null, CancellationToken cancellationToken = default) =>
-        RunCoreAsync(connection, request, cancellationToken);
+    public Task<ReapResult> RunNowAsync(NpgsqlConnection connection, ReapRequest? request = null, CancellationToken cancellationToken = default)
+    {
+        Schedule.PassStarting();
+        return RunStartedAsync(connection, request, cancellationToken);
+    }
 
     /// <summary>
     /// Tells the reaper a connect failed. A "too many clients" refusal (53300) turns storm mode on,
@@ -63,10 +66,10 @@ public sealed class ClientReaper
         return false;
     }
 
-    private async Task<ReapResult> RunCoreAsync(NpgsqlConnection connection, ReapRequest? request, CancellationToken cancellationToken)
+    /// <summary>Runs a pass counted as under way (<see cref="ReaperSchedule.PassStarting"/>); always ends it.</summary>
+    private async Task<ReapResult> RunStartedAsync(NpgsqlConnection connection, ReapRequest? request, CancellationToken cancellationToken)
     {
         ReapResult? result = null;
-        Schedule.PassStarting();
         try
         {
             result = await ReaperPass.ExecuteAsync(connection, Options, request, beforeKill: null, cancellationToken).ConfigureAwait(false);

@@ -136,31 +136,32 @@ public sealed class ReaperSchedule
     /// </summary>
     public bool ShouldRunAfterConnect()
     {
-        lock (_gate)
+        if (!Roll(out var storm))
         {
-            var now = _time.GetUtcNow();
-            if (_shared?.IsOn ?? _storm)
-            {
-                Reserve(now);
-                Interlocked.Increment(ref _passesStarted);
-                Interlocked.Increment(ref _stormPasses);
-                return true;
-            }
-
-            if (now < _notBefore || _probability <= 0)
-            {
-                return false;
-            }
-
-            if (_probability < 1 && _random.NextDouble() >= _probability)
-            {
-                return false;
-            }
-
-            Reserve(now);
-            Interlocked.Increment(ref _passesStarted);
-            return true;
+            return false;
         }
+
+        Count(storm);
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="ShouldRunAfterConnect"/>, and the pass starts (<see cref="PassStarting"/>) only if no other pass of
+    /// the scope is under way in this process: that one finds the lock free and reaps, or it is busy and a second
+    /// pass would find it busy too; either way its result serves this client (storm mode, the wake-up). Without
+    /// this, in a burst every client that got a slot ran its own pass in storm mode, each a cold backend
+    /// planning the scan over pg_stat_activity (50–100 ms of server CPU each, measured) beside the one pass
+    /// that held the lock, and each delayed its own first statement by it. Atomic across the scope's schedules.
+    /// </summary>
+    internal bool TryStartAfterConnect()
+    {
+        if (!Roll(out var storm) || !_freed.TryStartAlone())
+        {
+            return false;
+        }
+
+        Count(storm);
+        return true;
     }
 
     /// <summary>A connect failed with 53300 (too many clients), or something else showed the database near its limit.</summary>
@@ -203,6 +204,43 @@ public sealed class ReaperSchedule
 
     /// <summary>That pass returned; <paramref name="freed"/>: some killed backends have exited. Wakes the waiting clients.</summary>
     internal void PassFinished(bool freed) => _freed.PassEnded(freed);
+
+    /// <summary>The decision itself: storm mode, or cooldown and probability; reserves the cooldown when it says run.</summary>
+    private bool Roll(out bool storm)
+    {
+        lock (_gate)
+        {
+            var now = _time.GetUtcNow();
+            storm = _shared?.IsOn ?? _storm;
+            if (storm)
+            {
+                Reserve(now);
+                return true;
+            }
+
+            if (now < _notBefore || _probability <= 0)
+            {
+                return false;
+            }
+
+            if (_probability < 1 && _random.NextDouble() >= _probability)
+            {
+                return false;
+            }
+
+            Reserve(now);
+            return true;
+        }
+    }
+
+    private void Count(bool storm)
+    {
+        Interlocked.Increment(ref _passesStarted);
+        if (storm)
+        {
+            Interlocked.Increment(ref _stormPasses);
+        }
+    }
 
     private void Reserve(DateTimeOffset now) =>
         _notBefore = now + TimeSpan.FromMilliseconds(_intervalMs + (_random.NextDouble() * JitterShare * _intervalMs));

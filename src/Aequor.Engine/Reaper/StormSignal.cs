@@ -40,6 +40,9 @@ internal sealed class StormSignal
 
     public void PassStarted() => Interlocked.Increment(ref _passesUnderWay);
 
+    /// <summary>Starts a pass only if none of this scope is under way; false leaves everything as it was.</summary>
+    public bool TryStartAlone() => Interlocked.CompareExchange(ref _passesUnderWay, 1, 0) == 0;
+
     /// <summary>The pass of <see cref="PassStarted"/> returned; <paramref name="freed"/>: some of its killed backends have exited.</summary>
     public void PassEnded(bool freed)
     {

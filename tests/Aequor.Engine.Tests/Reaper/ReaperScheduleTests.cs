@@ -216,6 +216,51 @@ public sealed class ReaperScheduleTests
     }
 
     [Fact]
+    public void In_a_storm_only_one_pass_of_the_scope_runs_at_a_time_in_the_process_and_the_others_go_on_to_their_statements()
+    {
+        var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
+        ReaperOptions Scoped() => new() { ServiceName = "svc", CoordinationSecret = "schedule-test-secret-00000", StormScope = scope };
+        var schedules = Enumerable.Range(0, 8).Select(_ => new ReaperSchedule(Scoped(), new ManualClock(), new ScriptedRandom(0.99))).ToList();
+        schedules[0].ReportNearLimit();
+
+        // Eight clients get their slots at the same instant: exactly one of them starts a pass.
+        using var go = new ManualResetEventSlim();
+        var started = schedules.Select(s => Task.Run(() => { go.Wait(); return s.TryStartAfterConnect(); })).ToList();
+        go.Set();
+        Assert.Equal(1, started.Count(t => t.Result));
+        var runner = schedules[started.FindIndex(t => t.Result)];
+        Assert.Equal(1, runner.StormPasses);
+        Assert.Equal(0, schedules.Where(s => s != runner).Sum(s => s.PassesStarted));
+
+        // The plain question still says a storm pass is due: only starting it is refused.
+        Assert.All(schedules, s => Assert.True(s.ShouldRunAfterConnect()));
+
+        // The pass ends still near the limit: the next connect runs one again; below it, none.
+        runner.RecordPass(Pass(locked: true, nearLimit: true, used: 97));
+        runner.PassFinished(freed: false);
+        Assert.True(schedules[3].TryStartAfterConnect());
+        Assert.False(schedules[4].TryStartAfterConnect());
+        schedules[3].RecordPass(Pass(locked: true, nearLimit: false));
+        schedules[3].PassFinished(freed: true);
+        Assert.All(schedules, s => Assert.False(s.TryStartAfterConnect()));
+    }
+
+    [Fact]
+    public void A_manual_pass_runs_beside_one_under_way_and_a_probability_roll_waits_for_it()
+    {
+        var schedule = new ReaperSchedule(Options(probability: 1, cooldownMs: 0), new ManualClock(), new ScriptedRandom(0.0));
+        Assert.True(schedule.TryStartAfterConnect());
+
+        // A manual pass (Invoke-AequorReap) is asked for: it is counted under way, never refused.
+        schedule.PassStarting();
+        Assert.False(schedule.TryStartAfterConnect());
+        schedule.PassFinished(freed: false);
+        Assert.False(schedule.TryStartAfterConnect());
+        schedule.PassFinished(freed: false);
+        Assert.True(schedule.TryStartAfterConnect());
+    }
+
+    [Fact]
     public void A_pass_whose_kills_exited_below_the_limit_ends_storm_mode_and_one_still_above_keeps_it()
     {
         var schedule = new ReaperSchedule(Options(probability: 0), new ManualClock(), new ScriptedRandom(0.0));
