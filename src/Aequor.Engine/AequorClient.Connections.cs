@@ -96,30 +96,71 @@ public sealed partial class AequorClient
         }
     }
 
+    /// <summary>
+    /// One round trip before the connection is handed out: this client's own lease in place of the data source's
+    /// (and the database clock with it, so the first statement carries no clock probe), and the catalogue's
+    /// fingerprint, so a type created since the shared data source loaded its catalogue is read like any other
+    /// (the types are reloaded then). Not set means not handed out: the connect fails.
+    /// </summary>
+    private async Task CompleteConnectAsync(NpgsqlConnection connection, SharedDataSources.Entry shared, CancellationToken cancellationToken)
+    {
+        var lease = _signer is null ? null : SignLease();
+        string fingerprint;
+        var command = new NpgsqlCommand(lease is null ? SharedDataSources.CatalogueSql : SharedDataSources.LeaseAndCatalogueSql, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            if (lease is not null)
+            {
+                command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = lease });
+            }
+
+            var sentAt = _clock.ClientNowMs();
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw new InvalidOperationException("The connect's first statement returned no row.");
+                }
+
+                if (lease is not null)
+                {
+                    _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(1));
+                }
+
+                fingerprint = reader.GetString(lease is null ? 0 : 2);
+            }
+        }
+
+        if (shared.CatalogueChanged(fingerprint))
+        {
+            await connection.ReloadTypesAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        connection.PostgresParameters.TryGetValue(ApplicationNameParameter, out var name);
+        if (lease is not null && !string.Equals(name, lease, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("The server did not report this client's lease as the connection's application_name after setting it.");
+        }
+    }
+
     private static string Describe(Exception ex) =>
         ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : $"{ex.GetType().Name}: {ex.Message}";
 
     /// <summary>
-    /// Opens one physical connection with the lease in the startup packet. Each connection gets a data source
-    /// of its own, disposed with it: the lease makes every connection string unique, and
-    /// <c>new NpgsqlConnection(string)</c> would register a data source per string in Npgsql's process-wide
-    /// cache and keep it for the life of the process.
+    /// Opens one physical connection from the process's shared data source for these options
+    /// (<see cref="SharedDataSources"/>) and, before handing it out, puts this client's own lease in its
+    /// application_name in place of the data source's.
     /// </summary>
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var builder = new NpgsqlConnectionStringBuilder(_baseBuilder.ConnectionString);
-        if (_signer is not null)
-        {
-            // The lease rides in the startup packet: no extra round trip.
-            builder.ApplicationName = SignLease();
-        }
-
-        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+        var shared = SharedDataSources.For(_baseBuilder.ConnectionString, _signer, ServiceName, _options.LeaseTtlMs, _clock.DatabaseNowMs());
         NpgsqlConnection? connection = null;
         try
         {
-            connection = dataSource.CreateConnection();
+            connection = shared.DataSource.CreateConnection();
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await CompleteConnectAsync(connection, shared, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -128,15 +169,14 @@ public sealed partial class AequorClient
                 await DisposeQuietlyAsync(connection).ConfigureAwait(false);
             }
 
-            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
             throw;
         }
 
         _connection = connection;
-        _dataSource = dataSource;
         var generation = Interlocked.Increment(ref _generation);
         BackendPid = connection.ProcessID;
-        _clockReadOnConnection = false;
+        // The lease was set in a round trip that read the database clock too.
+        _clockReadOnConnection = _signer is not null;
         _renewalInFlight = null;
         _leaseSeen = null;
         ReadServerLease(connection);
@@ -206,9 +246,7 @@ public sealed partial class AequorClient
         }
 
         var pid = BackendPid;
-        var dataSource = _dataSource;
         _connection = null;
-        _dataSource = null;
         _renewalInFlight = null;
         _lastDeath = error;
         if (_transaction is { } transaction)
@@ -220,11 +258,6 @@ public sealed partial class AequorClient
         }
 
         await DisposeQuietlyAsync(connection).ConfigureAwait(false);
-        if (dataSource is not null)
-        {
-            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
-        }
-
         Counters.ClientDied();
         if (OnClientDead is { } dead)
         {

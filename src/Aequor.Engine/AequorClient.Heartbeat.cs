@@ -191,17 +191,15 @@ public sealed partial class AequorClient
     {
         if (generation != Generation || !ReferenceEquals(_connection, connection))
         {
-            _ = DisposeAfterAsync(work, null, null, stop);
+            _ = DisposeAfterAsync(work, null, stop);
             return;
         }
 
         var pid = BackendPid;
-        var dataSource = _dataSource;
         _connection = null;
-        _dataSource = null;
         _renewalInFlight = null;
         _lastDeath = reason;
-        _ = DisposeAfterAsync(work, connection, dataSource, stop);
+        _ = DisposeAfterAsync(work, connection, stop);
         Counters.ClientDied();
         if (OnClientDead is { } dead)
         {
@@ -209,7 +207,7 @@ public sealed partial class AequorClient
         }
     }
 
-    private static async Task DisposeAfterAsync(Task work, NpgsqlConnection? connection, NpgsqlDataSource? dataSource, CancellationTokenSource stop)
+    private static async Task DisposeAfterAsync(Task work, NpgsqlConnection? connection, CancellationTokenSource stop)
     {
         try
         {
@@ -224,11 +222,6 @@ public sealed partial class AequorClient
         if (connection is not null)
         {
             await DisposeQuietlyAsync(connection).ConfigureAwait(false);
-        }
-
-        if (dataSource is not null)
-        {
-            await DisposeQuietlyAsync(dataSource).ConfigureAwait(false);
         }
 
         stop.Dispose();

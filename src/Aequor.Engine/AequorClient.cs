@@ -41,7 +41,6 @@ public sealed partial class AequorClient : IAsyncDisposable
     private readonly Random _random;
     private readonly ServerClock _clock;
     private readonly ClientReaper? _reaper;
-    private NpgsqlDataSource? _dataSource;
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
     private bool _transactionLost;
@@ -474,12 +473,6 @@ public sealed partial class AequorClient : IAsyncDisposable
         {
             await DisposeQuietlyAsync(_connection).ConfigureAwait(false);
             _connection = null;
-        }
-
-        if (_dataSource is not null)
-        {
-            await DisposeQuietlyAsync(_dataSource).ConfigureAwait(false);
-            _dataSource = null;
         }
 
         _gate.Dispose();

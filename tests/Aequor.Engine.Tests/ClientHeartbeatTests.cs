@@ -179,18 +179,23 @@ public sealed class ClientClockSkewTests(PostgresFixture db)
     }
 
     [Theory]
-    [InlineData(-80)] // behind: the startup lease would look expired 80 s early
-    [InlineData(120)] // ahead: the startup lease would outlive its TTL by two minutes
-    public async Task A_skewed_client_re_signs_its_lease_on_the_database_timeline_without_an_extra_round_trip(int skewSeconds)
+    [InlineData(-80)] // behind: the client's first lease would look expired 80 s early
+    [InlineData(120)] // ahead: the client's first lease would outlive its TTL by two minutes
+    public async Task A_skewed_client_re_signs_its_lease_on_the_database_timeline_at_its_first_statement(int skewSeconds)
     {
         await using var client = NewClient(TimeSpan.FromSeconds(skewSeconds));
-        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
-        // The startup lease was signed on the client clock; the first statement's batch read the database clock.
+        await client.ConnectAsync(default);
+
+        // The lease set at connect was signed on the client clock; the same round trip read the database clock.
         Assert.InRange(await RemainingOnDatabaseClockAsync(client), 90_000 + (skewSeconds * 1000) - 5_000, 90_000 + (skewSeconds * 1000));
         Assert.InRange(client.ServerClockOffset!.Value.TotalSeconds, -skewSeconds - 1, -skewSeconds + 1);
+        Assert.Equal(0, client.Counters.Heartbeats);
 
-        await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default);
+        // So the first statement judges the lease on the database clock and re-signs it there.
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         Assert.InRange(await RemainingOnDatabaseClockAsync(client), 85_000, 90_000);
+        Assert.Equal(1, client.Counters.Heartbeats);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default);
         Assert.Equal(1, client.Counters.Heartbeats);
 
         // And it stays put: no renewal while more than the soft threshold remains on the database clock.

@@ -4,8 +4,8 @@ namespace Aequor.Engine.Tests;
 
 /// <summary>
 /// What a row reads as through <see cref="AequorReader"/>, and what binds as a parameter, for builtin, array and
-/// user-defined types. Each connection loads Npgsql's type catalogue afresh today; any way of cutting that cost
-/// (a catalogue shared across connections, NoTypeLoading) has to keep these.
+/// user-defined types. The process's connections share Npgsql's type catalogue (<see cref="SharedDataSources"/>);
+/// a connect that finds the catalogue changed reloads it, which the last test proves.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClientTypeTests(PostgresFixture db)
@@ -153,7 +153,7 @@ public sealed class ClientTypeTests(PostgresFixture db)
         Assert.All(row, v => Assert.Equal(true, v));
     }
 
-    /// <summary>A catalogue kept across connections would not know this type: a fresh connect must.</summary>
+    /// <summary>The shared catalogue was loaded before this type existed: the next connect sees it changed and reloads it.</summary>
     [Fact]
     public async Task A_type_created_after_this_process_loaded_the_catalogue_reads_on_the_next_connect()
     {

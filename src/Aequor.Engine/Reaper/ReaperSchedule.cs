@@ -183,6 +183,7 @@ public sealed class ReaperSchedule
             if (result.LockAcquired)
             {
                 _intervalMs = _cooldownMs;
+                _shared?.QuietUntil(_time.GetUtcNow() + TimeSpan.FromMilliseconds(_cooldownMs));
             }
             else if (result.DatabaseNowMs is not null)
             {
@@ -218,7 +219,7 @@ public sealed class ReaperSchedule
                 return true;
             }
 
-            if (now < _notBefore || _probability <= 0)
+            if (now < _notBefore || _probability <= 0 || (_shared is not null && now.UtcTicks < _shared.QuietUntilTicks))
             {
                 return false;
             }

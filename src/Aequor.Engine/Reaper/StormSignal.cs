@@ -20,6 +20,7 @@ internal sealed class StormSignal
     private int _on;
     private long _freedCount;
     private int _passesUnderWay;
+    private long _quietUntilTicks;
     private TaskCompletionSource _nextFreed = NewFreed();
 
     public static StormSignal For(string scope) => Scopes.GetOrAdd(scope, _ => new StormSignal());
@@ -59,6 +60,30 @@ internal sealed class StormSignal
     }
 
     public void Set(bool on) => Volatile.Write(ref _on, on ? 1 : 0);
+
+    /// <summary>
+    /// Until when (UTC ticks) the scope's clients take no roll: a pass of the scope held the lock, and the cooldown
+    /// is a minimum interval between passes, not between one client's passes. Without it every client of a
+    /// process (runspaces, a burst of tasks) rolled its own probability after a neighbour had just reaped: three
+    /// redundant passes of 100–190 ms in the storm bench, each before its client's first statement.
+    /// </summary>
+    public long QuietUntilTicks => Interlocked.Read(ref _quietUntilTicks);
+
+    public void QuietUntil(DateTimeOffset until)
+    {
+        var ticks = until.UtcTicks;
+        var seen = Interlocked.Read(ref _quietUntilTicks);
+        while (ticks > seen)
+        {
+            var previous = Interlocked.CompareExchange(ref _quietUntilTicks, ticks, seen);
+            if (previous == seen)
+            {
+                return;
+            }
+
+            seen = previous;
+        }
+    }
 
     /// <summary>A pass killed backends that have exited: wakes every client waiting on <see cref="NextFreed"/>.</summary>
     private void SlotsFreed()

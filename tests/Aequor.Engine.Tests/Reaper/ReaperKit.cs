@@ -53,6 +53,18 @@ internal sealed class ReaperKit : IAsyncDisposable
             ErrorMode = errorMode,
         };
 
+    /// <summary>
+    /// The kill waited for its backends to exit but for at most a tenth of them (rounded down), and reported
+    /// exactly the ones gone.
+    /// </summary>
+    public async Task AssertExitedAsync(ReapResult result)
+    {
+        Assert.Subset(result.KilledPids.ToHashSet(), result.ExitedPids.ToHashSet());
+        Assert.InRange(result.ExitedPids.Count, result.KilledPids.Count - (result.KilledPids.Count / 10), result.KilledPids.Count);
+        await using var observer = await OpenObserverAsync();
+        Assert.Equal(0L, await ScalarAsync(observer, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", result.ExitedPids.ToArray()));
+    }
+
     public string Lease(long expiresAtMs, string secret = Secret, string? service = null) =>
         new LeaseSigner(secret).Sign(service ?? Service, InstanceIds.Generate(), expiresAtMs);
 

@@ -246,6 +246,36 @@ public sealed class ReaperScheduleTests
     }
 
     [Fact]
+    public void A_pass_that_held_the_lock_starts_the_cooldown_for_every_client_of_the_scope_but_not_storm_mode()
+    {
+        var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
+        ReaperOptions Scoped() => new() { ServiceName = "svc", CoordinationSecret = "schedule-test-secret-00000", ReaperRunProbability = 1, ReaperCooldownMs = 30_000, StormScope = scope };
+        var clock = new ManualClock();
+        var reaped = new ReaperSchedule(Scoped(), clock, new ScriptedRandom(0.0));
+        var neighbour = new ReaperSchedule(Scoped(), clock, new ScriptedRandom(0.0));
+        var elsewhere = new ReaperSchedule(Options(probability: 1), clock, new ScriptedRandom(0.0));
+
+        // A busy lock reaped nothing here: the neighbour still rolls.
+        reaped.RecordPass(Pass(locked: false));
+        Assert.True(neighbour.ShouldRunAfterConnect());
+        neighbour = new ReaperSchedule(Scoped(), clock, new ScriptedRandom(0.0));
+
+        reaped.RecordPass(Pass(locked: true));
+        Assert.False(neighbour.ShouldRunAfterConnect());
+        Assert.True(elsewhere.ShouldRunAfterConnect());
+        clock.Advance(TimeSpan.FromSeconds(29));
+        Assert.False(neighbour.ShouldRunAfterConnect());
+
+        // Storm mode does not wait for the cooldown.
+        neighbour.ReportNearLimit();
+        Assert.True(neighbour.ShouldRunAfterConnect());
+        neighbour.RecordPass(Pass(locked: false, nearLimit: false));
+
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.True(new ReaperSchedule(Scoped(), clock, new ScriptedRandom(0.0)).ShouldRunAfterConnect());
+    }
+
+    [Fact]
     public void A_manual_pass_runs_beside_one_under_way_and_a_probability_roll_waits_for_it()
     {
         var schedule = new ReaperSchedule(Options(probability: 1, cooldownMs: 0), new ManualClock(), new ScriptedRandom(0.0));

@@ -34,7 +34,7 @@ public sealed class ReaperWireTests(ITestOutputHelper output)
         var reaper = await kit.OpenAsync(reaperName);
         var result = await ReaperPass.RunAsync(reaper, kit.Options());
         Assert.Equal(10, result.KilledPids.Count);
-        Assert.Equal(result.KilledPids, result.ExitedPids);
+        await kit.AssertExitedAsync(result);
         Assert.Equal(2, result.RoundTrips);
         await ReaperKit.ScalarAsync(reaper, "SELECT 'end-of-pass'");
 
