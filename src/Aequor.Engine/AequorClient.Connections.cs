@@ -97,16 +97,18 @@ public sealed partial class AequorClient
     }
 
     /// <summary>
-    /// One round trip before the connection is handed out: this client's own lease in place of the data source's
-    /// (and the database clock with it, so the first statement carries no clock probe), and the catalogue's
-    /// fingerprint, so a type created since the shared data source loaded its catalogue is read like any other
-    /// (the types are reloaded then). Not set means not handed out: the connect fails.
+    /// One round trip before the connection is handed out (<see cref="ConnectSql"/>): this client's own lease in
+    /// place of the data source's, with the database clock, so the first statement already judges the lease on the
+    /// database's timeline; the catalogue's fingerprint, so a type created since the shared data source loaded its
+    /// catalogue is read like any other (the types are reloaded then); with a reaper, the database's load, which
+    /// turns storm mode on when it is near its limit (and off below it). Not set means not handed out: the connect fails.
     /// </summary>
     private async Task CompleteConnectAsync(NpgsqlConnection connection, SharedDataSources.Entry shared, CancellationToken cancellationToken)
     {
         var lease = _signer is null ? null : SignLease();
         string fingerprint;
-        var command = new NpgsqlCommand(lease is null ? SharedDataSources.CatalogueSql : SharedDataSources.LeaseAndCatalogueSql, connection);
+        var sql = lease is null ? ConnectSql.Plain : _reaper is null ? ConnectSql.Leased : ConnectSql.LeasedWithLoad;
+        var command = new NpgsqlCommand(sql, connection);
         await using (command.ConfigureAwait(false))
         {
             if (lease is not null)
@@ -128,7 +130,14 @@ public sealed partial class AequorClient
                     _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(1));
                 }
 
-                fingerprint = reader.GetString(lease is null ? 0 : 2);
+                var column = ConnectSql.FingerprintColumn(lease is not null);
+                fingerprint = reader.GetString(column);
+                if (lease is not null && _reaper is { } reaper)
+                {
+                    var used = reader.GetInt32(column + 1);
+                    var available = Math.Max(1, reader.GetInt32(column + 2) - reader.GetInt32(column + 3));
+                    reaper.Schedule.ReportLoad(used >= reaper.Options.NearLimitRatio * available);
+                }
             }
         }
 
@@ -175,8 +184,9 @@ public sealed partial class AequorClient
         _connection = connection;
         var generation = Interlocked.Increment(ref _generation);
         BackendPid = connection.ProcessID;
-        // The lease was set in a round trip that read the database clock too.
-        _clockReadOnConnection = _signer is not null;
+        // The connect read the clock already, but the first statement still carries the probe: it is also the
+        // proof that a statement sent on this connection never started if the backend died since the connect.
+        _clockReadOnConnection = false;
         _renewalInFlight = null;
         _leaseSeen = null;
         ReadServerLease(connection);

@@ -26,21 +26,6 @@ internal static class SharedDataSources
     private static readonly object Gate = new();
     private static readonly Dictionary<string, Entry> Entries = new(StringComparer.Ordinal);
 
-    /// <summary>
-    /// What a connect sends right after the startup, in one round trip: this client's lease in place of the data
-    /// source's, the database clock, and the catalogue's fingerprint. $1 = the lease.
-    /// </summary>
-    public const string LeaseAndCatalogueSql = $"SELECT set_config('application_name', $1, false), (extract(epoch FROM clock_timestamp()) * 1000)::int8, {Fingerprint}";
-
-    /// <summary>The same for a client without a lease: the fingerprint alone.</summary>
-    public const string CatalogueSql = $"SELECT {Fingerprint}";
-
-    /// <summary>
-    /// Changes whenever a type is created or dropped (a new type takes a new, higher oid): the one catalogue change
-    /// that makes a column unreadable. A seq scan of a few hundred rows, well under a millisecond.
-    /// </summary>
-    private const string Fingerprint = "(SELECT count(*)::text || '/' || max(oid::int8)::text FROM pg_type)";
-
     /// <summary>A data source, the lease in its startup packet (null without a signer), and the catalogue it holds.</summary>
     internal sealed class Entry(NpgsqlDataSource dataSource, string? startupLease, long startupLeaseExpiresAtMs)
     {

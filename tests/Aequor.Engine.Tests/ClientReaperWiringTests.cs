@@ -1,3 +1,4 @@
+using Aequor.TestServer;
 using Npgsql;
 
 namespace Aequor.Engine.Tests;
@@ -43,6 +44,65 @@ public sealed class ClientReaperWiringTests(PostgresFixture db)
         Assert.Equal(1, client.Counters.BackendsKilled);
         Assert.Equal([zombie.ProcessID], client.LastReap!.KilledPids);
         Assert.Equal(1, await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", bystander.ProcessID));
+    }
+
+    [Fact]
+    public async Task A_client_that_gets_in_near_the_limit_reaps_at_once_though_no_one_was_refused_and_one_below_it_does_not()
+    {
+        // 13 connections, 3 reserved for superusers: 10 slots for the app role.
+        await using var server = await TestPostgres.StartLocalAsync(13);
+        var service = "near-limit-" + Guid.NewGuid().ToString("N")[..6];
+        AequorClient Client() => new(new AequorClientOptions
+        {
+            ConnectionString = server.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = service,
+            ReaperRunProbability = 0,
+        });
+
+        var held = new List<NpgsqlConnection>();
+        try
+        {
+            // 7 plain connections + the client's own = 8 of 10 used: at NearLimitRatio (0.8), though a slot is free.
+            for (var i = 0; i < 7; i++)
+            {
+                var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(server.AppConnectionString) { Pooling = false, ApplicationName = "held" }.ConnectionString);
+                await c.OpenAsync();
+                held.Add(c);
+            }
+
+            await using (var near = Client())
+            {
+                await near.ConnectAsync(default);
+                var pass = Assert.IsType<Aequor.Engine.Reaper.ReapResult>(near.LastReap);
+                Assert.True(pass.LockAcquired);
+                Assert.Equal(8, pass.ConnectionsUsed);
+                Assert.Equal(1, near.Counters.ReapPasses);
+            }
+
+            foreach (var c in held.Take(4))
+            {
+                await c.DisposeAsync();
+            }
+
+            await ClientTestKit.WaitUntilAsync(
+                async () => await ClientTestKit.AdminScalarAsync<long>(server.AdminConnectionString, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()") <= 3,
+                TimeSpan.FromSeconds(10),
+                "the closed connections to leave");
+
+            // 3 + 1 of 10: below the limit, and probability 0: no pass, and storm mode is off for the scope.
+            await using var below = Client();
+            await below.ConnectAsync(default);
+            Assert.Null(below.LastReap);
+            Assert.Equal(0, below.Counters.ReapPasses);
+        }
+        finally
+        {
+            foreach (var c in held)
+            {
+                await c.DisposeAsync();
+            }
+        }
     }
 
     [Fact]

@@ -174,6 +174,19 @@ public sealed class ReaperSchedule
         }
     }
 
+    /// <summary>
+    /// A connect measured the database's load (<see cref="ConnectSql"/>): near the limit turns storm mode on, as a
+    /// 53300 would; below it turns it off, as a pass that measured it below would — it is the latest measure.
+    /// </summary>
+    public void ReportLoad(bool nearLimit)
+    {
+        lock (_gate)
+        {
+            _storm = nearLimit;
+            _shared?.Set(nearLimit);
+        }
+    }
+
     /// <summary>Feeds a finished pass (automatic or manual) back: backoff, reset, storm mode on or off.</summary>
     public void RecordPass(ReapResult result)
     {
