@@ -170,6 +170,12 @@ public sealed class ClientTypeTests(PostgresFixture db)
             var row = await ReadRowAsync(next, $"SELECT 'late'::{name}, ARRAY['early', 'late']::{name}[]");
             Assert.Equal("late", row[0]);
             Assert.Equal(new[] { "early", "late" }, row[1]);
+
+            // The reload was the shared data source's, not that connection's alone: the next client, which finds
+            // the fingerprint already seen, reads the type too.
+            await using var after = NewClient();
+            row = await ReadRowAsync(after, $"SELECT 'early'::{name}");
+            Assert.Equal("early", row[0]);
         }
         finally
         {
