@@ -8,7 +8,7 @@ namespace Aequor.Engine;
 /// fingerprint (<see cref="SharedDataSources"/>); with a reaper, the connection slots used, max_connections and
 /// the reserved slots, so a client that gets in while the database is near its limit starts the storm pass at
 /// once instead of waiting for some client to be refused (the clients that got the last slots never were, and
-/// the first pass of the storm bench started 0.4–0.9 s into the burst).
+/// the first pass of the storm bench started 0.4–1.3 s into the burst).
 /// </summary>
 internal static class ConnectSql
 {

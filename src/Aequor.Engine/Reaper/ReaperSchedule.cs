@@ -165,14 +165,7 @@ public sealed class ReaperSchedule
     }
 
     /// <summary>A connect failed with 53300 (too many clients), or something else showed the database near its limit.</summary>
-    public void ReportNearLimit()
-    {
-        lock (_gate)
-        {
-            _storm = true;
-            _shared?.Set(true);
-        }
-    }
+    public void ReportNearLimit() => ReportLoad(nearLimit: true);
 
     /// <summary>
     /// A connect measured the database's load (<see cref="ConnectSql"/>): near the limit turns storm mode on, as a
