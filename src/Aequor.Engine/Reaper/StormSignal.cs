@@ -6,8 +6,8 @@ namespace Aequor.Engine.Reaper;
 /// Storm mode shared by the reapers of one process that work on the same server, database and service
 /// (<see cref="ReaperOptions.StormScope"/>). Each client has its own schedule, so without this a client that
 /// got a slot never learns that its neighbours were refused (53300), and only its 10 % roll would start the
-/// pass that frees their slots. Across processes nothing is shared: there the roll, and each refused client's
-/// own storm mode after it gets in, are all there is.
+/// pass that frees their slots. Across processes nothing is shared: there each connect's own reading of the
+/// database's load (<see cref="ReaperSchedule.ReportLoad"/>) starts storm mode for the client that gets in.
 /// It also carries the wake-up: a pass whose killed backends have exited frees slots at that instant, and
 /// the clients of the scope that sit out a 53300 retry delay should not sleep past it (up to
 /// <c>MaxBackoff</c>, 2 s by default) while the burst fills the slots without them; nor retry into the
