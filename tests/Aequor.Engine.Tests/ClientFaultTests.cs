@@ -3,7 +3,10 @@ using Npgsql;
 
 namespace Aequor.Engine.Tests;
 
-/// <summary>Network faults between the client and the server, through the loopback fault proxy.</summary>
+/// <summary>
+/// Network faults between the client and the server, through the loopback fault proxy, that the fault matrix
+/// (<see cref="FaultMatrixTests"/>, unique-key writes) does not cover: an idempotent retry, a renewal that times out.
+/// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ClientFaultTests(PostgresFixture db)
 {
@@ -25,8 +28,13 @@ public sealed class ClientFaultTests(PostgresFixture db)
         return (proxy, client);
     }
 
+    /// <summary>
+    /// The fault matrix (<see cref="FaultMatrixTests"/>) covers a write after a reset while idle (one clear
+    /// unknown outcome, the key at most once); this is the other half: an idempotent statement is retried on a
+    /// fresh connection, and the retry and the reconnect are counted.
+    /// </summary>
     [Fact]
-    public async Task A_reset_idle_connection_is_replaced_for_an_idempotent_statement_and_is_an_unknown_outcome_for_a_write()
+    public async Task A_reset_idle_connection_is_replaced_for_an_idempotent_statement_and_counted()
     {
         var (proxy, client) = NewClient();
         await using var _ = proxy;
@@ -34,17 +42,11 @@ public sealed class ClientFaultTests(PostgresFixture db)
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         var pid = client.BackendPid;
 
-        // A reset carries no server message: nothing proves the statement did not reach the server.
-        proxy.ResetAll();
-        var ex = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
-        Assert.Contains("outcome is unknown", ex.Message, StringComparison.Ordinal);
-        Assert.Equal(3, await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default));
-        Assert.NotEqual(pid, client.BackendPid);
-
         proxy.ResetAll();
         Assert.Equal(4, await client.ExecuteScalarAsync(new AequorStatement("SELECT 4") { Idempotent = true }, default));
+        Assert.NotEqual(pid, client.BackendPid);
         Assert.Equal(1, client.Counters.Retries);
-        Assert.Equal(3, client.Counters.Connects);
+        Assert.Equal(2, client.Counters.Connects);
     }
 
     [Fact]
@@ -83,20 +85,5 @@ public sealed class ClientFaultTests(PostgresFixture db)
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(8));
         Assert.Equal(1, client.Counters.HeartbeatFailures);
         Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value)));
-    }
-
-    [Fact]
-    public async Task A_black_holed_statement_ends_in_an_unknown_outcome_within_its_timeout_and_the_client_recovers()
-    {
-        var (proxy, client) = NewClient(commandTimeout: 1);
-        await using var _ = proxy;
-        await using var __ = client;
-        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
-        proxy.BlackHole = true;
-        var started = DateTime.UtcNow;
-        await Assert.ThrowsAnyAsync<Exception>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
-        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
-        proxy.BlackHole = false;
-        Assert.Equal(3, await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default));
     }
 }

@@ -46,6 +46,7 @@ public sealed class FaultMatrixTests(PostgresFixture db, ITestOutputHelper outpu
         });
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         var insert = new AequorStatement($"INSERT INTO {table} VALUES (1); SELECT pg_sleep(0.8)");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var seen = await FaultWatch.CaptureAsync(fault switch
         {
             Fault.ResetWhileIdle => ResetThen(proxy, () => client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default)),
@@ -53,6 +54,9 @@ public sealed class FaultMatrixTests(PostgresFixture db, ITestOutputHelper outpu
             Fault.BlackHoleMidStatement => During(() => client.ExecuteNonQueryAsync(insert, default), () => proxy.BlackHole = true),
             _ => InsideTransactionThenTerminate(client, table),
         });
+
+        // Never a hang: the black hole ends by CommandTimeout (1 s) and the cancel's own timeout (0.5 s).
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{fault}: the call took {clock.Elapsed}");
 
         // One clear outcome: success, or an Aequor error that says what happened.
         if (seen is not null)
