@@ -163,7 +163,7 @@ public sealed partial class AequorClient
     /// </summary>
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var shared = SharedDataSources.For(_baseBuilder.ConnectionString, _signer, ServiceName, _options.LeaseTtlMs, _clock.DatabaseNowMs());
+        var shared = SharedDataSources.For(_dataSourceKey, _baseBuilder.ConnectionString, _signer, ServiceName, _options.LeaseTtlMs, _clock.DatabaseNowMs());
         NpgsqlConnection? connection = null;
         try
         {
@@ -184,9 +184,8 @@ public sealed partial class AequorClient
         _connection = connection;
         var generation = Interlocked.Increment(ref _generation);
         BackendPid = connection.ProcessID;
-        // The connect read the clock already, but the first statement still carries the probe: it is also the
-        // proof that a statement sent on this connection never started if the backend died since the connect.
-        _clockReadOnConnection = false;
+        // The connect read the clock already; the first statement still carries the probe, for its liveness proof.
+        _probedOnConnection = false;
         _renewalInFlight = null;
         _leaseSeen = null;
         ReadServerLease(connection);

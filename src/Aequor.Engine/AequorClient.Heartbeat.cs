@@ -38,7 +38,7 @@ public sealed partial class AequorClient
             renewal = Heartbeat.Assess(ReadServerLease(connection), _clock.DatabaseNowMs(), _options);
         }
 
-        var probe = (_signer is not null && !_clockReadOnConnection)
+        var probe = (_signer is not null && !_probedOnConnection)
             || Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs;
         if (renewal == RenewalNeed.None && !probe)
         {
@@ -176,7 +176,7 @@ public sealed partial class AequorClient
                 if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
                     _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
-                    _clockReadOnConnection = true;
+                    _probedOnConnection = true;
                 }
             }
         }

@@ -367,7 +367,7 @@ public sealed partial class AequorClient
                 }
 
                 _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
-                _clockReadOnConnection = true;
+                _probedOnConnection = true;
 
                 // Consumes the prefix's CommandComplete: from here on, the statement may have started.
                 await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);

@@ -37,6 +37,7 @@ public sealed partial class AequorClient : IAsyncDisposable
     private readonly AequorClientOptions _options;
     private readonly LeaseSigner? _signer;
     private readonly NpgsqlConnectionStringBuilder _baseBuilder;
+    private readonly string _dataSourceKey;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Random _random;
     private readonly ServerClock _clock;
@@ -49,7 +50,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     private long _generation;
     private bool _disposed;
     private bool _hadConnection;
-    private bool _clockReadOnConnection;
+    // Whether a statement on this connection has carried a probe yet: the first one always does (a leased client),
+    // as the proof that it never started if the backend died since the connect.
+    private bool _probedOnConnection;
     private long _lastActivity;
     private string? _leaseSeen;
     private long? _leaseSeenExpiresAtMs;
@@ -91,6 +94,7 @@ public sealed partial class AequorClient : IAsyncDisposable
 
         ServiceName = options.ResolveServiceName();
         InstanceId = InstanceIds.Generate();
+        _dataSourceKey = SharedDataSources.KeyFor(_baseBuilder.ConnectionString, _signer, ServiceName, options.LeaseTtlMs);
 
         // Null when the options run no reaper (Reaper off, or no secret under LeaseMode Optional).
         if (ReaperOptions.ForClient(options) is { } reaperOptions)

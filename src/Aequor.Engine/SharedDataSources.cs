@@ -53,12 +53,19 @@ internal static class SharedDataSources
     /// half of <paramref name="leaseTtlMs"/> left at <paramref name="nowMs"/>.
     /// </summary>
     /// <param name="baseConnectionString">The connection string without the lease (pooling off).</param>
-    public static Entry For(string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs)
-    {
-        // The key names the secret by a signature, never by the secret itself.
-        var key = signer is null
+    public static Entry For(string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs) =>
+        For(KeyFor(baseConnectionString, signer, serviceName, leaseTtlMs), baseConnectionString, signer, serviceName, leaseTtlMs, nowMs);
+
+    /// <summary>What tells these options' data source from others'; a client computes it once, not per connect.</summary>
+    public static string KeyFor(string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs) =>
+        signer is null
             ? baseConnectionString
+            // The secret is named by a signature, never by itself.
             : string.Join('\n', baseConnectionString, serviceName, leaseTtlMs, signer.Sign(serviceName, "keyAAAAA", 0));
+
+    /// <summary><see cref="For(string, LeaseSigner?, string, int, long)"/> with the key from <see cref="KeyFor"/>.</summary>
+    public static Entry For(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs)
+    {
         lock (Gate)
         {
             if (Entries.TryGetValue(key, out var entry) && (signer is null || entry.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs / 2))

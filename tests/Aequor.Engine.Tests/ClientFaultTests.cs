@@ -10,24 +10,6 @@ namespace Aequor.Engine.Tests;
 [Collection(PostgresCollection.Name)]
 public sealed class ClientFaultTests(PostgresFixture db)
 {
-    private (FaultProxy Proxy, AequorClient Client) NewClient(int commandTimeout = 30)
-    {
-        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
-        var proxy = new FaultProxy(b.Host!, b.Port);
-        var cs = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 3 }.ConnectionString;
-        var client = new AequorClient(new AequorClientOptions
-        {
-            ConnectionString = cs,
-            CoordinationSecret = ClientTestKit.Secret,
-            ServiceName = "client-faults",
-            Reaper = false,
-            MinBackoff = 20,
-            MaxBackoff = 100,
-            CommandTimeout = commandTimeout,
-        });
-        return (proxy, client);
-    }
-
     /// <summary>
     /// The fault matrix (<see cref="FaultMatrixTests"/>) covers a write after a reset while idle (one clear
     /// unknown outcome, the key at most once); this is the other half: an idempotent statement is retried on a
@@ -36,7 +18,7 @@ public sealed class ClientFaultTests(PostgresFixture db)
     [Fact]
     public async Task A_reset_idle_connection_is_replaced_for_an_idempotent_statement_and_counted()
     {
-        var (proxy, client) = NewClient();
+        var (proxy, client) = ProxiedClient.Create(db, "client-faults");
         await using var _ = proxy;
         await using var __ = client;
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);

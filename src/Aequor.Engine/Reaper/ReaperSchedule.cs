@@ -131,8 +131,9 @@ public sealed class ReaperSchedule
     }
 
     /// <summary>
-    /// Asked after each successful connect. True means run a pass now; the cooldown is then
-    /// reserved at once, so concurrent connects of the same client do not all start one.
+    /// Whether a pass is due after a successful connect. True means run a pass now; the cooldown is then
+    /// reserved at once, so concurrent connects of the same client do not all start one. The client's reaper
+    /// asks <see cref="TryStartAfterConnect"/>, which also keeps to one pass of the scope at a time.
     /// </summary>
     public bool ShouldRunAfterConnect()
     {

@@ -31,19 +31,9 @@ public sealed class FaultMatrixTests(PostgresFixture db, ITestOutputHelper outpu
         var table = "fault_" + fault.ToString().ToLowerInvariant();
         await ExecAdminAsync($"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (k int PRIMARY KEY); GRANT ALL ON {table} TO aequor_app;");
         using var watch = new FaultWatch();
-        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
-        await using var proxy = new FaultProxy(b.Host!, b.Port);
-        var cs = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 500, Timeout = 3 }.ConnectionString;
-        await using var client = new AequorClient(new AequorClientOptions
-        {
-            ConnectionString = cs,
-            CoordinationSecret = ClientTestKit.Secret,
-            ServiceName = "fault-matrix",
-            Reaper = false,
-            MinBackoff = 20,
-            MaxBackoff = 100,
-            CommandTimeout = fault == Fault.BlackHoleMidStatement ? 1 : 30,
-        });
+        var (proxy, client) = ProxiedClient.Create(db, "fault-matrix", commandTimeout: fault == Fault.BlackHoleMidStatement ? 1 : 30);
+        await using var disposeProxy = proxy;
+        await using var disposeClient = client;
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         var insert = new AequorStatement($"INSERT INTO {table} VALUES (1); SELECT pg_sleep(0.8)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
