@@ -259,10 +259,17 @@ function Get-TrxCounts([string] $Path) {
     $trx = [xml](Get-Content -Raw $Path)
     $ns = @{ t = 'http://microsoft.com/schemas/VisualStudio/TeamTest/2010' }
     $counters = (Select-Xml -Xml $trx -XPath '//t:ResultSummary/t:Counters' -Namespace $ns).Node
+    $failures = @(Select-Xml -Xml $trx -XPath "//t:UnitTestResult[@outcome!='Passed' and @outcome!='NotExecuted']" -Namespace $ns |
+        ForEach-Object {
+            $message = $_.Node.Output.ErrorInfo.Message
+            $first = if ($message) { ($message -split "`n")[0].Trim() } else { $_.Node.outcome }
+            "$($_.Node.testName): $first"
+        })
     [pscustomobject]@{
         Passed = [int]$counters.passed
         Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
         Skipped = [int]$counters.notExecuted
+        Failures = $failures
     }
 }
 
@@ -277,11 +284,12 @@ function Invoke-EngineTests {
     $counts = Get-TrxCounts $trxPath
     if ($null -eq $counts) {
         Write-Warning "xunit produced no results (exit code $exit): counted as one failure."
-        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; Failures = @('xunit: no results') }
     }
     if ($exit -ne 0 -and $counts.Failed -eq 0) {
         Write-Warning "dotnet test exited with $exit but reported no failed test: counted as one failure."
         $counts.Failed = 1
+        $counts.Failures = @("xunit: exit code $exit with no failed test")
     }
     $counts
 }
@@ -304,7 +312,7 @@ function Invoke-PesterTests([string] $PesterPath) {
     $exit = $LASTEXITCODE
     if (-not (Test-Path $resultJson)) {
         Write-Warning "Pester produced no results (exit code $exit): counted as one failure."
-        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; Failures = @('Pester: no results') }
     }
     Get-Content -Raw $resultJson | ConvertFrom-Json
 }
@@ -331,6 +339,11 @@ function Invoke-Test {
     $failed = ($results | Measure-Object -Property Failed -Sum).Sum
     $skipped = ($results | Measure-Object -Property Skipped -Sum).Sum
     Write-Host ''
+    $failures = @($results | ForEach-Object { $_.Failures } | Where-Object { $_ })
+    if ($failures) {
+        Write-Host 'Failed:'
+        $failures | ForEach-Object { Write-Host "  $_" }
+    }
     if ($skipped) {
         Write-Host "$passed passed, $failed failed, $skipped skipped"
     } else {

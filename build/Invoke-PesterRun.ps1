@@ -23,9 +23,21 @@ $config.TestResult.OutputFormat = 'NUnitXml'
 $config.TestResult.OutputPath = [IO.Path]::ChangeExtension($ResultPath, '.xml')
 
 $result = Invoke-Pester -Configuration $config
+# Named again just above CI's last line: a log tail must say what failed.
+$firstLine = {
+    param($r)
+    $line = ("$($r.ErrorRecord | Select-Object -First 1)" -split "`n")[0]
+    if ($line) { $line } else { 'see its block' }
+}
+$failures = @(
+    foreach ($t in $result.Failed) { "$($t.ExpandedPath): $(& $firstLine $t)" }
+    foreach ($b in $result.FailedBlocks) { "$($b.ExpandedPath) (block): $(& $firstLine $b)" }
+    foreach ($c in $result.FailedContainers) { "$($c.Item) (file): $(& $firstLine $c)" }
+)
 [pscustomobject]@{
     Passed  = $result.PassedCount
     # A file that fails to load, or a failing BeforeAll, fails every test in it: count it.
     Failed  = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
     Skipped = $result.SkippedCount
+    Failures = $failures
 } | ConvertTo-Json | Set-Content -Path $ResultPath -Encoding utf8NoBOM
