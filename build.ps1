@@ -267,13 +267,13 @@ function Get-TrxCounts([string] $Path) {
         ForEach-Object {
             $message = $_.Node.Output.ErrorInfo.Message
             $first = if ($message) { ($message -split "`n")[0].Trim() } else { $_.Node.outcome }
-            [pscustomobject]@{ Name = $_.Node.testName; Method = $methods[$_.Node.testId]; Line = "$($_.Node.testName): $first" }
+            [pscustomobject]@{ Name = $_.Node.testName; Method = $methods[$_.Node.GetAttribute('testId')]; Line = "$($_.Node.testName): $first" }
         })
     [pscustomobject]@{
         Passed = [int]$counters.passed
         Failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
         Skipped = [int]$counters.notExecuted
-        Failures = @($failed.Line)
+        Failures = @($failed | ForEach-Object Line)
         FailedTests = $failed
         Passes = @(Select-Xml -Xml $trx -XPath "//t:UnitTestResult[@outcome='Passed']" -Namespace $ns | ForEach-Object { $_.Node.testName })
         Flaky = @()
@@ -320,7 +320,7 @@ function Invoke-EngineTests {
         $counts.Passed += $flaky.Count
         $counts.Failed -= $flaky.Count
         $counts.Failures = @($failedTests | Where-Object { $_.Name -notin $passedAgain } | ForEach-Object Line)
-        $counts.Flaky = @($flaky.Line)
+        $counts.Flaky = @($flaky | ForEach-Object Line)
     }
     $counts
 }
