@@ -36,11 +36,11 @@ public sealed class SharedDataSourcesTests(PostgresFixture db)
         Assert.True(Signer.IsSignatureValid(lease));
         Assert.Equal(now + 90_000, lease.ExpiresAtMs);
 
-        // Replaced once less than half the TTL is left: a new lease, a new data source.
-        Assert.Same(first, SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 90_000, now + 45_000));
-        var next = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 90_000, now + 45_001);
+        // Replaced once less than nine tenths of the TTL is left: a new lease, a new data source.
+        Assert.Same(first, SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 90_000, now + 9_000));
+        var next = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 90_000, now + 9_001);
         Assert.NotSame(first, next);
-        Assert.Equal(now + 45_001 + 90_000, next.StartupLeaseExpiresAtMs);
+        Assert.Equal(now + 9_001 + 90_000, next.StartupLeaseExpiresAtMs);
         Assert.NotEqual(first.StartupLease, next.StartupLease);
 
         // Without a secret there is no lease to replace: one data source per connection string, for good.
