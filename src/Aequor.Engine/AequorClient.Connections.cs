@@ -180,6 +180,10 @@ public sealed partial class AequorClient
 
             throw;
         }
+        finally
+        {
+            shared.Release();
+        }
 
         _connection = connection;
         var generation = Interlocked.Increment(ref _generation);

@@ -22,8 +22,11 @@ namespace Aequor.Engine;
 /// connect was seen on a 2-core box running three test suites) is not taken for a frozen one (with half a TTL
 /// left, the soak's 3 s leases let a reaper cut off such a connect). The catalogue is then loaded again (types
 /// created meanwhile are seen by connections made after that, as with any Npgsql data source), at most once a
-/// tenth of a TTL (9 s by default) in a busy process. Unpooled data sources hold no connections: a replaced one
-/// is simply let go.
+/// tenth of a TTL (9 s by default) in a busy process. A replaced data source is disposed once the last connect
+/// that took it has finished (<see cref="Entry.Release"/>): Npgsql keeps every data source it built in a static
+/// list for its metrics until it is disposed, with its type catalogue, so one let go would stay for the life of
+/// the process. Its connections already open go on working: an unpooled data source only opens them and takes
+/// them back.
 /// </remarks>
 internal static class SharedDataSources
 {
@@ -34,6 +37,10 @@ internal static class SharedDataSources
     internal sealed class Entry(NpgsqlDataSource dataSource, string? startupLease, long startupLeaseExpiresAtMs)
     {
         private string? _fingerprint;
+
+        // Both under Gate: connects that took this entry and have not finished, and whether a newer one replaced it.
+        private int _users;
+        private bool _replaced;
 
         public NpgsqlDataSource DataSource { get; } = dataSource;
 
@@ -50,11 +57,41 @@ internal static class SharedDataSources
             var previous = Interlocked.Exchange(ref _fingerprint, fingerprint);
             return previous is not null && !string.Equals(previous, fingerprint, StringComparison.Ordinal);
         }
+
+        /// <summary>Whether the data source was disposed (replaced, and no connect still using it).</summary>
+        public bool IsDisposed { get; private set; }
+
+        /// <summary>The connect that took this entry from <see cref="For(string, string, LeaseSigner?, string, int, long)"/> is done with it.</summary>
+        public void Release()
+        {
+            lock (Gate)
+            {
+                if (--_users > 0 || !_replaced || IsDisposed)
+                {
+                    return;
+                }
+
+                IsDisposed = true;
+            }
+
+            DataSource.Dispose();
+        }
+
+        internal void Take() => _users++;
+
+        /// <summary>Marks it replaced; true when no connect uses it, so the caller disposes it now.</summary>
+        internal bool Replace()
+        {
+            _replaced = true;
+            IsDisposed = _users == 0;
+            return IsDisposed;
+        }
     }
 
     /// <summary>
     /// The data source for these options, built (or replaced) when there is none or its lease has less than
-    /// nine tenths of <paramref name="leaseTtlMs"/> left at <paramref name="nowMs"/>.
+    /// nine tenths of <paramref name="leaseTtlMs"/> left at <paramref name="nowMs"/>. The caller calls
+    /// <see cref="Entry.Release"/> once its connect is done (opened and set up, or failed).
     /// </summary>
     /// <param name="baseConnectionString">The connection string without the lease (pooling off).</param>
     public static Entry For(string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs) =>
@@ -70,11 +107,31 @@ internal static class SharedDataSources
     /// <summary><see cref="For(string, LeaseSigner?, string, int, long)"/> with the key from <see cref="KeyFor"/>.</summary>
     public static Entry For(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs)
     {
+        Entry? unused = null;
+        try
+        {
+            return Take(key, baseConnectionString, signer, serviceName, leaseTtlMs, nowMs, out unused);
+        }
+        finally
+        {
+            unused?.DataSource.Dispose();
+        }
+    }
+
+    private static Entry Take(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs, out Entry? unused)
+    {
+        unused = null;
         lock (Gate)
         {
             if (Entries.TryGetValue(key, out var entry) && (signer is null || entry.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs - (leaseTtlMs / 10)))
             {
+                entry.Take();
                 return entry;
+            }
+
+            if (entry is not null && entry.Replace())
+            {
+                unused = entry;
             }
 
             var builder = new NpgsqlConnectionStringBuilder(baseConnectionString);
@@ -88,6 +145,7 @@ internal static class SharedDataSources
             }
 
             entry = new Entry(new NpgsqlDataSourceBuilder(builder.ConnectionString).Build(), lease, expiresAtMs);
+            entry.Take();
             Entries[key] = entry;
             return entry;
         }

@@ -79,6 +79,63 @@ public sealed class SharedDataSourcesTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_replaced_data_source_is_disposed_once_its_last_connect_is_done_and_what_it_opened_goes_on()
+    {
+        var service = "sds-" + Guid.NewGuid().ToString("N")[..8];
+        var now = ReaperKit.NowMs;
+        var first = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 10_000, now);
+        await using var open = await first.DataSource.OpenConnectionAsync();
+
+        // Replaced while a connect still holds it: kept, and that connect can still open from it.
+        var second = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 10_000, now + 1_001);
+        Assert.NotSame(first, second);
+        Assert.False(first.IsDisposed);
+        await (await first.DataSource.OpenConnectionAsync()).DisposeAsync();
+
+        // Its last connect done: disposed (Npgsql would otherwise keep it, catalogue and all, for good).
+        first.Release();
+        Assert.True(first.IsDisposed);
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await first.DataSource.OpenConnectionAsync());
+
+        // What it opened goes on working.
+        await using (var command = new NpgsqlCommand("SELECT 1", open))
+        {
+            Assert.Equal(1, await command.ExecuteScalarAsync());
+        }
+
+        // Replaced with no connect on it: disposed at once; the new one stays.
+        second.Release();
+        var third = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 10_000, now + 2_002);
+        Assert.True(second.IsDisposed);
+        third.Release();
+        Assert.False(third.IsDisposed);
+    }
+
+    [Fact]
+    public async Task A_client_is_done_with_the_data_source_once_connected_so_its_replacement_disposes_it_and_the_client_goes_on()
+    {
+        var service = "sds-" + Guid.NewGuid().ToString("N")[..8];
+        await using var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = service,
+            Reaper = false,
+            LeaseTtlMs = 60_000,
+        });
+        await client.ConnectAsync(default);
+
+        var used = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 60_000, ReaperKit.NowMs);
+        used.Release();
+        var next = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 60_000, ReaperKit.NowMs + 6_001);
+        next.Release();
+
+        Assert.NotSame(used, next);
+        Assert.True(used.IsDisposed);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
     public async Task A_backend_left_with_the_startup_lease_is_reaped_once_that_lease_expired_and_not_before()
     {
         await using var kit = new ReaperKit(db);
