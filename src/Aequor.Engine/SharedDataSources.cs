@@ -107,31 +107,14 @@ internal static class SharedDataSources
     /// <summary><see cref="For(string, LeaseSigner?, string, int, long)"/> with the key from <see cref="KeyFor"/>.</summary>
     public static Entry For(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs)
     {
-        Entry? unused = null;
-        try
-        {
-            return Take(key, baseConnectionString, signer, serviceName, leaseTtlMs, nowMs, out unused);
-        }
-        finally
-        {
-            unused?.DataSource.Dispose();
-        }
-    }
-
-    private static Entry Take(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs, out Entry? unused)
-    {
-        unused = null;
+        Entry? disposeNow = null;
+        Entry entry;
         lock (Gate)
         {
-            if (Entries.TryGetValue(key, out var entry) && (signer is null || entry.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs - (leaseTtlMs / 10)))
+            if (Entries.TryGetValue(key, out var current) && (signer is null || current.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs - (leaseTtlMs / 10)))
             {
-                entry.Take();
-                return entry;
-            }
-
-            if (entry is not null && entry.Replace())
-            {
-                unused = entry;
+                current.Take();
+                return current;
             }
 
             var builder = new NpgsqlConnectionStringBuilder(baseConnectionString);
@@ -147,7 +130,13 @@ internal static class SharedDataSources
             entry = new Entry(new NpgsqlDataSourceBuilder(builder.ConnectionString).Build(), lease, expiresAtMs);
             entry.Take();
             Entries[key] = entry;
-            return entry;
+            if (current is not null && current.Replace())
+            {
+                disposeNow = current;
+            }
         }
+
+        disposeNow?.DataSource.Dispose();
+        return entry;
     }
 }
