@@ -43,11 +43,20 @@ internal static class ReapPlanner
             }
         }
 
-        var ordered = eligible
-            .OrderBy(e => e.Candidate.ExpiresAtMs)
-            .ThenByDescending(e => e.Candidate.IdleSeconds)
-            .ThenBy(e => e.Candidate.Pid)
-            .ToList();
+        // Oldest expiry first, then the longest idle, then the lowest pid. One comparison rather than a LINQ
+        // OrderBy/ThenBy chain: the pass's first run in a process compiles it on the storm's critical path.
+        var ordered = eligible;
+        ordered.Sort(static (a, b) =>
+        {
+            var byExpiry = a.Candidate.ExpiresAtMs.CompareTo(b.Candidate.ExpiresAtMs);
+            if (byExpiry != 0)
+            {
+                return byExpiry;
+            }
+
+            var byIdle = b.Candidate.IdleSeconds.CompareTo(a.Candidate.IdleSeconds);
+            return byIdle != 0 ? byIdle : a.Candidate.Pid.CompareTo(b.Candidate.Pid);
+        });
         var cap = nearLimit ? Math.Max(settings.MaxKills, settings.NearLimitMaxKills) : settings.MaxKills;
         if (ordered.Count > cap)
         {
