@@ -127,9 +127,14 @@ public sealed class AequorReader : IAsyncDisposable
                 var value = _reader.GetValue(ordinal);
                 return value is DBNull ? null : value;
             }
-            catch (Exception ex) when (ex is InvalidCastException or OverflowException)
+            catch (InvalidCastException ex)
             {
-                // A numeric beyond decimal, an infinite timestamp: the general path reads it as text.
+                // A numeric beyond decimal's range or precision: the server's text, as on the general path.
+                return AsText(_reader, ordinal, ex);
+            }
+            catch (OverflowException ex)
+            {
+                return AsText(_reader, ordinal, ex);
             }
         }
 

@@ -14,9 +14,8 @@ public sealed class ReaperStormTests
 {
     private const int MaxConnections = 20;
 
-    // Client backends but the asking one's, as the app role sees them (another role's session shows no backend_type).
-    private const string OtherClientBackends =
-        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL))";
+    // The slots held but the asking connection's, counted as the reaper's pass counts them.
+    private const string OtherClientBackends = $"SELECT {ReaperSql.UsedConnections} - 1";
 
     [Fact]
     public async Task Near_full_server_of_expired_zombies_is_cleared_by_storm_passes_and_a_burst_all_gets_in()
@@ -85,7 +84,7 @@ public sealed class ReaperStormTests
         // connection, not a fresh one: the observer's own backend (a superuser's takes a plain slot while one is
         // free) would still be leaving as the burst arrives, and one of the burst would be refused.
         await ClientTestKit.WaitUntilAsync(
-            async () => Equals(0L, await ReaperKit.ScalarAsync(conn, OtherClientBackends)),
+            async () => await ReaperKit.ScalarAsync(conn, OtherClientBackends) is 0,
             TimeSpan.FromSeconds(10),
             "the killed backends and the exit check's observer to leave");
         var burst = await Task.WhenAll(Enumerable.Range(0, available - 1).Select(async i =>
@@ -113,7 +112,7 @@ public sealed class ReaperStormTests
         // backend leaves a moment after the close (one was still counted on a loaded machine): wait until
         // this connection is the only client backend the pass would count.
         await ClientTestKit.WaitUntilAsync(
-            async () => Equals(0L, await ReaperKit.ScalarAsync(conn, OtherClientBackends)),
+            async () => await ReaperKit.ScalarAsync(conn, OtherClientBackends) is 0,
             TimeSpan.FromSeconds(10), "the burst's backends to exit");
         var after = await reaper.RunNowAsync(conn);
         Assert.False(after.NearLimit);
