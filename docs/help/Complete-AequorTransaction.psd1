@@ -4,7 +4,7 @@
 Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) the error is terminating and the transaction is over.
 '@
     Parameters  = @{
-        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

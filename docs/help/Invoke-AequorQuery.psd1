@@ -15,7 +15,7 @@ A failing statement is a non-terminating AequorQueryFailed error carrying the SQ
         Query          = 'The SQL text. Also taken from the pipeline: each string is run in turn.'
         File           = 'A file whose content is the SQL to run. A missing file is an AequorFileNotFound error.'
         Parameters     = 'The values for the placeholders: a hashtable for @name placeholders (@{ id = 5 }), an array for $1, $2 ... (5, ''x''). A single value binds $1. PowerShell arrays inside are sent as typed arrays (int[], text[] ...).'
-        Session        = 'The session to run on. Default: the runspace''s default session; without one the error is AequorNoSession.'
+        Session        = 'The session to run on, or its name (-Session reporting; an unknown name fails naming the open ones). Default: the runspace''s default session; without one the error is AequorNoSession.'
         As             = 'The output: PSObject (default; one object per row), Scalar (the first column of the first row), NonQuery (rows affected) or DataTable (one table per result set). Another value is an AequorInvalidParameter error.'
         CommandTimeout = 'Seconds the statement may run before the server cancels it; 0 waits forever. Default: the session''s.'
         Idempotent     = 'States that the statement may safely run twice, so it may be retried even after it reached the server when the connection drops. Without it such a failure is an AequorQueryOutcomeUnknown error.'
@@ -47,6 +47,6 @@ Invoke-AequorQuery -File ./migrations/042.sql -CommandTimeout 600
             Remarks = 'Rows are written as they arrive, so memory stays flat whatever the size of the result.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorInvalidParameter, AequorFileNotFound, AequorQueryFailed (non-terminating, with SqlState), AequorQueryOutcomeUnknown, AequorTransactionLost.'
+    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorInvalidParameter, AequorFileNotFound, AequorQueryFailed (non-terminating, with SqlState; category OperationTimeout when -CommandTimeout ran out — the statement was cancelled and did not take effect), AequorQueryOutcomeUnknown, AequorTransactionLost.'
     Links       = @('about_Aequor', 'Connect-Aequor', 'Start-AequorTransaction')
 }

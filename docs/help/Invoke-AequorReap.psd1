@@ -10,7 +10,7 @@ The output is one AequorReapResult: LockAcquired, Scanned, Candidates and Killed
 The session's role needs pg_signal_backend (or to be the role of the backends it terminates); superusers' backends are never touched by a non-superuser.
 '@
     Parameters  = @{
-        Session                 = 'The session to reap with (its service, secrets and thresholds), also from the pipeline. Default: the runspace''s default session. A session without a coordination secret is an AequorNotLeased error.'
+        Session                 = 'The session to reap with (its service, secrets and thresholds), or its name, also from the pipeline. Default: the runspace''s default session. A session without a coordination secret is an AequorNotLeased error.'
         MaxKill                 = 'The most backends this pass terminates (overrides MaxIdleConnectionsToKill).'
         MinIdleSec              = 'The least idle time, in seconds, of a backend this pass terminates (overrides MinConnectionIdleTimeSec).'
         IncludeIdleInTransaction = 'Also terminate expired leases idle in a transaction for this pass; -IncludeIdleInTransaction:$false turns it off when the session has it on.'

@@ -6,7 +6,7 @@ Start-AequorTransaction begins a transaction on the session (the default one, or
 A second Start-AequorTransaction on the same session is an AequorTransactionOpen error.
 '@
     Parameters  = @{
-        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

@@ -4,7 +4,7 @@
 Undo-AequorTransaction rolls back the transaction that Start-AequorTransaction opened on the session (the default one, or -Session): nothing done inside it is kept. Without an open transaction it is an AequorNoTransaction error. After a lost connection (AequorTransactionLost) it ends the transaction so the session can be used again.
 '@
     Parameters  = @{
-        Session  = 'The session, also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

@@ -233,7 +233,7 @@ public sealed partial class AequorClient
             return dead
                 ? (false, TimeSpan.Zero, new AequorTransactionLostException(
                     "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false)
-                : (false, TimeSpan.Zero, null, false);
+                : (false, TimeSpan.Zero, TimedOut(cause, statement, inTransaction: true), false);
         }
 
         var cancelled = cancellationToken.IsCancellationRequested || ex is OperationCanceledException;
@@ -241,7 +241,10 @@ public sealed partial class AequorClient
         {
             // A connection that broke after the statement was sent (a command timeout on a stalled network)
             // leaves the outcome unknown whatever the failure's class: say so rather than leak a transport error.
-            var mayHaveRun = stage == SendStage.Sent || (stage == SendStage.BehindPrefix && cause is not PostgresException);
+            // The server's ERROR is its verdict: the statement failed and was rolled back, even where Npgsql drops the
+            // connection after it (a Bind with the wrong number of parameters, 08P01).
+            var mayHaveRun = cause is not PostgresException { InvariantSeverity: "ERROR" }
+                && (stage == SendStage.Sent || (stage == SendStage.BehindPrefix && cause is not PostgresException));
             if (dead && !replaced && !cancelled && mayHaveRun)
             {
                 return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
@@ -249,7 +252,8 @@ public sealed partial class AequorClient
                     cause), false);
             }
 
-            return (false, TimeSpan.Zero, replaced ? cause : null, false);
+            var own = replaced ? cause : dead || cancelled ? null : TimedOut(cause, statement, inTransaction: false);
+            return (false, TimeSpan.Zero, own, false);
         }
 
         // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
@@ -277,6 +281,29 @@ public sealed partial class AequorClient
         return call.Budget.TryTake(RetryPhase.Statement, out var delay)
             ? (true, delay, null, false)
             : (false, TimeSpan.Zero, replaced ? cause : null, false);
+    }
+
+    /// <summary>
+    /// A command timeout on a connection that is still open, as the caller's own error; null for any other failure.
+    /// Npgsql reports the timeout only when the server answered its cancel request with 57014 (had the statement
+    /// finished first, its result would have come instead; had the server not answered, the connection would be
+    /// broken): so the statement was cancelled and rolled back. Its message is just "Exception while reading from stream".
+    /// </summary>
+    private AequorCommandTimeoutException? TimedOut(Exception? cause, AequorStatement statement, bool inTransaction)
+    {
+        if (cause is not (TimeoutException or NpgsqlException { InnerException: TimeoutException }))
+        {
+            return null;
+        }
+
+        var seconds = statement.CommandTimeout ?? _baseBuilder.CommandTimeout;
+        return new AequorCommandTimeoutException(
+            $"The statement ran past its command timeout ({seconds} s) and the server cancelled it: it did not take effect. The connection is still open"
+                + (inTransaction ? "; the transaction is now aborted: roll it back." : "."),
+            cause)
+        {
+            TimeoutSeconds = seconds,
+        };
     }
 
     private async Task<(NpgsqlDataReader Reader, IAsyncDisposable Command)> SendPlainAsync(
@@ -474,7 +501,7 @@ public sealed partial class AequorClient
     {
         var connection = _connection;
         var dead = connection is null || generation != Generation || IsConnectionFailure(failure, connection);
-        Exception result = failure;
+        Exception result = dead ? failure : TimedOut(failure, statement, _transaction is not null) ?? failure;
         if (dead)
         {
             if (connection is not null && generation == Generation && _transaction is not null)
@@ -487,6 +514,8 @@ public sealed partial class AequorClient
             result = _transactionLost
                 ? new AequorTransactionLostException(
                     "The connection was lost inside a transaction while reading results: the transaction is lost (the server rolled it back) and nothing was retried.", failure)
+                : failure is PostgresException { InvariantSeverity: "ERROR" }
+                ? failure // The server's verdict: the statement failed and was rolled back.
                 : new AequorOutcomeUnknownException(
                     $"The connection was lost while reading the results of a statement that had already been sent ({rowsRead} rows read): its outcome is unknown and it was not retried — a retry is only possible before the first row is handed out.",
                     failure);

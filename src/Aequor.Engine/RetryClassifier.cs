@@ -21,8 +21,13 @@ internal enum FailureKind
 
 /// <summary>
 /// Sorts failures the way pg-aequor does (class 08, 57P01–57P03, 53300, transport errors), except that
-/// 40001/40P01 are retried only on request and that a command timeout on a live connection is the caller's
-/// own limit, never a reason to run the statement again.
+/// 40001/40P01 are retried only on request, that a command timeout on a live connection is the caller's
+/// own limit, never a reason to run the statement again, and that a server error of those classes sent
+/// with severity ERROR is the statement's own failure: the server goes on with the session (a FATAL ends
+/// it). PostgreSQL answers a Bind with the wrong number of parameters with ERROR 08P01, and dblink or
+/// postgres_fdw report a remote server they could not reach with ERROR 08001 — treated as a lost
+/// connection, a healthy session was thrown away and the caller told its statement's outcome was unknown,
+/// when the server had rejected it.
 /// </summary>
 internal static class RetryClassifier
 {
@@ -36,7 +41,7 @@ internal static class RetryClassifier
 
         if (exception is PostgresException pg)
         {
-            return ClassifySqlState(pg.SqlState);
+            return ClassifyServerError(pg);
         }
 
         if (exception is NpgsqlException npgsql)
@@ -58,9 +63,17 @@ internal static class RetryClassifier
         _ => FailureKind.Permanent,
     };
 
+    /// <summary>A server's error: by its SQLSTATE, except that one the session survives never counts as a lost connection.</summary>
+    public static FailureKind ClassifyServerError(PostgresException error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var kind = ClassifySqlState(error.SqlState);
+        return kind == FailureKind.ConnectionLost && error.InvariantSeverity == "ERROR" ? FailureKind.Permanent : kind;
+    }
+
     private static FailureKind ClassifyTransport(Exception exception, bool connecting) => exception switch
     {
-        PostgresException pg => ClassifySqlState(pg.SqlState),
+        PostgresException pg => ClassifyServerError(pg),
         SocketException or IOException => FailureKind.ConnectionLost,
         // A connect timeout is the network's; a command timeout is the statement's own limit.
         TimeoutException => connecting ? FailureKind.ConnectionLost : FailureKind.Permanent,

@@ -57,6 +57,11 @@ internal static class Errors
             errorId = ErrorIds.ConnectFailed;
             category = sqlState is null ? ErrorCategory.ConnectionError : CategoryOf(sqlState, ErrorCategory.ConnectionError);
         }
+        else if (ex is Aequor.Engine.AequorCommandTimeoutException)
+        {
+            // The same ErrorId as any failed query (scripts match on it); the category tells a timeout apart.
+            category = ErrorCategory.OperationTimeout;
+        }
         else if (ex is Aequor.Engine.AequorConfigurationException)
         {
             errorId = ErrorIds.InvalidParameter;

@@ -41,7 +41,10 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     [AllowNull]
     public object? Parameters { get; set; }
 
+    /// <summary>A session, or its name.</summary>
     [Parameter]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession? Session { get; set; }
 
     /// <summary>PSObject (default), Scalar, NonQuery or DataTable.</summary>

@@ -14,7 +14,10 @@ namespace Aequor.PowerShell;
 [OutputType(typeof(AequorReapResult))]
 public sealed class InvokeAequorReapCommand : AequorCmdlet
 {
+    /// <summary>A session, or its name.</summary>
     [Parameter(ValueFromPipeline = true)]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession? Session { get; set; }
 
     /// <summary>Overrides MaxIdleConnectionsToKill for this pass.</summary>

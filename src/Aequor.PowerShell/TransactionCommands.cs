@@ -5,7 +5,10 @@ namespace Aequor.PowerShell;
 /// <summary>Shared by the three transaction cmdlets: a session, and one engine call mapped to stable errors.</summary>
 public abstract class AequorTransactionCmdlet : AequorCmdlet
 {
+    /// <summary>A session, or its name.</summary>
     [Parameter(ValueFromPipeline = true)]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession? Session { get; set; }
 
     /// <summary>Writes the session, for chaining.</summary>

@@ -116,6 +116,20 @@ public sealed class ClientRetryPolicyTests
     public void SqlStates_are_classified_like_pg_aequor(string sqlState, string expected) =>
         Assert.Equal(expected, RetryClassifier.ClassifySqlState(sqlState).ToString());
 
+    [Theory]
+    [InlineData("08P01", "ERROR", "Permanent")] // a Bind with the wrong number of parameters: the session goes on
+    [InlineData("08001", "ERROR", "Permanent")] // dblink could not reach its remote server
+    [InlineData("08P01", "FATAL", "ConnectionLost")]
+    [InlineData("57P01", "FATAL", "ConnectionLost")]
+    [InlineData("53300", "FATAL", "TooManyConnections")]
+    [InlineData("40001", "ERROR", "SerializationFailure")]
+    public void A_server_error_the_session_survives_is_never_a_lost_connection(string sqlState, string severity, string expected)
+    {
+        var error = new PostgresException("message", severity, severity, sqlState);
+        Assert.Equal(expected, RetryClassifier.Classify(error, connecting: false).ToString());
+        Assert.Equal(expected, RetryClassifier.Classify(new NpgsqlException("wrapped", error), connecting: false).ToString());
+    }
+
     [Fact]
     public void Serialization_failures_are_retryable_only_on_request()
     {

@@ -158,6 +158,16 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
     }
 
+    It 'too few -Parameters is the server''s 08P01 bind error, not an unknown outcome, and the session goes on' {
+        $errs = $null
+        Invoke-AequorQuery 'SELECT $1::int, $2::int' -Parameters 1 -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+        $errs[0].Exception.SqlState | Should -Be '08P01'
+        $errs[0].Exception.Message | Should -Match 'bind message supplies 1 parameters'
+        Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
+    }
+
     It 'queries from the pipeline each run, and an error stops none of the others' {
         $out = 'SELECT 1 AS v', 'SELECT broken', 'SELECT 3 AS v' | Invoke-AequorQuery -ErrorAction SilentlyContinue
         $out.v | Should -Be @(1, 3)
@@ -168,8 +178,38 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $sw = [Diagnostics.Stopwatch]::StartNew()
         try { Invoke-AequorQuery 'SELECT pg_sleep(10)' -CommandTimeout 1 -ErrorAction Stop } catch { $err = $_ }
         $sw.ElapsedMilliseconds | Should -BeLessThan 8000
-        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+        $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
+        $err.Exception.Message | Should -Match 'ran past its command timeout \(1 s\) and the server cancelled it: it did not take effect'
         Invoke-AequorQuery 'SELECT 2' -As Scalar | Should -Be 2
+    }
+
+    It '-Session takes a session''s name; an unknown name fails naming the open ones; the names complete' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                param($module, $cs, $secret)
+                Import-Module $module
+                $first = Connect-Aequor $cs -CoordinationSecret $secret -ServiceName names -Name first
+                $second = Connect-Aequor $cs -CoordinationSecret $secret -ServiceName names -Name second
+                [pscustomobject]@{
+                    FirstPid     = $first.BackendPid
+                    ByName       = Invoke-AequorQuery -Session FIRST 'SELECT pg_backend_pid()' -As Scalar
+                    Default      = Invoke-AequorQuery 'SELECT pg_backend_pid()' -As Scalar
+                    SecondPid    = $second.BackendPid
+                    Unknown      = $(try { Invoke-AequorQuery -Session third 'SELECT 1' -ErrorAction Stop; 'no error' } catch { $_.Exception.Message })
+                    InTx         = & { 'first' | Start-AequorTransaction; $first.InTransaction; Undo-AequorTransaction -Session first }
+                    Completions  = (TabExpansion2 -inputScript ($line = 'Invoke-AequorQuery -Session s') -cursorColumn $line.Length).CompletionMatches.CompletionText -join ','
+                }
+            }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret)
+            $r = $ps.Invoke()[0]
+            $ps.Streams.Error | Should -BeNullOrEmpty
+            $r.ByName | Should -Be $r.FirstPid
+            $r.Default | Should -Be $r.SecondPid
+            $r.Unknown | Should -Match "no Aequor session named 'third'. Open in this runspace: 'first', 'second'"
+            $r.InTx | Should -BeTrue
+            $r.Completions | Should -Be 'second'
+        } finally { $ps.Dispose() }
     }
 
     It 'no session gives AequorNoSession' {

@@ -1,0 +1,33 @@
+using System.Management.Automation;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// Lets <c>-Session</c> take a session's name as well as the object: <c>-Session reporting</c> is what people
+/// type after <c>Connect-Aequor -Name reporting</c>. The name is looked up among the calling runspace's
+/// sessions (case-insensitive, as <c>Get-AequorSession -Name</c> does); an unknown one fails the binding with
+/// the names that are open.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
+public sealed class SessionTransformationAttribute : ArgumentTransformationAttribute
+{
+    public override object? Transform(EngineIntrinsics engineIntrinsics, object? inputData)
+    {
+        var value = inputData is PSObject wrapped ? wrapped.BaseObject : inputData;
+        if (value is not string name)
+        {
+            return inputData;
+        }
+
+        var sessions = SessionStore.Current;
+        if (sessions.Find(name) is { } session)
+        {
+            return session;
+        }
+
+        var open = sessions.Snapshot().Select(s => $"'{s.Name}'").ToList();
+        throw new ArgumentTransformationMetadataException(open.Count == 0
+            ? $"There is no Aequor session named '{name}': this runspace has none open. Run Connect-Aequor -Name {name} first."
+            : $"There is no Aequor session named '{name}'. Open in this runspace: {string.Join(", ", open)}.");
+    }
+}

@@ -1,0 +1,116 @@
+using Npgsql;
+
+namespace Aequor.Engine.Tests;
+
+/// <summary>
+/// Server errors of the classes PostgreSQL also uses for dead connections (08, 57P0x), sent at severity ERROR:
+/// the statement failed and was rolled back, so the caller gets the server's own verdict, never "outcome unknown",
+/// and nothing is retried.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ClientStatementErrorTests(PostgresFixture db)
+{
+    private AequorClient NewClient() => new(new AequorClientOptions
+    {
+        ConnectionString = db.AppConnectionString,
+        CoordinationSecret = ClientTestKit.Secret,
+        ServiceName = "statement-errors",
+        Reaper = false,
+    });
+
+    [Fact]
+    public async Task An_error_of_class_08_on_a_live_session_is_the_statements_own_and_keeps_the_connection()
+    {
+        await using var client = NewClient();
+        var log = new ClientTestKit.EventLog(client);
+        await client.ConnectAsync(CancellationToken.None);
+        var pid = client.BackendPid;
+
+        // What dblink or postgres_fdw raise when their remote server is down: the session itself is fine.
+        var error = await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteNonQueryAsync(
+            new AequorStatement("DO $$ BEGIN RAISE EXCEPTION 'remote server unreachable' USING ERRCODE = '08001'; END $$"), CancellationToken.None));
+        Assert.Equal("08001", error.SqlState);
+
+        Assert.Equal(0, client.Counters.Retries);
+        Assert.Equal(0, client.Counters.ClientDeaths);
+        Assert.Empty(log.Of<AequorClientDeadEvent>());
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+        Assert.Equal(pid, client.BackendPid);
+    }
+
+    [Fact]
+    public async Task A_bind_with_too_few_parameters_reports_the_servers_error_not_an_unknown_outcome_and_is_not_retried()
+    {
+        await using var client = NewClient();
+        await client.ConnectAsync(CancellationToken.None);
+
+        // 08P01 at severity ERROR; Npgsql drops the connection after it, but the server rejected the statement.
+        var error = await Assert.ThrowsAsync<PostgresException>(() =>
+            client.ExecuteScalarAsync(new AequorStatement("SELECT $1::int, $2::int") { PositionalParameters = [1], Idempotent = true }, CancellationToken.None));
+        Assert.Equal("08P01", error.SqlState);
+        Assert.Contains("bind message supplies 1 parameters", error.MessageText, StringComparison.Ordinal);
+        Assert.Equal(0, client.Counters.Retries);
+
+        // The session goes on: the next statement gets a fresh connection if the old one was dropped.
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_command_timeout_is_its_own_error_the_write_did_not_take_effect_and_the_connection_stays()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "timeout");
+        await using var client = NewClient();
+        await client.ConnectAsync(CancellationToken.None);
+        var pid = client.BackendPid;
+
+        var error = await Assert.ThrowsAsync<AequorCommandTimeoutException>(() => client.ExecuteNonQueryAsync(
+            new AequorStatement($"INSERT INTO {table} VALUES (1); SELECT pg_sleep(10)") { CommandTimeout = 1, Idempotent = true }, CancellationToken.None));
+        Assert.Equal(1, error.TimeoutSeconds);
+        Assert.Contains("command timeout (1 s)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("did not take effect", error.Message, StringComparison.Ordinal);
+
+        Assert.Equal(0, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
+        Assert.Equal(0, client.Counters.Retries);
+        Assert.Equal(0, client.Counters.ClientDeaths);
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+        Assert.Equal(pid, client.BackendPid);
+    }
+
+    [Fact]
+    public async Task A_command_timeout_inside_a_transaction_says_the_transaction_is_aborted()
+    {
+        await using var client = NewClient();
+        await client.BeginTransactionAsync(CancellationToken.None);
+        var pid = client.BackendPid;
+
+        var error = await Assert.ThrowsAsync<AequorCommandTimeoutException>(() => client.ExecuteScalarAsync(
+            new AequorStatement("SELECT pg_sleep(10)") { CommandTimeout = 1 }, CancellationToken.None));
+        Assert.Contains("transaction is now aborted", error.Message, StringComparison.Ordinal);
+
+        var aborted = await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), CancellationToken.None));
+        Assert.Equal("25P02", aborted.SqlState);
+        await client.RollbackAsync(CancellationToken.None);
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+        Assert.Equal(pid, client.BackendPid);
+    }
+
+    [Fact]
+    public async Task A_command_timeout_after_rows_were_handed_out_is_the_same_error()
+    {
+        await using var client = NewClient();
+        await client.ConnectAsync(CancellationToken.None);
+        var pid = client.BackendPid;
+
+        // The first row fills the server's 8 KB output buffer, so it is sent before the sleep begins.
+        await using var reader = await client.ExecuteReaderAsync(
+            new AequorStatement("SELECT repeat('x', 100000) UNION ALL SELECT pg_sleep(10)::text") { CommandTimeout = 1 }, CancellationToken.None);
+        Assert.True(await reader.ReadAsync(CancellationToken.None));
+        Assert.Equal(100_000, ((string)reader.GetValue(0)!).Length);
+        var error = await Assert.ThrowsAsync<AequorCommandTimeoutException>(() => reader.ReadAsync(CancellationToken.None));
+        Assert.Equal(1, error.TimeoutSeconds);
+        await reader.DisposeAsync();
+
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+        Assert.Equal(pid, client.BackendPid);
+    }
+}
