@@ -88,7 +88,14 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
 
         // A session handed over from another runspace leaves that runspace's list too.
         session.Owner?.Remove(session);
+        var openTransaction = session.InTransaction;
         session.Close();
+        if (openTransaction)
+        {
+            // Closing the connection makes the server roll it back: a script that forgot Complete-AequorTransaction must hear of it.
+            WriteWarning($"Session '{session.Name}' had an open transaction: closing it rolled the transaction back, and nothing of it was committed.");
+        }
+
         WriteVerbose($"Closed session '{session.Name}'.");
     }
 }

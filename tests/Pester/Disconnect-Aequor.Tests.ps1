@@ -27,6 +27,24 @@ Describe 'Disconnect-Aequor' {
         $y.State | Should -Be 'Closed'
     }
 
+    It 'warns that an open transaction was rolled back, and nothing of it is committed' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name opentx
+        $table = 'disc_' + [Guid]::NewGuid().ToString('N').Substring(0, 8)
+        $null = Invoke-AequorQuery "CREATE TABLE $table (id int)" -Session $s
+        Start-AequorTransaction -Session $s
+        $null = Invoke-AequorQuery "INSERT INTO $table VALUES (1)" -Session $s
+        $warnings = $null
+        Disconnect-Aequor -Session $s -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings.Count | Should -Be 1
+        "$($warnings[0])" | Should -Match "Session 'opentx' had an open transaction: closing it rolled the transaction back"
+        Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
+
+        $quiet = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name notx
+        Disconnect-Aequor -Session $quiet -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings.Count | Should -Be 0
+        $null = Invoke-AequorQuery "DROP TABLE $table" -Session (Get-Observer)
+    }
+
     It '-All closes every session of the runspace' {
         $sessions = 1..3 | ForEach-Object { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "all$_" }
         Disconnect-Aequor -All
