@@ -8,7 +8,7 @@
       Test     Package, then xunit (engine) and Pester (cmdlets, module, package) against one real PostgreSQL;
                ends with 'N passed, N failed'
       Demo     the frozen-worker scenario against a throwaway local PostgreSQL
-      Bench    Release build, then every benchmark (statement overhead, storm, reaper scaling, and when
+      Bench    Release build, then every benchmark (statement overhead, storm, reaper scaling, connect, and when
                present bench/ImportCost.ps1 and bench/CmdletLayer.ps1 against the staged module); prints
                one table of ratios, each against a baseline measured in the same run, and rewrites
                docs/benchmarks.md with it and the machine. On demand only: several minutes.
@@ -454,6 +454,7 @@ function Invoke-Bench {
     Invoke-BenchStep 'statement overhead' 'dotnet' @($benchDll, 'overhead', '150')
     Invoke-BenchStep 'storm' 'dotnet' @($benchDll, 'storm')
     Invoke-BenchStep 'reaper scaling' 'dotnet' @($benchDll, 'reaper', '5')
+    Invoke-BenchStep 'connect' 'dotnet' @($benchDll, 'connect', '15')
 
     $psd1 = Join-Path (Get-StagedModuleDir) 'Aequor.psd1'
     $scripts = @(

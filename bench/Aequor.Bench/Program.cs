@@ -6,6 +6,7 @@ using Aequor.Bench;
 //   dotnet run -c Release --project bench/Aequor.Bench -- overhead [rounds]   statement overhead vs raw Npgsql (default)
 //   dotnet run -c Release --project bench/Aequor.Bench -- storm               zombie storm: 50 frozen leases, 30 new clients
 //   dotnet run -c Release --project bench/Aequor.Bench -- reaper [passes]     one reaper pass at 100 and 1,000 idle leases
+//   dotnet run -c Release --project bench/Aequor.Bench -- connect [rounds]    a new connection + first statement vs raw Npgsql
 //   (holder: internal, the frozen process of the storm; see StormHolder.cs)
 var mode = args.Length > 0 && !char.IsAsciiDigit(args[0][0]) ? args[0] : "overhead";
 var rest = args.Length > 0 && mode == args[0] ? args[1..] : args;
@@ -16,12 +17,13 @@ return mode switch
     "overhead" => await StatementOverheadBench.RunAsync(Number(0) ?? 300),
     "storm" => await StormBench.RunAsync(),
     "reaper" => await ReaperScalingBench.RunAsync(Number(0) ?? 5),
+    "connect" => await ConnectOverheadBench.RunAsync(Number(0) ?? 15),
     StormHolder.Mode => await StormHolder.RunAsync(),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Aequor.Bench [overhead [rounds] | storm | reaper [passes]]");
+    Console.Error.WriteLine("usage: Aequor.Bench [overhead [rounds] | storm | reaper [passes] | connect [rounds]]");
     return 2;
 }
