@@ -243,7 +243,7 @@ public sealed partial class AequorClient
             // leaves the outcome unknown whatever the failure's class: say so rather than leak a transport error.
             // The server's ERROR is its verdict: the statement failed and was rolled back, even where Npgsql drops the
             // connection after it (a Bind with the wrong number of parameters, 08P01).
-            var mayHaveRun = cause is not PostgresException { InvariantSeverity: "ERROR" }
+            var mayHaveRun = !RetryClassifier.IsStatementError(cause)
                 && (stage == SendStage.Sent || (stage == SendStage.BehindPrefix && cause is not PostgresException));
             if (dead && !replaced && !cancelled && mayHaveRun)
             {
@@ -514,8 +514,8 @@ public sealed partial class AequorClient
             result = _transactionLost
                 ? new AequorTransactionLostException(
                     "The connection was lost inside a transaction while reading results: the transaction is lost (the server rolled it back) and nothing was retried.", failure)
-                : failure is PostgresException { InvariantSeverity: "ERROR" }
-                ? failure // The server's verdict: the statement failed and was rolled back.
+                : RetryClassifier.IsStatementError(failure)
+                ? failure
                 : new AequorOutcomeUnknownException(
                     $"The connection was lost while reading the results of a statement that had already been sent ({rowsRead} rows read): its outcome is unknown and it was not retried — a retry is only possible before the first row is handed out.",
                     failure);

@@ -68,8 +68,14 @@ internal static class RetryClassifier
     {
         ArgumentNullException.ThrowIfNull(error);
         var kind = ClassifySqlState(error.SqlState);
-        return kind == FailureKind.ConnectionLost && error.InvariantSeverity == "ERROR" ? FailureKind.Permanent : kind;
+        return kind == FailureKind.ConnectionLost && IsStatementError(error) ? FailureKind.Permanent : kind;
     }
+
+    /// <summary>
+    /// The server rejected the statement with severity ERROR: it failed and was rolled back, whatever its class,
+    /// even where Npgsql drops the connection afterwards (08P01) — its outcome is known.
+    /// </summary>
+    public static bool IsStatementError(Exception? exception) => exception is PostgresException { InvariantSeverity: "ERROR" };
 
     private static FailureKind ClassifyTransport(Exception exception, bool connecting) => exception switch
     {
