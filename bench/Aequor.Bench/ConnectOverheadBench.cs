@@ -89,16 +89,11 @@ internal static class ConnectOverheadBench
             }
         }
 
-        static double Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToList();
-            return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-        }
-
-        var ratio = Median(raw.Zip(aequor, (a, b) => b / a));
+        var perRound = raw.Zip(aequor, (a, b) => b / a).ToList();
+        var ratio = BenchMath.Median(perRound);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"connect + lookup: raw {Median(raw):0.00} ms, Aequor {Median(aequor):0.00} ms (medians); per-round ratio median {ratio:0.000}, range {raw.Zip(aequor, (a, b) => b / a).Min():0.000}–{raw.Zip(aequor, (a, b) => b / a).Max():0.000}"));
-        BenchLine.Write("connect.first_statement", Median(aequor), "ms/connect", Median(raw), "-", null, ratio);
+            $"connect + lookup: raw {BenchMath.Median(raw):0.00} ms, Aequor {BenchMath.Median(aequor):0.00} ms (medians); per-round ratio median {ratio:0.000}, range {perRound.Min():0.000}–{perRound.Max():0.000}"));
+        BenchLine.Write("connect.first_statement", BenchMath.Median(aequor), "ms/connect", BenchMath.Median(raw), "-", null, ratio);
         return 0;
     }
 }

@@ -49,7 +49,7 @@ internal static class ReaperScalingBench
             Check(r, 0);
         }
 
-        Console.WriteLine($"reaper pass: empty {Median(empty):0.0} ms (median of {empty.Count})");
+        Console.WriteLine($"reaper pass: empty {BenchMath.Median(empty):0.0} ms (median of {empty.Count})");
         var results = new Dictionary<int, (double Ms, int RoundTrips, int Scanned)>();
         foreach (var size in new[] { 100, 1_000 })
         {
@@ -76,9 +76,9 @@ internal static class ReaperScalingBench
                 }
 
                 var (foreign, unexpired) = population.SurvivorsCheck(size / 4);
-                results[size] = (Median(times), roundTrips.Max(), scanned);
+                results[size] = (BenchMath.Median(times), roundTrips.Max(), scanned);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  {size,5} backends: pass {Median(times):0.0} ms (median of {times.Count}; min {times.Min():0.0}, max {times.Max():0.0}), {roundTrips.Max()} round trips, scanned {scanned}, killed 10 each; foreign alive {foreign}/{size / 4}, unexpired alive {unexpired}/{size / 4}"));
+                    $"  {size,5} backends: pass {BenchMath.Median(times):0.0} ms (median of {times.Count}; min {times.Min():0.0}, max {times.Max():0.0}), {roundTrips.Max()} round trips, scanned {scanned}, killed 10 each; foreign alive {foreign}/{size / 4}, unexpired alive {unexpired}/{size / 4}"));
                 if (foreign != size / 4 || unexpired != size / 4)
                 {
                     throw new InvalidOperationException("A pass killed a backend it must not kill.");
@@ -90,7 +90,7 @@ internal static class ReaperScalingBench
             }
         }
 
-        BenchLine.Write("reaper.pass.100", results[100].Ms, "ms", Median(empty), "roundtrips==2", results[100].RoundTrips == 2);
+        BenchLine.Write("reaper.pass.100", results[100].Ms, "ms", BenchMath.Median(empty), "roundtrips==2", results[100].RoundTrips == 2);
         BenchLine.Write("reaper.pass.1000", results[1_000].Ms, "ms", results[100].Ms, "roundtrips==2", results[1_000].RoundTrips == 2);
         return 0;
     }
@@ -110,12 +110,6 @@ internal static class ReaperScalingBench
         {
             throw new InvalidOperationException($"Unexpected pass: {result}");
         }
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     /// <summary>The idle leased backends, held open by this process (idle on the server all the same).</summary>

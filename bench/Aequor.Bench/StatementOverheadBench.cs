@@ -137,19 +137,13 @@ internal static class StatementOverheadBench
             }
         }
 
-        static double Median(List<double> values)
-        {
-            var sorted = values.Order().ToList();
-            return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-        }
-
         Console.WriteLine();
         Console.WriteLine($"{"statement",-12} {"raw µs (median)",16} {"client µs (median)",19} {"ratio (medians)",16} {"ratio (per-round median)",25} {"ratio (best rounds)",20}");
         foreach (var (name, (rawTimes, clientTimes)) in results)
         {
             var perRound = rawTimes.Zip(clientTimes, (a, b) => b / a).ToList();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{name,-12} {Median(rawTimes),16:0.0} {Median(clientTimes),19:0.0} {Median(clientTimes) / Median(rawTimes),16:0.000} {Median(perRound),25:0.000} {clientTimes.Min() / rawTimes.Min(),20:0.000}"));
+                $"{name,-12} {BenchMath.Median(rawTimes),16:0.0} {BenchMath.Median(clientTimes),19:0.0} {BenchMath.Median(clientTimes) / BenchMath.Median(rawTimes),16:0.000} {BenchMath.Median(perRound),25:0.000} {clientTimes.Min() / rawTimes.Min(),20:0.000}"));
         }
 
         Console.WriteLine();
@@ -159,8 +153,8 @@ internal static class StatementOverheadBench
         foreach (var (name, key) in new[] { ("SELECT 1", "overhead.select1"), ("1,000 rows", "overhead.rows1000") })
         {
             var (rawTimes, clientTimes) = results[name];
-            var ratio = Median(rawTimes.Zip(clientTimes, (a, b) => b / a).ToList());
-            BenchLine.Write(key, Median(clientTimes), "us/stmt", Median(rawTimes), Target, ratio <= 1.02, ratio);
+            var ratio = BenchMath.Median(rawTimes.Zip(clientTimes, (a, b) => b / a).ToList());
+            BenchLine.Write(key, BenchMath.Median(clientTimes), "us/stmt", BenchMath.Median(rawTimes), Target, ratio <= 1.02, ratio);
         }
 
         return 0;
