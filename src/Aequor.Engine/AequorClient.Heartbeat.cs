@@ -175,7 +175,7 @@ public sealed partial class AequorClient
             {
                 if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                    _clock.Observe(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, lease is null ? 0 : 1));
                     _probedOnConnection = true;
                 }
             }

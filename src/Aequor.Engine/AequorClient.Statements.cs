@@ -393,7 +393,7 @@ public sealed partial class AequorClient
                     throw new InvalidOperationException("The clock reading returned no row.");
                 }
 
-                _clock.Observe(sentAt, _clock.ClientNowMs(), reader.GetInt64(lease is null ? 0 : 1));
+                _clock.Observe(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, lease is null ? 0 : 1));
                 _probedOnConnection = true;
 
                 // Consumes the prefix's CommandComplete: from here on, the statement may have started.

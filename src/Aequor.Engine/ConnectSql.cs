@@ -15,7 +15,7 @@ internal static class ConnectSql
     /// <summary>Changes whenever a type is created or dropped (a new type takes a new, higher oid). A scan of a few hundred rows.</summary>
     private const string Fingerprint = "(SELECT count(*)::text || '/' || max(oid::int8)::text FROM pg_type)";
 
-    private const string Lease = "set_config('application_name', $1, false), (extract(epoch FROM clock_timestamp()) * 1000)::int8";
+    private const string Lease = "set_config('application_name', $1, false), clock_timestamp()";
 
     /// <summary>
     /// The reaper's count of used slots (<see cref="ReaperSql.UsedConnections"/>), on the activity function itself:

@@ -26,10 +26,10 @@ internal static class Heartbeat
     /// therefore never renews inside a transaction and judges the lease only by the application_name the
     /// server reports back (ParameterStatus), never by what it sent.
     /// </summary>
-    public const string RenewSql = "SELECT set_config('application_name', $1, false), (extract(epoch FROM clock_timestamp()) * 1000)::int8";
+    public const string RenewSql = "SELECT set_config('application_name', $1, false), clock_timestamp()";
 
     /// <summary>A clock reading that also proves the connection is alive: see <see cref="AequorClient"/>.</summary>
-    public const string ProbeSql = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8";
+    public const string ProbeSql = "SELECT clock_timestamp()";
 
     /// <summary>Clock readings are off by up to half a round trip; skew below this is left alone.</summary>
     public const int SkewToleranceMs = 1_000;

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace Aequor.Engine;
 
 /// <summary>
@@ -22,6 +24,18 @@ internal sealed class ServerClock
     public long OffsetMs => _offsetMs;
 
     public long ClientNowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>
+    /// A <c>clock_timestamp()</c> column in Unix milliseconds. Read as a timestamptz rather than computed on the
+    /// server as <c>(extract(epoch FROM …) * 1000)::int8</c>: on a fresh backend that numeric arithmetic's first
+    /// catalogue lookups cost ~1.6 ms of every connect (connect + first statement 1.23× raw Npgsql against 1.17×,
+    /// 3 interleaved pairs). As a DateTimeOffset it is right whichever timestamp mode Npgsql runs in.
+    /// </summary>
+    public static long ReadDatabaseMs(NpgsqlDataReader reader, int ordinal)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        return reader.GetFieldValue<DateTimeOffset>(ordinal).ToUnixTimeMilliseconds();
+    }
 
     public long DatabaseNowMs() => ClientNowMs() + _offsetMs;
 
