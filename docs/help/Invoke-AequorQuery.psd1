@@ -7,7 +7,7 @@ By default each row is written as a PSCustomObject as soon as it arrives (the re
 
 -As Scalar writes the first column of the first row, -As NonQuery the number of rows affected, -As DataTable one System.Data.DataTable per result set.
 
-Ctrl+C (or stopping the pipeline) cancels the statement on the server at once. Retries, reconnects and heartbeats are reported on the Verbose stream; a retry also writes a warning. Nothing is retried inside a transaction, and a statement that may have reached the server is retried only with -Idempotent.
+Ctrl+C (or stopping the pipeline) cancels the statement on the server at once. Retries, reconnects and heartbeats are reported on the Verbose stream; a retry also writes a warning. What the server raises while the statement runs is shown as psql shows it: a WARNING (RAISE WARNING, "there is no transaction in progress") as a warning, a NOTICE or INFO (RAISE NOTICE in a migration) on the Verbose stream. Nothing is retried inside a transaction, and a statement that may have reached the server is retried only with -Idempotent.
 
 A failing statement is a non-terminating AequorQueryFailed error carrying the SQLSTATE ($_.Exception.SqlState); with several queries from the pipeline the others still run.
 '@

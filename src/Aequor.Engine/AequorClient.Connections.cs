@@ -168,6 +168,7 @@ public sealed partial class AequorClient
         try
         {
             connection = shared.DataSource.CreateConnection();
+            connection.Notice += RaiseNotice;
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             await CompleteConnectAsync(connection, shared, cancellationToken).ConfigureAwait(false);
         }
@@ -275,6 +276,15 @@ public sealed partial class AequorClient
         if (OnClientDead is { } dead)
         {
             EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, source, error, pid), Counters);
+        }
+    }
+
+    private void RaiseNotice(object sender, NpgsqlNoticeEventArgs e)
+    {
+        if (OnNotice is { } handlers)
+        {
+            var n = e.Notice;
+            EventDispatch.Raise(handlers, this, new AequorNoticeEvent(n.InvariantSeverity, n.SqlState, n.MessageText, n.Detail, n.Hint), Counters);
         }
     }
 

@@ -278,9 +278,23 @@ public sealed partial class AequorClient
         }
 
         call.Budget ??= new RetryBudget(_options, _random, call.StartedAt);
-        return call.Budget.TryTake(RetryPhase.Statement, out var delay)
-            ? (true, delay, null, false)
-            : (false, TimeSpan.Zero, replaced ? cause : null, false);
+        if (call.Budget.TryTake(RetryPhase.Statement, out var delay))
+        {
+            return (true, delay, null, false);
+        }
+
+        if (dead && neverRan && kind != FailureKind.SerializationFailure)
+        {
+            // No working connection lasted until the statement started (found by the soak: a worker frozen past its
+            // time budget came back to a reaped backend twice). Like a connect whose retries are spent, not the
+            // server's "terminating connection" of one of the attempts: the statement provably did not run.
+            var last = cause ?? ex;
+            return (false, TimeSpan.Zero, new AequorConnectFailedException(
+                $"The statement was not run: the connection was lost before it started, and the retries are spent ({call.Budget.RetriesUsed} retries in {call.Budget.Elapsed.TotalSeconds:0.0} s; Retries {_options.Retries}, MaxQueryRetryTimeMs {_options.MaxQueryRetryTimeMs}). Last: {Describe(last)}.",
+                last, call.Budget.RetriesUsed + 1, call.Budget.Elapsed), false);
+        }
+
+        return (false, TimeSpan.Zero, replaced ? cause : null, false);
     }
 
     /// <summary>

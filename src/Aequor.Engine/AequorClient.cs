@@ -128,6 +128,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// <summary>The connection was found dead (or dropped after a failed renewal); the next call reconnects.</summary>
     public event EventHandler<AequorClientDeadEvent>? OnClientDead;
 
+    /// <summary>The server sent a notice (raised on the thread reading the statement's results).</summary>
+    public event EventHandler<AequorNoticeEvent>? OnNotice;
+
     public AequorClientOptions Options => _options;
 
     /// <summary>The normalised service name that goes into leases.</summary>

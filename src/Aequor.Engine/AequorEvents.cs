@@ -3,6 +3,13 @@ namespace Aequor.Engine;
 // The payloads of pg-aequor's hooks. Statements are described by their SQL text and parameter count only:
 // parameter values can carry personal data and never leave the client through an event.
 
+/// <summary>
+/// The server sent a notice while a statement ran: <c>RAISE NOTICE</c>/<c>WARNING</c>/<c>INFO</c> in a function or a
+/// migration, or a warning of its own ("there is no transaction in progress"). <see cref="Severity"/> is the
+/// untranslated one (WARNING, NOTICE, INFO, LOG, DEBUG).
+/// </summary>
+public sealed record AequorNoticeEvent(string Severity, string SqlState, string MessageText, string? Detail, string? Hint);
+
 /// <summary>A physical connection was opened (pg-aequor <c>onConnect {gen}</c>).</summary>
 public sealed record AequorConnectEvent(long Generation, int BackendPid, bool IsReconnect);
 

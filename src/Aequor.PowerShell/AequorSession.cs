@@ -57,6 +57,12 @@ public sealed class AequorSession
                     Invariant($"retrying the connect (retry {e.Retries}) after: {e.Error?.Message}"));
             }
         };
+        // What psql prints: a server WARNING as a warning, the rest (NOTICE, INFO, …) on Verbose.
+        client.OnNotice += (_, e) =>
+        {
+            var text = e.MessageText + (e.Detail is null ? string.Empty : " DETAIL: " + e.Detail) + (e.Hint is null ? string.Empty : " HINT: " + e.Hint);
+            Report(Invariant($"server {e.Severity}: {text}"), e.Severity == "WARNING" ? Invariant($"server WARNING: {text}") : null);
+        };
         client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
         client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
         client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {e.Error.Message}"));

@@ -373,4 +373,37 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         Assert.NotEqual(0, firstPid);
         Assert.NotEqual(firstPid, Assert.IsType<int>(pid));
     }
+
+    [Fact]
+    public async Task Connections_lost_before_the_statement_until_the_retries_are_spent_give_a_connect_failure_not_the_servers_57P01()
+    {
+        // Found by the soak: a worker frozen past its time budget came back to its backend reaped, twice, and the
+        // server's raw "57P01: terminating connection" reached the caller although the statement never ran.
+        await using var leased = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-resilience",
+            Retries = 0,
+        });
+        var killed = new List<int>();
+        leased.Reaper = async (connection, trigger, ct) =>
+        {
+            // Every new connection dies before the statement: its backend is gone, Npgsql does not know yet.
+            killed.Add(connection.ProcessID);
+            Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, connection.ProcessID));
+            await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, connection.ProcessID);
+            return ReapReport.Skipped;
+        };
+
+        var error = await Assert.ThrowsAsync<AequorConnectFailedException>(() =>
+            leased.ExecuteNonQueryAsync(new AequorStatement("SELECT 1"), default));
+        Assert.Equal(2, killed.Count); // the first connect and the one free reconnect; Retries 0
+        Assert.Contains("The statement was not run", error.Message, StringComparison.Ordinal);
+        Assert.Equal("57P01", error.SqlState);
+
+        leased.Reaper = (_, _, _) => Task.FromResult(ReapReport.Skipped);
+        Assert.Equal(1, await leased.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
 }
+

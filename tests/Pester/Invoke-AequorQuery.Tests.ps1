@@ -292,6 +292,14 @@ Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning'
         $s.Retries | Should -BeGreaterOrEqual 1
     }
 
+    It 'a server WARNING is a warning, a NOTICE is said on Verbose' {
+        $warnings = $null
+        $verbose = Invoke-AequorQuery "DO `$`$ BEGIN RAISE NOTICE 'migrated % rows', 42; RAISE WARNING 'index missing' USING HINT = 'create it'; END `$`$" -Verbose -WarningVariable warnings -WarningAction SilentlyContinue 4>&1
+        $warnings.Count | Should -Be 1
+        "$($warnings[0])" | Should -Match "server WARNING: index missing HINT: create it"
+        ($verbose | ForEach-Object { "$_" }) -join "`n" | Should -Match "server NOTICE: migrated 42 rows"
+    }
+
     It 'a renewed lease is said on Verbose' {
         $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -LeaseTtlMs 3000 -Name verbose3
         $before = $s.LeaseExpiresAt
