@@ -236,16 +236,20 @@ public sealed partial class AequorClient
                 : (false, TimeSpan.Zero, TimedOut(cause, statement, inTransaction: true), false);
         }
 
+        // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
+        // runs a batch strictly in order, so the statement behind it never started; or the server rejected the
+        // statement itself (severity ERROR: failed and rolled back, even where Npgsql drops the connection after
+        // it, as after a Bind with the wrong number of parameters, 08P01), a serialization failure included.
+        var neverRan = stage == SendStage.NotSent
+            || (stage == SendStage.BehindPrefix && cause is PostgresException)
+            || RetryClassifier.IsStatementError(cause)
+            || kind == FailureKind.SerializationFailure;
         var cancelled = cancellationToken.IsCancellationRequested || ex is OperationCanceledException;
         if (cancelled || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
         {
             // A connection that broke after the statement was sent (a command timeout on a stalled network)
             // leaves the outcome unknown whatever the failure's class: say so rather than leak a transport error.
-            // The server's ERROR is its verdict: the statement failed and was rolled back, even where Npgsql drops the
-            // connection after it (a Bind with the wrong number of parameters, 08P01).
-            var mayHaveRun = !RetryClassifier.IsStatementError(cause)
-                && (stage == SendStage.Sent || (stage == SendStage.BehindPrefix && cause is not PostgresException));
-            if (dead && !replaced && !cancelled && mayHaveRun)
+            if (dead && !replaced && !cancelled && !neverRan)
             {
                 return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
                     $"The connection broke after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}: {cause?.Message}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
@@ -256,12 +260,6 @@ public sealed partial class AequorClient
             return (false, TimeSpan.Zero, own, false);
         }
 
-        // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
-        // runs a batch strictly in order, so the statement behind it never started; or a serialization
-        // failure, which the server rolled back (retried only when the caller opted in).
-        var neverRan = stage == SendStage.NotSent
-            || (stage == SendStage.BehindPrefix && cause is PostgresException)
-            || kind == FailureKind.SerializationFailure;
         if (!neverRan && !statement.Idempotent)
         {
             return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(

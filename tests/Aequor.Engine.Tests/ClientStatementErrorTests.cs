@@ -34,8 +34,7 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
         Assert.Equal(0, client.Counters.Retries);
         Assert.Equal(0, client.Counters.ClientDeaths);
         Assert.Empty(log.Of<AequorClientDeadEvent>());
-        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
-        Assert.Equal(pid, client.BackendPid);
+        await AssertGoesOnOnTheSameBackendAsync(client, pid);
     }
 
     [Fact]
@@ -72,8 +71,7 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
         Assert.Equal(0, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
         Assert.Equal(0, client.Counters.Retries);
         Assert.Equal(0, client.Counters.ClientDeaths);
-        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
-        Assert.Equal(pid, client.BackendPid);
+        await AssertGoesOnOnTheSameBackendAsync(client, pid);
     }
 
     [Fact]
@@ -90,8 +88,7 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
         var aborted = await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), CancellationToken.None));
         Assert.Equal("25P02", aborted.SqlState);
         await client.RollbackAsync(CancellationToken.None);
-        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
-        Assert.Equal(pid, client.BackendPid);
+        await AssertGoesOnOnTheSameBackendAsync(client, pid);
     }
 
     [Fact]
@@ -110,6 +107,12 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
         Assert.Equal(1, error.TimeoutSeconds);
         await reader.DisposeAsync();
 
+        await AssertGoesOnOnTheSameBackendAsync(client, pid);
+    }
+
+    /// <summary>The session survived the error: the next statement runs, on the very same backend.</summary>
+    private static async Task AssertGoesOnOnTheSameBackendAsync(AequorClient client, int? pid)
+    {
         Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
         Assert.Equal(pid, client.BackendPid);
     }
