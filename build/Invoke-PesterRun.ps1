@@ -18,11 +18,27 @@ $config.Run.PassThru = $true
 $config.Run.Exit = $false
 $config.Output.Verbosity = 'Detailed'
 if ([Console]::IsOutputRedirected -or $env:CI) { $config.Output.RenderMode = 'Plaintext' }
-$config.TestResult.Enabled = $true
-$config.TestResult.OutputFormat = 'NUnitXml'
-$config.TestResult.OutputPath = [IO.Path]::ChangeExtension($ResultPath, '.xml')
+# The NUnit report is written below, not by Invoke-Pester: when Pester's own export fails (a failure message
+# with a control character is not valid XML) it returns no result at all, and the run's counts would be lost.
+$config.TestResult.Enabled = $false
 
-$result = Invoke-Pester -Configuration $config
+$result = $null
+try {
+    $result = Invoke-Pester -Configuration $config
+} catch {
+    Write-Host "Invoke-Pester failed: $($_.Exception.Message)"
+}
+if ($null -eq $result -or $null -eq $result.PassedCount) {
+    # Never 'nothing failed' when Pester could not say what ran.
+    [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; Failures = @('Pester: the run returned no result (see the log above)') } |
+        ConvertTo-Json | Set-Content -Path $ResultPath -Encoding utf8NoBOM
+    exit 1
+}
+try {
+    $result | Export-NUnitReport -Path ([IO.Path]::ChangeExtension($ResultPath, '.xml'))
+} catch {
+    Write-Host "The NUnit report was not written (the counts below stand): $($_.Exception.Message)"
+}
 # Named again just above CI's last line: a log tail must say what failed.
 $firstLine = {
     param($r)
