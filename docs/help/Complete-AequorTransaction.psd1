@@ -2,6 +2,8 @@
     Synopsis    = 'Commits the transaction open on an Aequor session.'
     Description = @'
 Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) the error is terminating and the transaction is over.
+
+After a statement inside the transaction failed (a unique violation, a command timeout), PostgreSQL has aborted the transaction: its COMMIT would quietly roll back. Complete-AequorTransaction then rolls it back and fails with AequorTransactionFailed, "Nothing was committed", naming the first error. To keep the rest of a transaction after an error, run SAVEPOINT before the risky statement and ROLLBACK TO SAVEPOINT after its failure.
 '@
     Parameters  = @{
         Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'

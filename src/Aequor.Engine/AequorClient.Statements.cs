@@ -117,6 +117,7 @@ public sealed partial class AequorClient
                         await CloseAsync(reader, synchronous).ConfigureAwait(false);
                         reader = null;
                         AfterStatement(generation);
+                        _transactionAbortedBy = null;
                         RaiseQueryEnd(statement, parameterCount, recordsScalar, rowsScalar, startedAt, attemptNumber);
                         return value;
                     default:
@@ -125,6 +126,7 @@ public sealed partial class AequorClient
                         await CloseAsync(reader, synchronous).ConfigureAwait(false);
                         reader = null;
                         AfterStatement(generation);
+                        _transactionAbortedBy = null;
                         RaiseQueryEnd(statement, parameterCount, records, 0, startedAt, attemptNumber);
                         return records;
                 }
@@ -229,11 +231,16 @@ public sealed partial class AequorClient
 
         if (inTransaction)
         {
-            // Not dead: a SQL error inside the transaction; the server marks it aborted and the caller decides.
-            return dead
-                ? (false, TimeSpan.Zero, new AequorTransactionLostException(
-                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false)
-                : (false, TimeSpan.Zero, TimedOut(cause, statement, inTransaction: true), false);
+            if (dead)
+            {
+                return (false, TimeSpan.Zero, new AequorTransactionLostException(
+                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false);
+            }
+
+            // A SQL error inside the transaction: the server marks it aborted and the caller decides.
+            var timedOut = TimedOut(cause, statement, inTransaction: true);
+            NoteTransactionError(timedOut ?? cause);
+            return (false, TimeSpan.Zero, timedOut, false);
         }
 
         // Never ran: not written; or Postgres answered with an error before the prefix's own result, and it
@@ -495,6 +502,7 @@ public sealed partial class AequorClient
                     if (failure is null)
                     {
                         AfterStatement(generation);
+                        _transactionAbortedBy = null;
                         RaiseQueryEnd(statement, parameterCount, recordsAffected, rowsRead, startedAt, attempts);
                     }
                     else if (_connection is { } connection && generation == Generation && !IsAlive(connection))
@@ -514,6 +522,11 @@ public sealed partial class AequorClient
         var connection = _connection;
         var dead = connection is null || generation != Generation || IsConnectionFailure(failure, connection);
         Exception result = dead ? failure : TimedOut(failure, statement, _transaction is not null) ?? failure;
+        if (!dead && _transaction is not null)
+        {
+            NoteTransactionError(result);
+        }
+
         if (dead)
         {
             if (connection is not null && generation == Generation && _transaction is not null)
@@ -539,6 +552,16 @@ public sealed partial class AequorClient
         }
 
         return result;
+    }
+
+    /// <summary>A server error inside the open transaction aborts it (<see cref="EndTransactionAsync"/> then refuses to call the rollback a commit).</summary>
+    private void NoteTransactionError(Exception? failure)
+    {
+        // A command timeout counts: the server cancelled the statement (57014), though Npgsql keeps that error to itself.
+        if (failure is not null && (failure is AequorCommandTimeoutException || RetryClassifier.SqlStateOf(failure) is not null))
+        {
+            _transactionAbortedBy ??= failure;
+        }
     }
 
     private void RaiseQueryEnd(AequorStatement statement, int parameterCount, int recordsAffected, long rows, long startedAt, int attempts)

@@ -46,6 +46,10 @@ public sealed partial class AequorClient : IAsyncDisposable
     private NpgsqlTransaction? _transaction;
     private bool _transactionLost;
     private Exception? _transactionLostBy;
+
+    // The server error that aborted the open transaction, until a later statement in it succeeds (a ROLLBACK TO
+    // SAVEPOINT: in an aborted transaction nothing else can). The server answers COMMIT then with a rollback.
+    private Exception? _transactionAbortedBy;
     private Exception? _lastDeath;
     private long _generation;
     private bool _disposed;
@@ -378,6 +382,7 @@ public sealed partial class AequorClient : IAsyncDisposable
                 }
 
                 _transaction = await _connection!.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                _transactionAbortedBy = null;
                 return;
             }
         }
@@ -413,6 +418,8 @@ public sealed partial class AequorClient : IAsyncDisposable
 
             var transaction = _transaction ?? throw new InvalidOperationException("No transaction is open on this session.");
             _transaction = null;
+            var abortedBy = _transactionAbortedBy;
+            _transactionAbortedBy = null;
             var connection = _connection;
             var generation = Generation;
             try
@@ -429,6 +436,13 @@ public sealed partial class AequorClient : IAsyncDisposable
                     return;
                 }
 
+                if (commit && abortedBy is not null)
+                {
+                    await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                    Touch();
+                    throw Aborted(abortedBy);
+                }
+
                 if (commit)
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -443,6 +457,12 @@ public sealed partial class AequorClient : IAsyncDisposable
             catch (Exception ex) when (ex is not AequorClientException && connection is not null && IsConnectionFailure(ex, connection))
             {
                 await MarkDeadAsync(generation, commit ? "commit" : "rollback", ex).ConfigureAwait(false);
+                if (commit && abortedBy is not null)
+                {
+                    // Only a rollback was sent; the server discards an aborted transaction of a lost backend anyway.
+                    throw Aborted(abortedBy);
+                }
+
                 if (commit)
                 {
                     throw new AequorOutcomeUnknownException(
@@ -461,6 +481,9 @@ public sealed partial class AequorClient : IAsyncDisposable
             ReleaseGate();
         }
     }
+
+    private static AequorTransactionAbortedException Aborted(Exception abortedBy) =>
+        new($"Nothing was committed: a statement failed inside the transaction ({Describe(abortedBy)}), which aborted it, and it has been rolled back. To keep the rest of a transaction after an error, roll back to a savepoint.", abortedBy);
 
     public async ValueTask DisposeAsync()
     {

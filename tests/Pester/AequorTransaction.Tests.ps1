@@ -55,4 +55,20 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         Undo-AequorTransaction
         Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 20' -As Scalar | Should -Be 0
     }
+
+    It 'Complete after an error inside fails with AequorTransactionFailed, never "committed", and nothing is kept' {
+        Start-AequorTransaction
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (30)'
+        Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (30)' -ErrorAction SilentlyContinue
+        Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (31)' -ErrorAction SilentlyContinue
+        $err = $null
+        $verbose = $null
+        try { Complete-AequorTransaction -Verbose 4>&1 | Tee-Object -Variable verbose | Out-Null } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
+        "$err" | Should -Match 'Nothing was committed: a statement failed inside the transaction \(23505'
+        "$verbose" | Should -Not -Match 'committed'
+        $S.InTransaction | Should -BeFalse
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id IN (30, 31)' -As Scalar | Should -Be 0
+        Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
+    }
 }
