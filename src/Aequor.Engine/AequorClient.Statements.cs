@@ -252,14 +252,21 @@ public sealed partial class AequorClient
             || RetryClassifier.IsStatementError(cause)
             || kind == FailureKind.SerializationFailure;
         var cancelled = cancellationToken.IsCancellationRequested || ex is OperationCanceledException;
-        if (cancelled || !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures))
+
+        // A connection that died under a statement that provably never started is a reconnect whatever the
+        // server's FATAL said: 57P05 (idle_session_timeout, what serverless deployments set) is in no retry
+        // list, and the statement is not the server's verdict on it.
+        var lostBeforeStart = dead && neverRan && !cancelled && !RetryClassifier.IsStatementError(cause) && kind != FailureKind.SerializationFailure;
+        if (cancelled || (!lostBeforeStart && !RetryClassifier.IsRetryable(kind, _options.RetrySerializationFailures)))
         {
-            // A connection that broke after the statement was sent (a command timeout on a stalled network)
-            // leaves the outcome unknown whatever the failure's class: say so rather than leak a transport error.
-            if (dead && !replaced && !cancelled && !neverRan)
+            // A connection that broke after the statement was sent (a command timeout on a stalled network, a
+            // cancel the server never answered) leaves the outcome unknown whatever the failure's class: say so
+            // rather than leak a transport error or a bare cancellation — the write may have committed.
+            if (dead && !replaced && !neverRan)
             {
+                var how = cancelled ? "The statement was cancelled and the connection broke" : "The connection broke";
                 return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
-                    $"The connection broke after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}: {cause?.Message}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
+                    $"{how} after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}: {cause?.Message}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
                     cause), false);
             }
 

@@ -68,4 +68,33 @@ public sealed class ClientFaultTests(PostgresFixture db)
         Assert.Equal(1, client.Counters.HeartbeatFailures);
         Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value)));
     }
+
+    /// <summary>
+    /// A cancel the server's answer never reaches: Npgsql gives up after its cancellation timeout and breaks the
+    /// connection. The write was sent and may have committed, so the caller hears "outcome unknown", not a bare
+    /// cancellation it could take for "nothing happened".
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_cancel_whose_connection_then_breaks_is_an_unknown_outcome_never_a_plain_cancellation(bool synchronous)
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "cancelbreak");
+        var (proxy, client) = ProxiedClient.Create(db, "client-faults", commandTimeout: 2);
+        await using var _ = proxy;
+        await using var __ = client;
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+
+        proxy.BlackHole = true;
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+        var insert = new AequorStatement($"INSERT INTO {table} VALUES (1)");
+        var error = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => synchronous
+            ? Task.Run(() => client.ExecuteNonQuery(insert, cancel.Token))
+            : client.ExecuteNonQueryAsync(insert, cancel.Token));
+        Assert.Contains("cancelled and the connection broke", error.Message, StringComparison.Ordinal);
+
+        proxy.BlackHole = false;
+        Assert.True(await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1) <= 1);
+        Assert.Equal(5, await client.ExecuteScalarAsync(new AequorStatement("SELECT 5"), default));
+    }
 }

@@ -56,6 +56,35 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, newPid)));
     }
 
+    /// <summary>
+    /// idle_session_timeout (what serverless deployments set) ends the backend with FATAL 57P05, a code in no retry
+    /// list; the client's probe shows the write never started, so it goes to a fresh connection, once.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_backend_ended_by_idle_session_timeout_is_replaced_and_the_write_runs_once(bool synchronous)
+    {
+        var table = await NewTableAsync();
+        await using var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString + ";Options=-c idle_session_timeout=1000",
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-resilience",
+            Reaper = false,
+        });
+        var events = new ClientTestKit.EventLog(client);
+        var pid = (int)(await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default))!;
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
+
+        Assert.Equal(1, await NonQueryAsync(client, new AequorStatement($"INSERT INTO {table} VALUES (1)"), synchronous));
+        Assert.Equal(1, await CountAsync(table, 1));
+        Assert.NotEqual(pid, client.BackendPid);
+        Assert.Equal("57P05", (Assert.Single(events.Of<AequorClientDeadEvent>()).Error as PostgresException)?.SqlState);
+        Assert.Equal(0, client.Counters.Retries);
+    }
+
     /// <summary>The engine's synchronous methods (the cmdlets') and its async ones, the same write safety.</summary>
     private static Task<int> NonQueryAsync(AequorClient client, AequorStatement statement, bool synchronous) =>
         synchronous
