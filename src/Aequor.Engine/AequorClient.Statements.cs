@@ -585,14 +585,14 @@ public sealed partial class AequorClient
         {
             foreach (var value in positional)
             {
-                parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+                parameters.Add(StatementParameters.Create(null, value));
             }
         }
         else if (statement.NamedParameters is { } named)
         {
             foreach (var (name, value) in named)
             {
-                parameters.AddWithValue(name.TrimStart('@'), value ?? DBNull.Value);
+                parameters.Add(StatementParameters.Create(name.TrimStart('@'), value));
             }
         }
     }

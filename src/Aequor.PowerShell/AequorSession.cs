@@ -61,7 +61,14 @@ public sealed class AequorSession
         client.OnNotice += (_, e) =>
         {
             var text = e.MessageText + (e.Detail is null ? string.Empty : " DETAIL: " + e.Detail) + (e.Hint is null ? string.Empty : " HINT: " + e.Hint);
-            Report(Invariant($"server {e.Severity}: {text}"), e.Severity == "WARNING" ? Invariant($"server WARNING: {text}") : null);
+            if (e.Severity == "WARNING")
+            {
+                Report(null, Invariant($"server WARNING: {text}"));
+            }
+            else
+            {
+                Report(Invariant($"server {e.Severity}: {text}"));
+            }
         };
         client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
         client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
@@ -146,7 +153,7 @@ public sealed class AequorSession
     }
 
     /// <summary>From any thread.</summary>
-    internal void Report(string verbose, string? warning = null)
+    internal void Report(string? verbose, string? warning = null)
     {
         var listener = Volatile.Read(ref _listener);
         if (listener is null)
@@ -154,7 +161,11 @@ public sealed class AequorSession
             return;
         }
 
-        listener.PostVerbose(Redactor.Redact($"Session '{Name}': {verbose}"));
+        if (verbose is not null)
+        {
+            listener.PostVerbose(Redactor.Redact($"Session '{Name}': {verbose}"));
+        }
+
         if (warning is not null)
         {
             listener.PostWarning(Redactor.Redact($"Session '{Name}': {warning}"));

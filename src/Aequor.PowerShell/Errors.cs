@@ -32,7 +32,7 @@ internal static class Errors
     /// Maps an engine failure to an ErrorRecord. <paramref name="what"/> says what failed ("Could not
     /// connect session 'default'"); the exception's message follows, with every secret replaced.
     /// </summary>
-    public static ErrorRecord FromException(Exception ex, string errorId, ErrorCategory category, string what, object? target, Redactor redactor)
+    public static ErrorRecord FromException(Exception ex, string errorId, ErrorCategory category, string what, object? target, Redactor redactor, string? advice = null)
     {
         ArgumentNullException.ThrowIfNull(ex);
         if (ex is AggregateException { InnerExceptions.Count: 1 } aggregate)
@@ -82,9 +82,20 @@ internal static class Errors
         }
 
         var detail = redactor.Redact(ex.Message);
-        var message = string.IsNullOrEmpty(what) ? detail : $"{what}: {detail}";
         // Keep the original only when its message was clean: $Error must never hold a secret.
         var inner = detail == ex.Message ? ex : null;
+        // What psql shows too: the server's advice ("You might need to add explicit type casts.").
+        if (Aequor.Engine.ServerErrors.HintOf(ex) is { } hint)
+        {
+            detail += $"{Environment.NewLine}HINT: {redactor.Redact(hint)}";
+        }
+
+        if (advice is not null)
+        {
+            detail += $"{Environment.NewLine}{advice}";
+        }
+
+        var message = string.IsNullOrEmpty(what) ? detail : $"{what}: {detail}";
         return Create(errorId, category, message, target, inner, sqlState);
     }
 

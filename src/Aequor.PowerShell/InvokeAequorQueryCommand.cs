@@ -120,8 +120,26 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         catch (Exception ex) when (ex is not PipelineStoppedException and not PipelineClosedException && !IsStopUpstream(ex))
         {
             WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-                $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor));
+                $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex)));
         }
+    }
+
+    /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
+    private string? Advice(Exception ex)
+    {
+        var serverText = Aequor.Engine.ServerErrors.MessageTextOf(ex) ?? string.Empty;
+        if (_positional is null && _named is null && MyInvocation.BoundParameters.ContainsKey(nameof(Parameters))
+            && serverText.Contains("bind message supplies 0 parameters", StringComparison.Ordinal))
+        {
+            return "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null).";
+        }
+
+        if (_positional is not null && serverText.Contains("cannot insert multiple commands into a prepared statement", StringComparison.Ordinal))
+        {
+            return "Several statements cannot share $1-style parameters in one call: use @name parameters with a hashtable (each statement is then sent on its own), or one call per statement.";
+        }
+
+        return null;
     }
 
     private string ReadFile()
@@ -382,26 +400,57 @@ internal static class QueryParameters
                 return flag.IsPresent;
             case string or byte[]:
                 return value;
+            case DateTime { Kind: DateTimeKind.Local } local:
+                // Get-Date is local time: the instant it names, as timestamptz. Sent as it is, Npgsql would make it
+                // a timestamp without time zone, read in the server's TimeZone, off by the difference.
+                return local.ToUniversalTime();
             case IDictionary:
                 cmdlet.ThrowInvalidParameter("-Parameters holds a nested hashtable; pass plain values (ConvertTo-Json for a json parameter).");
                 return null;
+            case Array typed when typed.Rank == 1 && typed.GetType().GetElementType() is { } element && KeepsItsType(element):
+                // [int[]]@() or [guid[]]: already what Npgsql needs, even empty.
+                return typed;
             case IEnumerable items:
-                return TypedArray(items.Cast<object?>().Select(v => Value(v, cmdlet)).ToList());
+                return TypedArray(items.Cast<object?>().Select(v => Value(v, cmdlet)).ToList(), cmdlet);
             default:
                 return value;
         }
     }
 
-    /// <summary>PowerShell arrays are object[]: make them int[], string[] … so Npgsql knows the array type.</summary>
-    private static Array TypedArray(List<object?> items)
+    private static bool KeepsItsType(Type element) =>
+        element != typeof(object) && element != typeof(PSObject) && element != typeof(DateTime) && element != typeof(DateTime?);
+
+    private static readonly Type[] Integers = [typeof(byte), typeof(sbyte), typeof(short), typeof(ushort), typeof(int), typeof(uint), typeof(long)];
+    private static readonly Type[] Fractions = [typeof(float), typeof(double)];
+
+    /// <summary>
+    /// PowerShell arrays are object[]: make them int[], string[] … so Npgsql knows the array type. Numbers of
+    /// several types widen (1, 5000000000 is a bigint[]); other mixes are an error naming them. Empty or all-null
+    /// stays object[]: the engine sends it untyped, for the server to type from its use.
+    /// </summary>
+    private static Array TypedArray(List<object?> items, AequorCmdlet cmdlet)
     {
         var types = items.Where(i => i is not null).Select(i => i!.GetType()).Distinct().ToList();
-        if (types.Count != 1)
+        if (types.Count == 0)
         {
             return items.ToArray();
         }
 
-        var element = types[0];
+        var element = types.Count == 1 ? types[0] : Widest(types);
+        if (element is null)
+        {
+            cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))}: a PostgreSQL array has one element type. Make it one type, e.g. [string[]] or [long[]].");
+            return items.ToArray();
+        }
+
+        if (types.Count > 1)
+        {
+            for (var i = 0; i < items.Count; i++)
+            {
+                items[i] = items[i] is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+            }
+        }
+
         if (element.IsValueType && items.Contains(null))
         {
             element = typeof(Nullable<>).MakeGenericType(element);
@@ -414,5 +463,21 @@ internal static class QueryParameters
         }
 
         return array;
+    }
+
+    /// <summary>The one number type every value fits, or null when the values are not all numbers.</summary>
+    private static Type? Widest(List<Type> types)
+    {
+        if (types.Any(t => t == typeof(decimal)) && types.All(t => t == typeof(decimal) || Integers.Contains(t)))
+        {
+            return typeof(decimal);
+        }
+
+        if (types.All(t => Integers.Contains(t)))
+        {
+            return typeof(long);
+        }
+
+        return types.All(t => Integers.Contains(t) || Fractions.Contains(t)) ? typeof(double) : null;
     }
 }

@@ -89,6 +89,52 @@ Describe 'Invoke-AequorQuery parameters' {
         $r.d | Should -Be ([datetime]::SpecifyKind([datetime]::new(2020, 1, 2, 3, 4, 5), 'Utc'))
         $r.flag | Should -BeTrue
     }
+
+    It 'sends a [datetimeoffset] with an offset as the instant it names, on the same connection' {
+        $reconnects = $S.Reconnects
+        Invoke-AequorQuery 'SELECT $1 = timestamptz ''2024-06-01 10:00:00+00''' ([datetimeoffset]'2024-06-01T12:00:00+02:00') -As Scalar | Should -BeTrue
+        Invoke-AequorQuery 'SELECT $1::timestamptz[] = ARRAY[timestamptz ''2024-06-01 10:00:00+00'']' -Parameters @(, [datetimeoffset[]]@([datetimeoffset]'2024-06-01T05:00:00-05:00')) -As Scalar | Should -BeTrue
+        $S.Reconnects | Should -Be $reconnects
+    }
+
+    It 'sends a local [datetime] (Get-Date) as the instant it names, whatever the client''s time zone' {
+        . (Join-Path $PSScriptRoot 'Support/FreshPwsh.ps1')
+        $run = Invoke-FreshPwsh -Environment @{ TZ = 'Asia/Kolkata' } -Script @"
+Import-Module '$env:AEQUOR_MODULE_PATH'
+`$null = Connect-Aequor '$env:AEQUOR_TEST_APP_CONNECTION' -LeaseMode Optional
+`$local = [datetime]::new(2024, 6, 1, 15, 30, 0, [DateTimeKind]::Local)
+`$r = Invoke-AequorQuery 'SELECT pg_typeof(`$1)::text AS t, `$1 = timestamptz ''2024-06-01 10:00:00+00'' AS same' -Parameters @(, `$local)
+'RESULT:' + (@{ Offset = [TimeZoneInfo]::Local.BaseUtcOffset.TotalMinutes; Type = `$r.t; Same = `$r.same } | ConvertTo-Json -Compress)
+"@
+        $run.Result.Offset | Should -Be 330 -Because (Format-FreshPwsh $run)
+        $run.Result.Type | Should -Be 'timestamp with time zone' -Because (Format-FreshPwsh $run)
+        $run.Result.Same | Should -BeTrue
+    }
+
+    It 'sends typed, empty and all-null arrays, widens mixed numbers, and names a mix it cannot send' {
+        Invoke-AequorQuery 'SELECT 1 = ANY(@ids)' -Parameters @{ ids = [int[]]@() } -As Scalar | Should -BeFalse
+        Invoke-AequorQuery 'SELECT 1 = ANY(@ids)' -Parameters @{ ids = @() } -As Scalar | Should -BeFalse
+        Invoke-AequorQuery 'SELECT cardinality(@ids::int[])' -Parameters @{ ids = @() } -As Scalar | Should -Be 0
+        Invoke-AequorQuery 'SELECT array_length(@ids::int[], 1)' -Parameters @{ ids = @($null, $null) } -As Scalar | Should -Be 2
+        Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 5000000000) } -As Scalar | Should -Be 'bigint[]'
+        Invoke-AequorQuery 'SELECT 5000000000 = ANY(@ids)' -Parameters @{ ids = @(1, 5000000000) } -As Scalar | Should -BeTrue
+        Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 2.5) } -As Scalar | Should -Be 'double precision[]'
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT @ids' -Parameters @{ ids = @(1, 'a') } } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$err" | Should -Match 'mixing Int32, String'
+    }
+
+    It 'says how to bind NULL when -Parameters is $null, and how to run several statements with parameters' {
+        $err = $null
+        Invoke-AequorQuery 'SELECT $1::text IS NULL' $null -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'to bind NULL to \$1, pass -Parameters @\(\$null\)'
+        Invoke-AequorQuery 'SELECT $1::text IS NULL' @($null) -As Scalar | Should -BeTrue
+        $err = $null
+        Invoke-AequorQuery 'SELECT $1::int AS a; SELECT $1::int AS b' 7 -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'use @name parameters'
+        (Invoke-AequorQuery 'SELECT @n::int AS a; SELECT @n::int AS b' @{ n = 7 }).Count | Should -Be 2
+    }
 }
 
 Describe 'Invoke-AequorQuery -As' {
@@ -156,6 +202,13 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $errs[0].Exception.Message | Should -Match 'no_such_table_here'
         # The session goes on.
         Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
+    }
+
+    It 'shows the server''s HINT, as psql does' {
+        $err = $null
+        Invoke-AequorQuery 'SELECT jsonb_typeof($1)' 'x' -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match '42883'
+        "$($err[0])" | Should -Match 'HINT: No function matches the given name and argument types'
     }
 
     It 'too few -Parameters is the server''s 08P01 bind error, not an unknown outcome, and the session goes on' {
@@ -298,6 +351,8 @@ Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning'
         $warnings.Count | Should -Be 1
         "$($warnings[0])" | Should -Match "server WARNING: index missing HINT: create it"
         ($verbose | ForEach-Object { "$_" }) -join "`n" | Should -Match "server NOTICE: migrated 42 rows"
+        # Once, as a warning: not again on Verbose.
+        ($verbose | ForEach-Object { "$_" }) -join "`n" | Should -Not -Match "server WARNING"
     }
 
     It 'a renewed lease is said on Verbose' {

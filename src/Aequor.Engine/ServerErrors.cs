@@ -1,0 +1,35 @@
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>What a server error carries beyond its message, for callers that cannot see Npgsql's types.</summary>
+public static class ServerErrors
+{
+    /// <summary>The server's HINT for the error in <paramref name="exception"/> or its inner ones, or null.</summary>
+    public static string? HintOf(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is PostgresException pg)
+            {
+                return string.IsNullOrWhiteSpace(pg.Hint) ? null : pg.Hint;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The server's message text (no SQLSTATE prefix, no DETAIL) for the error in the chain, or null.</summary>
+    public static string? MessageTextOf(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is PostgresException pg)
+            {
+                return pg.MessageText;
+            }
+        }
+
+        return null;
+    }
+}
