@@ -19,6 +19,7 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
 
     private LeaseSigner? _signer;
     private LeaseSigner? _previousSigner;
+    private bool _signersRead;
 
     [Parameter(ParameterSetName = SessionSet, ValueFromPipeline = true)]
     public AequorSession? Session { get; set; }
@@ -38,13 +39,15 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
     [Parameter(ParameterSetName = OfflineSet)]
     public SecureString? PreviousCoordinationSecret { get; set; }
 
-    protected override void BeginProcessing()
+    // Not in BeginProcessing: with pipeline input the parameter set is chosen per record, after it.
+    private void ReadSigners()
     {
-        if (ParameterSetName != OfflineSet)
+        if (_signersRead)
         {
             return;
         }
 
+        _signersRead = true;
         var secret = CoordinationSecret is null
             ? Environment.GetEnvironmentVariable(SecretVariable)
             : new NetworkCredential(string.Empty, CoordinationSecret).Password;
@@ -79,6 +82,7 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
     {
         if (ParameterSetName == OfflineSet)
         {
+            ReadSigners();
             foreach (var text in ApplicationName)
             {
                 WriteObject(ToLease(text));

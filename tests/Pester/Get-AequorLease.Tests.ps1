@@ -36,6 +36,20 @@ Describe 'Get-AequorLease (offline)' {
         (Get-AequorLease -ApplicationName $vectors[1].applicationName -CoordinationSecret $secret).IsSignatureValid | Should -BeFalse
     }
 
+    It 'reads the secret from AEQUOR_COORDINATION_SECRET for piped strings and rows too' {
+        $saved = $env:AEQUOR_COORDINATION_SECRET
+        try {
+            $env:AEQUOR_COORDINATION_SECRET = $vectors[0].secret
+            $app = $vectors[0].applicationName
+            (Get-AequorLease -ApplicationName $app).IsSignatureValid | Should -BeTrue
+            ($app | Get-AequorLease).IsSignatureValid | Should -BeTrue
+            ([pscustomobject]@{ application_name = $app } | Get-AequorLease).IsSignatureValid | Should -BeTrue
+        }
+        finally {
+            $env:AEQUOR_COORDINATION_SECRET = $saved
+        }
+    }
+
     It 'refuses a secret under 16 bytes with AequorSecretTooShort and never echoes it' {
         $secret = ConvertTo-SecureString 'tiny-secret' -AsPlainText -Force
         $err = $null
