@@ -3,6 +3,9 @@ namespace Aequor.PowerShell;
 /// <summary>A lease as PowerShell shows it: plain values, no engine or Npgsql types.</summary>
 public sealed class AequorLease
 {
+    /// <summary>The type name Get-AequorLease gives rows read offline, to select their table view.</summary>
+    public const string OfflineTypeName = "Aequor.PowerShell.AequorLease#Offline";
+
     public int? Pid { get; init; }
 
     public string? ServiceName { get; init; }

@@ -21,8 +21,23 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
     private LeaseSigner? _previousSigner;
     private bool _signersRead;
 
-    [Parameter(ParameterSetName = SessionSet, ValueFromPipeline = true)]
+    /// <summary>
+    /// A session or its name, bound by name only: strings in the pipeline are application_names, and a name
+    /// transformation on a pipeline parameter runs before the binder tries -ApplicationName, so it would
+    /// claim them (and a string that happens to be a session's name would start a live scan).
+    /// </summary>
+    [Parameter(ParameterSetName = SessionSet)]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession? Session { get; set; }
+
+    /// <summary>
+    /// A session from the pipeline. In the default set, so that the binder offers a piped $null here first:
+    /// a mandatory parameter refusing it stops the binding with an error instead of trying the next one.
+    /// ProcessRecord reads that $null as an empty application_name, not as "no session, take the default".
+    /// </summary>
+    [Parameter(ParameterSetName = SessionSet, ValueFromPipeline = true)]
+    public AequorSession? InputObject { get; set; }
 
     /// <summary>Every lease of the database, any service (default: the session's service only).</summary>
     [Parameter(ParameterSetName = SessionSet)]
@@ -31,7 +46,8 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
     [Parameter(Mandatory = true, ParameterSetName = OfflineSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, Position = 0)]
     [Alias("application_name")]
     [AllowEmptyString]
-    public string[] ApplicationName { get; set; } = [];
+    [AllowNull]
+    public string?[]? ApplicationName { get; set; } = [];
 
     [Parameter(ParameterSetName = OfflineSet)]
     public SecureString? CoordinationSecret { get; set; }
@@ -82,16 +98,23 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
     {
         if (ParameterSetName == OfflineSet)
         {
-            ReadSigners();
-            foreach (var text in ApplicationName)
-            {
-                WriteObject(ToLease(text));
-            }
-
+            // A piped $null arrives as a null array, an element of -ApplicationName @('x', $null) as a null string.
+            WriteOffline(ApplicationName ?? [null]);
             return;
         }
 
-        var session = ResolveSession(Session);
+        if (InputObject is null && MyInvocation.BoundParameters.ContainsKey(nameof(InputObject)))
+        {
+            WriteOffline([null]);
+            return;
+        }
+
+        if (InputObject is not null && Session is not null)
+        {
+            ThrowInvalidParameter("Give the session either with -Session or through the pipeline, not both.", InputObject);
+        }
+
+        var session = ResolveSession(InputObject ?? Session);
         LeaseScan scan;
         using var listening = session.Listen(this);
         try
@@ -106,6 +129,18 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
         }
 
         WriteObject(scan.Leases.Select(AequorLease.From), enumerateCollection: true);
+    }
+
+    private void WriteOffline(IEnumerable<string?> texts)
+    {
+        ReadSigners();
+        foreach (var text in texts)
+        {
+            var row = PSObject.AsPSObject(ToLease(text ?? string.Empty));
+            // Offline rows have no pid, state or reaper verdict: their own view shows what was read instead.
+            row.TypeNames.Insert(0, AequorLease.OfflineTypeName);
+            WriteObject(row);
+        }
     }
 
     private AequorLease ToLease(string text)

@@ -50,6 +50,44 @@ Describe 'Get-AequorLease (offline)' {
         }
     }
 
+    It 'reads a piped $null as an empty application_name, one not-a-lease row, never a live scan' {
+        # A default session exists, so a fall back to the live scan would show up as extra rows.
+        $me = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName null) -ReaperRunProbability 0
+        try {
+            $rows = @(@($vectors[0].applicationName, $null, '') | Get-AequorLease)
+            $rows.Count | Should -Be 3
+            $rows.ApplicationName | Should -Be @($vectors[0].applicationName, '', '')
+            $rows | Where-Object Pid | Should -BeNullOrEmpty
+            $rows[1].IsSignatureValid | Should -BeFalse
+            $rows[1].ServiceName | Should -BeNullOrEmpty
+            @($null | Get-AequorLease).Count | Should -Be 1
+            (@($null | Get-AequorLease)[0]).Pid | Should -BeNullOrEmpty
+            @([pscustomobject]@{ application_name = $null } | Get-AequorLease).ApplicationName | Should -Be ''
+        }
+        finally {
+            Disconnect-Aequor -Session $me -Confirm:$false
+        }
+    }
+
+    It 'shows in the table what was read, marking strings that are not leases, in 80 columns' {
+        $lines = @('', 'garbage', 's=orders;i=abcdefgh;e=1700000000000;g=xxxxxxxxxxx' | Get-AequorLease |
+                Format-Table | Out-String -Width 80 -Stream | Where-Object { $_.Trim() })
+        $lines[0] | Should -Match 'ApplicationName'
+        $lines[2] | Should -Match '^\(not a lease\)'
+        $lines[3] | Should -Match '^\(not a lease\).*garbage\s*$'
+        $lines[4] | Should -Match '^orders\s+abcdefgh\s+2023-11-14 22:13:20\s+True\s+False\s+s=orders;i=abcdefgh'
+        $lines | ForEach-Object { $_.TrimEnd().Length | Should -BeLessOrEqual 80 }
+    }
+
+    It 'formats offline rows with a view whose columns are real properties' {
+        $offline = @(([xml](Get-Content -Raw (Join-Path (Split-Path $env:AEQUOR_MODULE_PATH) 'Aequor.Format.ps1xml'))).SelectNodes('//View') |
+                Where-Object { $_.ViewSelectedBy.TypeName -eq 'Aequor.PowerShell.AequorLease#Offline' })
+        $offline.Count | Should -Be 1
+        foreach ($property in $offline[0].SelectNodes('.//PropertyName')) {
+            [Aequor.PowerShell.AequorLease].GetProperty($property.InnerText) | Should -Not -BeNullOrEmpty -Because "the offline view shows $($property.InnerText)"
+        }
+    }
+
     It 'refuses a secret under 16 bytes with AequorSecretTooShort and never echoes it' {
         $secret = ConvertTo-SecureString 'tiny-secret' -AsPlainText -Force
         $err = $null
@@ -132,5 +170,33 @@ Describe 'Get-AequorLease (session)' {
 
     It 'takes the session from the pipeline' {
         ($Me | Get-AequorLease).Pid | Should -Contain $Expired.BackendPid
+    }
+
+    It '-Session takes a session''s name and completes session names' {
+        $named = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -ReaperRunProbability 0 -Name 'lease named'
+        try {
+            (Get-AequorLease -Session 'lease named').Pid | Should -Contain $Expired.BackendPid
+            $err = $null
+            try { Get-AequorLease -Session no-such-session } catch { $err = $_ }
+            $err.Exception.Message | Should -Match "no Aequor session named 'no-such-session'"
+            $completion = TabExpansion2 -inputScript 'Get-AequorLease -Session lease' -cursorColumn 'Get-AequorLease -Session lease'.Length
+            $completion.CompletionMatches.CompletionText | Should -Be @("'lease named'")
+        }
+        finally {
+            Disconnect-Aequor -Session $named -Confirm:$false
+        }
+    }
+
+    It 'binds piped strings and rows to -ApplicationName even when one is a session''s name' {
+        $named = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -ReaperRunProbability 0 -Name psql
+        try {
+            $rows = @('psql', $Me.Name, [pscustomobject]@{ application_name = 'psql' } | Get-AequorLease)
+            $rows.ApplicationName | Should -Be @('psql', $Me.Name, 'psql')
+            $rows | Where-Object Pid | Should -BeNullOrEmpty
+            (@($Me, $named) | Get-AequorLease).Pid | Should -Contain $Expired.BackendPid
+        }
+        finally {
+            Disconnect-Aequor -Session $named -Confirm:$false
+        }
     }
 }
