@@ -50,7 +50,7 @@ public sealed partial class AequorClient
                 await MarkDeadAsync(Generation, "reaper", null).ConfigureAwait(false);
                 throw new IOException("the new connection was lost during the reaper pass that followed it");
             }
-            catch (Exception ex) when (ex is not AequorClientException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
+            catch (Exception ex) when (ex is not AequorClientException && !(ex is OperationCanceledException && cancellationToken.IsCancellationRequested) && !_disposed)
             {
                 var kind = RetryClassifier.Classify(ex, connecting: true);
                 budget ??= new RetryBudget(_options, _random, startedAt);
@@ -171,6 +171,9 @@ public sealed partial class AequorClient
             connection.Notice += RaiseNotice;
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             await CompleteConnectAsync(connection, shared, cancellationToken).ConfigureAwait(false);
+
+            // A connect that completed as the client was disposed: closed here, never handed out.
+            ObjectDisposedException.ThrowIf(_disposed, this);
         }
         catch
         {
@@ -310,18 +313,6 @@ public sealed partial class AequorClient
         catch (Exception)
 #pragma warning restore CA1031
         {
-        }
-    }
-
-    private void ReleaseGate()
-    {
-        try
-        {
-            _gate.Release();
-        }
-        catch (ObjectDisposedException)
-        {
-            // The client was disposed while a reader was still open.
         }
     }
 }

@@ -40,7 +40,6 @@ public sealed partial class AequorClient
     /// methods); connecting, probes in a round trip of their own, delays and the reaper stay asynchronous.</param>
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_transactionLost)
         {
             throw new AequorTransactionLostException(
@@ -58,6 +57,8 @@ public sealed partial class AequorClient
         var attemptNumber = 0;
         while (true)
         {
+            // Every attempt: a retry delay or a reconnect may have outlived the client.
+            ObjectDisposedException.ThrowIf(_disposed, this);
             attemptNumber++;
             var attempt = new Attempt();
             var inTransaction = _transaction is not null;
@@ -142,6 +143,16 @@ public sealed partial class AequorClient
                 // Now, not in finally: a cancel arriving during the retry delay would otherwise hit the next attempt.
                 attempt.CancelOnToken.Dispose();
                 var failure = ex is ConnectionReplacedSignal signal ? signal.InnerException ?? ex : ex;
+                if (_disposed && InterruptedByDispose(failure, attempt.Stage) is { } interrupted)
+                {
+                    if (OnQueryError is { } disposedError)
+                    {
+                        EventDispatch.Raise(disposedError, this, new AequorQueryErrorEvent(statement.CommandText, parameterCount, interrupted, Stopwatch.GetElapsedTime(startedAt), attemptNumber, false), Counters);
+                    }
+
+                    throw interrupted;
+                }
+
                 var (retry, delay, toThrow, reconnectOnly) = await DecideAsync(ex, statement, attempt.Stage, inTransaction, generation, call, cancellationToken).ConfigureAwait(false);
                 if (OnQueryError is { } error)
                 {
@@ -184,6 +195,31 @@ public sealed partial class AequorClient
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// What a call cut short by <see cref="DisposeAsync"/> reports; null: the server's own verdict on the statement
+    /// (an error of its own, not the dispose's cancel), reported as usual.
+    /// </summary>
+    private Exception? InterruptedByDispose(Exception failure, SendStage stage)
+    {
+        var serverVerdict = failure as PostgresException ?? failure.InnerException as PostgresException;
+        if (stage != SendStage.Sent)
+        {
+            return new ObjectDisposedException("The Aequor client was disposed (its session closed) before the statement was run: it was not run.", failure);
+        }
+
+        if (serverVerdict is { SqlState: PostgresErrorCodes.QueryCanceled } && RetryClassifier.IsStatementError(serverVerdict))
+        {
+            // The server answered the dispose's cancel request: the statement was cancelled and rolled back.
+            return new ObjectDisposedException("The Aequor client was disposed (its session closed) while the statement was running: the server cancelled it, so it did not take effect.", failure);
+        }
+
+        return RetryClassifier.IsStatementError(serverVerdict)
+            ? null
+            : new AequorOutcomeUnknownException(
+                "The Aequor client was disposed (its session closed) while the statement was running, and the server did not confirm that it was cancelled: its outcome is unknown — it may or may not have run. Check the data before repeating it.",
+                failure);
     }
 
     /// <summary>Marks that a standalone probe or renewal found the connection unusable; the statement was not sent.</summary>

@@ -38,7 +38,6 @@ public sealed partial class AequorClient : IAsyncDisposable
     private readonly LeaseSigner? _signer;
     private readonly NpgsqlConnectionStringBuilder _baseBuilder;
     private readonly string _dataSourceKey;
-    private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Random _random;
     private readonly ServerClock _clock;
     private readonly ClientReaper? _reaper;
@@ -52,7 +51,6 @@ public sealed partial class AequorClient : IAsyncDisposable
     private Exception? _transactionAbortedBy;
     private Exception? _lastDeath;
     private long _generation;
-    private bool _disposed;
     private bool _hadConnection;
     // Whether a statement on this connection has carried a probe yet: the first one always does (a leased client),
     // as the proof that it never started if the backend died since the connect.
@@ -195,10 +193,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// </summary>
     public async Task<ReapResult> ReapNowAsync(ReapRequest? request, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous: false, cancellationToken).ConfigureAwait(false);
         try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             var reaper = _reaper ?? throw new InvalidOperationException(
                 "This client runs no reaper: Reaper is off, or LeaseMode is Optional without a coordination secret.");
             if (InTransaction)
@@ -208,12 +205,16 @@ public sealed partial class AequorClient : IAsyncDisposable
 
             var connection = _connection is { } open && IsAlive(open)
                 ? open
-                : await EnsureConnectedAsync(Stopwatch.GetTimestamp(), cancellationToken).ConfigureAwait(false);
-            var result = await reaper.RunNowAsync(connection, request, cancellationToken).ConfigureAwait(false);
+                : await EnsureConnectedAsync(Stopwatch.GetTimestamp(), call.Token).ConfigureAwait(false);
+            var result = await reaper.RunNowAsync(connection, request, call.Token).ConfigureAwait(false);
             Touch();
             LastReap = result;
             ReportReap(new ReapReport(true, result.LockAcquired, result.KilledPids.Count, TimeSpan.FromMilliseconds(result.DurationMs), result.Error));
             return result;
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -238,11 +239,14 @@ public sealed partial class AequorClient : IAsyncDisposable
 
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous: false, cancellationToken).ConfigureAwait(false);
         try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            await EnsureConnectedAsync(Stopwatch.GetTimestamp(), cancellationToken).ConfigureAwait(false);
+            await EnsureConnectedAsync(Stopwatch.GetTimestamp(), call.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -290,13 +294,17 @@ public sealed partial class AequorClient : IAsyncDisposable
     private async Task<AequorReader> ReaderCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
         var handedOut = false;
         try
         {
-            var reader = (AequorReader)(await RunStatementAsync(statement, StatementMode.Reader, synchronous, cancellationToken).ConfigureAwait(false))!;
+            var reader = (AequorReader)(await RunStatementAsync(statement, StatementMode.Reader, synchronous, call.Token).ConfigureAwait(false))!;
             handedOut = true;
             return reader;
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -310,10 +318,14 @@ public sealed partial class AequorClient : IAsyncDisposable
     private async Task<int> NonQueryCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
         try
         {
-            return (int)(await RunStatementAsync(statement, StatementMode.NonQuery, synchronous, cancellationToken).ConfigureAwait(false))!;
+            return (int)(await RunStatementAsync(statement, StatementMode.NonQuery, synchronous, call.Token).ConfigureAwait(false))!;
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -324,10 +336,14 @@ public sealed partial class AequorClient : IAsyncDisposable
     private async Task<object?> ScalarCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(statement);
-        await EnterGateAsync(synchronous, cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await RunStatementAsync(statement, StatementMode.Scalar, synchronous, cancellationToken).ConfigureAwait(false);
+            return await RunStatementAsync(statement, StatementMode.Scalar, synchronous, call.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -335,22 +351,15 @@ public sealed partial class AequorClient : IAsyncDisposable
         }
     }
 
-    // A free gate is taken without a task; a busy one is waited for as always (another thread's call).
-    private Task EnterGateAsync(bool synchronous, CancellationToken cancellationToken) =>
-        synchronous && !cancellationToken.IsCancellationRequested && _gate.Wait(0, CancellationToken.None)
-            ? Task.CompletedTask
-            : _gate.WaitAsync(cancellationToken);
-
     /// <summary>
     /// Opens a transaction. A renewal that is due (soft or hard) is made first, in a round trip of its own:
     /// none can happen inside the transaction, where a rollback would silently revert it.
     /// </summary>
     public async Task BeginTransactionAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var call = await EnterAsync(synchronous: false, cancellationToken).ConfigureAwait(false);
         try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             if (InTransaction)
             {
                 throw new InvalidOperationException("A transaction is already open on this session; complete or undo it first.");
@@ -361,11 +370,12 @@ public sealed partial class AequorClient : IAsyncDisposable
             var freeReconnect = true;
             while (true)
             {
-                var connection = await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                var connection = await EnsureConnectedAsync(startedAt, call.Token).ConfigureAwait(false);
                 var plan = PlanPrefix(connection, statementText: null);
                 if (plan.Kind != PrefixKind.None)
                 {
-                    var outcome = await RunStandalonePrefixAsync(connection, plan, cancellationToken).ConfigureAwait(false);
+                    var outcome = await RunStandalonePrefixAsync(connection, plan, call.Token).ConfigureAwait(false);
                     if (outcome == PrefixOutcome.Reconnect)
                     {
                         budget ??= new RetryBudget(_options, _random, startedAt);
@@ -376,15 +386,19 @@ public sealed partial class AequorClient : IAsyncDisposable
                         }
 
                         freeReconnect = false;
-                        await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+                        await DelayAsync(delay, call.Token).ConfigureAwait(false);
                         continue;
                     }
                 }
 
-                _transaction = await _connection!.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                _transaction = await _connection!.BeginTransactionAsync(call.Token).ConfigureAwait(false);
                 _transactionAbortedBy = null;
                 return;
             }
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
         }
         finally
         {
@@ -399,7 +413,9 @@ public sealed partial class AequorClient : IAsyncDisposable
 
     private async Task EndTransactionAsync(bool commit, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // The commit itself takes the caller's token only: a COMMIT cut short by the dispose would leave its outcome
+        // unknown, and it is short (the dispose waits for it, within its bound).
+        using var call = await EnterAsync(synchronous: false, cancellationToken).ConfigureAwait(false);
         try
         {
             if (_transactionLost)
@@ -484,29 +500,6 @@ public sealed partial class AequorClient : IAsyncDisposable
 
     private static AequorTransactionAbortedException Aborted(Exception abortedBy) =>
         new($"Nothing was committed: a statement failed inside the transaction ({Describe(abortedBy)}), which aborted it, and it has been rolled back. To keep the rest of a transaction after an error, roll back to a savepoint.", abortedBy);
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_disposed)
-        {
-            return;
-        }
-
-        _disposed = true;
-        if (_transaction is not null)
-        {
-            await DisposeQuietlyAsync(_transaction).ConfigureAwait(false);
-            _transaction = null;
-        }
-
-        if (_connection is not null)
-        {
-            await DisposeQuietlyAsync(_connection).ConfigureAwait(false);
-            _connection = null;
-        }
-
-        _gate.Dispose();
-    }
 
     /// <summary>Never shows the secret or the password.</summary>
     public override string ToString() => $"AequorClient({ServiceName}/{InstanceId} → {Host}:{Port}/{Database}, {State})";
