@@ -26,6 +26,9 @@ public sealed partial class AequorClient
         Reconnect,
     }
 
+    /// <summary>One reading of the database clock, on the client's clock before and after it.</summary>
+    private readonly record struct ClockReading(long SentAtMs, long ReceivedAtMs, long DatabaseMs);
+
     /// <summary>
     /// What to put ahead of the next statement (never called inside a transaction). <paramref name="statementText"/>
     /// null means "before BEGIN": anything due goes alone, now, since nothing can be renewed inside the transaction.
@@ -61,10 +64,16 @@ public sealed partial class AequorClient
         var lease = plan.Kind == PrefixKind.Renew ? SignLease() : null;
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var abandoned = false;
-        Task? work = null;
+        int? abandonedPid = null;
+        if (lease is not null)
+        {
+            _renewalInFlight = lease;
+            _renewalInFlightShared = false;
+        }
+
         try
         {
-            work = ExecutePrefixAsync(connection, lease, stop.Token);
+            var work = ExecutePrefixAsync(connection, lease, stop.Token);
             if (lease is not null && !work.IsCompleted)
             {
                 // A hard deadline of our own: Npgsql's cancellation waits for the server's answer (or for its own
@@ -87,11 +96,23 @@ public sealed partial class AequorClient
                         {
                         }
                     }, CancellationToken.None);
-                    throw new TimeoutException($"The lease renewal did not complete within HeartbeatTimeoutMs ({_options.HeartbeatTimeoutMs} ms).");
+                    var timeout = new TimeoutException($"The lease renewal did not complete within HeartbeatTimeoutMs ({_options.HeartbeatTimeoutMs} ms).");
+
+                    // Let go here, whatever happens next: should the caller's token be cancelled before the catch
+                    // below is reached, its filter skips it, and the connection stuck in the renewal stayed in use.
+                    abandonedPid = Abandon(generation, connection, work, stop, timeout);
+                    throw timeout;
                 }
             }
 
-            await work.ConfigureAwait(false);
+            // Applied here by the caller, never by the command itself: an abandoned renewal that answers late
+            // belongs to a connection already replaced (the reading would spare the new one its first probe).
+            if (await work.ConfigureAwait(false) is { } reading)
+            {
+                _clock.Observe(reading.SentAtMs, reading.ReceivedAtMs, reading.DatabaseMs);
+                _probedOnConnection = true;
+            }
+
             AfterStatement(generation);
             if (lease is not null && ReadServerLease(connection) is null)
             {
@@ -114,8 +135,12 @@ public sealed partial class AequorClient
 
             if (abandoned)
             {
-                // The connection is stuck inside the renewal: it is let go (never reused) whatever the mode.
-                Abandon(generation, connection, work!, stop, ex);
+                // The connection stuck inside the renewal was let go (never reused) whatever the mode.
+                if (abandonedPid is { } pid && OnClientDead is { } dead)
+                {
+                    EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, "heartbeat", ex, pid), Counters);
+                }
+
                 if (_options.HeartbeatErrorMode == HeartbeatErrorMode.Throw)
                 {
                     throw new AequorHeartbeatException(
@@ -157,7 +182,8 @@ public sealed partial class AequorClient
         }
     }
 
-    private async Task ExecutePrefixAsync(NpgsqlConnection connection, string? lease, CancellationToken cancellationToken)
+    /// <summary>Touches no state of the client: once abandoned, it goes on in the background.</summary>
+    private async Task<ClockReading?> ExecutePrefixAsync(NpgsqlConnection connection, string? lease, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(lease is null ? Heartbeat.ProbeSql : Heartbeat.RenewSql, connection);
         await using (command.ConfigureAwait(false))
@@ -165,19 +191,15 @@ public sealed partial class AequorClient
             if (lease is not null)
             {
                 command.Parameters.Add(new NpgsqlParameter { Value = lease });
-                _renewalInFlight = lease;
-                _renewalInFlightShared = false;
             }
 
             var sentAt = _clock.ClientNowMs();
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
-                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    _clock.Observe(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, lease is null ? 0 : 1));
-                    _probedOnConnection = true;
-                }
+                return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+                    ? new ClockReading(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, lease is null ? 0 : 1))
+                    : null;
             }
         }
     }
@@ -185,14 +207,15 @@ public sealed partial class AequorClient
     /// <summary>
     /// Lets go of a connection that is stuck in a command the client stopped waiting for. It is detached at once
     /// (the next statement connects afresh) and disposed once that command has ended; the continuation observes
-    /// and contains every failure, so nothing escapes from the background.
+    /// and contains every failure, so nothing escapes from the background. Returns the detached backend's pid
+    /// (for the caller's OnClientDead, raised after its OnHeartbeatFail), or null when it was no longer current.
     /// </summary>
-    private void Abandon(long generation, NpgsqlConnection connection, Task work, CancellationTokenSource stop, Exception reason)
+    private int? Abandon(long generation, NpgsqlConnection connection, Task work, CancellationTokenSource stop, Exception reason)
     {
         if (generation != Generation || !ReferenceEquals(_connection, connection))
         {
             _ = DisposeAfterAsync(work, null, stop);
-            return;
+            return null;
         }
 
         var pid = BackendPid;
@@ -201,10 +224,7 @@ public sealed partial class AequorClient
         _lastDeath = reason;
         _ = DisposeAfterAsync(work, connection, stop);
         Counters.ClientDied();
-        if (OnClientDead is { } dead)
-        {
-            EventDispatch.Raise(dead, this, new AequorClientDeadEvent(generation, "heartbeat", reason, pid), Counters);
-        }
+        return pid;
     }
 
     private static async Task DisposeAfterAsync(Task work, NpgsqlConnection? connection, CancellationTokenSource stop)

@@ -97,4 +97,61 @@ public sealed class ClientFaultTests(PostgresFixture db)
         Assert.True(await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1) <= 1);
         Assert.Equal(5, await client.ExecuteScalarAsync(new AequorStatement("SELECT 5"), default));
     }
+
+    /// <summary>A wall clock the test moves forward: a lease falls due for its renewal without waiting for it.</summary>
+    private sealed class MovableClock : TimeProvider
+    {
+        public TimeSpan Ahead { get; set; }
+
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + Ahead;
+    }
+
+    /// <summary>
+    /// A renewal abandoned at its deadline goes on in the background until its answer arrives. That late answer
+    /// belongs to the dropped connection: it must not count as the liveness probe of the connection that replaced
+    /// it (a backend lost since that connect would turn the next write into an unknown outcome instead of a retry),
+    /// nor set the clock offset from its seconds-long round trip. The offset is what shows it deterministically.
+    /// </summary>
+    [Fact]
+    public async Task A_late_answer_to_an_abandoned_renewal_does_not_spare_the_next_connection_its_first_probe()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_faults");
+        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
+        await using var proxy = new FaultProxy(b.Host!, b.Port);
+        var clock = new MovableClock();
+        await using var client = new AequorClient(
+            new AequorClientOptions
+            {
+                // CancellationTimeout 0: Npgsql waits for the abandoned renewal's own (late) answer.
+                ConnectionString = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { CancellationTimeout = 0, Timeout = 5 }.ConnectionString,
+                CoordinationSecret = ClientTestKit.Secret,
+                ServiceName = "client-faults",
+                Reaper = false,
+                HeartbeatTimeoutMs = 200,
+                HeartbeatErrorMode = HeartbeatErrorMode.Throw,
+            },
+            new Random(),
+            clock)
+        {
+            ProbeAfterIdleMs = 60_000, // only the first statement on a connection carries a probe
+        };
+        client.OnHeartbeatFail += (_, _) => proxy.Delay = TimeSpan.Zero;
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var abandonedPid = client.BackendPid!.Value;
+
+        clock.Ahead = TimeSpan.FromMilliseconds(client.Options.LeaseTtlMs - client.Options.HeartbeatHardWaitRemainingMs + 1_000);
+        proxy.Delay = TimeSpan.FromSeconds(2); // the renewal's answer comes, but long after its deadline and the reconnect
+        await Assert.ThrowsAsync<AequorHeartbeatException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+        await client.ConnectAsync(default);
+        var pid = client.BackendPid!.Value;
+        var offset = client.ServerClockOffset;
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, abandonedPid); // the abandoned renewal has ended
+        Assert.Equal(offset, client.ServerClockOffset); // read by the new connection's connect, not the late answer
+
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        Assert.Equal(1, await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default));
+        Assert.Equal(1, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
+        Assert.NotEqual(pid, client.BackendPid);
+    }
 }
