@@ -39,7 +39,8 @@ foreach ($name in $declared) { if ($name -notin $compiled) { $problems.Add("Cmdl
 foreach ($format in Get-ChildItem $ModuleDir -Filter '*.Format.ps1xml') {
     foreach ($view in ([xml](Get-Content -Raw $format.FullName)).SelectNodes('//View')) {
         $typeName = $view.SelectSingleNode('ViewSelectedBy/TypeName').InnerText.Trim()
-        $type = $assembly.GetType($typeName)
+        # 'Type#Variant' is an extra type name a cmdlet puts on some objects of Type (Get-AequorLease's offline rows).
+        $type = $assembly.GetType(($typeName -split '#')[0])
         if ($null -eq $type) { Write-Warning "$($format.Name) has a view for $typeName, a type the module does not define (yet)."; continue }
         foreach ($property in $view.SelectNodes('.//PropertyName')) {
             if ($null -eq $type.GetProperty($property.InnerText.Trim())) {

@@ -48,7 +48,7 @@ Describe 'The staged module' {
         $views = @($format.SelectNodes('//View'))
         $views.ViewSelectedBy.TypeName | Should -Contain 'Aequor.PowerShell.AequorLease'
         foreach ($view in $views) {
-            $type = $assembly.GetType($view.ViewSelectedBy.TypeName)
+            $type = $assembly.GetType(($view.ViewSelectedBy.TypeName -split "#")[0])
             if ($null -eq $type) { continue } # the build warns: its type is not compiled yet
             foreach ($property in $view.SelectNodes('.//PropertyName')) {
                 $type.GetProperty($property.InnerText) | Should -Not -BeNullOrEmpty -Because "the $($view.Name) view shows $($property.InnerText)"
