@@ -273,6 +273,14 @@ public sealed partial class AequorClient
             _transactionLostBy = error;
             await DisposeQuietlyAsync(transaction).ConfigureAwait(false);
         }
+        else if (SqlTransactionOpen)
+        {
+            // BEGIN in SQL: the same rule, or the next statement would run on a fresh connection outside it.
+            _transactionLost = true;
+            _transactionLostBy = error;
+        }
+
+        _serverTransaction = ServerTransactionStatus.Idle;
 
         await DisposeQuietlyAsync(connection).ConfigureAwait(false);
         Counters.ClientDied();

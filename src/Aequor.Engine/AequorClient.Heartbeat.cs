@@ -272,6 +272,7 @@ public sealed partial class AequorClient
     private void AfterStatement(long generation)
     {
         Touch();
+        ObserveServerTransaction(generation);
         if (_renewalInFlight is not { } sent || _connection is not { } connection || generation != Generation || !IsAlive(connection))
         {
             _renewalInFlight = null;

@@ -40,10 +40,36 @@ public sealed partial class AequorClient
     /// methods); connecting, probes in a round trip of their own, delays and the reaper stay asynchronous.</param>
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
+        var control = _transactionLost || _serverTransaction == ServerTransactionStatus.Failed ? TransactionControlText.Of(statement.CommandText) : TransactionControl.None;
         if (_transactionLost)
         {
-            throw new AequorTransactionLostException(
+            // A transaction opened in SQL is ended in SQL: its ROLLBACK or COMMIT ends the lost one too.
+            if (control != TransactionControl.None)
+            {
+                var cause = _transactionLostBy;
+                _transactionLost = false;
+                _transactionLostBy = null;
+                if (control == TransactionControl.Commit)
+                {
+                    throw new AequorTransactionLostException(
+                        "Nothing was committed: the connection was lost inside the transaction, which the server rolled back; its statements were not retried.", cause);
+                }
+
+                // The server already rolled it back: what runs instead ends with nothing to show, on a fresh connection.
+                statement = new AequorStatement("SELECT WHERE false");
+            }
+            else
+            {
+                throw new AequorTransactionLostException(
                 "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
+            }
+        }
+        else if (control == TransactionControl.Commit && _transaction is null)
+        {
+            // A COMMIT of a transaction block an error aborted: the server would answer it with a rollback and no error.
+            _ = await RunStatementAsync(new AequorStatement("ROLLBACK"), StatementMode.NonQuery, synchronous, cancellationToken).ConfigureAwait(false);
+            throw new AequorTransactionAbortedException(
+                "Nothing was committed: a statement had failed inside the transaction (opened in SQL), which aborted it, and it has been rolled back. To keep the rest of a transaction after an error, roll back to a savepoint.");
         }
 
         var startedAt = Stopwatch.GetTimestamp();
@@ -61,7 +87,7 @@ public sealed partial class AequorClient
             ObjectDisposedException.ThrowIf(_disposed, this);
             attemptNumber++;
             var attempt = new Attempt();
-            var inTransaction = _transaction is not null;
+            var inTransaction = _transaction is not null || SqlTransactionOpen;
             var generation = Generation;
             NpgsqlDataReader? reader = null;
             IAsyncDisposable? command = null;
@@ -552,6 +578,10 @@ public sealed partial class AequorClient
                     {
                         await MarkDeadAsync(generation, "reader", failure).ConfigureAwait(false);
                     }
+                    else
+                    {
+                        ObserveServerTransaction(generation);
+                    }
                 }
                 finally
                 {
@@ -595,6 +625,43 @@ public sealed partial class AequorClient
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Reads the server's transaction status after a statement: a BEGIN sent in SQL makes the session one in a
+    /// transaction (never reconnected, never retried), and a COMMIT or ROLLBACK sent in SQL ends one.
+    /// </summary>
+    private void ObserveServerTransaction(long generation)
+    {
+        if (_connection is not { } connection || generation != Generation)
+        {
+            return;
+        }
+
+        var status = ServerTransaction.Of(connection);
+        if (status == ServerTransactionStatus.Unknown)
+        {
+            return;
+        }
+
+        // Idle after the block had begun (Npgsql sends BEGIN with the first statement, not at BeginTransactionAsync):
+        // a COMMIT or ROLLBACK sent as a statement ended the transaction BeginTransactionAsync opened.
+        if (status == ServerTransactionStatus.Idle && _transaction is { } transaction && _serverTransaction != ServerTransactionStatus.Idle)
+        {
+            _transaction = null;
+            _transactionAbortedBy = null;
+            try
+            {
+                transaction.Dispose();
+            }
+#pragma warning disable CA1031 // Npgsql already knows the block is over; disposing is bookkeeping.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+
+        _serverTransaction = status;
     }
 
     /// <summary>A server error inside the open transaction aborts it (<see cref="EndTransactionAsync"/> then refuses to call the rollback a commit).</summary>

@@ -49,6 +49,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     // The server error that aborted the open transaction, until a later statement in it succeeds (a ROLLBACK TO
     // SAVEPOINT: in an aborted transaction nothing else can). The server answers COMMIT then with a rollback.
     private Exception? _transactionAbortedBy;
+
+    // The server's transaction status after the last statement on the current connection (ServerTransaction).
+    private ServerTransactionStatus _serverTransaction = ServerTransactionStatus.Idle;
     private Exception? _lastDeath;
     private long _generation;
     private bool _hadConnection;
@@ -160,7 +163,10 @@ public sealed partial class AequorClient : IAsyncDisposable
     public string? ApplicationName { get; private set; }
 
     /// <summary>True from <see cref="BeginTransactionAsync"/> until the transaction is committed or rolled back, lost or not.</summary>
-    public bool InTransaction => _transaction is not null || _transactionLost;
+    public bool InTransaction => _transaction is not null || _transactionLost || SqlTransactionOpen;
+
+    // A transaction block the server reports that BeginTransactionAsync did not open: BEGIN sent in a statement.
+    private bool SqlTransactionOpen => _transaction is null && _serverTransaction is ServerTransactionStatus.InBlock or ServerTransactionStatus.Failed;
 
     /// <summary>The connection died inside the open transaction: statements fail until it is ended.</summary>
     public bool TransactionLost => _transactionLost;
@@ -436,6 +442,8 @@ public sealed partial class AequorClient : IAsyncDisposable
             _transaction = null;
             var abortedBy = _transactionAbortedBy;
             _transactionAbortedBy = null;
+            // Whatever happens below, the block is over (committed, rolled back, or gone with its connection).
+            _serverTransaction = ServerTransactionStatus.Idle;
             var connection = _connection;
             var generation = Generation;
             try

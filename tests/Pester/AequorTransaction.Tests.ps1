@@ -71,4 +71,18 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id IN (30, 31)' -As Scalar | Should -Be 0
         Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
     }
+
+    It 'a BEGIN sent in SQL makes the session one in a transaction: InTransaction, no Start on top, a warning at Disconnect' {
+        $sql = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name sqlbegin
+        $null = Invoke-AequorQuery 'BEGIN' -Session $sql
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (40)' -Session $sql
+        $sql.InTransaction | Should -BeTrue
+        $err = $null
+        try { Start-AequorTransaction -Session $sql } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
+        $warnings = $null
+        Disconnect-Aequor -Session $sql -WarningVariable warnings -WarningAction SilentlyContinue
+        "$($warnings[0])" | Should -Match 'had an open transaction'
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 40' -As Scalar -Session $S | Should -Be 0
+    }
 }
