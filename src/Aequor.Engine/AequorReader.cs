@@ -183,7 +183,7 @@ public sealed class AequorReader : IAsyncDisposable
                 return null;
             }
 
-            if (value is TimeSpan or TimeSpan[] && IsInterval(reader, ordinal))
+            if (value is TimeSpan or TimeSpan[] or TimeSpan?[] && IsInterval(reader, ordinal))
             {
                 // Npgsql reads an interval with negative months as a TimeSpan without them: read it whole.
                 return ReadInterval(reader, ordinal);
@@ -249,10 +249,15 @@ public sealed class AequorReader : IAsyncDisposable
             return value.Months == 0 ? ToTimeSpan(value) : PostgresText.Interval(value);
         }
 
-        var values = reader.GetFieldValue<NpgsqlInterval[]>(ordinal);
-        return values.All(v => v.Months == 0)
-            ? values.Select(ToTimeSpan).ToArray()
-            : values.Select(PostgresText.Interval).ToArray();
+        var values = reader.GetFieldValue<NpgsqlInterval?[]>(ordinal);
+        if (values.Any(v => v?.Months is not (0 or null)))
+        {
+            return values.Select(v => v is { } interval ? PostgresText.Interval(interval) : null).ToArray();
+        }
+
+        return values.Contains(null)
+            ? values.Select(v => v is { } interval ? ToTimeSpan(interval) : (TimeSpan?)null).ToArray()
+            : values.Select(v => ToTimeSpan(v!.Value)).ToArray();
     }
 
     private static TimeSpan ToTimeSpan(NpgsqlInterval value) =>

@@ -117,7 +117,9 @@ internal static class SharedDataSources
                 return current;
             }
 
-            var builder = new NpgsqlConnectionStringBuilder(baseConnectionString);
+            // Npgsql's default refuses to read an int[] (bool[], uuid[] ...) holding a NULL; per instance, such an
+            // array reads as int?[] and one without NULL as int[].
+            var builder = new NpgsqlConnectionStringBuilder(baseConnectionString) { ArrayNullabilityMode = ArrayNullabilityMode.PerInstance };
             string? lease = null;
             var expiresAtMs = long.MaxValue;
             if (signer is not null)

@@ -23,6 +23,20 @@ internal static class ClientTestKit
         return value is null or DBNull ? default : (T)value;
     }
 
+    /// <summary>The first row of <paramref name="select"/> as <see cref="AequorReader.GetValue"/> reads it.</summary>
+    public static async Task<object?[]> ReadRowAsync(AequorClient client, string select)
+    {
+        await using var reader = await client.ExecuteReaderAsync(new AequorStatement(select), CancellationToken.None);
+        Assert.True(await reader.ReadAsync(CancellationToken.None));
+        var row = new object?[reader.FieldCount];
+        for (var i = 0; i < row.Length; i++)
+        {
+            row[i] = reader.GetValue(i);
+        }
+
+        return row;
+    }
+
     public static Task<bool> TerminateAsync(string adminConnectionString, int pid) =>
         AdminScalarAsync<bool>(adminConnectionString, "SELECT pg_terminate_backend($1)", pid);
 

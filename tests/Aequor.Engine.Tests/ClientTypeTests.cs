@@ -121,6 +121,29 @@ public sealed class ClientTypeTests(PostgresFixture db)
         Assert.Equal(new[] { "1 mon", "-1 mons +2 days" }, row[7]);
     }
 
+    /// <summary>
+    /// Npgsql refuses a NULL in an array of a value type (int[], bool[] ...) unless told otherwise: such an array
+    /// reads as an array of nullables with the NULL in place, one without NULL as before.
+    /// </summary>
+    [Fact]
+    public async Task Arrays_with_null_elements_read_with_null_in_place()
+    {
+        await using var client = NewClient();
+        var row = await ReadRowAsync(client, $"""
+            SELECT * FROM (SELECT array_agg(x) AS xs FROM (VALUES (1), (NULL)) v(x)) agg
+            CROSS JOIN (SELECT ARRAY[true, NULL], ARRAY['{Uuid}'::uuid, NULL], ARRAY[1.5, NULL]::numeric[],
+                               ARRAY['1 day', NULL]::interval[], ARRAY[NULL, '1 mon']::interval[], ARRAY[1, 2], ARRAY[[1, NULL], [3, 4]]) a
+            """);
+        Assert.Equal(new int?[] { 1, null }, Assert.IsType<int?[]>(row[0]));
+        Assert.Equal(new bool?[] { true, null }, Assert.IsType<bool?[]>(row[1]));
+        Assert.Equal(new Guid?[] { Guid.Parse(Uuid), null }, Assert.IsType<Guid?[]>(row[2]));
+        Assert.Equal(new decimal?[] { 1.5m, null }, Assert.IsType<decimal?[]>(row[3]));
+        Assert.Equal(new TimeSpan?[] { TimeSpan.FromDays(1), null }, Assert.IsType<TimeSpan?[]>(row[4]));
+        Assert.Equal(new[] { null, "1 mon" }, Assert.IsType<string?[]>(row[5]));
+        Assert.Equal(new[] { 1, 2 }, Assert.IsType<int[]>(row[6]));
+        Assert.Equal(new int?[,] { { 1, null }, { 3, 4 } }, Assert.IsType<int?[,]>(row[7]));
+    }
+
     /// <summary>What remains without a reading fails with an error that names the column and the way out.</summary>
     [Theory]
     [InlineData("ARRAY[1e40::numeric] AS big")]
