@@ -23,8 +23,16 @@ public sealed class AequorReader : IAsyncDisposable
     private bool _disposed;
     private Exception? _failure;
 
-    // Per column of the current result set: does every value read as itself (see PlainColumns)?
-    private bool[]? _plainColumns;
+    // Per column of the current result set: how its values are read (see Readings).
+    private ColumnReading[]? _readings;
+
+    private enum ColumnReading : byte
+    {
+        General,
+        Plain,
+        Timestamp,
+        TimestampUtc,
+    }
 
     internal AequorReader(NpgsqlDataReader reader, Func<ValueTask>? onDispose)
     {
@@ -106,7 +114,7 @@ public sealed class AequorReader : IAsyncDisposable
     public async Task<bool> NextResultAsync(CancellationToken cancellationToken)
     {
         _firstReadPending = false;
-        _plainColumns = null;
+        _readings = null;
         try
         {
             return await _reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
@@ -119,8 +127,21 @@ public sealed class AequorReader : IAsyncDisposable
 
     public object? GetValue(int ordinal)
     {
-        var plain = _plainColumns ??= PlainColumns(_reader);
-        if ((uint)ordinal < (uint)plain.Length && plain[ordinal])
+        var readings = _readings ??= Readings(_reader);
+        var reading = (uint)ordinal < (uint)readings.Length ? readings[ordinal] : ColumnReading.General;
+        if (reading is ColumnReading.Timestamp or ColumnReading.TimestampUtc)
+        {
+            try
+            {
+                return PostgresTimestamps.Read(_reader, ordinal, reading == ColumnReading.TimestampUtc ? DateTimeKind.Utc : DateTimeKind.Unspecified);
+            }
+            catch (OverflowException ex)
+            {
+                return AsText(_reader, ordinal, ex);
+            }
+        }
+
+        if (reading == ColumnReading.Plain)
         {
             try
             {
@@ -136,20 +157,24 @@ public sealed class AequorReader : IAsyncDisposable
             {
                 return AsText(_reader, ordinal, ex);
             }
+            catch (ArgumentOutOfRangeException ex)
+            {
+                return AsText(_reader, ordinal, ex);
+            }
         }
 
         return ConvertValue(_reader, ordinal);
     }
 
     /// <summary>
-    /// Columns whose declared .NET type is one every value keeps as is (a number, text, a bool, a timestamp):
+    /// Columns whose declared .NET type is one every value keeps as is (a number, text, a bool, a uuid):
     /// their values skip the per-value checks of <see cref="ConvertValue"/>, which a 1,000-row read paid
-    /// 3,000 times (the statement-overhead bench). Anything else (intervals, arrays, Npgsql's own types, void)
-    /// takes the general path.
+    /// 3,000 times (the statement-overhead bench). Timestamps are read by <see cref="PostgresTimestamps"/>.
+    /// Anything else (intervals, arrays, Npgsql's own types, void) takes the general path.
     /// </summary>
-    private static bool[] PlainColumns(NpgsqlDataReader reader)
+    private static ColumnReading[] Readings(NpgsqlDataReader reader)
     {
-        var plain = new bool[reader.FieldCount];
+        var plain = new ColumnReading[reader.FieldCount];
         for (var i = 0; i < plain.Length; i++)
         {
             Type type;
@@ -163,9 +188,13 @@ public sealed class AequorReader : IAsyncDisposable
                 continue;
             }
 
-            plain[i] = type == typeof(int) || type == typeof(long) || type == typeof(short) || type == typeof(string)
-                || type == typeof(decimal) || type == typeof(double) || type == typeof(float) || type == typeof(bool)
-                || type == typeof(DateTime) || type == typeof(Guid);
+            plain[i] = type == typeof(DateTime) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(i))
+                    ? (PostgresTimestamps.KindOf(reader.GetDataTypeName(i)) == DateTimeKind.Utc ? ColumnReading.TimestampUtc : ColumnReading.Timestamp)
+                : type == typeof(int) || type == typeof(long) || type == typeof(short) || type == typeof(string)
+                    || type == typeof(decimal) || type == typeof(double) || type == typeof(float) || type == typeof(bool)
+                    || type == typeof(Guid)
+                    ? ColumnReading.Plain
+                : ColumnReading.General;
         }
 
         return plain;
@@ -189,6 +218,11 @@ public sealed class AequorReader : IAsyncDisposable
                 return ReadInterval(reader, ordinal);
             }
 
+            if (value is Array array && PostgresTimestamps.IsTimestampArray(array) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(ordinal)))
+            {
+                return PostgresTimestamps.ReadArray(reader, ordinal, array);
+            }
+
             return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
         }
         catch (InvalidCastException ex)
@@ -197,6 +231,11 @@ public sealed class AequorReader : IAsyncDisposable
         }
         catch (OverflowException ex)
         {
+            return AsText(reader, ordinal, ex);
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            // Npgsql's DateOnly and TimeOnly refuse a date past 9999 or BC, and 24:00:00, with .NET's own message.
             return AsText(reader, ordinal, ex);
         }
     }
@@ -238,30 +277,36 @@ public sealed class AequorReader : IAsyncDisposable
         reader.GetDataTypeName(ordinal).StartsWith("interval", StringComparison.Ordinal);
 
     /// <summary>
-    /// An interval (or an array of them) whole: TimeSpan when no value has months (TimeSpan has none), else the
-    /// server's text for each.
+    /// An interval (or an array of them) whole: TimeSpan when every value has no months (TimeSpan has none) and
+    /// fits (TimeSpan ends near 10.7 million days, an interval's days go to 2^31), else the server's text for each.
     /// </summary>
     private static object ReadInterval(NpgsqlDataReader reader, int ordinal)
     {
         if (reader.GetFieldType(ordinal) == typeof(TimeSpan))
         {
             var value = reader.GetFieldValue<NpgsqlInterval>(ordinal);
-            return value.Months == 0 ? ToTimeSpan(value) : PostgresText.Interval(value);
+            return ToTimeSpan(value) is { } span ? span : PostgresText.Interval(value);
         }
 
         var values = reader.GetFieldValue<NpgsqlInterval?[]>(ordinal);
-        if (values.Any(v => v?.Months is not (0 or null)))
+        if (values.Any(v => v is { } interval && ToTimeSpan(interval) is null))
         {
             return values.Select(v => v is { } interval ? PostgresText.Interval(interval) : null).ToArray();
         }
 
         return values.Contains(null)
-            ? values.Select(v => v is { } interval ? ToTimeSpan(interval) : (TimeSpan?)null).ToArray()
-            : values.Select(v => ToTimeSpan(v!.Value)).ToArray();
+            ? values.Select(v => v is { } interval ? ToTimeSpan(interval) : null).ToArray()
+            : values.Select(v => ToTimeSpan(v!.Value)!.Value).ToArray();
     }
 
-    private static TimeSpan ToTimeSpan(NpgsqlInterval value) =>
-        TimeSpan.FromTicks((value.Days * TimeSpan.TicksPerDay) + (value.Time * 10));
+    /// <summary>The interval as a TimeSpan, or null when it has months or lies beyond TimeSpan.</summary>
+    private static TimeSpan? ToTimeSpan(NpgsqlInterval value)
+    {
+        var ticks = ((Int128)value.Days * TimeSpan.TicksPerDay) + ((Int128)value.Time * 10);
+        return value.Months == 0 && ticks >= TimeSpan.MinValue.Ticks && ticks <= TimeSpan.MaxValue.Ticks
+            ? TimeSpan.FromTicks((long)ticks)
+            : null;
+    }
 
     private static bool IsPlain(object value)
     {
