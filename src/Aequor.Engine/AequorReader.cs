@@ -223,7 +223,7 @@ public sealed class AequorReader : IAsyncDisposable
                 return PostgresTimestamps.ReadArray(reader, ordinal, array);
             }
 
-            return IsPlain(value) ? value : reader.GetFieldValue<string>(ordinal);
+            return IsPlain(value) ? value : NpgsqlTypeText.Of(value, reader.GetDataTypeName(ordinal)) ?? reader.GetFieldValue<string>(ordinal);
         }
         catch (InvalidCastException ex)
         {
@@ -317,8 +317,12 @@ public sealed class AequorReader : IAsyncDisposable
         }
 
         // Asking a type for its assembly costs more than the rest of a value's read: remember the answer.
+        // An array with a NULL in it is of nullables (NpgsqlRange<int>?[]): the element's own type decides.
         return PlainTypes.TryGetValue(type, out var plain) ? plain : PlainTypes.GetOrAdd(type, static t =>
-            (t.IsArray ? t.GetElementType()! : t).Assembly != typeof(NpgsqlConnection).Assembly);
+        {
+            var element = t.IsArray ? t.GetElementType()! : t;
+            return (Nullable.GetUnderlyingType(element) ?? element).Assembly != typeof(NpgsqlConnection).Assembly;
+        });
     }
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, bool> PlainTypes = new();
