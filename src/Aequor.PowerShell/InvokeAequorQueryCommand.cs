@@ -316,10 +316,14 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         }
     }
 
+    private static readonly string[] ReservedMemberNames = ["PSObject", "psbase", "PSAdapted", "PSExtended", "PSTypeNames"];
+
     internal static string[] ColumnNames(AequorReader reader)
     {
         var names = new string[reader.FieldCount];
-        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        // PowerShell refuses a note property with one of its own members' names: such a column is renamed like
+        // a duplicate of it (PSObject_2).
+        var seen = new HashSet<string>(ReservedMemberNames, StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < names.Length; i++)
         {
             var name = reader.GetName(i);

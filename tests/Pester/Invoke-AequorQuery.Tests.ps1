@@ -66,6 +66,16 @@ SELECT 1::int AS i, 2::bigint AS b, 1.25::numeric AS n, 2.5::float8 AS f, true A
         $rows[1].y_2 | Should -Be 3
         $rows[2].x | Should -Be 4
     }
+
+    It 'renames a column whose name PowerShell reserves (PSObject, psbase ...) as it renames duplicates' {
+        $row = Invoke-AequorQuery 'SELECT 1 AS "PSObject", 2 AS psbase, 3 AS "PSAdapted", 4 AS "psextended", 5 AS "PSTypeNames", 6 AS "PSObject_2"'
+        $row.psobject.Properties.Name | Should -Be @('PSObject_2', 'psbase_2', 'PSAdapted_2', 'psextended_2', 'PSTypeNames_2', 'PSObject_2_2')
+        $row.PSObject_2 | Should -Be 1
+        $row.PSTypeNames_2 | Should -Be 5
+        $row.PSObject_2_2 | Should -Be 6
+        $table = Invoke-AequorQuery 'SELECT 1 AS pstypenames' -As DataTable
+        $table.Columns.ColumnName | Should -Be 'pstypenames_2'
+    }
 }
 
 Describe 'Invoke-AequorQuery parameters' {
