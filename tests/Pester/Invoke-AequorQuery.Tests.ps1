@@ -52,6 +52,21 @@ SELECT 1::int AS i, 2::bigint AS b, 1.25::numeric AS n, 2.5::float8 AS f, true A
         (Get-Backend $S.BackendPid).state | Should -Be 'idle'
     }
 
+    It 'reads arrays holding NULL, ranges and geometric types as the server writes them, and infinity as UTC' {
+        $row = Invoke-AequorQuery @'
+SELECT ARRAY[1, NULL] AS ints, int4range(1, 5) AS r, point(1, 2) AS p, '-infinity'::timestamptz AS past,
+       '100000000 days'::interval AS long
+'@
+        , $row.ints | Should -BeOfType ([Nullable[int][]])
+        $row.ints[0] | Should -Be 1
+        $row.ints[1] | Should -BeNullOrEmpty
+        $row.r | Should -Be '[1,5)'
+        $row.p | Should -Be '(1,2)'
+        $row.past | Should -Be ([datetime]::MinValue)
+        $row.past.Kind | Should -Be 'Utc'
+        $row.long | Should -Be '100000000 days'
+    }
+
     It 'reads a void column (pg_sleep, pg_advisory_lock) as $null' {
         $row = Invoke-AequorQuery 'SELECT pg_sleep(0) AS slept, 1 AS one'
         $row.slept | Should -BeNullOrEmpty
