@@ -157,10 +157,6 @@ public sealed class AequorReader : IAsyncDisposable
             {
                 return AsText(_reader, ordinal, ex);
             }
-            catch (ArgumentOutOfRangeException ex)
-            {
-                return AsText(_reader, ordinal, ex);
-            }
         }
 
         return ConvertValue(_reader, ordinal);
@@ -174,8 +170,8 @@ public sealed class AequorReader : IAsyncDisposable
     /// </summary>
     private static ColumnReading[] Readings(NpgsqlDataReader reader)
     {
-        var plain = new ColumnReading[reader.FieldCount];
-        for (var i = 0; i < plain.Length; i++)
+        var readings = new ColumnReading[reader.FieldCount];
+        for (var i = 0; i < readings.Length; i++)
         {
             Type type;
             try
@@ -188,7 +184,7 @@ public sealed class AequorReader : IAsyncDisposable
                 continue;
             }
 
-            plain[i] = type == typeof(DateTime) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(i))
+            readings[i] = type == typeof(DateTime) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(i))
                     ? (PostgresTimestamps.KindOf(reader.GetDataTypeName(i)) == DateTimeKind.Utc ? ColumnReading.TimestampUtc : ColumnReading.Timestamp)
                 : type == typeof(int) || type == typeof(long) || type == typeof(short) || type == typeof(string)
                     || type == typeof(decimal) || type == typeof(double) || type == typeof(float) || type == typeof(bool)
@@ -197,7 +193,7 @@ public sealed class AequorReader : IAsyncDisposable
                 : ColumnReading.General;
         }
 
-        return plain;
+        return readings;
     }
 
     internal static object? ConvertValue(NpgsqlDataReader reader, int ordinal)
