@@ -55,7 +55,24 @@ public static class ConnectionStrings
             throw new AequorConfigurationException("The connection string is empty.");
         }
 
-        return IsUri(connectionString) ? FromUri(connectionString.Trim()) : Parse(connectionString).ConnectionString;
+        var builder = Parse(IsUri(connectionString) ? FromUri(connectionString.Trim()) : connectionString);
+        // What Npgsql would only report at the first connect, as an ArgumentException that names no setting.
+        if (string.IsNullOrWhiteSpace(builder.Host))
+        {
+            throw new AequorConfigurationException("The connection string names no server: give Host=... (or a host in the postgres:// URI).");
+        }
+
+        if (builder.Port is < 1 or > 65535)
+        {
+            throw new AequorConfigurationException($"The port {builder.Port.ToString(CultureInfo.InvariantCulture)} is not between 1 and 65535.");
+        }
+
+        if (builder.Multiplexing)
+        {
+            throw new AequorConfigurationException("Multiplexing is not supported: each Aequor session owns one connection, whose backend its lease names. Remove Multiplexing from the connection string.");
+        }
+
+        return builder.ConnectionString;
     }
 
     /// <summary>Replaces the user and password (a PSCredential wins over what the string says).</summary>

@@ -32,12 +32,16 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     [ValidateNotNullOrEmpty]
     public string Query { get; set; } = string.Empty;
 
-    [Parameter(Mandatory = true, ParameterSetName = FileSet)]
+    /// <summary>A SQL file; also from the pipeline by FullName (Get-ChildItem ./migrations/*.sql | Invoke-AequorQuery).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = FileSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName")]
     [ValidateNotNullOrEmpty]
     public string File { get; set; } = string.Empty;
 
     /// <summary>A hashtable for <c>@name</c> placeholders, an array for <c>$1</c>, <c>$2</c> ….</summary>
-    [Parameter(Position = 1)]
+    /// <remarks>Positional only after a query: with -File a stray argument is refused instead of taken for parameters.</remarks>
+    [Parameter(Position = 1, ParameterSetName = QuerySet)]
+    [Parameter(ParameterSetName = FileSet)]
     [AllowNull]
     public object? Parameters { get; set; }
 

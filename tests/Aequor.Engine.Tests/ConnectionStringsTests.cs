@@ -56,6 +56,18 @@ public sealed class ConnectionStringsTests
         Assert.DoesNotContain("S3cret-pw", keywords.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Host=h;Port=99999;Password=S3cret-pw", "port 99999 is not between 1 and 65535")]
+    [InlineData("Database=db;Username=u;Password=S3cret-pw", "names no server")]
+    [InlineData("postgres://u:S3cret-pw@/db", "names no server")]
+    [InlineData("Host=h;Multiplexing=true", "Multiplexing is not supported")]
+    public void Settings_Npgsql_would_refuse_only_at_the_first_connect_are_refused_here_by_name(string text, string expected)
+    {
+        var error = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize(text));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("S3cret-pw", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_credential_replaces_the_user_and_password_of_either_form()
     {

@@ -169,6 +169,19 @@ Describe 'Connect-Aequor failures' {
         $err.Exception.Message | Should -Not -Match 'Sup3r-secret-pw'
     }
 
+    It 'a port out of range, no host and Multiplexing are AequorInvalidParameter naming the setting, before any connect' {
+        foreach ($case in @(
+                @{ Text = 'Host=h;Port=99999;Password=Sup3r-secret-pw'; Says = 'port 99999' },
+                @{ Text = 'postgres://u:Sup3r-secret-pw@/db'; Says = 'names no server' },
+                @{ Text = 'Host=h;Multiplexing=true'; Says = 'Multiplexing is not supported' })) {
+            $err = $null
+            try { Connect-Aequor $case.Text -CoordinationSecret $TestSecret -Name badcs } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*' -Because $case.Text
+            $err.Exception.Message | Should -Match $case.Says
+            $err.Exception.Message | Should -Not -Match 'Sup3r-secret-pw'
+        }
+    }
+
     It 'never shows the secret or the password in output, verbose lines, errors or ToString()' {
         $Error.Clear()
         $verbose = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name secretcheck -Verbose 4>&1

@@ -210,6 +210,17 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $r.n | Should -Be 5
     }
 
+    It 'runs SQL files piped from Get-ChildItem, in order, and refuses a stray argument beside -File' {
+        $dir = Join-Path $TestDrive 'migrations'
+        $null = New-Item -ItemType Directory $dir
+        Set-Content (Join-Path $dir '001.sql') "SELECT 1 AS step"
+        Set-Content (Join-Path $dir '002.sql') "SELECT 2 AS step"
+        (Get-ChildItem $dir -Filter *.sql | Sort-Object Name | Invoke-AequorQuery).step | Should -Be @(1, 2)
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT 1' -File (Join-Path $dir '001.sql') } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'PositionalParameterNotFound*'
+    }
+
     It 'a missing -File gives AequorFileNotFound' {
         $err = $null
         try { Invoke-AequorQuery -File (Join-Path $TestDrive 'missing.sql') } catch { $err = $_ }
