@@ -28,7 +28,7 @@ Disconnect-Aequor -Name 'report*'
 Get-AequorSession | Where-Object State -eq Broken | Disconnect-Aequor
 Disconnect-Aequor -All
 '@
-            Remarks = 'Wildcards match names; sessions can be piped in; -All closes the rest.'
+            Remarks = 'Wildcards match names; sessions can be piped in (State Broken: the connection broke, for example inside a transaction that is now lost); -All closes the rest.'
         }
     )
     Notes       = 'Errors: AequorSessionNotFound (no session of that name), AequorNoSession (no default session to close).'

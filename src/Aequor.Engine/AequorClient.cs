@@ -173,6 +173,8 @@ public sealed partial class AequorClient : IAsyncDisposable
 
     public AequorClientState State =>
         _disposed ? AequorClientState.Disposed
+        // Lost inside a transaction: every statement fails until it is ended, no reconnect is waiting to happen.
+        : _transactionLost ? AequorClientState.Broken
         : _connection is null ? AequorClientState.Disconnected
         : !IsAlive(_connection) ? AequorClientState.Broken
         : AequorClientState.Connected;

@@ -10,7 +10,7 @@ public enum AequorSessionState
     Disconnected,
     Connected,
 
-    /// <summary>The connection broke; the next statement reconnects.</summary>
+    /// <summary>The connection broke: the next statement reconnects, or, when it broke inside a transaction, every statement fails until the transaction is ended.</summary>
     Broken,
 
     /// <summary>Disconnect-Aequor (or the runspace, or Remove-Module) closed it.</summary>

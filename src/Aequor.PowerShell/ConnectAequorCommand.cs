@@ -131,7 +131,13 @@ public sealed class ConnectAequorCommand : AequorCmdlet
 
     protected override void EndProcessing()
     {
-        var password = Credential?.GetNetworkCredential().Password;
+        // [pscredential]::Empty is the usual default of a wrapper function's -Credential: no credential.
+        if (Credential == PSCredential.Empty)
+        {
+            Credential = null;
+        }
+
+        var password = Credential?.GetNetworkCredential()?.Password;
         var secret = Reveal(CoordinationSecret) ?? Environment.GetEnvironmentVariable(SecretVariable);
         var previous = Reveal(PreviousCoordinationSecret) ?? Environment.GetEnvironmentVariable(PreviousSecretVariable);
         var connectionString = BuildConnectionString(password);
@@ -190,7 +196,12 @@ public sealed class ConnectAequorCommand : AequorCmdlet
         if (SessionStore.For(this).Add(session) is { } replaced)
         {
             WriteVerbose($"Closing the previous session named '{replaced.Name}'.");
+            var openTransaction = replaced.InTransaction;
             replaced.Close();
+            if (openTransaction)
+            {
+                WriteWarning($"The previous session named '{replaced.Name}' had an open transaction: closing it rolled the transaction back, and nothing of it was committed.");
+            }
         }
 
         WriteVerbose(client.IsLeased

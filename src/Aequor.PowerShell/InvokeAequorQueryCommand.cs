@@ -304,6 +304,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         {
             // The statement was abandoned; its error is not news.
         }
+        finally
+        {
+            // The end of a statement is posted when its reader closes (a renewal that rode along with it).
+            DrainPosted();
+        }
     }
 
     // AequorReader.GetValue throws NullReferenceException on a void column (SELECT pg_sleep(1),

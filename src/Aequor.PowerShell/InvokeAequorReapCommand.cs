@@ -44,8 +44,10 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
         var session = ResolveSession(Session);
         if (!session.IsLeased)
         {
-            ThrowTerminatingError(Errors.Create(ErrorIds.NotLeased, ErrorCategory.InvalidOperation,
+            // This input's error, not the pipeline's: the other sessions piped in are still reaped.
+            WriteError(Errors.Create(ErrorIds.NotLeased, ErrorCategory.InvalidOperation,
                 $"Session '{session.Name}' has no coordination secret, so it can recognise no lease: connect with -CoordinationSecret to reap.", session));
+            return;
         }
 
         var request = new ReapRequest

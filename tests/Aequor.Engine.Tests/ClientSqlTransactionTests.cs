@@ -39,6 +39,7 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
         await Assert.ThrowsAsync<AequorTransactionLostException>(() => client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (51)"), default));
         Assert.Throws<AequorTransactionLostException>(() => client.ExecuteNonQuery(Sql($"INSERT INTO {table} VALUES (52)"), default));
         Assert.True(client.InTransaction);
+        Assert.Equal(AequorClientState.Broken, client.State);
 
         if (end == "COMMIT")
         {
@@ -52,6 +53,7 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
         }
 
         Assert.False(client.InTransaction);
+        Assert.NotEqual(AequorClientState.Broken, client.State);
         _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (53)"), default);
         Assert.Equal(1, await CountAsync(table));
         Assert.Equal(1, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 53));

@@ -100,6 +100,25 @@ Describe 'Connect-Aequor' {
         (Get-AequorLease -ApplicationName (Get-Backend $s.BackendPid).application_name).ServiceName | Should -BeNullOrEmpty
     }
 
+    It 'warns when the session it replaces had an open transaction, which closing rolled back' {
+        $first = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name replaced-tx
+        Start-AequorTransaction -Session $first
+        $null = Invoke-AequorQuery 'SELECT 1' -Session $first
+        $warnings = $null
+        $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name replaced-tx -WarningVariable warnings -WarningAction SilentlyContinue
+        "$($warnings[0])" | Should -Match "previous session named 'replaced-tx' had an open transaction"
+        $warnings = $null
+        $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name replaced-tx -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings.Count | Should -Be 0
+        Disconnect-Aequor -Name replaced-tx
+    }
+
+    It 'takes [pscredential]::Empty (a wrapper function''s default) as no credential' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -Credential ([pscredential]::Empty) -LeaseMode Optional -Name emptycred
+        Invoke-AequorQuery 'SELECT 1' -As Scalar -Session $s | Should -Be 1
+        Disconnect-Aequor -Session $s
+    }
+
     It 'replaces a session of the same name and closes the old connection' {
         $first = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name again
         $second = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -Name again

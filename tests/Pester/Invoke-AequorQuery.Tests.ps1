@@ -401,6 +401,18 @@ Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning'
         $s.Heartbeats | Should -BeGreaterOrEqual 1
     }
 
+    It 'a renewal that rides along with a row query is said on Verbose too (said when its reader closes)' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName v) -ReaperRunProbability 0 -LeaseTtlMs 3000 -HeartbeatSoftRemainingMs 2900 -HeartbeatHardWaitRemainingMs 100 -Name verbose4
+        Start-Sleep -Milliseconds 400
+        foreach ($as in 'PSObject', 'DataTable') {
+            $heartbeats = $s.Heartbeats
+            Start-Sleep -Milliseconds 200
+            $verbose = @(Invoke-AequorQuery 'SELECT 1 AS one' -As $as -Session $s -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message
+            $s.Heartbeats | Should -Be ($heartbeats + 1) -Because "-As $as renews"
+            $verbose -match 'lease renewed until' | Should -Not -BeNullOrEmpty -Because "-As $as"
+        }
+    }
+
     It 'connect retries are warnings, then AequorConnectFailed' {
         $nowhere = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)port=\d+', 'Port=1'
         $warnings = $null

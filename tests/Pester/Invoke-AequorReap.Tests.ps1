@@ -225,10 +225,16 @@ Describe 'Invoke-AequorReap' {
         Get-Backend $f.Live.BackendPid | Should -Not -BeNullOrEmpty
     }
 
-    It 'a session without a secret gives AequorNotLeased' {
-        $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional
+    It 'a session without a secret gives AequorNotLeased, for that input only: the other piped sessions are reaped' {
+        $plain = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name plainreap
         $err = $null
-        try { Invoke-AequorReap } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNotLeased*'
+        Invoke-AequorReap -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorNotLeased*'
+        $leased = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName np) -ReaperRunProbability 0 -Name leasedreap
+        $err = $null
+        $results = @($plain, $leased | Invoke-AequorReap -ErrorVariable err -ErrorAction SilentlyContinue)
+        $err.Count | Should -Be 1
+        $results.Count | Should -Be 1
+        $results[0].ServiceName | Should -Be $leased.ServiceName
     }
 }
