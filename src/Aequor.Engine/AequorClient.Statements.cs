@@ -40,7 +40,8 @@ public sealed partial class AequorClient
     /// methods); connecting, probes in a round trip of their own, delays and the reaper stay asynchronous.</param>
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
-        var control = _transactionLost || _serverTransaction == ServerTransactionStatus.Failed ? TransactionControlText.Of(statement.CommandText) : TransactionControl.None;
+        var aborted = _serverTransaction == ServerTransactionStatus.Failed || (_transaction is not null && _transactionAbortedBy is not null);
+        var control = _transactionLost || aborted ? TransactionControlText.Of(statement.CommandText) : TransactionControl.None;
         if (_transactionLost)
         {
             // A transaction opened in SQL is ended in SQL: its ROLLBACK or COMMIT ends the lost one too.
@@ -64,12 +65,37 @@ public sealed partial class AequorClient
                 "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
             }
         }
-        else if (control == TransactionControl.Commit && _transaction is null)
+        else if (control == TransactionControl.Commit)
         {
             // A COMMIT of a transaction block an error aborted: the server would answer it with a rollback and no error.
-            _ = await RunStatementAsync(new AequorStatement("ROLLBACK"), StatementMode.NonQuery, synchronous, cancellationToken).ConfigureAwait(false);
+            if (_transaction is { } transaction)
+            {
+                var abortedBy = _transactionAbortedBy;
+                _transaction = null;
+                _transactionAbortedBy = null;
+                _serverTransaction = ServerTransactionStatus.Idle;
+                try
+                {
+                    await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                }
+#pragma warning disable CA1031 // A connection lost here takes the aborted transaction with it: nothing was committed either way.
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                }
+                finally
+                {
+                    await DisposeQuietlyAsync(transaction).ConfigureAwait(false);
+                }
+
+                throw Aborted(abortedBy ?? new InvalidOperationException("The transaction had been aborted by an earlier error."));
+            }
+
+            var chain = TransactionControlText.Chains(statement.CommandText);
+            _ = await RunStatementAsync(new AequorStatement(chain ? "ROLLBACK AND CHAIN" : "ROLLBACK"), StatementMode.NonQuery, synchronous, cancellationToken).ConfigureAwait(false);
             throw new AequorTransactionAbortedException(
-                "Nothing was committed: a statement had failed inside the transaction (opened in SQL), which aborted it, and it has been rolled back. To keep the rest of a transaction after an error, roll back to a savepoint.");
+                "Nothing was committed: a statement had failed inside the transaction (opened in SQL), which aborted it, and it has been rolled back"
+                + (chain ? " (AND CHAIN: a new transaction is open)" : string.Empty) + ". To keep the rest of a transaction after an error, roll back to a savepoint.");
         }
 
         var startedAt = Stopwatch.GetTimestamp();
@@ -230,7 +256,9 @@ public sealed partial class AequorClient
     private Exception? InterruptedByDispose(Exception failure, SendStage stage)
     {
         var serverVerdict = failure as PostgresException ?? failure.InnerException as PostgresException;
-        if (stage != SendStage.Sent)
+        // Behind a probe the statement stays unconfirmed until the whole batch ends: only a server error that
+        // came first proves it never started, as in DecideAsync.
+        if (stage == SendStage.NotSent || (stage == SendStage.BehindPrefix && serverVerdict is not null))
         {
             return new ObjectDisposedException("The Aequor client was disposed (its session closed) before the statement was run: it was not run.", failure);
         }
@@ -293,6 +321,13 @@ public sealed partial class AequorClient
 
         if (inTransaction)
         {
+            if (dead && stage != SendStage.NotSent && !RetryClassifier.IsStatementError(cause) && TransactionControlText.MayCommit(statement.CommandText))
+            {
+                // A COMMIT (or END, or a batch ending in one) that reached the server may have committed.
+                return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
+                    "The connection was lost after a statement that may commit the transaction was sent: whether the transaction committed is unknown, and nothing was sent again. Check the data before repeating it.", cause), false);
+            }
+
             if (dead)
             {
                 return (false, TimeSpan.Zero, new AequorTransactionLostException(
@@ -333,6 +368,13 @@ public sealed partial class AequorClient
             }
 
             var own = replaced ? cause : dead || cancelled ? null : TimedOut(cause, statement, inTransaction: false);
+            if (cancelled && neverRan && own is null && ex is not OperationCanceledException)
+            {
+                // Cancelled before the statement started (a renewal given up as the caller cancelled): a cancellation,
+                // not the renewal's own TimeoutException.
+                own = new OperationCanceledException("The statement was cancelled before it was sent.", cause, cancellationToken);
+            }
+
             return (false, TimeSpan.Zero, own, false);
         }
 
@@ -644,9 +686,9 @@ public sealed partial class AequorClient
             return;
         }
 
-        // Idle after the block had begun (Npgsql sends BEGIN with the first statement, not at BeginTransactionAsync):
-        // a COMMIT or ROLLBACK sent as a statement ended the transaction BeginTransactionAsync opened.
-        if (status == ServerTransactionStatus.Idle && _transaction is { } transaction && _serverTransaction != ServerTransactionStatus.Idle)
+        // Idle under BeginTransactionAsync's transaction: a COMMIT or ROLLBACK sent as a statement ended it. (Before
+        // Npgsql has sent its BEGIN, with the first statement, the status is its own 'pending', read as Unknown.)
+        if (status == ServerTransactionStatus.Idle && _transaction is { } transaction)
         {
             _transaction = null;
             _transactionAbortedBy = null;

@@ -440,6 +440,13 @@ public sealed partial class AequorClient : IAsyncDisposable
                 return;
             }
 
+            if (_transaction is null && SqlTransactionOpen)
+            {
+                // Opened by BEGIN in SQL: ended the same way (a COMMIT of an aborted block rolls back and throws).
+                _ = await RunStatementAsync(new AequorStatement(commit ? "COMMIT" : "ROLLBACK"), StatementMode.NonQuery, synchronous: false, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
             var transaction = _transaction ?? throw new InvalidOperationException("No transaction is open on this session.");
             _transaction = null;
             var abortedBy = _transactionAbortedBy;

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Reflection;
 using Npgsql;
 
@@ -24,20 +25,50 @@ internal static class ServerTransaction
 {
     private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
 
-    private static readonly PropertyInfo? Connector = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
-    private static readonly PropertyInfo? Status = Connector?.PropertyType.GetProperty("TransactionStatus", Internal);
+    // Read once per statement: compiled once, not reflected each time. -1: no connector.
+    private static readonly Func<NpgsqlConnection, int>? ReadStatus = CompileReader();
+
+    private static Func<NpgsqlConnection, int>? CompileReader()
+    {
+        try
+        {
+            var connectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
+            var statusProperty = connectorProperty?.PropertyType.GetProperty("TransactionStatus", Internal);
+            if (connectorProperty is null || statusProperty is null)
+            {
+                return null;
+            }
+
+            var connection = Expression.Parameter(typeof(NpgsqlConnection), "connection");
+            var connector = Expression.Variable(connectorProperty.PropertyType, "connector");
+            var body = Expression.Block(
+                [connector],
+                Expression.Assign(connector, Expression.Property(connection, connectorProperty)),
+                Expression.Condition(
+                    Expression.Equal(connector, Expression.Constant(null, connectorProperty.PropertyType)),
+                    Expression.Constant(-1),
+                    Expression.Convert(Expression.Property(connector, statusProperty), typeof(int))));
+            return Expression.Lambda<Func<NpgsqlConnection, int>>(body, connection).Compile();
+        }
+#pragma warning disable CA1031 // Without the member, the status is Unknown and nothing changes.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            return null;
+        }
+    }
 
     public static ServerTransactionStatus Of(NpgsqlConnection connection)
     {
         try
         {
-            if (Status is null || Connector!.GetValue(connection) is not { } connector || Status.GetValue(connector) is not { } status)
+            if (ReadStatus is null)
             {
                 return ServerTransactionStatus.Unknown;
             }
 
             // The protocol's own bytes: 'I' idle, 'T' in a transaction block, 'E' in a failed one.
-            return Convert.ToInt32(status, System.Globalization.CultureInfo.InvariantCulture) switch
+            return ReadStatus(connection) switch
             {
                 'I' => ServerTransactionStatus.Idle,
                 'T' => ServerTransactionStatus.InBlock,
@@ -64,6 +95,19 @@ internal enum TransactionControl
 
 internal static class TransactionControlText
 {
+    private static readonly System.Text.RegularExpressions.Regex CommitWord = new(@"\b(COMMIT|END)\b", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>COMMIT AND CHAIN: the block ends and a new one begins at once.</summary>
+    public static bool Chains(string commandText) =>
+        commandText.Contains("CHAIN", StringComparison.OrdinalIgnoreCase) && !commandText.Contains("NO CHAIN", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Whether the text could end the transaction with a commit (a COMMIT or END anywhere, a batch ending in one
+    /// included). Errs towards yes (a CASE ... END): the cost of a false yes is "outcome unknown" for a lost
+    /// transaction, the cost of a false no a committed transaction reported as rolled back.
+    /// </summary>
+    public static bool MayCommit(string commandText) => CommitWord.IsMatch(commandText);
+
     public static TransactionControl Of(string commandText)
     {
         var text = commandText.Trim().TrimEnd(';').Trim();
@@ -78,7 +122,7 @@ internal static class TransactionControlText
             return TransactionControl.None;
         }
 
-        var rest = words.Skip(1).All(w => w.Equals("WORK", StringComparison.OrdinalIgnoreCase) || w.Equals("TRANSACTION", StringComparison.OrdinalIgnoreCase));
+        var rest = words.Skip(1).All(w => w.ToUpperInvariant() is "WORK" or "TRANSACTION" or "AND" or "NO" or "CHAIN");
         if (!rest)
         {
             return TransactionControl.None;

@@ -458,9 +458,22 @@ internal static class QueryParameters
 
         if (types.Count > 1)
         {
-            for (var i = 0; i < items.Count; i++)
+            // A double holds integers exactly only up to 2^53: past that, with fractions beside, decimal or nothing.
+            if (element == typeof(double) && items.Any(i => i is long l && (l > 1L << 53 || l < -(1L << 53))))
             {
-                items[i] = items[i] is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+                element = typeof(decimal);
+            }
+
+            try
+            {
+                for (var i = 0; i < items.Count; i++)
+                {
+                    items[i] = items[i] is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+                }
+            }
+            catch (OverflowException)
+            {
+                cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))} that no one number type holds exactly. Make it one type, e.g. [decimal[]] or [double[]].");
             }
         }
 

@@ -105,6 +105,86 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
         Assert.Equal(2, await CountAsync(table));
     }
 
+    [Fact]
+    public async Task A_COMMIT_statement_of_a_transaction_an_error_aborted_throws_under_BeginTransactionAsync_too()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        await using var client = NewClient();
+        await client.BeginTransactionAsync(default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
+        await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteNonQueryAsync(Sql("SELECT 1 / 0"), default));
+
+        await Assert.ThrowsAsync<AequorTransactionAbortedException>(() => client.ExecuteNonQueryAsync(Sql("COMMIT"), default));
+        Assert.False(client.InTransaction);
+        Assert.Equal(0, await CountAsync(table));
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (2)"), default);
+        Assert.Equal(1, await CountAsync(table));
+    }
+
+    [Fact]
+    public async Task A_first_statement_that_ends_BeginTransactionAsyncs_transaction_ends_it()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        await using var client = NewClient();
+        await client.BeginTransactionAsync(default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1); COMMIT"), default);
+
+        Assert.False(client.InTransaction);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (2)"), default);
+        Assert.Equal(2, await CountAsync(table));
+    }
+
+    [Fact]
+    public async Task RollbackAsync_and_CommitAsync_end_a_transaction_opened_in_SQL()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        await using var client = NewClient();
+        _ = await client.ExecuteNonQueryAsync(Sql("BEGIN"), default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
+        await client.RollbackAsync(default);
+        Assert.False(client.InTransaction);
+        _ = await client.ExecuteNonQueryAsync(Sql("BEGIN"), default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (2)"), default);
+        await client.CommitAsync(default);
+        Assert.Equal(1, await CountAsync(table));
+        Assert.Equal(1, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 2));
+    }
+
+    /// <summary>A COMMIT that reached the server may have committed: losing its connection is not "rolled back".</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_connection_lost_during_a_COMMIT_statement_is_an_unknown_outcome(bool managed)
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        // A deferred check that takes its time at COMMIT: the backend is terminated while the COMMIT runs.
+        await using (var setup = NewClient())
+        {
+            _ = await setup.ExecuteNonQueryAsync(Sql(
+                $"CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$; "
+                + $"CREATE CONSTRAINT TRIGGER {table}_at_commit AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow()"), default);
+        }
+
+        await using var client = NewClient();
+        if (managed)
+        {
+            await client.BeginTransactionAsync(default);
+        }
+        else
+        {
+            _ = await client.ExecuteNonQueryAsync(Sql("BEGIN"), default);
+        }
+
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
+        var pid = client.BackendPid!.Value;
+        var commit = client.ExecuteNonQueryAsync(Sql("COMMIT"), default);
+        await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, "COMMIT%");
+        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
+
+        var error = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => commit);
+        Assert.Contains("whether the transaction committed is unknown", error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("COMMIT", TransactionControl.Commit)]
     [InlineData(" commit work ; ", TransactionControl.Commit)]
@@ -113,7 +193,8 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
     [InlineData("abort", TransactionControl.Rollback)]
     [InlineData("ROLLBACK TO SAVEPOINT a", TransactionControl.None)]
     [InlineData("ROLLBACK PREPARED 'x'", TransactionControl.None)]
-    [InlineData("COMMIT AND CHAIN", TransactionControl.None)]
+    [InlineData("COMMIT AND CHAIN", TransactionControl.Commit)]
+    [InlineData("rollback and no chain", TransactionControl.Rollback)]
     [InlineData("COMMIT; SELECT 1", TransactionControl.None)]
     [InlineData("SELECT 'commit'", TransactionControl.None)]
     internal void Only_a_plain_COMMIT_or_ROLLBACK_counts_as_ending_the_block(string text, TransactionControl expected) =>

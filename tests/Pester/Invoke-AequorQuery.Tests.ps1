@@ -144,6 +144,9 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 5000000000) } -As Scalar | Should -Be 'bigint[]'
         Invoke-AequorQuery 'SELECT 5000000000 = ANY(@ids)' -Parameters @{ ids = @(1, 5000000000) } -As Scalar | Should -BeTrue
         Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 2.5) } -As Scalar | Should -Be 'double precision[]'
+        # Past 2^53 a double would round the integer: numeric keeps both exactly.
+        Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 9007199254740993, 1.5) } -As Scalar | Should -Be 'numeric[]'
+        Invoke-AequorQuery 'SELECT 9007199254740993 = ANY(@ids)' -Parameters @{ ids = @(1, 9007199254740993, 1.5) } -As Scalar | Should -BeTrue
         $err = $null
         try { Invoke-AequorQuery 'SELECT @ids' -Parameters @{ ids = @(1, 'a') } } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
