@@ -7,7 +7,8 @@ namespace Aequor.PowerShell;
 [OutputType(typeof(AequorSession))]
 public sealed class GetAequorSessionCommand : PSCmdlet
 {
-    [Parameter(Position = 0, ValueFromPipeline = true)]
+    // By property name too: a piped session binds its Name, not its ToString().
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(SessionNameCompleter))]
     [SupportsWildcards]

@@ -148,6 +148,16 @@ Describe 'Get-AequorLease (session)' {
         $m.State | Should -Be 'active'
     }
 
+    It 'shows each lease''s verdict and its state in an 80-column table' {
+        $lines = @((Get-AequorLease | Sort-Object Pid | Out-String -Width 80) -split "`r?`n" | Where-Object { $_.Trim() })
+        $lines | ForEach-Object { $_.Length | Should -BeLessOrEqual 80 }
+        $lines[0] | Should -Match 'Lease\s+Idle\(s\)\s+State'
+        ($lines | Where-Object { $_ -match "^\s*$($Expired.BackendPid) " }) | Should -Match 'REAPABLE\s+\d+\s+idle'
+        ($lines | Where-Object { $_ -match "^\s*$($Live.BackendPid) " }) | Should -Match 'live\s+\d+\s+idle'
+        ($lines | Where-Object { $_ -match "^\s*$($Forged.BackendPid) " }) | Should -Match 'bad sig'
+        ($lines | Where-Object { $_ -match "^\s*$($Me.BackendPid) " }) | Should -Match 'active'
+    }
+
     It '-All lists every lease of any service, and never a plain application_name' {
         $all = Get-AequorLease -All -Session $Me
         $all.Pid | Should -Contain $Neighbour.BackendPid

@@ -29,6 +29,24 @@ Describe 'Get-AequorSession' {
         @(Get-AequorSession -Name 'nomatch*').Count | Should -Be 0
     }
 
+    It 'shows a session''s state with its open transaction in an 80-column table' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name tx-view
+        Start-AequorTransaction -Session $s
+        $null = Invoke-AequorQuery 'SELECT 1' -Session $s
+        $table = Get-AequorSession -Name tx-view | Out-String -Width 80
+        $table | Should -Match 'Connected \(tx\)'
+        @($table -split "`r?`n") | ForEach-Object { $_.Length | Should -BeLessOrEqual 80 }
+        Undo-AequorTransaction -Session $s
+        Disconnect-Aequor -Session $s
+    }
+
+    It 'takes sessions from the pipeline by their name' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name piped-session
+        ($s | Get-AequorSession).Name | Should -Be 'piped-session'
+        ('piped-session' | Get-AequorSession).Name | Should -Be 'piped-session'
+        Disconnect-Aequor -Session $s
+    }
+
     It 'a name that is not there gives AequorSessionNotFound' {
         $errs = $null
         Get-AequorSession -Name nosuch -ErrorVariable errs -ErrorAction SilentlyContinue

@@ -117,6 +117,9 @@ Describe 'Invoke-AequorReap' {
         @($result.Candidates.Pid | Sort-Object) | Should -Be $reapable
         $result.Skipped['not_expired'] | Should -Be 1
         $result.Skipped['bad_signature'] | Should -Be 1
+        # The table wraps the skip reasons at 80 columns instead of cutting the last one off.
+        $table = ($result | Out-String -Width 80) -replace '\s+', ' '
+        $table | Should -Match 'bad_signature=1 not_expired=1'
         $result.DurationMs | Should -BeGreaterOrEqual 0
         $result.ConnectionsUsed | Should -BeGreaterThan 5
         $result.ConnectionsAvailable | Should -BeGreaterThan $result.ConnectionsUsed
