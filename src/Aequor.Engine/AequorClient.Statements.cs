@@ -62,7 +62,7 @@ public sealed partial class AequorClient
             else
             {
                 throw new AequorTransactionLostException(
-                "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
+                    "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
             }
         }
         else if (control == TransactionControl.Commit)

@@ -84,12 +84,33 @@ public static class ConnectionStrings
         return builder.ConnectionString;
     }
 
-    public static string FromParameters(string host, int port, string? database, string? userName, string? password)
+    /// <param name="port">Null: the port in <paramref name="host"/> ("db:6432"), else 5432.</param>
+    public static string FromParameters(string host, int? port, string? database, string? userName, string? password)
     {
         if (string.IsNullOrWhiteSpace(host))
         {
             throw new AequorConfigurationException("The server name is empty.");
         }
+
+        // "db:6432" names its port; Npgsql would connect to it but report 5432. An IPv6 address has more colons.
+        var colonAt = host.LastIndexOf(':');
+        if (colonAt > 0 && host.IndexOf(':', StringComparison.Ordinal) == colonAt
+            && int.TryParse(host.AsSpan(colonAt + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var hostPort))
+        {
+            if (port is { } given && given != hostPort)
+            {
+                throw new AequorConfigurationException($"The server '{host}' names port {hostPort.ToString(CultureInfo.InvariantCulture)} but -Port is {given.ToString(CultureInfo.InvariantCulture)}: give one.");
+            }
+
+            host = host[..colonAt];
+            port = hostPort;
+        }
+
+        return FromHostAndPort(host, port ?? 5432, database, userName, password);
+    }
+
+    private static string FromHostAndPort(string host, int port, string? database, string? userName, string? password)
+    {
 
         if (port is < 1 or > 65535)
         {

@@ -216,7 +216,7 @@ public sealed class ConnectAequorCommand : AequorCmdlet
         {
             if (ParameterSetName == ParametersSet)
             {
-                return ConnectionStrings.FromParameters(Server, Port, Database, Credential?.UserName, password);
+                return ConnectionStrings.FromParameters(Server, MyInvocation.BoundParameters.ContainsKey(nameof(Port)) ? Port : null, Database, Credential?.UserName, password);
             }
 
             return Credential is null

@@ -87,6 +87,14 @@ public sealed class ConnectionStringsTests
         var b = new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1", 5544, "orders", "app", "pw"));
         Assert.Equal(("db1", 5544, "orders", "app", "pw"), (b.Host, b.Port, b.Database, b.Username, b.Password));
         Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.FromParameters(" ", 5432, null, null, null));
+
+        // A port in the server name is the port (Npgsql would connect to it but report 5432); a second one disagreeing is refused.
+        var hostPort = new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1:6432", null, "orders", null, null));
+        Assert.Equal(("db1", 6432), (hostPort.Host, hostPort.Port));
+        Assert.Equal(6432, new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1:6432", 6432, null, null, null)).Port);
+        Assert.Equal(5432, new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1", null, null, null, null)).Port);
+        Assert.Contains("names port 6432 but -Port is 5544", Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.FromParameters("db1:6432", 5544, null, null, null)).Message, StringComparison.Ordinal);
+        Assert.Equal("::1", new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("::1", 5432, null, null, null)).Host);
         Assert.Equal("pw", ConnectionStrings.GetPassword("Host=h;Password=pw"));
     }
 }

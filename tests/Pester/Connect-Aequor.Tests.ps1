@@ -59,6 +59,11 @@ Describe 'Connect-Aequor' {
         $s.Server | Should -Be $App['host']
         $s2 = Connect-Aequor -Host $App['host'] -Port $App['port'] -Database $App['database'] -Credential $AppCredential -CoordinationSecret $TestSecret -Name viaHost
         Invoke-AequorQuery 'SELECT current_database()' -As Scalar -Session $s2 | Should -Be $App['database']
+        # A port in -Server is the session's port (it connected there but reported 5432).
+        $s3 = Connect-Aequor -Server "$($App['host']):$($App['port'])" -Database $App['database'] -Credential $AppCredential -LeaseMode Optional -Name viaHostPort
+        ($s3.Server, $s3.Port) | Should -Be @($App['host'], [int]$App['port'])
+        Invoke-AequorQuery 'SELECT 1' -As Scalar -Session $s3 | Should -Be 1
+        Disconnect-Aequor -Session $s3
     }
 
     It 'lets -Credential override the user and password of a connection string' {
