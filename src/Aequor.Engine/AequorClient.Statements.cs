@@ -52,17 +52,20 @@ public sealed partial class AequorClient
                 _transactionLostBy = null;
                 if (control == TransactionControl.Commit)
                 {
-                    throw new AequorTransactionLostException(
-                        "Nothing was committed: the connection was lost inside the transaction, which the server rolled back; its statements were not retried.", cause);
+                    throw LostTransactionCommitted(cause);
                 }
 
-                // The server already rolled it back: what runs instead ends with nothing to show, on a fresh connection.
-                statement = new AequorStatement("SELECT WHERE false");
+                // The server already rolled it back: what runs instead ends with nothing to show, on a fresh
+                // connection — or, for ROLLBACK AND CHAIN, opens the new transaction asked for.
+                statement = new AequorStatement(TransactionControlText.Chains(statement.CommandText) ? "BEGIN" : "SELECT WHERE false");
             }
             else
             {
-                throw new AequorTransactionLostException(
-                    "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
+                throw _transactionLostBy is AequorOutcomeUnknownException unknown
+                    ? new AequorTransactionLostException(
+                        "The connection was lost after a statement that may have committed the transaction was sent: whether it committed is unknown. End it (a rollback succeeds) and check the data.", unknown)
+                    : new AequorTransactionLostException(
+                        "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
             }
         }
         else if (control == TransactionControl.Commit)
@@ -88,7 +91,14 @@ public sealed partial class AequorClient
                     await DisposeQuietlyAsync(transaction).ConfigureAwait(false);
                 }
 
-                throw Aborted(abortedBy ?? new InvalidOperationException("The transaction had been aborted by an earlier error."));
+                var chained = TransactionControlText.Chains(statement.CommandText) && _connection is { } open && IsAlive(open);
+                if (chained)
+                {
+                    // COMMIT AND CHAIN asked for a new transaction after this one: it gets one, as the SQL path does.
+                    _transaction = await _connection!.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                throw Aborted(abortedBy ?? new InvalidOperationException("The transaction had been aborted by an earlier error."), chained);
             }
 
             var chain = TransactionControlText.Chains(statement.CommandText);
@@ -324,8 +334,22 @@ public sealed partial class AequorClient
             if (dead && stage != SendStage.NotSent && !RetryClassifier.IsStatementError(cause) && TransactionControlText.MayCommit(statement.CommandText))
             {
                 // A COMMIT (or END, or a batch ending in one) that reached the server may have committed.
-                return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
-                    "The connection was lost after a statement that may commit the transaction was sent: whether the transaction committed is unknown, and nothing was sent again. Check the data before repeating it.", cause), false);
+                var unknown = new AequorOutcomeUnknownException(
+                    "The connection was lost after a statement that may commit the transaction was sent: whether the transaction committed is unknown, and nothing was sent again. Check the data before repeating it.", cause);
+                if (TransactionControlText.Of(statement.CommandText) == TransactionControl.Commit)
+                {
+                    // A plain COMMIT ended the transaction either way: nothing is left to end.
+                    _transactionLost = false;
+                    _transactionLostBy = null;
+                }
+                else
+                {
+                    // Something else that may have committed (a batch ending in COMMIT, or a CASE ... END): still no
+                    // autocommit until it is ended, but never called "rolled back".
+                    _transactionLostBy = unknown;
+                }
+
+                return (false, TimeSpan.Zero, unknown, false);
             }
 
             if (dead)
@@ -368,7 +392,7 @@ public sealed partial class AequorClient
             }
 
             var own = replaced ? cause : dead || cancelled ? null : TimedOut(cause, statement, inTransaction: false);
-            if (cancelled && neverRan && own is null && ex is not OperationCanceledException)
+            if (cancelled && neverRan && own is null && ex is not OperationCanceledException && RetryClassifier.SqlStateOf(cause) is null)
             {
                 // Cancelled before the statement started (a renewal given up as the caller cancelled): a cancellation,
                 // not the renewal's own TimeoutException.
@@ -668,6 +692,12 @@ public sealed partial class AequorClient
 
         return result;
     }
+
+    /// <summary>A commit of a transaction lost with its connection: nothing committed, unless what was lost may itself have committed it.</summary>
+    private static AequorClientException LostTransactionCommitted(Exception? cause) =>
+        cause is AequorOutcomeUnknownException unknown
+            ? new AequorOutcomeUnknownException("Whether the transaction committed is unknown: the connection was lost after a statement that may have committed it was sent. Check the data.", unknown)
+            : new AequorTransactionLostException("Nothing was committed: the connection was lost inside the transaction, which the server rolled back; its statements were not retried.", cause);
 
     /// <summary>
     /// Reads the server's transaction status after a statement: a BEGIN sent in SQL makes the session one in a

@@ -433,8 +433,7 @@ public sealed partial class AequorClient : IAsyncDisposable
                 _transactionLostBy = null;
                 if (commit)
                 {
-                    throw new AequorTransactionLostException(
-                        "Nothing was committed: the connection was lost inside the transaction, which the server rolled back; its statements were not retried.", cause);
+                    throw LostTransactionCommitted(cause);
                 }
 
                 return;
@@ -443,7 +442,21 @@ public sealed partial class AequorClient : IAsyncDisposable
             if (_transaction is null && SqlTransactionOpen)
             {
                 // Opened by BEGIN in SQL: ended the same way (a COMMIT of an aborted block rolls back and throws).
-                _ = await RunStatementAsync(new AequorStatement(commit ? "COMMIT" : "ROLLBACK"), StatementMode.NonQuery, synchronous: false, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    _ = await RunStatementAsync(new AequorStatement(commit ? "COMMIT" : "ROLLBACK"), StatementMode.NonQuery, synchronous: false, cancellationToken).ConfigureAwait(false);
+                }
+                catch (AequorTransactionLostException lost) when (_transactionLost)
+                {
+                    // Found dead on the way: the server rolled it back. A rollback is then done; a commit says so.
+                    _transactionLost = false;
+                    _transactionLostBy = null;
+                    if (commit)
+                    {
+                        throw LostTransactionCommitted(lost.InnerException);
+                    }
+                }
+
                 return;
             }
 
@@ -515,8 +528,8 @@ public sealed partial class AequorClient : IAsyncDisposable
         }
     }
 
-    private static AequorTransactionAbortedException Aborted(Exception abortedBy) =>
-        new($"Nothing was committed: a statement failed inside the transaction ({Describe(abortedBy)}), which aborted it, and it has been rolled back. To keep the rest of a transaction after an error, roll back to a savepoint.", abortedBy);
+    private static AequorTransactionAbortedException Aborted(Exception abortedBy, bool chained = false) =>
+        new($"Nothing was committed: a statement failed inside the transaction ({Describe(abortedBy)}), which aborted it, and it has been rolled back{(chained ? " (AND CHAIN: a new transaction is open)" : string.Empty)}. To keep the rest of a transaction after an error, roll back to a savepoint.", abortedBy);
 
     /// <summary>Never shows the secret or the password.</summary>
     public override string ToString() => $"AequorClient({ServiceName}/{InstanceId} → {Host}:{Port}/{Database}, {State})";

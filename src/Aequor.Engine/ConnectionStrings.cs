@@ -94,7 +94,8 @@ public static class ConnectionStrings
 
         // "db:6432" names its port; Npgsql would connect to it but report 5432. An IPv6 address has more colons.
         var colonAt = host.LastIndexOf(':');
-        if (colonAt > 0 && host.IndexOf(':', StringComparison.Ordinal) == colonAt
+        // Several hosts ("h1,h2:5433") or a bracketed address go to Npgsql as given.
+        if (colonAt > 0 && host.IndexOf(':', StringComparison.Ordinal) == colonAt && !host.Contains(',', StringComparison.Ordinal) && !host.Contains('[', StringComparison.Ordinal)
             && int.TryParse(host.AsSpan(colonAt + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var hostPort))
         {
             if (port is { } given && given != hostPort)

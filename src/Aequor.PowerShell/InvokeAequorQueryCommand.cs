@@ -468,7 +468,13 @@ internal static class QueryParameters
             {
                 for (var i = 0; i < items.Count; i++)
                 {
-                    items[i] = items[i] is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+                    var before = items[i];
+                    items[i] = before is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+                    // decimal keeps 28 digits, not every double (1e-30, 17 significant digits): refuse rather than round.
+                    if (element == typeof(decimal) && before is double d && (double)(decimal)items[i]! != d)
+                    {
+                        throw new OverflowException();
+                    }
                 }
             }
             catch (OverflowException)

@@ -183,6 +183,61 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
 
         var error = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => commit);
         Assert.Contains("whether the transaction committed is unknown", error.Message, StringComparison.Ordinal);
+
+        // The COMMIT ended the transaction either way: never reported "rolled back" afterwards, and the session goes on.
+        Assert.False(client.InTransaction);
+        Assert.Equal(1, await client.ExecuteScalarAsync(Sql("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task ROLLBACK_AND_CHAIN_after_a_lost_SQL_transaction_opens_the_new_one_it_asks_for()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        await using var client = NewClient();
+        _ = await client.ExecuteNonQueryAsync(Sql("BEGIN"), default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
+        var pid = client.BackendPid!.Value;
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        await Assert.ThrowsAsync<AequorTransactionLostException>(() => client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (2)"), default));
+
+        _ = await client.ExecuteNonQueryAsync(Sql("ROLLBACK AND CHAIN"), default);
+        Assert.True(client.InTransaction);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (3)"), default);
+        _ = await client.ExecuteNonQueryAsync(Sql("ROLLBACK"), default);
+        Assert.False(client.InTransaction);
+        Assert.Equal(0, await CountAsync(table));
+    }
+
+    [Fact]
+    public async Task RollbackAsync_of_a_SQL_transaction_whose_connection_died_is_quiet_and_ends_it()
+    {
+        await using var client = NewClient();
+        _ = await client.ExecuteNonQueryAsync(Sql("BEGIN"), default);
+        var pid = client.BackendPid!.Value;
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+
+        await client.RollbackAsync(default);
+        Assert.False(client.InTransaction);
+        Assert.Equal(1, await client.ExecuteScalarAsync(Sql("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task COMMIT_AND_CHAIN_of_an_aborted_managed_transaction_throws_and_opens_the_chained_one()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "sqltx");
+        await using var client = NewClient();
+        await client.BeginTransactionAsync(default);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
+        await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteNonQueryAsync(Sql("SELECT 1 / 0"), default));
+
+        var aborted = await Assert.ThrowsAsync<AequorTransactionAbortedException>(() => client.ExecuteNonQueryAsync(Sql("COMMIT AND CHAIN"), default));
+        Assert.Contains("AND CHAIN: a new transaction is open", aborted.Message, StringComparison.Ordinal);
+        Assert.True(client.InTransaction);
+        _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (2)"), default);
+        await client.RollbackAsync(default);
+        Assert.Equal(0, await CountAsync(table));
     }
 
     [Theory]

@@ -95,6 +95,11 @@ public sealed class ConnectionStringsTests
         Assert.Equal(5432, new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("db1", null, null, null, null)).Port);
         Assert.Contains("names port 6432 but -Port is 5544", Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.FromParameters("db1:6432", 5544, null, null, null)).Message, StringComparison.Ordinal);
         Assert.Equal("::1", new NpgsqlConnectionStringBuilder(ConnectionStrings.FromParameters("::1", 5432, null, null, null)).Host);
+        // Several hosts or a bracketed address go to Npgsql as given (each host keeps its own port).
+        Assert.Equal(("h1,h2:5433", 5432), Pair(ConnectionStrings.FromParameters("h1,h2:5433", null, null, null, null)));
+        Assert.Equal(("[::1]:6432", 5432), Pair(ConnectionStrings.FromParameters("[::1]:6432", null, null, null, null)));
+
+        static (string?, int) Pair(string cs) => (new NpgsqlConnectionStringBuilder(cs).Host, new NpgsqlConnectionStringBuilder(cs).Port);
         Assert.Equal("pw", ConnectionStrings.GetPassword("Host=h;Password=pw"));
     }
 }
