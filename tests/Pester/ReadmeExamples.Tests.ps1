@@ -89,6 +89,16 @@ printf '%s\n' "$value"
         [pscustomobject]@{ ExitCode = $process.ExitCode; Output = (& $plain $stdout.Result); Error = (& $plain $stderr.Result) }
     }
 
+    # The three expired rows gone, the two live ones kept, in one DELETE made under a lease of $Service signed with the secret.
+    function Assert-ExpiredRemovedBy([string] $Schema, [string] $Service) {
+        (Invoke-AequorQuery "SELECT id FROM $Schema.sessions ORDER BY id" -Session (Get-Observer)).id | Should -Be @(4, 5)
+        $audit = Invoke-AequorQuery "SELECT application_name, rows FROM $Schema.deleted_by" -Session (Get-Observer)
+        $audit.rows | Should -Be 3
+        $lease = Get-AequorLease -ApplicationName $audit.application_name -CoordinationSecret (ConvertTo-SecureString $secretText -AsPlainText -Force)
+        $lease.ServiceName | Should -Be $Service
+        $lease.IsSignatureValid | Should -BeTrue
+    }
+
     # sessions as the runbook and the SSM document expect it; a trigger records who deleted, so the test
     # can check the lease the example's connection carried.
     $sessionsSql = @'
@@ -133,12 +143,7 @@ function Get-AutomationVariable([Parameter(Mandatory)] [string] `$Name) {
         $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
         $run.Error | Should -BeNullOrEmpty
         $run.Output.Trim() | Should -Be 'Removed 3 expired sessions.'
-        (Invoke-AequorQuery "SELECT id FROM $schema.sessions ORDER BY id" -Session (Get-Observer)).id | Should -Be @(4, 5)
-        $audit = Invoke-AequorQuery "SELECT application_name, rows FROM $schema.deleted_by" -Session (Get-Observer)
-        $audit.rows | Should -Be 3
-        $lease = Get-AequorLease -ApplicationName $audit.application_name -CoordinationSecret (ConvertTo-SecureString $secretText -AsPlainText -Force)
-        $lease.ServiceName | Should -Be 'orders-runbooks'
-        $lease.IsSignatureValid | Should -BeTrue
+        Assert-ExpiredRemovedBy $schema 'orders-runbooks'
     }
 
     It 'the AWS SSM document''s script, run by bash with the parameters from Parameter Store, cleans up under the document''s service name' {
@@ -146,12 +151,7 @@ function Get-AutomationVariable([Parameter(Mandatory)] [string] `$Name) {
         $run = Invoke-SsmScript @{ STUB_SECRET = $secretText; STUB_DB = "$env:AEQUOR_TEST_APP_CONNECTION;Search Path=$schema" }
         $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
         $run.Error | Should -BeNullOrEmpty -Because (Format-FreshPwsh $run)
-        (Invoke-AequorQuery "SELECT id FROM $schema.sessions ORDER BY id" -Session (Get-Observer)).id | Should -Be @(4, 5)
-        $audit = Invoke-AequorQuery "SELECT application_name, rows FROM $schema.deleted_by" -Session (Get-Observer)
-        $audit.rows | Should -Be 3
-        $lease = Get-AequorLease -ApplicationName $audit.application_name -CoordinationSecret (ConvertTo-SecureString $secretText -AsPlainText -Force)
-        $lease.ServiceName | Should -Be 'orders-ssm'
-        $lease.IsSignatureValid | Should -BeTrue
+        Assert-ExpiredRemovedBy $schema 'orders-ssm'
     }
 
     It 'the AWS SSM document''s script fails the step, deleting nothing, when a parameter is missing or the database refuses' {
