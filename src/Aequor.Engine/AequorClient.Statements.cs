@@ -64,8 +64,7 @@ public sealed partial class AequorClient
                 throw _transactionLostBy is AequorOutcomeUnknownException unknown
                     ? new AequorTransactionLostException(
                         "The connection was lost after a statement that may have committed the transaction was sent: whether it committed is unknown. End it (a rollback succeeds) and check the data.", unknown)
-                    : new AequorTransactionLostException(
-                        "The connection was lost inside the open transaction: the server rolled it back and nothing was retried. End it (a rollback succeeds) and start again.", _transactionLostBy);
+                    : LostInTransaction(_transactionLostBy);
             }
         }
         else if (control == TransactionControl.Commit)
@@ -131,8 +130,7 @@ public sealed partial class AequorClient
             {
                 // Never reconnect under an open transaction: the statement would run outside it.
                 await MarkDeadAsync(generation, "state", null).ConfigureAwait(false);
-                throw new AequorTransactionLostException(
-                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", _lastDeath);
+                throw LostInTransaction(_lastDeath);
             }
 
             try
@@ -354,8 +352,7 @@ public sealed partial class AequorClient
 
             if (dead)
             {
-                return (false, TimeSpan.Zero, new AequorTransactionLostException(
-                    "The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause), false);
+                return (false, TimeSpan.Zero, LostInTransaction(cause), false);
             }
 
             // A SQL error inside the transaction: the server marks it aborted and the caller decides.
@@ -692,6 +689,10 @@ public sealed partial class AequorClient
 
         return result;
     }
+
+    /// <summary>Every statement's answer while a transaction lost with its connection is not ended.</summary>
+    private static AequorTransactionLostException LostInTransaction(Exception? cause) =>
+        new("The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause);
 
     /// <summary>A commit of a transaction lost with its connection: nothing committed, unless what was lost may itself have committed it.</summary>
     private static AequorClientException LostTransactionCommitted(Exception? cause) =>

@@ -95,16 +95,5 @@ internal static class RetryClassifier
         _ => false,
     };
 
-    public static string? SqlStateOf(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is PostgresException pg)
-            {
-                return pg.SqlState;
-            }
-        }
-
-        return null;
-    }
+    public static string? SqlStateOf(Exception? exception) => ServerErrors.PostgresErrorOf(exception)?.SqlState;
 }

@@ -6,27 +6,20 @@ namespace Aequor.Engine;
 public static class ServerErrors
 {
     /// <summary>The server's HINT for the error in <paramref name="exception"/> or its inner ones, or null.</summary>
-    public static string? HintOf(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is PostgresException pg)
-            {
-                return string.IsNullOrWhiteSpace(pg.Hint) ? null : pg.Hint;
-            }
-        }
-
-        return null;
-    }
+    public static string? HintOf(Exception? exception) =>
+        PostgresErrorOf(exception) is { Hint: { } hint } && !string.IsNullOrWhiteSpace(hint) ? hint : null;
 
     /// <summary>The server's message text (no SQLSTATE prefix, no DETAIL) for the error in the chain, or null.</summary>
-    public static string? MessageTextOf(Exception? exception)
+    public static string? MessageTextOf(Exception? exception) => PostgresErrorOf(exception)?.MessageText;
+
+    /// <summary>The server's error in the chain of inner exceptions (Npgsql wraps it in transport failures), or null.</summary>
+    internal static PostgresException? PostgresErrorOf(Exception? exception)
     {
         for (var e = exception; e is not null; e = e.InnerException)
         {
             if (e is PostgresException pg)
             {
-                return pg.MessageText;
+                return pg;
             }
         }
 
