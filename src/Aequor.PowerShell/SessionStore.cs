@@ -35,9 +35,9 @@ internal static class SessionStore
             return sessions;
         }
 
-        if (sessions.Marker is not null)
+        if (sessions.Marker is not null && sessions.CloseAll() is { Count: > 0 } rolledBack)
         {
-            sessions.CloseAll();
+            cmdlet.WriteWarning(RolledBackWarning(rolledBack, "an earlier script in this runspace (ForEach-Object -Parallel reuses runspaces) left them open"));
         }
 
         sessions.Marker = new Marker();
@@ -68,11 +68,17 @@ internal static class SessionStore
     /// <summary>Closes the sessions of the calling thread's runspace (Remove-Module runs there).</summary>
     public static void CloseCurrentRunspace()
     {
-        if (Runspace.DefaultRunspace is { } runspace && Table.TryGetValue(runspace, out var sessions))
+        if (Runspace.DefaultRunspace is { } runspace && Table.TryGetValue(runspace, out var sessions)
+            && sessions.CloseAll() is { Count: > 0 } rolledBack)
         {
-            sessions.CloseAll();
+            HostWarning.Write(RolledBackWarning(rolledBack, "the module was removed"));
         }
     }
+
+    /// <summary>What a user must hear when closing sessions rolled back their transactions.</summary>
+    public static string RolledBackWarning(IReadOnlyList<string> names, string why) => names.Count == 1
+        ? $"Session '{names[0]}' had an open transaction and was closed because {why}: the server rolled it back, and nothing of it was committed."
+        : $"Sessions {string.Join(", ", names.Select(n => $"'{n}'"))} had open transactions and were closed because {why}: the server rolled them back, and nothing of them was committed.";
 
     /// <summary>Closes every session of every runspace of the process.</summary>
     public static void CloseAll()
@@ -159,7 +165,8 @@ internal sealed class RunspaceSessions
         }
     }
 
-    public void CloseAll()
+    /// <summary>Closes every session; returns the names of those whose open transaction that rolled back.</summary>
+    public IReadOnlyList<string> CloseAll()
     {
         AequorSession[] closing;
         lock (_gate)
@@ -169,10 +176,18 @@ internal sealed class RunspaceSessions
             Default = null;
         }
 
+        var rolledBack = new List<string>();
         foreach (var session in closing)
         {
+            if (session.InTransaction)
+            {
+                rolledBack.Add(session.Name);
+            }
+
             session.Close();
         }
+
+        return rolledBack;
     }
 }
 

@@ -110,6 +110,58 @@ Describe 'Sessions per runspace' {
         foreach ($p in $results.Pid) { Wait-Until { -not (Get-Backend $p) } | Should -BeTrue }
     }
 
+    It 'a reused runspace warns that an earlier iteration''s open transaction was rolled back, and nothing of it is committed' {
+        $table = "reuse_tx_$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
+        try {
+            $results = 1..2 | ForEach-Object -Parallel {
+                Import-Module $env:AEQUOR_MODULE_PATH
+                $warnings = @(Get-AequorSession -WarningVariable w 3>$null; $w)
+                $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "iteration$_"
+                if ($_ -eq 1) {
+                    Start-AequorTransaction
+                    Invoke-AequorQuery "INSERT INTO $using:table VALUES (1)"
+                }
+                [pscustomobject]@{ Warnings = @($warnings | ForEach-Object { "$_" }); Runspace = [runspace]::DefaultRunspace.Id }
+            } -ThrottleLimit 1
+            @($results.Runspace | Select-Object -Unique).Count | Should -Be 1 -Because 'ThrottleLimit 1 reuses one runspace'
+            $results[0].Warnings.Count | Should -Be 0
+            $results[1].Warnings | Should -HaveCount 1
+            $results[1].Warnings[0] | Should -BeLike "Session 'iteration1' had an open transaction and was closed because an earlier script*rolled it back*"
+            Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
+        } finally {
+            $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $table" -Session (Get-Observer)
+        }
+    }
+
+    It 'Remove-Module warns of each session whose open transaction it rolled back, SQL BEGIN blocks too' {
+        $table = "remove_tx_$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Table)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name managed
+                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name sqlblock
+                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name idle
+                    Start-AequorTransaction -Session managed
+                    Invoke-AequorQuery "INSERT INTO $Table VALUES (1)" -Session managed
+                    Invoke-AequorQuery 'BEGIN' -Session sqlblock
+                    Invoke-AequorQuery "INSERT INTO $Table VALUES (2)" -Session sqlblock
+                    Remove-Module Aequor
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($table)
+            $null = $ps.Invoke()
+            $ps.Streams.Error | Should -HaveCount 0
+            @($ps.Streams.Warning) | Should -HaveCount 1
+            "$($ps.Streams.Warning[0])" | Should -Be "Sessions 'managed', 'sqlblock' had open transactions and were closed because the module was removed: the server rolled them back, and nothing of them was committed."
+            Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
+        } finally {
+            $ps.Dispose()
+            $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $table" -Session (Get-Observer)
+        }
+    }
+
     It 'Remove-Module closes the runspace''s sessions' {
         $ps = [powershell]::Create()
         try {
@@ -123,6 +175,7 @@ Describe 'Sessions per runspace' {
                 }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
             $out = $ps.Invoke()
             $out[1] | Should -Be 'Closed'
+            $ps.Streams.Warning | Should -HaveCount 0 -Because 'no transaction was open'
             Wait-Until { -not (Get-Backend $out[0]) } | Should -BeTrue
         } finally {
             $ps.Dispose()
