@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace Aequor.Engine;
 
 /// <summary>
@@ -111,9 +113,24 @@ public sealed partial class AequorClient
         var bound = TimeSpan.FromMilliseconds(Math.Max(0, _baseBuilder.CancellationTimeout) + 1_000);
 
         // Once taken, the gate is kept: any later call finds the client disposed.
-        _ = await _gate.WaitAsync(bound).ConfigureAwait(false);
+        var idle = await _gate.WaitAsync(bound).ConfigureAwait(false);
         var transaction = Interlocked.Exchange(ref _transaction, null);
         var connection = Interlocked.Exchange(ref _connection, null);
+        if (idle)
+        {
+            await CloseQuietlyAsync(transaction, connection).ConfigureAwait(false);
+        }
+        else
+        {
+            // A call still holds the connection past the bound (a reader its caller keeps open, or a network that
+            // swallows the replies and the cancel): Npgsql's close waits for that call's read, which only Npgsql's
+            // own timeouts end, so the close goes on without the dispose waiting for it.
+            _ = Task.Run(() => CloseQuietlyAsync(transaction, connection), CancellationToken.None);
+        }
+    }
+
+    private static async Task CloseQuietlyAsync(NpgsqlTransaction? transaction, NpgsqlConnection? connection)
+    {
         if (transaction is not null)
         {
             await DisposeQuietlyAsync(transaction).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Aequor.Engine.Tests.Faults;
 using Npgsql;
 
@@ -90,5 +91,37 @@ public sealed class ClientDisposeTests(PostgresFixture db)
         await Task.Delay(1_200); // past the retry delay: no attempt may follow it
         Assert.Equal(0, await BackendsOfAsync(client));
         Assert.Equal(0, client.Counters.Connects);
+    }
+
+    [Fact]
+    public async Task A_write_sent_behind_a_probe_and_cut_short_by_dispose_is_outcome_unknown_never_not_run()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "dispose_probe");
+        var (proxy, client) = ProxiedClient.Create(db, "client-dispose");
+        await using var _ = proxy;
+        client.ProbeAfterIdleMs = 0; // every statement carries a probe ahead of it, in the same round trip
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var pid = client.BackendPid!.Value;
+
+        // The server gets the probe and the insert and runs them; the client hears nothing back, and the cancel
+        // the dispose sends never reaches the server: the insert committed, and no reply ever said so.
+        proxy.DropReplies = true;
+        proxy.SwallowNewLinks = true;
+        var insert = client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} (id) VALUES (1)"), default);
+        await ClientTestKit.WaitUntilAsync(async () => await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1) == 1, Prompt, "the insert committed");
+        Assert.False(insert.IsCompleted);
+
+        // The dispose keeps its bound (CancellationTimeout + 1 s) though the call it cut short lasts until Npgsql's own
+        // timeouts break the connection (twice the connect Timeout here, with the cancel request swallowed too).
+        var disposing = Stopwatch.StartNew();
+        await client.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(disposing.Elapsed < Prompt, $"the dispose took {disposing.Elapsed.TotalSeconds:0.0} s");
+
+        // "Not run" would be a lie the caller acts on (it would insert again): only a server error ahead of the
+        // statement proves that a statement behind a probe never started.
+        var failure = await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => insert.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("disposed", failure.Message, StringComparison.Ordinal);
+        Assert.Equal(1, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
     }
 }

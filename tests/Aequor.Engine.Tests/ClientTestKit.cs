@@ -58,7 +58,6 @@ internal static class ClientTestKit
         WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0,
             TimeSpan.FromSeconds(10), $"backend {pid} to leave pg_stat_activity");
 
-    /// <summary>Waits until the backend is running a statement whose text matches the LIKE pattern.</summary>
     /// <summary>A fresh table with a unique key (id int PRIMARY KEY), created as the app role: for counting writes.</summary>
     public static async Task<string> NewKeyedTableAsync(string appConnectionString, string prefix)
     {
@@ -72,6 +71,7 @@ internal static class ClientTestKit
     public static Task<long> CountKeyAsync(string adminConnectionString, string table, int id) =>
         AdminScalarAsync<long>(adminConnectionString, $"SELECT count(*) FROM {table} WHERE id = $1", id);
 
+    /// <summary>Waits until the backend is running a statement whose text matches the LIKE pattern.</summary>
     public static Task WaitActiveAsync(string adminConnectionString, int pid, string like) =>
         WaitUntilAsync(async () => await AdminScalarAsync<long>(adminConnectionString,
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2", pid, like) > 0,

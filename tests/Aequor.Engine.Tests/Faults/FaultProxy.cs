@@ -18,6 +18,8 @@ public sealed class FaultProxy : IAsyncDisposable
     private readonly Task _acceptLoop;
     private int _nextId;
     private volatile bool _blackHole;
+    private volatile bool _dropReplies;
+    private volatile bool _swallowNewLinks;
     private volatile int _delayMs;
 
     public FaultProxy(string targetHost, int targetPort)
@@ -43,6 +45,23 @@ public sealed class FaultProxy : IAsyncDisposable
     {
         get => _blackHole;
         set => _blackHole = value;
+    }
+
+    /// <summary>
+    /// What the server sends is read and thrown away while what the client sends still arrives: the server runs
+    /// what it is sent, the client never hears of it.
+    /// </summary>
+    public bool DropReplies
+    {
+        get => _dropReplies;
+        set => _dropReplies = value;
+    }
+
+    /// <summary>New connections (a cancel request among them) are accepted and never reach the server.</summary>
+    public bool SwallowNewLinks
+    {
+        get => _swallowNewLinks;
+        set => _swallowNewLinks = value;
     }
 
     public TimeSpan Delay
@@ -109,6 +128,12 @@ public sealed class FaultProxy : IAsyncDisposable
 
     private async Task LinkAsync(TcpClient client)
     {
+        if (_swallowNewLinks)
+        {
+            await SwallowAsync(client);
+            return;
+        }
+
         var server = new TcpClient();
         try
         {
@@ -124,8 +149,8 @@ public sealed class FaultProxy : IAsyncDisposable
         var id = Interlocked.Increment(ref _nextId);
         _links[id] = (client, server);
         using var linkStop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        var up = PumpAsync(client, server, linkStop.Token);
-        var down = PumpAsync(server, client, linkStop.Token);
+        var up = PumpAsync(client, server, toClient: false, linkStop.Token);
+        var down = PumpAsync(server, client, toClient: true, linkStop.Token);
         await Task.WhenAny(up, down);
         await linkStop.CancelAsync();
         if (_links.TryRemove(id, out _))
@@ -135,7 +160,26 @@ public sealed class FaultProxy : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken ct)
+    private async Task SwallowAsync(TcpClient client)
+    {
+        using (client)
+        {
+            var buffer = new byte[1024];
+            try
+            {
+                var input = client.GetStream();
+                while (await input.ReadAsync(buffer, _stop.Token) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+            {
+                // The sender gave up, or the proxy stopped.
+            }
+        }
+    }
+
+    private async Task PumpAsync(TcpClient from, TcpClient to, bool toClient, CancellationToken ct)
     {
         var buffer = new byte[16 * 1024];
         try
@@ -160,6 +204,11 @@ public sealed class FaultProxy : IAsyncDisposable
                 if (_delayMs > 0)
                 {
                     await Task.Delay(_delayMs, ct);
+                }
+
+                if (toClient && _dropReplies)
+                {
+                    n = 0;
                 }
 
                 if (n > 0)
