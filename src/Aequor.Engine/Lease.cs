@@ -30,7 +30,7 @@ public sealed class Lease
     /// <summary>The whole string as read.</summary>
     public string ApplicationName { get; }
 
-    public DateTimeOffset ExpiresAt => DateTimeOffset.FromUnixTimeMilliseconds(ExpiresAtMs);
+    public DateTimeOffset ExpiresAt => InstantOf(ExpiresAtMs);
 
     public bool IsExpiredAt(long nowMs) => nowMs > ExpiresAtMs;
 
@@ -41,6 +41,15 @@ public sealed class Lease
     internal string SignedPayload => ApplicationName[.._signatureStart];
 
     public override string ToString() => ApplicationName;
+
+    /// <summary>
+    /// An expiry as an instant. The parser takes up to 16 digits, and anyone who can connect can write
+    /// <c>e=9999999999999999</c>: past year 9999 is the last instant DateTimeOffset holds, never an exception.
+    /// </summary>
+    public static DateTimeOffset InstantOf(long unixMs) =>
+        unixMs >= DateTimeOffset.MaxValue.ToUnixTimeMilliseconds() ? DateTimeOffset.MaxValue
+        : unixMs <= DateTimeOffset.MinValue.ToUnixTimeMilliseconds() ? DateTimeOffset.MinValue
+        : DateTimeOffset.FromUnixTimeMilliseconds(unixMs);
 
     /// <summary>
     /// Reads a lease without trusting it. Never throws: anything that is not exactly the

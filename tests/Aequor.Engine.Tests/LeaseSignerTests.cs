@@ -48,6 +48,19 @@ public sealed class LeaseSignerTests
     }
 
     [Theory]
+    [InlineData("s=svc;i=x;e=9999999999999999;g=AAAAAAAAAAA", 9_999_999_999_999_999L)]
+    [InlineData("s=svc;i=x;e=253402300800000;g=AAAAAAAAAAA", 253_402_300_800_000L)]
+    public void An_expiry_past_year_9999_reads_as_the_last_instant_never_an_exception(string applicationName, long expiresAtMs)
+    {
+        Assert.True(Lease.TryParse(applicationName, out var lease));
+        Assert.Equal(expiresAtMs, lease.ExpiresAtMs);
+        Assert.Equal(DateTimeOffset.MaxValue, lease.ExpiresAt);
+        Assert.False(lease.IsExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+        Assert.Equal(DateTimeOffset.MaxValue, new Aequor.Engine.Reaper.ReapCandidate(1, "svc", "x", expiresAtMs, 0, "idle", applicationName, null, false).ExpiresAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), Lease.InstantOf(1_700_000_000_000));
+    }
+
+    [Theory]
     [MemberData(nameof(VectorNames))]
     public void A_reference_vector_does_not_verify_with_another_secret(string service)
     {

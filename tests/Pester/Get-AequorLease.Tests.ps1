@@ -169,6 +169,24 @@ Describe 'Get-AequorLease (session)' {
         $n.NotReapableReason | Should -Be 'not_ours'
     }
 
+    It 'lists a lease whose expiry is past year 9999 (anyone can write one) as a row, never an error, live and offline' {
+        $far = "s=$Service;i=farfuture;e=9999999999999999;g=AAAAAAAAAAA"
+        $offline = Get-AequorLease -ApplicationName $far, 's=x;i=y;e=1;g=AAAAAAAAAAA' -CoordinationSecret $TestSecret -ErrorAction Stop
+        $offline | Should -HaveCount 2
+        $offline[0].ExpiresAt | Should -Be ([datetimeoffset]::MaxValue)
+        $offline[0].IsSignatureValid | Should -BeFalse
+        $worker = New-FakeWorker $far
+        try {
+            $mine = Get-AequorLease -Session $Me -ErrorAction Stop
+            ($mine | Where-Object Pid -eq $worker.BackendPid).IsSignatureValid | Should -BeFalse
+            $mine.Pid | Should -Contain $Expired.BackendPid -Because 'the other rows are still listed'
+            (Get-AequorLease -All -Session $Me -ErrorAction Stop).Pid | Should -Contain $worker.BackendPid
+            (Invoke-AequorReap -Session $Me -WhatIf -ErrorAction Stop) | Should -Not -BeNullOrEmpty
+        } finally {
+            Disconnect-Aequor -Session $worker
+        }
+    }
+
     It 'idle time below MinConnectionIdleTimeSec is not reapable' {
         $strict = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -MinConnectionIdleTimeSec 3600 -ReaperRunProbability 0 -Name strict
         $e = Get-AequorLease -Session $strict | Where-Object Pid -eq $Expired.BackendPid

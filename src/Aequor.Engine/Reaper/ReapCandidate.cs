@@ -12,7 +12,7 @@ public sealed record ReapCandidate(
     string? UserName,
     bool SignedWithPreviousSecret)
 {
-    public DateTimeOffset ExpiresAt => DateTimeOffset.FromUnixTimeMilliseconds(ExpiresAtMs);
+    public DateTimeOffset ExpiresAt => Lease.InstantOf(ExpiresAtMs);
 
     /// <summary>When it entered its current state, as the database saw it; the kill re-checks it is unchanged.</summary>
     internal DateTime StateChange { get; init; }
