@@ -211,14 +211,37 @@ public sealed partial class AequorClient : IAsyncDisposable
                 throw new InvalidOperationException("A reaper pass cannot run inside the open transaction; commit or roll it back first.");
             }
 
-            var connection = _connection is { } open && IsAlive(open)
-                ? open
-                : await EnsureConnectedAsync(Stopwatch.GetTimestamp(), call.Token).ConfigureAwait(false);
-            var result = await reaper.RunNowAsync(connection, request, call.Token).ConfigureAwait(false);
-            Touch();
-            LastReap = result;
-            ReportReap(new ReapReport(true, result.LockAcquired, result.KilledPids.Count, TimeSpan.FromMilliseconds(result.DurationMs), result.Error));
-            return result;
+            for (var attempt = 1; ; attempt++)
+            {
+                // A connection the server ended while idle (reaped, idle_session_timeout, a restart) still looks open
+                // here: the probe finds it dead and the pass runs on a fresh one, as a statement would.
+                var connection = await ProbedConnectionAsync("the reaper pass could run", call.Token).ConfigureAwait(false);
+                var generation = Generation;
+                ReapResult result;
+                try
+                {
+                    result = await reaper.RunNowAsync(connection, request, call.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (attempt == 1 && ex is not OperationCanceledException && IsConnectionFailure(ex, connection))
+                {
+                    // ReaperErrorMode.Throw: the same lost connection, thrown rather than returned.
+                    await MarkDeadAsync(generation, "reaper pass", ex).ConfigureAwait(false);
+                    continue;
+                }
+
+                if (attempt == 1 && result.Error is { } error && IsConnectionFailure(error, connection))
+                {
+                    // Lost within the probe's idle window: a pass is safe to run again on a fresh connection, since
+                    // it re-checks every backend under the lock before it kills.
+                    await MarkDeadAsync(generation, "reaper pass", error).ConfigureAwait(false);
+                    continue;
+                }
+
+                Touch();
+                LastReap = result;
+                ReportReap(new ReapReport(true, result.LockAcquired, result.KilledPids.Count, TimeSpan.FromMilliseconds(result.DurationMs), result.Error));
+                return result;
+            }
         }
         catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
         {
@@ -373,36 +396,9 @@ public sealed partial class AequorClient : IAsyncDisposable
                 throw new InvalidOperationException("A transaction is already open on this session; complete or undo it first.");
             }
 
-            var startedAt = Stopwatch.GetTimestamp();
-            RetryBudget? budget = null;
-            var freeReconnect = true;
-            while (true)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                var connection = await EnsureConnectedAsync(startedAt, call.Token).ConfigureAwait(false);
-                var plan = PlanPrefix(connection, statementText: null);
-                if (plan.Kind != PrefixKind.None)
-                {
-                    var outcome = await RunStandalonePrefixAsync(connection, plan, call.Token).ConfigureAwait(false);
-                    if (outcome == PrefixOutcome.Reconnect)
-                    {
-                        budget ??= new RetryBudget(_options, _random, startedAt);
-                        var delay = TimeSpan.Zero;
-                        if (!freeReconnect && !budget.TryTake(RetryPhase.Statement, out delay))
-                        {
-                            throw new AequorConnectFailedException("The connection kept failing before the transaction could begin, and the retry budget is spent.", _lastDeath, budget.RetriesUsed + 1, budget.Elapsed);
-                        }
-
-                        freeReconnect = false;
-                        await DelayAsync(delay, call.Token).ConfigureAwait(false);
-                        continue;
-                    }
-                }
-
-                _transaction = await _connection!.BeginTransactionAsync(call.Token).ConfigureAwait(false);
-                _transactionAbortedBy = null;
-                return;
-            }
+            var connection = await ProbedConnectionAsync("the transaction could begin", call.Token).ConfigureAwait(false);
+            _transaction = await connection.BeginTransactionAsync(call.Token).ConfigureAwait(false);
+            _transactionAbortedBy = null;
         }
         catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
         {
@@ -411,6 +407,39 @@ public sealed partial class AequorClient : IAsyncDisposable
         finally
         {
             ReleaseGate();
+        }
+    }
+
+    /// <summary>
+    /// A live connection for work that cannot carry a probe or renewal of its own (a transaction, a reaper pass):
+    /// anything due goes first, in a round trip of its own, and a connection found dead is replaced — once for free,
+    /// then within the retry budget. Called holding the gate.
+    /// </summary>
+    private async Task<NpgsqlConnection> ProbedConnectionAsync(string before, CancellationToken cancellationToken)
+    {
+        var startedAt = Stopwatch.GetTimestamp();
+        RetryBudget? budget = null;
+        var freeReconnect = true;
+        while (true)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var connection = await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
+            var plan = PlanPrefix(connection, statementText: null);
+            if (plan.Kind == PrefixKind.None
+                || await RunStandalonePrefixAsync(connection, plan, cancellationToken).ConfigureAwait(false) != PrefixOutcome.Reconnect)
+            {
+                return _connection!;
+            }
+
+            budget ??= new RetryBudget(_options, _random, startedAt);
+            var delay = TimeSpan.Zero;
+            if (!freeReconnect && !budget.TryTake(RetryPhase.Statement, out delay))
+            {
+                throw new AequorConnectFailedException($"The connection kept failing before {before}, and the retry budget is spent.", _lastDeath, budget.RetriesUsed + 1, budget.Elapsed);
+            }
+
+            freeReconnect = false;
+            await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
         }
     }
 

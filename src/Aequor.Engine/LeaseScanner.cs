@@ -95,10 +95,14 @@ public static class LeaseScanner
 
     // statement_timestamp(), not now(): inside a transaction now() is the transaction's start.
     // The one-row subquery makes the clock come back even when no backend matches.
+    // Inside a transaction PostgreSQL answers every later read of pg_stat_activity from its first snapshot: c clears
+    // it, and g and b read after it because each takes a value of the one before (LATERAL).
     private const string ScanSql = $"""
         SELECT g.now_ms, b.pid, b.application_name, b.state, b.usename, b.client_addr, b.idle_sec, b.state_change, b.is_self, b.can_signal,
                g.used, g.available
-        FROM (SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms, statement_timestamp() AS ts,
+        FROM (SELECT pg_stat_clear_snapshot()::text AS cleared OFFSET 0) c
+        CROSS JOIN LATERAL
+             (SELECT c.cleared, (extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms, statement_timestamp() AS ts,
                      {ReaperSql.UsedConnections} AS used,
                      current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
                        - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS available

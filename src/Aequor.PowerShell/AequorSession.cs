@@ -128,7 +128,7 @@ public sealed class AequorSession
     /// <summary>Lease renewals the server confirmed.</summary>
     public long Heartbeats => _client.Counters.Heartbeats;
 
-    /// <summary>Automatic reaper passes run after a connect (Invoke-AequorReap not counted).</summary>
+    /// <summary>Reaper passes run on this session: after a connect, as the schedule decides, and by Invoke-AequorReap (-WhatIf ones included).</summary>
     public long ReapPasses => _client.Counters.ReapPasses;
 
     internal AequorClient Client => _client;

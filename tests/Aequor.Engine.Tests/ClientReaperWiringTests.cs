@@ -125,4 +125,40 @@ public sealed class ClientReaperWiringTests(PostgresFixture db)
         await Assert.ThrowsAsync<InvalidOperationException>(() => client.ReapNowAsync(null, default));
         await client.RollbackAsync(default);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_manual_pass_on_a_connection_the_server_ended_runs_on_a_fresh_one(bool probed)
+    {
+        var service = "client-reap-" + Guid.NewGuid().ToString("N")[..6];
+        await using var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = db.AppConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = service,
+            ReaperRunProbability = 0,
+            MinConnectionIdleTimeSec = 0,
+        })
+        {
+            // Probed: idle past the probe's threshold, the probe finds the connection dead; not probed: the pass
+            // itself meets the dead connection (ended within the probe's idle window).
+            ProbeAfterIdleMs = probed ? 0 : 600_000,
+        };
+        await client.ConnectAsync(default);
+        var ended = client.BackendPid!.Value;
+        await using var zombie = await ZombieAsync(service);
+        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, ended));
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, ended);
+        await Task.Delay(1_100);
+
+        var result = await client.ReapNowAsync(null, default);
+
+        Assert.Null(result.Error);
+        Assert.True(result.LockAcquired);
+        Assert.Equal([zombie.ProcessID], result.KilledPids);
+        Assert.NotEqual(ended, client.BackendPid);
+        Assert.Equal(2, client.Counters.Connects);
+        Assert.Equal(AequorClientState.Connected, client.State);
+    }
 }
