@@ -156,8 +156,44 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
                 $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session));
         }
 
+        ThrowIfStreamingHere(session);
         return session;
     }
+
+    /// <summary>
+    /// A terminating AequorSessionBusy when this command runs downstream of Invoke-AequorQuery's rows on the same
+    /// session (… | ForEach-Object { Invoke-AequorQuery … }): its call would wait for ever for the reader that
+    /// this pipeline thread holds. Another runspace sharing the session is not refused: it waits its turn.
+    /// </summary>
+    internal void ThrowIfStreamingHere(AequorSession session)
+    {
+        if (session.IsStreamingOnThisThread)
+        {
+            ThrowTerminatingError(SessionBusy(session, BusyAdvice));
+        }
+    }
+
+    /// <summary>What AequorSessionBusy tells this command's user to do instead.</summary>
+    private protected virtual string BusyAdvice => CollectRowsAdvice;
+
+    private const string CollectRowsAdvice =
+        "Collect the rows first (-As DataTable, or assign them to a variable), or use a second session (Connect-Aequor -Name …).";
+
+    /// <param name="consequence">What the command would do; by default that it would wait for ever.</param>
+    private protected ErrorRecord SessionBusy(AequorSession session, string advice = CollectRowsAdvice, string? consequence = null) =>
+        Errors.Create(ErrorIds.SessionBusy, ErrorCategory.ResourceBusy,
+            $"Session '{session.Name}' is streaming the rows of another query in this pipeline; " +
+            $"{consequence ?? $"{MyInvocation.MyCommand.Name} on it inside that pipeline would wait for ever"}. {advice}",
+            session);
+
+    /// <summary>
+    /// Whether an exception is an engine call's failure, for the command to report as its own error. Not so what
+    /// PowerShell throws through the command: a stopped pipeline, Select-Object -First, -ErrorAction Stop or
+    /// -WarningAction Stop on what the command wrote, a host that cannot prompt. Those must pass unchanged.
+    /// </summary>
+    internal static bool IsEngineFailure(Exception ex) =>
+        ex is not (PipelineStoppedException or PipelineClosedException or ActionPreferenceStopException or System.Management.Automation.Host.HostException)
+        && ex.GetType().Name != "StopUpstreamCommandsException";
 
     /// <summary>A parameter PowerShell accepted but that cannot work: terminating AequorInvalidParameter.</summary>
     internal void ThrowInvalidParameter(string message, object? target = null) =>

@@ -26,6 +26,7 @@ public sealed class AequorSession
     private readonly AequorClient _client;
     private long _queries;
     private int _closed;
+    private int _streamingThread;
     private AequorCmdlet? _listener;
 
     internal AequorSession(string name, AequorClient client, Redactor redactor)
@@ -140,6 +141,19 @@ public sealed class AequorSession
     internal bool IsClosed => Volatile.Read(ref _closed) != 0;
 
     internal void CountQuery() => Interlocked.Increment(ref _queries);
+
+    /// <summary>
+    /// Whether this thread holds the session's open reader: a pipeline thread inside the WriteObject of
+    /// Invoke-AequorQuery's rows, running the commands downstream of it. Any call on the session from there
+    /// would wait for the one-call-at-a-time gate that this very thread holds, for ever. Another thread
+    /// (another runspace sharing the session) is not refused: it waits its turn, which comes.
+    /// </summary>
+    internal bool IsStreamingOnThisThread => Volatile.Read(ref _streamingThread) == Environment.CurrentManagedThreadId;
+
+    /// <summary>From when the reader holds the gate until just before it is disposed (which releases the gate).</summary>
+    internal void BeginStreaming() => Volatile.Write(ref _streamingThread, Environment.CurrentManagedThreadId);
+
+    internal void EndStreaming() => Interlocked.CompareExchange(ref _streamingThread, 0, Environment.CurrentManagedThreadId);
 
     /// <summary>
     /// While the returned scope lives, what the engine reports for this session (retries, reconnects,

@@ -6,6 +6,7 @@ public static class ErrorIds
     public const string NoSession = "AequorNoSession";
     public const string SessionNotFound = "AequorSessionNotFound";
     public const string SessionClosed = "AequorSessionClosed";
+    public const string SessionBusy = "AequorSessionBusy";
     public const string SecretTooShort = "AequorSecretTooShort";
     public const string SecretMissing = "AequorSecretMissing";
     public const string ConnectFailed = "AequorConnectFailed";

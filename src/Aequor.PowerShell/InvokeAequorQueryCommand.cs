@@ -16,6 +16,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 {
     public const string QuerySet = "Query";
     public const string FileSet = "File";
+    public const string LiteralPathSet = "LiteralPath";
     public const string AsRows = "PSObject";
     public const string AsScalar = "Scalar";
     public const string AsNonQuery = "NonQuery";
@@ -32,16 +33,22 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     [ValidateNotNullOrEmpty]
     public string Query { get; set; } = string.Empty;
 
-    /// <summary>A SQL file; also from the pipeline by FullName (Get-ChildItem ./migrations/*.sql | Invoke-AequorQuery).</summary>
-    [Parameter(Mandatory = true, ParameterSetName = FileSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName")]
+    /// <summary>One SQL file, its path taken as written: no wildcards (a pattern is refused, naming what it matches).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = FileSet)]
     [ValidateNotNullOrEmpty]
     public string File { get; set; } = string.Empty;
 
+    /// <summary>A SQL file, exactly as named; from the pipeline by FullName or PSPath (Get-ChildItem ./migrations/*.sql | Invoke-AequorQuery).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "PSPath", "LP")]
+    [ValidateNotNullOrEmpty]
+    public string LiteralPath { get; set; } = string.Empty;
+
     /// <summary>A hashtable for <c>@name</c> placeholders, an array for <c>$1</c>, <c>$2</c> ….</summary>
-    /// <remarks>Positional only after a query: with -File a stray argument is refused instead of taken for parameters.</remarks>
+    /// <remarks>Positional only after a query: with a file a stray argument is refused instead of taken for parameters.</remarks>
     [Parameter(Position = 1, ParameterSetName = QuerySet)]
     [Parameter(ParameterSetName = FileSet)]
+    [Parameter(ParameterSetName = LiteralPathSet)]
     [AllowNull]
     public object? Parameters { get; set; }
 
@@ -80,16 +87,14 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
     protected override void ProcessRecord()
     {
-        string text;
-        if (ParameterSetName == FileSet)
+        var text = ParameterSetName == QuerySet ? Query : ReadFile(ParameterSetName == LiteralPathSet ? LiteralPath : File, ParameterSetName == FileSet);
+        if (text is null)
         {
-            text = ReadFile();
-        }
-        else
-        {
-            text = Query;
+            return;
         }
 
+        // Again per record: a command further down this pipeline (… | Invoke-AequorQuery) is in mid-call here.
+        ThrowIfStreamingHere(_session);
         var statement = new AequorStatement(text)
         {
             PositionalParameters = _positional,
@@ -102,31 +107,68 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         _session.CountQuery();
         WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': running {Describe(text)}."));
         using var listening = _session.Listen(this);
-        try
+
+        // Only the engine's calls are in a try: WriteObject runs the commands downstream on this thread, and what
+        // they throw (a throw, -ErrorAction Stop, a stopped pipeline) is theirs, to pass on unchanged, never
+        // a failed query. The engine's synchronous methods: the round trip on this thread, no thread-pool hop.
+        switch (_as)
         {
-            switch (_as)
-            {
-                // The engine's synchronous methods: the round trip on this thread, no hop through the thread pool.
-                case AsScalar:
-                    WriteObject(Blocking(client.ExecuteScalar, statement));
-                    break;
-                case AsNonQuery:
-                    WriteObject(Blocking(client.ExecuteNonQuery, statement));
-                    break;
-                case AsDataTable:
-                    WriteTables(Blocking(client.ExecuteReader, statement));
-                    break;
-                default:
-                    WriteRows(Blocking(client.ExecuteReader, statement));
-                    break;
-            }
-        }
-        catch (Exception ex) when (ex is not PipelineStoppedException and not PipelineClosedException && !IsStopUpstream(ex))
-        {
-            WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-                $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex)));
+            case AsScalar:
+                if (TryRun(client.ExecuteScalar, statement, text, out var scalar))
+                {
+                    WriteObject(scalar);
+                }
+
+                break;
+            case AsNonQuery:
+                if (TryRun(client.ExecuteNonQuery, statement, text, out var affected))
+                {
+                    WriteObject(affected);
+                }
+
+                break;
+            case AsDataTable:
+                if (TryRun(client.ExecuteReader, statement, text, out var tableReader))
+                {
+                    WriteTables(tableReader, text);
+                }
+
+                break;
+            default:
+                if (TryRun(client.ExecuteReader, statement, text, out var rowReader))
+                {
+                    WriteRows(rowReader, text);
+                }
+
+                break;
         }
     }
+
+    /// <summary>One engine call; its failure is this input's non-terminating AequorQueryFailed.</summary>
+    private bool TryRun<T>(Func<AequorStatement, CancellationToken, T> call, AequorStatement statement, string text, out T result)
+    {
+        try
+        {
+            result = Blocking(call, statement);
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            WriteQueryFailed(ex, text);
+            result = default!;
+            return false;
+        }
+
+        if (result is AequorReader)
+        {
+            _session.BeginStreaming();
+        }
+
+        return true;
+    }
+
+    private void WriteQueryFailed(Exception ex, string text) =>
+        WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
+            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex)));
 
     /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
     private string? Advice(Exception ex)
@@ -146,104 +188,190 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         return null;
     }
 
-    private string ReadFile()
+    /// <summary>
+    /// The SQL of one file, its path taken literally; null (a non-terminating AequorFileNotFound written) when there is
+    /// no such file, so the next piped file still runs, as with Get-Content. -File refuses a wildcard that names no
+    /// file but matches some: running one of them, or all in glob order, would surprise.
+    /// </summary>
+    private string? ReadFile(string given, bool refuseWildcard)
     {
         string path;
+        ProviderInfo provider;
         try
         {
-            path = GetResolvedProviderPathFromPSPath(File, out var provider).FirstOrDefault() ?? File;
-            if (provider.Name != "FileSystem")
-            {
-                ThrowTerminatingError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.InvalidArgument, $"-File '{File}' is not a file-system path.", File));
-            }
+            path = SessionState.Path.GetUnresolvedProviderPathFromPSPath(given, out provider, out _);
         }
-        catch (ItemNotFoundException)
+        catch (Exception ex) when (ex is SessionStateException or NotSupportedException or ArgumentException)
         {
-            path = string.Empty;
+            WriteError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound, $"The SQL file '{given}' does not exist: {ex.Message}", given, ex));
+            return null;
         }
 
-        if (path.Length == 0 || !System.IO.File.Exists(path))
+        if (provider.Name != "FileSystem")
         {
-            ThrowTerminatingError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound, $"The SQL file '{File}' does not exist.", File));
+            WriteError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.InvalidArgument, $"'{given}' is not a file-system path: give the path of a SQL file.", given));
+            return null;
         }
 
-        return System.IO.File.ReadAllText(path);
+        if (System.IO.File.Exists(path))
+        {
+            return System.IO.File.ReadAllText(path);
+        }
+
+        if (refuseWildcard && WildcardPattern.ContainsWildcardCharacters(given) && Matches(given) is var matches and > 0)
+        {
+            ThrowInvalidParameter(
+                $"-File '{given}' names no file; as a wildcard it matches {matches} file(s), but -File runs one file and expands no wildcards. " +
+                $"To run each in turn, pipe them: Get-ChildItem '{given}' | Sort-Object Name | Invoke-AequorQuery.", given);
+        }
+
+        var what = System.IO.Directory.Exists(path) ? "is a directory, not a SQL file" : "does not exist";
+        WriteError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound, $"The SQL file '{given}' {what}.", given));
+        return null;
     }
 
-    private void WriteRows(AequorReader reader)
+    private int Matches(string pattern)
     {
+        try
+        {
+            return GetResolvedProviderPathFromPSPath(pattern, out _).Count(System.IO.File.Exists);
+        }
+        catch (Exception ex) when (ex is SessionStateException or NotSupportedException or ArgumentException)
+        {
+            return 0;
+        }
+    }
+
+    private void WriteRows(AequorReader reader, string text)
+    {
+        Exception? failure = null;
+        var affected = -1;
         var completed = false;
         try
         {
-            do
+            using var rows = Rows(reader).GetEnumerator();
+            while (Next(rows, ref failure))
             {
-                if (reader.FieldCount == 0)
-                {
-                    continue;
-                }
-
-                var names = ColumnNames(reader);
-                while (Await(reader.ReadAsync(StopToken)))
-                {
-                    var row = new PSObject();
-                    for (var i = 0; i < names.Length; i++)
-                    {
-                        row.Properties.Add(new PSNoteProperty(names[i], ValueOf(reader, i)));
-                    }
-
-                    WriteObject(row);
-                }
+                WriteObject(rows.Current);
             }
-            while (Await(reader.NextResultAsync(StopToken)));
 
-            completed = true;
-            if (reader.RecordsAffected >= 0)
-            {
-                WriteVerbose($"{reader.RecordsAffected} row(s) affected.");
-            }
+            completed = failure is null;
+            affected = completed ? reader.RecordsAffected : -1;
         }
         finally
         {
             Close(reader, completed);
         }
+
+        if (failure is not null)
+        {
+            WriteQueryFailed(failure, text);
+        }
+        else if (affected >= 0)
+        {
+            WriteVerbose($"{affected} row(s) affected.");
+        }
     }
 
-    private void WriteTables(AequorReader reader)
+    /// <summary>The engine's next item: false at the end, or on the engine's failure, kept in <paramref name="failure"/>.</summary>
+    private static bool Next<T>(IEnumerator<T> items, ref Exception? failure)
     {
+        try
+        {
+            return items.MoveNext();
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            failure = ex;
+            return false;
+        }
+    }
+
+    /// <summary>The rows of every result set, read as they are asked for.</summary>
+    private IEnumerable<PSObject> Rows(AequorReader reader)
+    {
+        do
+        {
+            if (reader.FieldCount == 0)
+            {
+                continue;
+            }
+
+            var names = ColumnNames(reader);
+            while (Await(reader.ReadAsync(StopToken)))
+            {
+                var row = new PSObject();
+                for (var i = 0; i < names.Length; i++)
+                {
+                    row.Properties.Add(new PSNoteProperty(names[i], ValueOf(reader, i)));
+                }
+
+                yield return row;
+            }
+        }
+        while (Await(reader.NextResultAsync(StopToken)));
+    }
+
+    /// <summary>
+    /// Every table is read before the first is written: the reader is closed by then, so the commands downstream
+    /// may use the session (the advice of AequorSessionBusy). The tables read before a failure are still written.
+    /// </summary>
+    private void WriteTables(AequorReader reader, string text)
+    {
+        var tables = new List<DataTable>();
+        Exception? failure = null;
         var completed = false;
         try
         {
-            do
-            {
-                if (reader.FieldCount == 0)
-                {
-                    continue;
-                }
-
-                var names = ColumnNames(reader);
-                var fieldTypes = Enumerable.Range(0, names.Length).Select(reader.GetFieldType).ToArray();
-                var rows = new List<object[]>();
-                while (Await(reader.ReadAsync(StopToken)))
-                {
-                    var values = new object[names.Length];
-                    for (var i = 0; i < values.Length; i++)
-                    {
-                        values[i] = ValueOf(reader, i) ?? DBNull.Value;
-                    }
-
-                    rows.Add(values);
-                }
-
-                WriteObject(ToTable(names, fieldTypes, rows), enumerateCollection: false);
-            }
-            while (Await(reader.NextResultAsync(StopToken)));
-
+            ReadTables(reader, tables);
             completed = true;
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            failure = ex;
         }
         finally
         {
             Close(reader, completed);
         }
+
+        foreach (var table in tables)
+        {
+            WriteObject(table, enumerateCollection: false);
+        }
+
+        if (failure is not null)
+        {
+            WriteQueryFailed(failure, text);
+        }
+    }
+
+    private void ReadTables(AequorReader reader, List<DataTable> tables)
+    {
+        do
+        {
+            if (reader.FieldCount == 0)
+            {
+                continue;
+            }
+
+            var names = ColumnNames(reader);
+            var fieldTypes = Enumerable.Range(0, names.Length).Select(reader.GetFieldType).ToArray();
+            var rows = new List<object[]>();
+            while (Await(reader.ReadAsync(StopToken)))
+            {
+                var values = new object[names.Length];
+                for (var i = 0; i < values.Length; i++)
+                {
+                    values[i] = ValueOf(reader, i) ?? DBNull.Value;
+                }
+
+                rows.Add(values);
+            }
+
+            tables.Add(ToTable(names, fieldTypes, rows));
+        }
+        while (Await(reader.NextResultAsync(StopToken)));
     }
 
     /// <summary>
@@ -279,6 +407,8 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     /// </summary>
     private void Close(AequorReader reader, bool completed)
     {
+        // Before the dispose releases the gate: another runspace's reader may take it at once and mark itself.
+        _session.EndStreaming();
         if (!completed)
         {
             using var cancelled = new CancellationTokenSource();
@@ -353,9 +483,6 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         return names;
     }
-
-    private static bool IsStopUpstream(Exception ex) =>
-        ex.GetType().Name == "StopUpstreamCommandsException";
 
     private static string Describe(string text)
     {

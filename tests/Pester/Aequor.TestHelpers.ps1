@@ -58,3 +58,34 @@ function Wait-Until([scriptblock] $Condition, [int] $TimeoutMs = 10000) {
     }
     $false
 }
+
+# Runs $Inner as the ForEach-Object body over two rows of a query on the default session, in a runspace of its own
+# (connected leased, $Setup run first), then one more query on that session. What it wrote, its errors, and
+# whether it ended within $TimeoutMs: a call that waits for the reader its own pipeline holds never ends.
+function Invoke-InsideRows {
+    param([string] $Inner, [string] $Setup = '', [int] $TimeoutMs = 20000)
+    $ps = [powershell]::Create()
+    try {
+        $null = $ps.AddScript(@"
+param(`$ModulePath, `$Connection, `$Secret, `$Service)
+Import-Module `$ModulePath
+`$null = Connect-Aequor `$Connection -CoordinationSecret `$Secret -ServiceName `$Service -ReaperRunProbability 0
+$Setup
+Invoke-AequorQuery 'SELECT g FROM generate_series(1, 2) g' | ForEach-Object { `$_.g; $Inner }
+'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+"@).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($script:TestSecret).AddArgument((New-TestServiceName rows))
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $handle = $ps.BeginInvoke()
+        $done = $handle.AsyncWaitHandle.WaitOne($TimeoutMs)
+        if (-not $done) { $ps.Stop() }
+        [pscustomobject]@{
+            Done      = $done
+            ElapsedMs = $sw.ElapsedMilliseconds
+            Output    = @(if ($done) { $ps.EndInvoke($handle) | ForEach-Object { "$_" } })
+            Errors    = @($ps.Streams.Error)
+        }
+    } finally {
+        # Closing its runspace closes its sessions.
+        $ps.Dispose()
+    }
+}

@@ -228,11 +228,51 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $err.FullyQualifiedErrorId | Should -BeLike 'PositionalParameterNotFound*'
     }
 
-    It 'a missing -File gives AequorFileNotFound' {
+    It 'a missing -File gives a non-terminating AequorFileNotFound' {
+        $errs = $null
+        Invoke-AequorQuery -File (Join-Path $TestDrive 'missing.sql') -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorFileNotFound*'
+        $errs[0].Exception.Message | Should -Match 'missing.sql'
+    }
+
+    It 'a missing file among piped ones is that input''s AequorFileNotFound; the files after it still run' {
+        $dir = Join-Path $TestDrive 'gap'
+        $null = New-Item -ItemType Directory $dir
+        Set-Content (Join-Path $dir '01.sql') "SELECT 1 AS step"
+        Set-Content (Join-Path $dir '03.sql') "SELECT 3 AS step"
+        $errs = $null
+        $out = '01.sql', '02.sql', '03.sql' | ForEach-Object { [pscustomobject]@{ FullName = Join-Path $dir $_ } } |
+            Invoke-AequorQuery -ErrorVariable errs -ErrorAction SilentlyContinue
+        $out.step | Should -Be @(1, 3)
+        $errs.Count | Should -Be 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorFileNotFound*'
+        $errs[0].Exception.Message | Should -Match '02\.sql'
+    }
+
+    It 'takes a piped file''s name literally: [x]04.sql runs, not x04.sql beside it; so do -LiteralPath and -File' {
+        $dir = Join-Path $TestDrive 'brackets'
+        $null = New-Item -ItemType Directory $dir
+        Set-Content -LiteralPath (Join-Path $dir '[x]04.sql') -Value 'SELECT 42'
+        Set-Content -LiteralPath (Join-Path $dir 'x04.sql') -Value 'SELECT 99'
+        Get-ChildItem -LiteralPath (Join-Path $dir '[x]04.sql') | Invoke-AequorQuery -As Scalar | Should -Be 42
+        Get-Item -LiteralPath (Join-Path $dir '[x]04.sql') | Select-Object PSPath | Invoke-AequorQuery -As Scalar | Should -Be 42
+        Invoke-AequorQuery -LiteralPath (Join-Path $dir '[x]04.sql') -As Scalar | Should -Be 42
+        Invoke-AequorQuery -File (Join-Path $dir '[x]04.sql') -As Scalar | Should -Be 42
+    }
+
+    It 'refuses a wildcard -File with AequorInvalidParameter naming the pattern and how many files it matches; none runs' {
+        $dir = Join-Path $TestDrive 'glob'
+        $null = New-Item -ItemType Directory $dir
+        $table = 'glob_' + [Guid]::NewGuid().ToString('N').Substring(0, 8)
+        $null = Invoke-AequorQuery "CREATE TABLE $table (n int)" -Session $S
+        1..3 | ForEach-Object { Set-Content (Join-Path $dir "0$_.sql") "INSERT INTO $table VALUES ($_)" }
         $err = $null
-        try { Invoke-AequorQuery -File (Join-Path $TestDrive 'missing.sql') } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorFileNotFound*'
-        $err.Exception.Message | Should -Match 'missing.sql'
+        try { Invoke-AequorQuery -File (Join-Path $dir '0*.sql') -Session $S -As NonQuery } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $err.Exception.Message | Should -BeLike "*-File '*0``*.sql' names no file; as a wildcard it matches 3 file(s)*Get-ChildItem*| Invoke-AequorQuery*"
+        Invoke-AequorQuery "SELECT count(*) FROM $table" -Session $S -As Scalar | Should -Be 0
+        $null = Invoke-AequorQuery "DROP TABLE $table" -Session $S
     }
 
     It 'a failing statement is a non-terminating AequorQueryFailed with its SQLSTATE' {
@@ -324,6 +364,107 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $err = $null
         try { Invoke-AequorQuery 'SELECT 1' -Session $gone } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+    }
+}
+
+Describe 'Invoke-AequorQuery and the commands downstream of its rows' {
+    BeforeAll {
+        # The default session here, as in a script.
+        $script:D = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name downstream
+    }
+
+    It 'a throw downstream passes unchanged to the catch, stops the rows there, and the session goes on' {
+        $ErrorActionPreference = 'Continue'
+        $seen = [Collections.Generic.List[int]]::new()
+        $caught = $null
+        $after = $false
+        try {
+            Invoke-AequorQuery 'SELECT g FROM generate_series(1, 100000) g' | ForEach-Object { $seen.Add($_.g); if ($_.g -eq 2) { throw 'x' } }
+            $after = $true
+        } catch { $caught = $_ }
+        $after | Should -BeFalse -Because 'the throw ends the statement, as any throw does'
+        "$caught" | Should -Be 'x'
+        $caught.FullyQualifiedErrorId | Should -Not -BeLike 'AequorQueryFailed*'
+        @($seen) | Should -Be @(1, 2)
+        # Each row once, none lost: the reader was closed and the session is free.
+        (Invoke-AequorQuery 'SELECT g FROM generate_series(1, 5) g').g | Should -Be @(1, 2, 3, 4, 5)
+        foreach ($as in 'Scalar', 'NonQuery', 'DataTable') {
+            $caught = $null
+            try { Invoke-AequorQuery 'SELECT 1' -As $as | ForEach-Object { throw "after $as" } } catch { $caught = $_ }
+            "$caught" | Should -Be "after $as"
+        }
+        Invoke-AequorQuery 'SELECT 2' -As Scalar | Should -Be 2
+    }
+
+    It 'a throw downstream inside a transaction reaches the catch, which rolls it back (under the default ErrorActionPreference)' {
+        $ErrorActionPreference = 'Continue'
+        $table = 'acct_' + [Guid]::NewGuid().ToString('N').Substring(0, 8)
+        $null = Invoke-AequorQuery "CREATE TABLE $table (id int, balance int); INSERT INTO $table VALUES (1, 100), (2, -5)"
+        $outcome = $null
+        $caught = $null
+        Start-AequorTransaction
+        try {
+            $null = Invoke-AequorQuery "UPDATE $table SET balance = balance - 10" -As NonQuery
+            Invoke-AequorQuery "SELECT id, balance FROM $table ORDER BY id" | ForEach-Object {
+                if ($_.balance -lt 0) { throw "account $($_.id) overdrawn" }
+            }
+            Complete-AequorTransaction
+            $outcome = 'committed'
+        } catch {
+            $caught = "$_"
+            Undo-AequorTransaction
+            $outcome = 'rolled back'
+        }
+        $outcome | Should -Be 'rolled back'
+        $caught | Should -Be 'account 2 overdrawn'
+        (Invoke-AequorQuery "SELECT balance FROM $table ORDER BY id" -Session (Get-Observer)).balance | Should -Be @(100, -5)
+        $null = Invoke-AequorQuery "DROP TABLE $table"
+    }
+
+    It 'a query on the same session inside the rows fails at once with AequorSessionBusy; the rows go on, and other sessions work there' {
+        $r = Invoke-InsideRows 'Invoke-AequorQuery "SELECT $($_.g) * 10" -As Scalar'
+        $r.Done | Should -BeTrue -Because 'it must not wait for ever for the reader its own pipeline holds'
+        $r.Output | Should -Be @('1', '2', 'after:7')
+        $r.Errors.Count | Should -Be 2
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        "$($r.Errors[0])" | Should -BeLike "Session 'default' is streaming the rows of another query in this pipeline; Invoke-AequorQuery on it inside that pipeline would wait for ever. Collect the rows first (-As DataTable, or assign them to a variable), or use a second session (Connect-Aequor -Name *)."
+
+        # So is a query further down the same pipeline; the advice works: a second session, or -As DataTable.
+        # Connect-Aequor makes the last session the default: a new 'default' after 'second'.
+        $r = Invoke-InsideRows -Setup '$null = Connect-Aequor $Connection -LeaseMode Optional -Name second; $null = Connect-Aequor $Connection -LeaseMode Optional' `
+            -Inner 'Invoke-AequorQuery "SELECT $($_.g) * 100" -As Scalar -Session second; Invoke-AequorQuery "SELECT 1" -As DataTable -Session second | ForEach-Object { $_.Rows.Count }'
+        $r.Errors | Should -BeNullOrEmpty
+        $r.Output | Should -Be @('1', '100', '1', '2', '200', '1', 'after:7')
+        $sql = Join-Path $TestDrive 'busy.sql'
+        Set-Content $sql 'SELECT 5'
+        $r = Invoke-InsideRows -Inner '' -Setup (
+            "Invoke-AequorQuery `"SELECT '$sql' AS FullName`" | Invoke-AequorQuery -As Scalar`n" +
+            'Invoke-AequorQuery "SELECT g FROM generate_series(1, 3) g" -As DataTable | ForEach-Object { $_.Rows | ForEach-Object { Invoke-AequorQuery "SELECT $($_.g) * 10" -As Scalar } }')
+        $r.Done | Should -BeTrue
+        $r.Errors.Count | Should -Be 1
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        $r.Output | Should -Be @('10', '20', '30', '1', '2', 'after:7')
+    }
+
+    It 'another runspace sharing the session is not refused: it waits until the rows are read' {
+        $other = [powershell]::Create()
+        try {
+            $null = $other.AddScript('param($m, $s) Import-Module $m; Invoke-AequorQuery "SELECT 42" -Session $s -As Scalar').AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($D)
+            $script:waited = $null
+            $rows = Invoke-AequorQuery 'SELECT g FROM generate_series(1, 3) g' | ForEach-Object {
+                if ($_.g -eq 1) {
+                    $script:handle = $other.BeginInvoke()
+                    Start-Sleep -Milliseconds 700
+                    $script:waited = -not $script:handle.IsCompleted
+                }
+                $_.g
+            }
+            $rows | Should -Be @(1, 2, 3)
+            $script:handle.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
+            $other.EndInvoke($script:handle) | Should -Be 42
+            $other.Streams.Error | Should -BeNullOrEmpty
+            $script:waited | Should -BeTrue -Because 'the other runspace queues behind the open reader'
+        } finally { $other.Dispose() }
     }
 }
 
