@@ -26,6 +26,6 @@ Complete-AequorTransaction
             Remarks = '-PassThru writes the session after the commit.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed.'
+    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Undo-AequorTransaction')
 }

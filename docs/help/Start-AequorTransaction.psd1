@@ -36,6 +36,6 @@ $s | Complete-AequorTransaction
             Remarks = 'The session comes from the pipeline.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorTransactionOpen, AequorTransactionFailed.'
+    Notes       = 'Errors: AequorNoSession, AequorTransactionOpen, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
     Links       = @('about_Aequor', 'Complete-AequorTransaction', 'Undo-AequorTransaction', 'Invoke-AequorQuery')
 }

@@ -27,6 +27,6 @@ catch { Undo-AequorTransaction; throw }
             Remarks = 'A failure leaves nothing half done.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed.'
+    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Complete-AequorTransaction')
 }

@@ -158,6 +158,14 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             ThrowInvalidParameter("The coordination secret is the database password: choose a distinct secret, since every client of the service must know it.");
         }
 
+        if (SessionStore.For(this).Find(Name) is { IsStreamingOnThisThread: true } streaming)
+        {
+            // Replacing it closes it, which waits for the query this pipeline thread is in the middle of.
+            ThrowTerminatingError(SessionBusy(streaming,
+                "Give the new session another name (Connect-Aequor -Name …), or connect after the pipeline.",
+                $"replacing it with a new session named '{Name}' would close it under that query"));
+        }
+
         var options = BuildOptions(connectionString, secret, previous);
         AequorClient client;
         try

@@ -86,6 +86,16 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
             return;
         }
 
+        if (session.IsStreamingOnThisThread)
+        {
+            // Closing waits for the call that holds the session: here that is the query whose rows this pipeline
+            // thread is handing on, which cannot go on meanwhile. This session's error only; the others still close.
+            WriteError(SessionBusy(session,
+                "Disconnect it after the pipeline, or end the query first (break, or Select-Object -First).",
+                "disconnecting it inside that pipeline would wait for that query, which cannot go on meanwhile"));
+            return;
+        }
+
         // A session handed over from another runspace leaves that runspace's list too.
         session.Owner?.Remove(session);
         var openTransaction = session.InTransaction;

@@ -15,6 +15,9 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    private protected override string BusyAdvice =>
+        "Start, complete or undo the transaction outside that pipeline. To abandon it from inside, throw: the throw ends the query, and a catch around the pipeline can run Undo-AequorTransaction.";
+
     private protected void Run(bool wantOpen, string action, string done, Func<AequorSession, CancellationToken, Task> call)
     {
         var session = ResolveSession(Session);

@@ -85,4 +85,16 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         "$($warnings[0])" | Should -Match 'had an open transaction'
         Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 40' -As Scalar -Session $S | Should -Be 0
     }
+
+    It 'Start-, Complete- and Undo-AequorTransaction inside the rows of a query on the same session fail at once with AequorSessionBusy' {
+        foreach ($case in @{ Command = 'Start-AequorTransaction'; Setup = '' }, @{ Command = 'Complete-AequorTransaction'; Setup = 'Start-AequorTransaction' },
+            @{ Command = 'Undo-AequorTransaction'; Setup = 'Start-AequorTransaction' }) {
+            $r = Invoke-InsideRows $case.Command -Setup $case.Setup
+            $r.Done | Should -BeTrue -Because "$($case.Command) must not wait for ever for the reader its own pipeline holds"
+            $r.Output | Should -Be @('1', '2', 'after:7')
+            $r.Errors.Count | Should -Be 2
+            $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+            "$($r.Errors[0])" | Should -Match "$($case.Command) on it inside that pipeline would wait for ever\. .*To abandon it from inside, throw"
+        }
+    }
 }

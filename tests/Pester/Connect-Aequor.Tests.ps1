@@ -225,4 +225,13 @@ Describe 'Connect-Aequor failures' {
         $everything | Should -Not -Match ([regex]::Escape($AppPassword))
         Disconnect-Aequor -Session $session
     }
+
+    It 'refuses to replace a session inside the rows of a query on it (AequorSessionBusy); a new name connects' {
+        $r = Invoke-InsideRows 'Connect-Aequor $Connection -LeaseMode Optional | Out-Null; (Connect-Aequor $Connection -LeaseMode Optional -Name "fresh$($_.g)").State'
+        $r.Done | Should -BeTrue
+        $r.Output | Should -Be @('1', 'Connected', '2', 'Connected', 'after:7')
+        $r.Errors.Count | Should -Be 2
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        "$($r.Errors[0])" | Should -Match "replacing it with a new session named 'default' would close it under that query\. Give the new session another name"
+    }
 }

@@ -68,4 +68,15 @@ Describe 'Disconnect-Aequor' {
         Disconnect-Aequor -ErrorVariable errs -ErrorAction SilentlyContinue
         $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoSession*'
     }
+
+    It 'inside the rows of a query on the session, refuses to close it (non-terminating AequorSessionBusy) and closes the others' {
+        $r = Invoke-InsideRows -Setup '$null = Connect-Aequor $Connection -LeaseMode Optional -Name other; $null = Connect-Aequor $Connection -LeaseMode Optional' `
+            -Inner 'Disconnect-Aequor -All; (Get-AequorSession).Name -join ","'
+        $r.Done | Should -BeTrue -Because 'closing must not wait for the query its own pipeline is in'
+        $r.Output | Should -Be @('1', 'default', '2', 'default', 'after:7')
+        $r.Errors.Count | Should -Be 2
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        "$($r.Errors[0])" | Should -Match 'disconnecting it inside that pipeline would wait for that query.*Disconnect it after the pipeline'
+        $r.ElapsedMs | Should -BeLessThan 10000
+    }
 }

@@ -227,4 +227,13 @@ Describe 'Get-AequorLease (session)' {
             Disconnect-Aequor -Session $named -Confirm:$false
         }
     }
+
+    It 'inside the rows of a query on the same session fails at once with AequorSessionBusy' {
+        $r = Invoke-InsideRows 'Get-AequorLease | Out-Null'
+        $r.Done | Should -BeTrue
+        $r.Output | Should -Be @('1', '2', 'after:7')
+        $r.Errors.Count | Should -Be 2
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        "$($r.Errors[0])" | Should -Match 'Get-AequorLease on it inside that pipeline would wait for ever'
+    }
 }

@@ -240,4 +240,14 @@ Describe 'Invoke-AequorReap' {
         $results.Count | Should -Be 1
         $results[0].ServiceName | Should -Be $leased.ServiceName
     }
+
+    It 'inside the rows of a query on the same session fails at once with AequorSessionBusy' {
+        foreach ($command in 'Invoke-AequorReap | Out-Null', 'Invoke-AequorReap -Session default | Out-Null') {
+            $r = Invoke-InsideRows $command
+            $r.Done | Should -BeTrue
+            $r.Output | Should -Be @('1', '2', 'after:7')
+            $r.Errors.Count | Should -Be 2
+            $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        }
+    }
 }
