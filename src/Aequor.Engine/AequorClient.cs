@@ -102,7 +102,7 @@ public sealed partial class AequorClient : IAsyncDisposable
         _dataSourceKey = SharedDataSources.KeyFor(_baseBuilder.ConnectionString, _signer, ServiceName, options.LeaseTtlMs);
 
         // Null when the options run no reaper (Reaper off, or no secret under LeaseMode Optional).
-        if (ReaperOptions.ForClient(options) is { } reaperOptions)
+        if (ReaperOptions.ForClient(options, ServiceName) is { } reaperOptions)
         {
             _reaper = new ClientReaper(reaperOptions, clientClock, random);
             Reaper = RunScheduledPassAsync;

@@ -129,7 +129,7 @@ public static class LeaseScanner
     public static async Task<LeaseScan> ScanAsync(AequorClient client, bool all, ReapRequest? overrides, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
-        var options = ReaperOptions.Of(client.Options);
+        var options = ReaperOptions.Of(client.Options, client.ServiceName);
         var settings = ReapSettings.From(options, overrides);
         var verifier = string.IsNullOrEmpty(options.CoordinationSecret) ? null : new LeaseVerifier(options.CoordinationSecret, options.PreviousCoordinationSecret);
 

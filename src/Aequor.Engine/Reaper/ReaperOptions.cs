@@ -72,7 +72,8 @@ public sealed class ReaperOptions
     /// The reaper options of a client, or null when the client runs no reaper (Reaper off, or no
     /// secret under LeaseMode Optional). The client's options must be valid.
     /// </summary>
-    public static ReaperOptions? ForClient(AequorClientOptions client, Action<ReapResult>? onReap = null)
+    /// <param name="serviceName">The client's service name, resolved once when it was created (null: resolve it now).</param>
+    public static ReaperOptions? ForClient(AequorClientOptions client, string? serviceName = null, Action<ReapResult>? onReap = null)
     {
         ArgumentNullException.ThrowIfNull(client);
         if (!client.Reaper || string.IsNullOrEmpty(client.CoordinationSecret))
@@ -80,7 +81,7 @@ public sealed class ReaperOptions
             return null;
         }
 
-        return Of(client, onReap);
+        return Of(client, serviceName, onReap);
     }
 
     /// <summary>
@@ -88,12 +89,17 @@ public sealed class ReaperOptions
     /// pass (<see cref="ManualReapPass"/>) and a lease listing (<see cref="LeaseScanner"/>) judge with
     /// the same thresholds. Without a secret the secret is empty: such options select nothing.
     /// </summary>
-    internal static ReaperOptions Of(AequorClientOptions client, Action<ReapResult>? onReap = null)
+    /// <param name="serviceName">
+    /// The client's own, resolved once: resolving again re-reads AWS_LAMBDA_FUNCTION_NAME, and a pass that locked
+    /// one service and then scanned and killed under another's name would reap while that service's reaper runs.
+    /// </param>
+    internal static ReaperOptions Of(AequorClientOptions client, string? serviceName = null, Action<ReapResult>? onReap = null)
     {
         ArgumentNullException.ThrowIfNull(client);
+        serviceName ??= client.ResolveServiceName();
         return new ReaperOptions
         {
-            ServiceName = client.ResolveServiceName(),
+            ServiceName = serviceName,
             CoordinationSecret = client.CoordinationSecret ?? string.Empty,
             PreviousCoordinationSecret = client.PreviousCoordinationSecret,
             MaxIdleConnectionsToKill = client.MaxIdleConnectionsToKill,
@@ -103,18 +109,18 @@ public sealed class ReaperOptions
             ReaperRunProbability = client.ReaperRunProbability,
             ReaperCooldownMs = client.ReaperCooldownMs,
             ErrorMode = client.ReaperErrorMode,
-            StormScope = StormScopeOf(client),
+            StormScope = StormScopeOf(client, serviceName),
             OnReap = onReap,
         };
     }
 
     /// <summary>Host, port, database and service: the clients that crowd the same slots and may reap each other's zombies.</summary>
-    private static string? StormScopeOf(AequorClientOptions client)
+    private static string? StormScopeOf(AequorClientOptions client, string serviceName)
     {
         try
         {
             var b = new Npgsql.NpgsqlConnectionStringBuilder(client.ConnectionString);
-            return string.Create(CultureInfo.InvariantCulture, $"{b.Host}|{b.Port}|{b.Database ?? b.Username}|{client.ResolveServiceName()}");
+            return string.Create(CultureInfo.InvariantCulture, $"{b.Host}|{b.Port}|{b.Database ?? b.Username}|{serviceName}");
         }
         catch (ArgumentException)
         {

@@ -61,4 +61,40 @@ public sealed class ManualReapPassTests(PostgresFixture db)
         Assert.True(await kit.IsAliveAsync(woke.ProcessID));
         Assert.True(await kit.IsAliveAsync(renewed.ProcessID));
     }
+
+    [Fact]
+    public async Task A_pass_locks_scans_and_kills_the_service_the_client_resolved_even_after_the_environment_changed()
+    {
+        await using var kit = new ReaperKit(db);
+        var other = "rp-" + Guid.NewGuid().ToString("N")[..10];
+        var before = Environment.GetEnvironmentVariable(AequorClientOptions.ServiceNameVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(AequorClientOptions.ServiceNameVariable, kit.Service);
+            await using var client = new AequorClient(new AequorClientOptions
+            {
+                ConnectionString = kit.AppConnectionString,
+                CoordinationSecret = ReaperKit.Secret,
+                Reaper = false,
+                MinConnectionIdleTimeSec = 0,
+            });
+            Assert.Equal(kit.Service, client.ServiceName);
+            Environment.SetEnvironmentVariable(AequorClientOptions.ServiceNameVariable, other);
+
+            var own = await kit.ZombieAsync();
+            var others = await kit.ZombieAsync(service: other);
+
+            await using var pass = await ManualReapPass.BeginAsync(client, null, default);
+            Assert.True(pass.LockAcquired);
+            Assert.Equal(kit.Service, pass.Scan!.ServiceName);
+            var outcome = Assert.Single(await pass.KillAsync(pass.Candidates, default));
+
+            Assert.Equal((own.ProcessID, true), (outcome.Lease.Pid, outcome.Killed));
+            Assert.True(await kit.IsAliveAsync(others.ProcessID));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(AequorClientOptions.ServiceNameVariable, before);
+        }
+    }
 }
