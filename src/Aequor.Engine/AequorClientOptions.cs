@@ -111,7 +111,14 @@ public sealed class AequorClientOptions
         }
 
         NotNegative(Retries, nameof(Retries));
-        NotNegative(MinBackoff, nameof(MinBackoff));
+        if (MinBackoff < 1)
+        {
+            // Each delay is drawn up to three times the previous one, starting from MinBackoff: from 0 it stays 0
+            // whatever MaxBackoff is, and every retry of a 53300 storm would reconnect at once.
+            throw new AequorConfigurationException(
+                $"MinBackoff is {MinBackoff} ms; it must be at least 1 ms: each retry delay is drawn up to three times the previous one, so from 0 every retry would be immediate.");
+        }
+
         if (MaxBackoff < MinBackoff)
         {
             throw new AequorConfigurationException($"MaxBackoff ({MaxBackoff} ms) is below MinBackoff ({MinBackoff} ms).");

@@ -14,7 +14,8 @@ internal sealed class Backoff
 
     public Backoff(int minMs, int maxMs, Random random)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(minMs);
+        // From 0 the delays would stay 0 (0 × 3); the options refuse it (AequorClientOptions.Validate).
+        ArgumentOutOfRangeException.ThrowIfLessThan(minMs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxMs, minMs);
         ArgumentNullException.ThrowIfNull(random);
         _minMs = minMs;

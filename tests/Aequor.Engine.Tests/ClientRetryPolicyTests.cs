@@ -82,7 +82,7 @@ public sealed class ClientRetryPolicyTests
     [Fact]
     public void One_budget_allows_at_most_Retries_retries_in_all_phases()
     {
-        var budget = new RetryBudget(Options(retries: 3, min: 0, max: 0), new Random(1), Stopwatch.GetTimestamp());
+        var budget = new RetryBudget(Options(retries: 3, min: 1, max: 1), new Random(1), Stopwatch.GetTimestamp());
         Assert.True(budget.TryTake(RetryPhase.Connect, out _));
         Assert.True(budget.TryTake(RetryPhase.Statement, out _));
         Assert.True(budget.TryTake(RetryPhase.Connect, out _));
@@ -212,5 +212,25 @@ public sealed class ClientOptionsTests
             HeartbeatHardWaitRemainingMs = hard,
         }.Validate());
         Assert.Contains(named, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_zero_MinBackoff_is_refused_because_every_retry_would_be_immediate()
+    {
+        var ex = Assert.Throws<AequorConfigurationException>(() => new AequorClientOptions
+        {
+            ConnectionString = "Host=x",
+            LeaseMode = LeaseMode.Optional,
+            MinBackoff = 0,
+            MaxBackoff = 2_000,
+        }.Validate());
+        Assert.Contains("MinBackoff", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("immediate", ex.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Backoff(0, 2_000, new Random(7)));
+
+        // The smallest accepted floor still backs off: the delays grow towards MaxBackoff.
+        var backoff = new Backoff(1, 2_000, new Random(7));
+        var delays = Enumerable.Range(0, 50).Select(_ => backoff.Next().TotalMilliseconds).ToList();
+        Assert.Contains(delays, d => d >= 100);
     }
 }
