@@ -21,6 +21,12 @@ public sealed class ReaperSchedule
 
     private const double BackoffFactor = 1.5;
 
+    /// <summary>
+    /// The least a busy lock backs off to. Without it a cooldown of 0 or 1 ms never grew (0 × 1.5 = 0, and 1 × 1.5
+    /// truncates to 1): every connect of the fleet went on scanning while another instance held the lock.
+    /// </summary>
+    private const long BusyLockFloorMs = 1_000;
+
     private readonly object _gate = new();
     private readonly TimeProvider _time;
     private readonly Random _random;
@@ -195,7 +201,7 @@ public sealed class ReaperSchedule
             else if (result.DatabaseNowMs is not null)
             {
                 // The scan ran and found the lock busy: another instance is reaping, back off.
-                _intervalMs = Math.Min((long)(_intervalMs * BackoffFactor), Math.Max(_cooldownMs, ReaperOptions.MaxBackoffMs));
+                _intervalMs = Math.Min(Math.Max((long)(_intervalMs * BackoffFactor), BusyLockFloorMs), Math.Max(_cooldownMs, ReaperOptions.MaxBackoffMs));
             }
 
             Reserve(_time.GetUtcNow());

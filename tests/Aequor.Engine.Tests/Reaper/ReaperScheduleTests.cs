@@ -135,6 +135,27 @@ public sealed class ReaperScheduleTests
         Assert.Equal(TimeSpan.FromSeconds(30), schedule.Interval);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Busy_lock_grows_the_interval_from_at_least_a_second_even_with_a_zero_or_tiny_cooldown(int cooldownMs)
+    {
+        var schedule = new ReaperSchedule(Options(cooldownMs: cooldownMs), new ManualClock(), new ScriptedRandom(0.0));
+
+        schedule.RecordPass(Pass(locked: false));
+        Assert.Equal(TimeSpan.FromSeconds(1), schedule.Interval);
+        schedule.RecordPass(Pass(locked: false));
+        Assert.Equal(TimeSpan.FromSeconds(1.5), schedule.Interval);
+        for (var i = 0; i < 30; i++)
+        {
+            schedule.RecordPass(Pass(locked: false));
+        }
+
+        Assert.Equal(TimeSpan.FromMinutes(10), schedule.Interval);
+        schedule.RecordPass(Pass(locked: true));
+        Assert.Equal(TimeSpan.FromMilliseconds(cooldownMs), schedule.Interval);
+    }
+
     [Fact]
     public void Jitter_adds_up_to_a_fifth_of_the_interval()
     {
