@@ -102,8 +102,10 @@ public sealed class Lease
     private static bool TryParseExpiry(string text, out long value)
     {
         value = 0;
-        // Decimal digits only: no sign, no exponent, no whitespace; 16 digits is far past year 9999.
-        if (text.Length > 16)
+        // Decimal digits only: no sign, no exponent, no whitespace; 16 digits is far past year 9999. No leading
+        // zero either: pg-aequor writes the expiry as a JavaScript number (never zero-padded), and one number
+        // must have one text, or a signed lease could be re-formatted into a different string that still verifies.
+        if (text.Length > 16 || (text.Length > 1 && text[0] == '0'))
         {
             return false;
         }

@@ -158,6 +158,23 @@ public sealed class LeaseSignerTests
         Assert.True(signer.Verify(app));
     }
 
+    [Fact]
+    public void A_zero_padded_expiry_is_not_a_lease_even_when_its_signature_matches_the_padded_text()
+    {
+        const string secret = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        const string payload = "s=svc;i=abcdefgh;e=01700000000000";
+        var mac = System.Security.Cryptography.HMACSHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret), System.Text.Encoding.UTF8.GetBytes(payload))[..8];
+        var padded = payload + ";g=" + Convert.ToBase64String(mac).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+        Assert.False(Lease.TryParse(padded, out _));
+        Assert.False(new LeaseSigner(secret).Verify(padded));
+        // The canonical texts still parse, the single digit 0 among them.
+        Assert.True(Lease.TryParse("s=svc;i=abcdefgh;e=1700000000000;g=2lcnadn3BBU", out var canonical));
+        Assert.Equal(1_700_000_000_000, canonical.ExpiresAtMs);
+        Assert.True(Lease.TryParse("s=svc;i=abcdefgh;e=0;g=2lcnadn3BBU", out var zero));
+        Assert.Equal(0, zero.ExpiresAtMs);
+    }
+
     public static TheoryData<string?> Untrusted() => new()
     {
         null,
