@@ -127,7 +127,7 @@ public sealed partial class AequorClient
 
                 if (lease is not null)
                 {
-                    _clock.Observe(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, 1));
+                    _clock.Observe(sentAt, _clock.ClientNowMs(), ServerClock.ReadDatabaseMs(reader, 1), fresh: true);
                 }
 
                 var column = ConnectSql.FingerprintColumn(lease is not null);

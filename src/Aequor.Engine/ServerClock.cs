@@ -4,14 +4,33 @@ namespace Aequor.Engine;
 
 /// <summary>
 /// The offset between this machine's clock and the database's, learned from a <c>clock_timestamp()</c>
-/// that rides along a round trip the client makes anyway (the first statement on a connection, every lease
-/// renewal). Lease expiries are signed on the database's timeline so a skewed client clock can neither make
-/// its own lease look expired early to the reapers nor keep it alive past its time.
+/// that rides along a round trip the client makes anyway (the connect, the first statement on a connection, a
+/// statement after an idle spell, every lease renewal). Lease expiries are signed on the database's timeline so
+/// a skewed client clock can neither make its own lease look expired early to the reapers nor keep it alive
+/// past its time.
 /// </summary>
+/// <remarks>
+/// A reading is only as good as its round trip: the server answers a batch only once the whole batch has run, so
+/// a probe ahead of a 3-minute report comes back 3 minutes later and its midpoint is 90 s off. A reading therefore
+/// replaces the one held only when its error (half its round trip) is no larger than the held one's, grown by
+/// <see cref="DriftMsPerSecond"/> for each second since it was taken; the offset itself only drifts slowly. The
+/// reading at connect always replaces it: the new connection may be to another server (a multi-host string).
+/// </remarks>
 internal sealed class ServerClock
 {
+    /// <summary>
+    /// How fast the held reading is taken to lose accuracy: 1 ms a second (1,000 ppm), above what quartz drift
+    /// or NTP slewing (500 ppm at most) do, so an old reading gives way to a newer, somewhat longer one.
+    /// </summary>
+    public const double DriftMsPerSecond = 1;
+
     private readonly TimeProvider _time;
+    private readonly object _gate = new();
     private long _offsetMs;
+
+    // Under _gate: the held reading's error (half its round trip) and when it was taken, on the client clock.
+    private long _errorMs;
+    private long _readAtMs;
 
     public ServerClock(TimeProvider? time = null)
     {
@@ -43,12 +62,30 @@ internal sealed class ServerClock
     /// <summary>
     /// Records one reading: the database said <paramref name="databaseMs"/> somewhere between the client
     /// sending (<paramref name="sentAtClientMs"/>) and receiving (<paramref name="receivedAtClientMs"/>);
-    /// the midpoint is the best guess, off by at most half the round trip.
+    /// the midpoint is the best guess, off by at most half the round trip. It is kept only if that is no worse
+    /// than the reading held (see the remarks), unless <paramref name="fresh"/> (a new connection). Returns
+    /// whether it was kept.
     /// </summary>
-    public void Observe(long sentAtClientMs, long receivedAtClientMs, long databaseMs)
+    public bool Observe(long sentAtClientMs, long receivedAtClientMs, long databaseMs, bool fresh = false)
     {
-        var midpoint = sentAtClientMs + ((receivedAtClientMs - sentAtClientMs) / 2);
-        Interlocked.Exchange(ref _offsetMs, databaseMs - midpoint);
-        IsKnown = true;
+        var errorMs = Math.Max(0, receivedAtClientMs - sentAtClientMs) / 2;
+        var midpoint = sentAtClientMs + errorMs;
+        lock (_gate)
+        {
+            if (IsKnown && !fresh)
+            {
+                var ageSeconds = Math.Max(0, receivedAtClientMs - _readAtMs) / 1000.0;
+                if (errorMs > _errorMs + (ageSeconds * DriftMsPerSecond))
+                {
+                    return false;
+                }
+            }
+
+            _errorMs = errorMs;
+            _readAtMs = receivedAtClientMs;
+            Interlocked.Exchange(ref _offsetMs, databaseMs - midpoint);
+            IsKnown = true;
+            return true;
+        }
     }
 }

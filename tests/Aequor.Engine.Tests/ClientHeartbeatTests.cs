@@ -148,6 +148,35 @@ public sealed class ClientHeartbeatTests(PostgresFixture db)
         Assert.Equal(0, client.Counters.Heartbeats);
         Assert.Null(client.LeaseExpiresAt);
     }
+
+    [Fact]
+    public async Task A_long_statement_after_an_idle_spell_leaves_the_clock_offset_alone_and_the_next_lease_gets_its_full_ttl()
+    {
+        await using var client = NewClient(ttl: 10_000, soft: 1_500, hard: 500);
+        await client.ConnectAsync(default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        var accurate = client.ServerClockOffset!.Value.TotalMilliseconds;
+
+        // Idle past the probe threshold: the next statement carries a clock reading in its batch, and the server
+        // answers it only when the 6 s statement is done.
+        await Task.Delay(client.ProbeAfterIdleMs + 200);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_sleep(6)"), default);
+        Assert.InRange(client.ServerClockOffset!.Value.TotalMilliseconds - accurate, -Heartbeat.SkewToleranceMs, Heartbeat.SkewToleranceMs);
+
+        // Past the expiry by more than the skew the statement would have caused, so the next statement renews
+        // first with the offset as it stands, right or wrong.
+        var expiry = await ServerExpiryAsync(client);
+        var dbNow = await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8");
+        await Task.Delay(TimeSpan.FromMilliseconds(Math.Max(0, expiry - dbNow + 3_500)));
+        var renewals = client.Counters.Heartbeats;
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
+        Assert.True(client.Counters.Heartbeats > renewals);
+
+        var renewed = await ServerExpiryAsync(client);
+        dbNow = await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8");
+        // Signed for 10 s on the database clock; with the offset skewed by half the statement it had 7 s at most.
+        Assert.InRange(renewed - dbNow, 8_000, 10_000);
+    }
 }
 
 /// <summary>A client whose wall clock is off: leases are judged and signed on the database's timeline.</summary>

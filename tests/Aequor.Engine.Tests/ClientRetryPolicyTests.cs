@@ -194,6 +194,29 @@ public sealed class ClientRetryPolicyTests
         Assert.Equal(60_000, clock.OffsetMs);
         Assert.InRange(clock.DatabaseNowMs() - clock.ClientNowMs(), 59_990, 60_010);
     }
+
+    [Fact]
+    public void A_clock_reading_with_a_long_round_trip_does_not_replace_a_better_one()
+    {
+        var clock = new ServerClock();
+        clock.Observe(sentAtClientMs: 1_000, receivedAtClientMs: 1_004, databaseMs: 61_002, fresh: true);
+        Assert.Equal(60_000, clock.OffsetMs);
+
+        // A probe ahead of a 3-minute statement: the server answered when the statement was done.
+        Assert.False(clock.Observe(sentAtClientMs: 2_000, receivedAtClientMs: 182_000, databaseMs: 62_000));
+        Assert.Equal(60_000, clock.OffsetMs);
+
+        // A short one replaces it, and so does a somewhat longer one once the held reading has aged.
+        Assert.True(clock.Observe(sentAtClientMs: 183_000, receivedAtClientMs: 183_002, databaseMs: 243_006));
+        Assert.Equal(60_005, clock.OffsetMs);
+        Assert.False(clock.Observe(sentAtClientMs: 183_100, receivedAtClientMs: 183_300, databaseMs: 243_200));
+        Assert.True(clock.Observe(sentAtClientMs: 400_000, receivedAtClientMs: 400_200, databaseMs: 460_110));
+        Assert.Equal(60_010, clock.OffsetMs);
+
+        // A new connection (maybe to another host) starts afresh, however long its reading took.
+        Assert.True(clock.Observe(sentAtClientMs: 500_000, receivedAtClientMs: 502_000, databaseMs: 1_000, fresh: true));
+        Assert.Equal(-500_000, clock.OffsetMs);
+    }
 }
 
 public sealed class ClientOptionsTests
