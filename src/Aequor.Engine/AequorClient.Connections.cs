@@ -105,6 +105,7 @@ public sealed partial class AequorClient
     /// </summary>
     private async Task CompleteConnectAsync(NpgsqlConnection connection, SharedDataSources.Entry shared, CancellationToken cancellationToken)
     {
+        var signedWithOffsetMs = _clock.OffsetMs;
         var lease = _signer is null ? null : SignLease();
         string fingerprint;
         var sql = lease is null ? ConnectSql.Plain : _reaper is null ? ConnectSql.Leased : ConnectSql.LeasedWithLoad;
@@ -144,6 +145,21 @@ public sealed partial class AequorClient
         if (shared.CatalogueChanged(fingerprint))
         {
             await connection.ReloadTypesAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (lease is not null && Math.Abs(_clock.OffsetMs - signedWithOffsetMs) > Heartbeat.SkewToleranceMs)
+        {
+            // The lease just set was signed before this reading, on the client clock (a first connect) or an offset
+            // since gone stale: its expiry is off by the skew. Behind by more than the TTL it is expired at birth and
+            // a reaper takes this live, idle client for a zombie; ahead, a frozen one would outlive its TTL. Set it
+            // again on the database timeline now, not at the next statement, which may come much later.
+            lease = SignLease();
+            var resign = new NpgsqlCommand(ConnectSql.Resign, connection);
+            await using (resign.ConfigureAwait(false))
+            {
+                resign.Parameters.Add(new NpgsqlParameter<string> { TypedValue = lease });
+                await resign.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
 
         connection.PostgresParameters.TryGetValue(ApplicationNameParameter, out var name);

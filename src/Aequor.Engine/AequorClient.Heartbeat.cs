@@ -295,12 +295,10 @@ public sealed partial class AequorClient
     }
 
     /// <summary>
-    /// Expiry on the database's timeline. The lease in the startup packet is signed before any reading of the
-    /// database clock is possible on that connection, so it uses the offset learned earlier (another connection
-    /// of this client) or, for the very first, the client clock. The first statement on every connection reads
-    /// the database clock in the same batch; if the client clock was off, the lease's remaining time on the
-    /// database timeline is what the heartbeat judges, so a skewed startup lease is re-signed on the database
-    /// timeline at the next statement — no extra round trip either way.
+    /// Expiry on the database's timeline. The lease a connect sets is signed before that connection could read
+    /// the database clock, so it uses the offset learned earlier (another connection of this client) or, for the
+    /// very first, the client clock; the same round trip reads the clock, and a lease found off by more than
+    /// <see cref="Heartbeat.SkewToleranceMs"/> is set again in that connect (a second round trip only then).
     /// </summary>
     private string SignLease() =>
         _signer!.Sign(ServiceName, InstanceId, _clock.DatabaseNowMs() + _options.LeaseTtlMs);

@@ -35,6 +35,12 @@ internal static class ConnectSql
 
     public const string LeasedWithLoad = $"SELECT {Lease}, {Fingerprint}, {Load}";
 
+    /// <summary>
+    /// Sets the lease again, signed on the clock just read: only when the one set above was off by more than the
+    /// skew tolerance, so a client whose clock is right pays no second round trip.
+    /// </summary>
+    public const string Resign = "SELECT set_config('application_name', $1, false)";
+
     /// <summary>Column of the fingerprint in each statement.</summary>
     public static int FingerprintColumn(bool leased) => leased ? 2 : 0;
 }

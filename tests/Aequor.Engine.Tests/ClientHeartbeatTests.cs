@@ -1,3 +1,6 @@
+using Aequor.Engine.Reaper;
+using Aequor.Engine.Tests.Reaper;
+
 namespace Aequor.Engine.Tests;
 
 /// <summary>The lease in application_name: renewed along the caller's statements, never inside a transaction.</summary>
@@ -208,27 +211,59 @@ public sealed class ClientClockSkewTests(PostgresFixture db)
     }
 
     [Theory]
-    [InlineData(-80)] // behind: the client's first lease would look expired 80 s early
-    [InlineData(120)] // ahead: the client's first lease would outlive its TTL by two minutes
-    public async Task A_skewed_client_re_signs_its_lease_on_the_database_timeline_at_its_first_statement(int skewSeconds)
+    [InlineData(-80)] // behind: a lease signed on the client clock would look expired 80 s early
+    [InlineData(120)] // ahead: a lease signed on the client clock would outlive its TTL by two minutes
+    public async Task A_skewed_client_signs_its_lease_on_the_database_timeline_at_connect(int skewSeconds)
     {
         await using var client = NewClient(TimeSpan.FromSeconds(skewSeconds));
         await client.ConnectAsync(default);
 
-        // The lease set at connect was signed on the client clock; the same round trip read the database clock.
-        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 90_000 + (skewSeconds * 1000) - 5_000, 90_000 + (skewSeconds * 1000));
+        // The connect read the database clock, found the lease it had set off by the skew, and set it again.
         Assert.InRange(client.ServerClockOffset!.Value.TotalSeconds, -skewSeconds - 1, -skewSeconds + 1);
+        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 80_000, 90_000);
         Assert.Equal(0, client.Counters.Heartbeats);
 
-        // So the first statement judges the lease on the database clock and re-signs it there.
+        // Nothing left for the statements to fix: no renewal while more than the soft threshold remains.
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
-        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 85_000, 90_000);
-        Assert.Equal(1, client.Counters.Heartbeats);
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default);
-        Assert.Equal(1, client.Counters.Heartbeats);
+        Assert.Equal(0, client.Counters.Heartbeats);
+        Assert.InRange(await RemainingOnDatabaseClockAsync(client), 80_000, 90_000);
+    }
 
-        // And it stays put: no renewal while more than the soft threshold remains on the database clock.
-        await client.ExecuteScalarAsync(new AequorStatement("SELECT 3"), default);
-        Assert.Equal(1, client.Counters.Heartbeats);
+    [Fact]
+    public async Task A_live_idle_client_whose_clock_is_behind_by_more_than_its_lease_is_not_reaped_after_connect()
+    {
+        var service = "skew-" + Guid.NewGuid().ToString("N")[..8];
+        AequorClient Client(TimeSpan skew) => new(
+            new AequorClientOptions
+            {
+                ConnectionString = db.AppConnectionString,
+                CoordinationSecret = ClientTestKit.Secret,
+                ServiceName = service,
+                LeaseTtlMs = 600_000,
+                Reaper = false,
+            },
+            new Random(),
+            new ShiftedClock(skew));
+        await using var slow = Client(TimeSpan.FromMinutes(-11)); // behind by more than the 10-minute lease
+        await using var fast = Client(TimeSpan.FromMinutes(11));
+        await slow.ConnectAsync(default);
+        await fast.ConnectAsync(default);
+        await Task.Delay(2_200);
+
+        await using var kit = new ReaperKit(db) { Service = service };
+        var result = await ReaperPass.RunAsync(await kit.ReaperConnectionAsync(), new ReaperOptions
+        {
+            ServiceName = service,
+            CoordinationSecret = ClientTestKit.Secret,
+            MinConnectionIdleTimeSec = 2,
+        });
+
+        Assert.Null(result.Error);
+        Assert.Empty(result.KilledPids);
+        Assert.True(await kit.IsAliveAsync(slow.BackendPid!.Value));
+        // Neither lease is off by the skew: the slow one is not expired, the fast one does not outlive its TTL.
+        Assert.InRange(await RemainingOnDatabaseClockAsync(slow), 590_000, 600_000);
+        Assert.InRange(await RemainingOnDatabaseClockAsync(fast), 590_000, 600_000);
     }
 }
