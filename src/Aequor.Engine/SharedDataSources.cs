@@ -26,7 +26,8 @@ namespace Aequor.Engine;
 /// that took it has finished (<see cref="Entry.Release"/>): Npgsql keeps every data source it built in a static
 /// list for its metrics until it is disposed, with its type catalogue, so one let go would stay for the life of
 /// the process. Its connections already open go on working: an unpooled data source only opens them and takes
-/// them back.
+/// them back. For the same reason the data source of options no connect has used for a whole TTL is disposed at
+/// the next connect with other options (a script connecting to many servers kept one per server for good).
 /// </remarks>
 internal static class SharedDataSources
 {
@@ -79,6 +80,9 @@ internal static class SharedDataSources
 
         internal void Take() => _users++;
 
+        /// <summary>Under Gate: no connect uses it and its startup lease has expired, so no connect would take it again.</summary>
+        internal bool IsStale(long nowMs) => _users == 0 && StartupLeaseExpiresAtMs < nowMs;
+
         /// <summary>Marks it replaced; true when no connect uses it, so the caller disposes it now.</summary>
         internal bool Replace()
         {
@@ -107,38 +111,72 @@ internal static class SharedDataSources
     /// <summary><see cref="For(string, LeaseSigner?, string, int, long)"/> with the key from <see cref="KeyFor"/>.</summary>
     public static Entry For(string key, string baseConnectionString, LeaseSigner? signer, string serviceName, int leaseTtlMs, long nowMs)
     {
-        Entry? disposeNow = null;
-        Entry entry;
-        lock (Gate)
+        var disposeNow = new List<Entry>();
+        try
         {
-            if (Entries.TryGetValue(key, out var current) && (signer is null || current.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs - (leaseTtlMs / 10)))
+            lock (Gate)
             {
-                current.Take();
-                return current;
-            }
+                EvictStale(key, nowMs, disposeNow);
+                if (Entries.TryGetValue(key, out var current) && (signer is null || current.StartupLeaseExpiresAtMs - nowMs >= leaseTtlMs - (leaseTtlMs / 10)))
+                {
+                    current.Take();
+                    return current;
+                }
 
-            // Npgsql's default refuses to read an int[] (bool[], uuid[] ...) holding a NULL; per instance, such an
-            // array reads as int?[] and one without NULL as int[].
-            var builder = new NpgsqlConnectionStringBuilder(baseConnectionString) { ArrayNullabilityMode = ArrayNullabilityMode.PerInstance };
-            string? lease = null;
-            var expiresAtMs = long.MaxValue;
-            if (signer is not null)
-            {
-                expiresAtMs = nowMs + leaseTtlMs;
-                lease = signer.Sign(serviceName, InstanceIds.Generate(), expiresAtMs);
-                builder.ApplicationName = lease;
-            }
+                // Npgsql's default refuses to read an int[] (bool[], uuid[] ...) holding a NULL; per instance, such an
+                // array reads as int?[] and one without NULL as int[].
+                var builder = new NpgsqlConnectionStringBuilder(baseConnectionString) { ArrayNullabilityMode = ArrayNullabilityMode.PerInstance };
+                string? lease = null;
+                var expiresAtMs = long.MaxValue;
+                if (signer is not null)
+                {
+                    expiresAtMs = nowMs + leaseTtlMs;
+                    lease = signer.Sign(serviceName, InstanceIds.Generate(), expiresAtMs);
+                    builder.ApplicationName = lease;
+                }
 
-            entry = new Entry(new NpgsqlDataSourceBuilder(builder.ConnectionString).Build(), lease, expiresAtMs);
-            entry.Take();
-            Entries[key] = entry;
-            if (current is not null && current.Replace())
+                var entry = new Entry(new NpgsqlDataSourceBuilder(builder.ConnectionString).Build(), lease, expiresAtMs);
+                entry.Take();
+                Entries[key] = entry;
+                if (current is not null && current.Replace())
+                {
+                    disposeNow.Add(current);
+                }
+
+                return entry;
+            }
+        }
+        finally
+        {
+            foreach (var done in disposeNow)
             {
-                disposeNow = current;
+                done.DataSource.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Under Gate: drops the entries of other options that no connect uses and whose startup lease has expired. A
+    /// connect with those options would replace such an entry anyway; kept, each held a data source and its type
+    /// catalogue for the life of the process (a script that connects to many servers or under many service names).
+    /// </summary>
+    private static void EvictStale(string key, long nowMs, List<Entry> disposeNow)
+    {
+        List<string>? stale = null;
+        foreach (var (otherKey, other) in Entries)
+        {
+            if (!string.Equals(otherKey, key, StringComparison.Ordinal) && other.IsStale(nowMs))
+            {
+                (stale ??= []).Add(otherKey);
             }
         }
 
-        disposeNow?.DataSource.Dispose();
-        return entry;
+        foreach (var staleKey in stale ?? [])
+        {
+            if (Entries.Remove(staleKey, out var entry) && entry.Replace())
+            {
+                disposeNow.Add(entry);
+            }
+        }
     }
 }

@@ -112,6 +112,37 @@ public sealed class SharedDataSourcesTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task Data_sources_of_options_nobody_connected_with_for_a_whole_ttl_are_disposed_unless_a_connect_holds_them()
+    {
+        var service = "sds-" + Guid.NewGuid().ToString("N")[..8];
+        var now = ReaperKit.NowMs;
+        var idle = SharedDataSources.For(Base(db.AppConnectionString), Signer, service + "-idle", 10_000, now);
+        idle.Release();
+        var held = SharedDataSources.For(Base(db.AppConnectionString), Signer, service + "-held", 10_000, now);
+        await using var open = await idle.DataSource.OpenConnectionAsync();
+
+        // Within the TTL, another options' connect leaves both alone.
+        SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 10_000, now + 9_999).Release();
+        Assert.False(idle.IsDisposed);
+
+        // Past it: the unused one is disposed (what it opened goes on), the one a connect still holds is kept.
+        SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 10_000, now + 10_001).Release();
+        Assert.True(idle.IsDisposed);
+        Assert.False(held.IsDisposed);
+        await using (var command = new NpgsqlCommand("SELECT 1", open))
+        {
+            Assert.Equal(1, await command.ExecuteScalarAsync());
+        }
+
+        // A later connect with the evicted options gets a data source of its own, which works.
+        var again = SharedDataSources.For(Base(db.AppConnectionString), Signer, service + "-idle", 10_000, now + 10_002);
+        Assert.NotSame(idle, again);
+        await (await again.DataSource.OpenConnectionAsync()).DisposeAsync();
+        again.Release();
+        held.Release();
+    }
+
+    [Fact]
     public async Task A_client_is_done_with_the_data_source_once_connected_so_its_replacement_disposes_it_and_the_client_goes_on()
     {
         var service = "sds-" + Guid.NewGuid().ToString("N")[..8];
