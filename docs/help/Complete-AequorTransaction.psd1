@@ -1,7 +1,7 @@
 @{
     Synopsis    = 'Commits the transaction open on an Aequor session.'
     Description = @'
-Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) the error is terminating and the transaction is over.
+Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) it is an AequorTransactionFailed error for that session, and its transaction is over. Like every error of the transaction cmdlets it is non-terminating: with several sessions piped in, the others are still committed. Inside try, use -ErrorAction Stop so that a failed commit reaches the catch block.
 
 After a statement inside the transaction failed (a unique violation, a command timeout), PostgreSQL has aborted the transaction: its COMMIT would quietly roll back. Complete-AequorTransaction then rolls it back and fails with AequorTransactionFailed, "Nothing was committed", naming the first error. To keep the rest of a transaction after an error, run SAVEPOINT before the risky statement and ROLLBACK TO SAVEPOINT after its failure.
 '@
@@ -26,6 +26,6 @@ Complete-AequorTransaction
             Remarks = '-PassThru writes the session after the commit.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
+    Notes       = 'Errors: AequorSessionClosed and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server or the connection did not let the transaction commit: the script must not go on as if it had).'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Undo-AequorTransaction')
 }

@@ -17,13 +17,13 @@ Start-AequorTransaction
 try {
     Invoke-AequorQuery 'UPDATE accounts SET balance = balance - $1 WHERE id = $2' 100, 'a' -ErrorAction Stop
     Invoke-AequorQuery 'UPDATE accounts SET balance = balance + $1 WHERE id = $2' 100, 'b' -ErrorAction Stop
-    Complete-AequorTransaction
+    Complete-AequorTransaction -ErrorAction Stop
 } catch {
     Undo-AequorTransaction
     throw
 }
 '@
-            Remarks = '-ErrorAction Stop turns a failing statement into an exception, so the catch block rolls back.'
+            Remarks = '-ErrorAction Stop turns a failing statement (or commit) into an exception, so the catch block rolls back.'
         }
         @{
             Title   = 'A transaction on a named session'
@@ -36,6 +36,6 @@ $s | Complete-AequorTransaction
             Remarks = 'The session comes from the pipeline.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorTransactionOpen, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
+    Notes       = 'Errors: AequorSessionClosed and AequorTransactionOpen are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server or the connection did not let the transaction begin: the script must not go on as if it had).'
     Links       = @('about_Aequor', 'Complete-AequorTransaction', 'Undo-AequorTransaction', 'Invoke-AequorQuery')
 }

@@ -21,12 +21,12 @@ Undo-AequorTransaction
             Title   = 'Roll back in a catch block'
             Code    = @'
 Start-AequorTransaction
-try { Invoke-AequorQuery -File ./change.sql -ErrorAction Stop; Complete-AequorTransaction }
+try { Invoke-AequorQuery -File ./change.sql -ErrorAction Stop; Complete-AequorTransaction -ErrorAction Stop }
 catch { Undo-AequorTransaction; throw }
 '@
             Remarks = 'A failure leaves nothing half done.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorNoTransaction, AequorTransactionFailed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session).'
+    Notes       = 'Errors: AequorSessionClosed and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server or the connection did not let the transaction roll back: the script must not go on as if it had).'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Complete-AequorTransaction')
 }

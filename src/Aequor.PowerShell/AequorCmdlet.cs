@@ -140,25 +140,52 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// <summary>The session given, else the runspace's default; a terminating AequorNoSession when there is none.</summary>
     internal AequorSession ResolveSession(AequorSession? given)
     {
-        var session = given ?? SessionStore.For(this).Default;
-        if (session is null)
+        var session = given ?? DefaultSession();
+        if (session.IsClosed)
         {
-            var open = SessionStore.For(this).Snapshot().Count;
+            ThrowTerminatingError(SessionClosed(session));
+        }
+
+        ThrowIfStreamingHere(session);
+        return session;
+    }
+
+    /// <summary>
+    /// For a session that is one pipeline input among others: the session given, else the default. A closed
+    /// one is that input's error (non-terminating AequorSessionClosed, null returned) so the sessions after it
+    /// are still served; only no session at all (none given, no default) stops the command.
+    /// </summary>
+    internal AequorSession? ResolveInputSession(AequorSession? given)
+    {
+        var session = given ?? DefaultSession();
+        if (session.IsClosed)
+        {
+            WriteError(SessionClosed(session));
+            return null;
+        }
+
+        ThrowIfStreamingHere(session);
+        return session;
+    }
+
+    private AequorSession DefaultSession()
+    {
+        var store = SessionStore.For(this);
+        if (store.Default is null)
+        {
+            var open = store.Snapshot().Count;
             var hint = open == 0
                 ? "Run Connect-Aequor first."
                 : $"This runspace has {open} open session(s) but none is the default: pass -Session (Get-AequorSession lists them).";
             ThrowTerminatingError(Errors.Create(ErrorIds.NoSession, ErrorCategory.ConnectionError, $"There is no Aequor session. {hint}", null));
         }
 
-        if (session!.IsClosed)
-        {
-            ThrowTerminatingError(Errors.Create(ErrorIds.SessionClosed, ErrorCategory.ResourceUnavailable,
-                $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session));
-        }
-
-        ThrowIfStreamingHere(session);
-        return session;
+        return store.Default!;
     }
+
+    private static ErrorRecord SessionClosed(AequorSession session) =>
+        Errors.Create(ErrorIds.SessionClosed, ErrorCategory.ResourceUnavailable,
+            $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session);
 
     /// <summary>
     /// A terminating AequorSessionBusy when this command runs downstream of Invoke-AequorQuery's rows on the same

@@ -114,7 +114,11 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
             ThrowInvalidParameter("Give the session either with -Session or through the pipeline, not both.", InputObject);
         }
 
-        var session = ResolveSession(InputObject ?? Session);
+        if (ResolveInputSession(InputObject ?? Session) is not { } session)
+        {
+            return;
+        }
+
         LeaseScan scan;
         using var listening = session.Listen(this);
         try

@@ -41,7 +41,11 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
 
     protected override void ProcessRecord()
     {
-        var session = ResolveSession(Session);
+        if (ResolveInputSession(Session) is not { } session)
+        {
+            return;
+        }
+
         if (!session.IsLeased)
         {
             // This input's error, not the pipeline's: the other sessions piped in are still reaped.

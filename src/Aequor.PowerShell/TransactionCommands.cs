@@ -18,17 +18,25 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
     private protected override string BusyAdvice =>
         "Start, complete or undo the transaction outside that pipeline. To abandon it from inside, throw: the throw ends the query, and a catch around the pipeline can run Undo-AequorTransaction.";
 
+    // Each session piped in is its own input: one in the wrong state (closed, no transaction, one already open)
+    // is that input's error, and the sessions after it still get theirs. A call that fails stops the command:
+    // under Continue the statements after a transaction that did not begin would run in autocommit, and a runbook
+    // would go on as if a commit had happened that did not.
     private protected void Run(bool wantOpen, string action, string done, Func<AequorSession, CancellationToken, Task> call)
     {
-        var session = ResolveSession(Session);
+        if (ResolveInputSession(Session) is not { } session)
+        {
+            return;
+        }
+
         if (session.InTransaction != wantOpen)
         {
-            var record = wantOpen
+            WriteError(wantOpen
                 ? Errors.Create(ErrorIds.NoTransaction, ErrorCategory.InvalidOperation,
                     $"No transaction is open on session '{session.Name}'; Start-AequorTransaction first.", session)
                 : Errors.Create(ErrorIds.TransactionOpen, ErrorCategory.InvalidOperation,
-                    $"A transaction is already open on session '{session.Name}'; complete or undo it first.", session);
-            ThrowTerminatingError(record);
+                    $"A transaction is already open on session '{session.Name}'; complete or undo it first.", session));
+            return;
         }
 
         using var listening = session.Listen(this);
@@ -36,7 +44,7 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
         {
             Await(call(session, StopToken));
         }
-        catch (Exception ex) when (ex is not PipelineStoppedException)
+        catch (Exception ex) when (IsEngineFailure(ex))
         {
             ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TransactionFailed, ErrorCategory.InvalidOperation,
                 $"Could not {action} the transaction on session '{session.Name}'", session, session.Redactor));

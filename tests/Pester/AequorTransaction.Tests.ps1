@@ -36,16 +36,16 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
 
     It 'a second Start gives AequorTransactionOpen; Complete or Undo without one gives AequorNoTransaction' {
         Start-AequorTransaction
-        $err = $null
-        try { Start-AequorTransaction } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
+        $errs = $null
+        Start-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
         Undo-AequorTransaction
-        $err = $null
-        try { Complete-AequorTransaction } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
-        $err = $null
-        try { Undo-AequorTransaction } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+        $errs = $null
+        Complete-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+        $errs = $null
+        Undo-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
     }
 
     It 'an error inside leaves the transaction to undo, and nothing of it is kept' {
@@ -63,7 +63,7 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (31)' -ErrorAction SilentlyContinue
         $err = $null
         $verbose = $null
-        try { Complete-AequorTransaction -Verbose 4>&1 | Tee-Object -Variable verbose | Out-Null } catch { $err = $_ }
+        try { Complete-AequorTransaction -Verbose -ErrorAction Stop 4>&1 | Tee-Object -Variable verbose | Out-Null } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
         "$err" | Should -Match 'Nothing was committed: a statement failed inside the transaction \(23505'
         "$verbose" | Should -Not -Match 'committed'
@@ -77,9 +77,9 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         $null = Invoke-AequorQuery 'BEGIN' -Session $sql
         $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (40)' -Session $sql
         $sql.InTransaction | Should -BeTrue
-        $err = $null
-        try { Start-AequorTransaction -Session $sql } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
+        $errs = $null
+        Start-AequorTransaction -Session $sql -ErrorVariable errs -ErrorAction SilentlyContinue
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
         $warnings = $null
         Disconnect-Aequor -Session $sql -WarningVariable warnings -WarningAction SilentlyContinue
         "$($warnings[0])" | Should -Match 'had an open transaction'
@@ -95,6 +95,101 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
             $r.Errors.Count | Should -Be 2
             $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
             "$($r.Errors[0])" | Should -Match "$($case.Command) on it inside that pipeline would wait for ever\. .*To abandon it from inside, throw"
+        }
+    }
+}
+
+# Each session piped in is one input: its wrong state or failed call is its error, and the sessions after it still get theirs.
+Describe 'Transaction cmdlets over several piped sessions' {
+    BeforeEach {
+        $script:pa = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name pipe-a
+        $script:pb = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name pipe-b
+        $script:pc = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name pipe-c
+        $script:Rows = { param($id) Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = $1' -Parameters @(, $id) -As Scalar -Session $S }
+    }
+
+    AfterEach {
+        Disconnect-Aequor -Session $pa, $pb, $pc -WarningAction SilentlyContinue
+    }
+
+    It 'Undo over a, b, c where b has no transaction: one AequorNoTransaction for b, and c is still rolled back' {
+        Start-AequorTransaction -Session $pa
+        Start-AequorTransaction -Session $pc
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (50)' -Session $pc
+        $errs = $null
+        Get-AequorSession -Name 'pipe-*' | Undo-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+        $errs[0].TargetObject.Name | Should -Be 'pipe-b'
+        $pa.InTransaction | Should -BeFalse
+        $pc.InTransaction | Should -BeFalse
+        & $Rows 50 | Should -Be 0
+    }
+
+    It 'Complete over b, c: b''s missing transaction is its error, and c is committed' {
+        Start-AequorTransaction -Session $pc
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (51)' -Session $pc
+        $errs = $null
+        $out = $pb, $pc | Complete-AequorTransaction -PassThru -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorNoTransaction*'
+        $errs[0].TargetObject.Name | Should -Be 'pipe-b'
+        @($out).Name | Should -Be @('pipe-c') -Because 'only the committed session is passed on'
+        $pc.InTransaction | Should -BeFalse
+        & $Rows 51 | Should -Be 1
+        $null = Invoke-AequorQuery 'DELETE FROM tx_rows WHERE id = 51' -Session $S
+    }
+
+    It 'a commit that fails stops the command even under SilentlyContinue: nothing after it runs as if it had committed' {
+        Start-AequorTransaction -Session $pa
+        $null = Invoke-AequorQuery 'SELECT 1/0' -Session $pa -ErrorAction SilentlyContinue
+        Start-AequorTransaction -Session $pc
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (52)' -Session $pc
+        $caught = $null
+        $after = $false
+        try {
+            $pa, $pc | Complete-AequorTransaction -ErrorAction SilentlyContinue
+            $after = $true
+        } catch { $caught = $_ }
+        $after | Should -BeFalse
+        $caught.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
+        "$caught" | Should -Match "Could not commit the transaction on session 'pipe-a'.*Nothing was committed"
+        $pc.InTransaction | Should -BeTrue -Because 'the command stopped before it'
+        Undo-AequorTransaction -Session $pc
+        & $Rows 52 | Should -Be 0
+    }
+
+    It 'Start over a, b, c where a already has one: one AequorTransactionOpen for a, and b and c are started' {
+        Start-AequorTransaction -Session $pa
+        $errs = $null
+        $pa, $pb, $pc | Start-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionOpen*'
+        $errs[0].TargetObject.Name | Should -Be 'pipe-a'
+        $pb.InTransaction | Should -BeTrue
+        $pc.InTransaction | Should -BeTrue
+        $pa, $pb, $pc | Undo-AequorTransaction
+    }
+
+    It 'a closed session piped in is its own AequorSessionClosed error; the next session is still served' {
+        Start-AequorTransaction -Session $pc
+        Disconnect-Aequor -Session $pb
+        $errs = $null
+        $pb, $pc | Undo-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+        $pc.InTransaction | Should -BeFalse
+    }
+
+    It 'with no session at all the command stops: a terminating AequorNoSession' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript('Import-Module $args[0]; try { Undo-AequorTransaction; ''went on'' } catch { $_.FullyQualifiedErrorId }').AddArgument($env:AEQUOR_MODULE_PATH)
+            $out = $ps.Invoke()
+            @($out) | Should -HaveCount 1
+            "$($out[0])" | Should -BeLike 'AequorNoSession*'
+        } finally {
+            $ps.Dispose()
         }
     }
 }

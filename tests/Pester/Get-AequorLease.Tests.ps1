@@ -236,4 +236,14 @@ Describe 'Get-AequorLease (session)' {
         $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
         "$($r.Errors[0])" | Should -Match 'Get-AequorLease on it inside that pipeline would wait for ever'
     }
+
+    It 'a closed session piped in is its own AequorSessionClosed error: the sessions after it are still scanned' {
+        $closed = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -ReaperRunProbability 0 -Name closedlease
+        Disconnect-Aequor -Session $closed
+        $err = $null
+        $leases = @($closed, $Me | Get-AequorLease -ErrorVariable err -ErrorAction SilentlyContinue)
+        @($err) | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+        $leases.Pid | Should -Contain $Expired.BackendPid
+    }
 }

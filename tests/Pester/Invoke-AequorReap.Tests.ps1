@@ -250,4 +250,16 @@ Describe 'Invoke-AequorReap' {
             $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
         }
     }
+
+    It 'a closed session piped in is its own AequorSessionClosed error: the sessions after it are reaped' {
+        $closed = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName cl) -ReaperRunProbability 0 -Name closedreap
+        $leased = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName cl) -ReaperRunProbability 0 -Name openreap
+        Disconnect-Aequor -Session $closed
+        $err = $null
+        $results = @($closed, $leased | Invoke-AequorReap -ErrorVariable err -ErrorAction SilentlyContinue)
+        @($err) | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+        $results.ServiceName | Should -Be @($leased.ServiceName)
+        Disconnect-Aequor -Session $leased
+    }
 }
