@@ -1,22 +1,46 @@
 using System.Collections;
 using System.Management.Automation;
 using System.Management.Automation.Language;
+using System.Management.Automation.Runspaces;
 
 namespace Aequor.PowerShell;
 
-/// <summary>Completes -Name with the names of this runspace's sessions.</summary>
+/// <summary>Completes -Name with the names of the sessions this runspace's script may see.</summary>
 public sealed class SessionNameCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
     {
         var pattern = WildcardPattern.Get((wordToComplete ?? string.Empty).Trim('\'', '"') + "*", WildcardOptions.IgnoreCase);
-        foreach (var session in SessionStore.Current.Snapshot())
+        foreach (var session in SessionStore.Peek(ReadMarker()))
         {
             if (pattern.IsMatch(session.Name))
             {
                 var text = session.Name.Contains(' ', StringComparison.Ordinal) ? $"'{session.Name}'" : session.Name;
                 yield return new CompletionResult(text, session.Name, CompletionResultType.ParameterValue, session.ToString());
             }
+        }
+    }
+
+    // A completer gets no SessionState; completion runs on the pipeline thread, where a nested pipeline
+    // reads the global marker variable (a ForEach-Object -Parallel iteration must not be offered an earlier one's names).
+    private static object? ReadMarker()
+    {
+        try
+        {
+            using var nested = System.Management.Automation.PowerShell.Create(RunspaceMode.CurrentRunspace);
+            return nested.AddCommand(@"Microsoft.PowerShell.Utility\Get-Variable")
+                .AddParameter("Name", SessionStore.MarkerVariable)
+                .AddParameter("Scope", "Global")
+                .AddParameter("ValueOnly")
+                .AddParameter("ErrorAction", ActionPreference.Ignore)
+                .Invoke()
+                .FirstOrDefault()?.BaseObject;
+        }
+#pragma warning disable CA1031 // Completion offers nothing rather than fail where no nested pipeline can run.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            return null;
         }
     }
 }

@@ -28,16 +28,28 @@ internal static class SessionStore
     public static RunspaceSessions For(PSCmdlet cmdlet)
     {
         ArgumentNullException.ThrowIfNull(cmdlet);
+        return For(cmdlet.SessionState, cmdlet.WriteWarning);
+    }
+
+    /// <summary>
+    /// The calling runspace's sessions as the script whose <paramref name="state"/> is given may see them:
+    /// for code that runs outside a cmdlet's body, such as <c>-Session</c>'s name transformation, which must
+    /// never hand an earlier script's session over. <paramref name="warn"/> hears of transactions rolled back.
+    /// </summary>
+    public static RunspaceSessions For(SessionState state, Action<string> warn)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(warn);
         var sessions = Current;
-        var variables = cmdlet.SessionState.PSVariable;
-        if (variables.GetValue("global:" + MarkerVariable) is { } marker && ReferenceEquals(marker, sessions.Marker))
+        var variables = state.PSVariable;
+        if (IsMarkedBy(variables.GetValue("global:" + MarkerVariable), sessions))
         {
             return sessions;
         }
 
         if (sessions.Marker is not null && sessions.CloseAll() is { Count: > 0 } rolledBack)
         {
-            cmdlet.WriteWarning(RolledBackWarning(rolledBack, "an earlier script in this runspace (ForEach-Object -Parallel reuses runspaces) left them open"));
+            warn(RolledBackWarning(rolledBack, "an earlier script in this runspace (ForEach-Object -Parallel reuses runspaces) left them open"));
         }
 
         sessions.Marker = new Marker();
@@ -50,6 +62,19 @@ internal static class SessionStore
 
         return sessions;
     }
+
+    /// <summary>
+    /// The calling runspace's sessions its script may see, given the value of its marker variable, changing
+    /// nothing: tab completion must neither close an earlier script's sessions nor claim the runspace.
+    /// </summary>
+    public static IReadOnlyList<AequorSession> Peek(object? marker)
+    {
+        var sessions = Current;
+        return IsMarkedBy(marker, sessions) ? sessions.Snapshot() : [];
+    }
+
+    private static bool IsMarkedBy(object? marker, RunspaceSessions sessions) =>
+        marker is not null && ReferenceEquals(marker is PSObject wrapped ? wrapped.BaseObject : marker, sessions.Marker);
 
     /// <summary>The calling pipeline thread's runspace's sessions.</summary>
     public static RunspaceSessions Current =>

@@ -4,7 +4,7 @@ namespace Aequor.PowerShell;
 
 /// <summary>
 /// Lets <c>-Session</c> take a session's name as well as the object: <c>-Session reporting</c> is what people
-/// type after <c>Connect-Aequor -Name reporting</c>. The name is looked up among the calling runspace's
+/// type after <c>Connect-Aequor -Name reporting</c>. The name is looked up among the calling script's
 /// sessions (case-insensitive, as <c>Get-AequorSession -Name</c> does); an unknown one fails the binding with
 /// the names that are open.
 /// </summary>
@@ -13,13 +13,16 @@ public sealed class SessionTransformationAttribute : ArgumentTransformationAttri
 {
     public override object? Transform(EngineIntrinsics engineIntrinsics, object? inputData)
     {
+        ArgumentNullException.ThrowIfNull(engineIntrinsics);
         var value = inputData is PSObject wrapped ? wrapped.BaseObject : inputData;
         if (value is not string name)
         {
             return inputData;
         }
 
-        var sessions = SessionStore.Current;
+        // Binding runs before the cmdlet's body: the same check as its own, so a runspace that
+        // ForEach-Object -Parallel reuses never hands an earlier iteration's session over by name.
+        var sessions = SessionStore.For(engineIntrinsics.SessionState, HostWarning.Write);
         if (sessions.Find(name) is { } session)
         {
             return session;

@@ -134,6 +134,33 @@ Describe 'Sessions per runspace' {
         }
     }
 
+    It 'a reused runspace''s -Session by name and name completion never reach an earlier iteration''s session' {
+        $results = 1..2 | ForEach-Object -Parallel {
+            Import-Module $env:AEQUOR_MODULE_PATH
+            $r = [ordered]@{ Runspace = [runspace]::DefaultRunspace.Id }
+            if ($_ -eq 1) {
+                $r.Pid = (Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name shared).BackendPid
+                Start-AequorTransaction -Session shared
+            } else {
+                # Completion first: it must change nothing, and offer nothing of iteration 1.
+                $r.Completion = @((TabExpansion2 -inputScript 'Get-AequorSession -Name sha' -cursorColumn 'Get-AequorSession -Name sha'.Length).CompletionMatches.CompletionText)
+                $r.Bound = try { Undo-AequorTransaction -Session shared; 'bound' } catch { "$_" }
+                $r.Seen = @(Get-AequorSession).Count
+            }
+            [pscustomobject]$r
+        } -ThrottleLimit 1 3>&1
+        $warnings = @($results | Where-Object { $_ -is [System.Management.Automation.WarningRecord] } | ForEach-Object { "$_" })
+        $results = @($results | Where-Object { $_ -isnot [System.Management.Automation.WarningRecord] })
+        @($results.Runspace | Select-Object -Unique).Count | Should -Be 1 -Because 'ThrottleLimit 1 reuses one runspace'
+        $results[1].Completion | Should -BeNullOrEmpty
+        $results[1].Bound | Should -Match "no Aequor session named 'shared'"
+        $results[1].Seen | Should -Be 0
+        # Closing it during the binding rolled back its transaction: the script hears of it, as from a cmdlet.
+        $warnings | Should -HaveCount 1
+        $warnings[0] | Should -BeLike "Session 'shared' had an open transaction and was closed because an earlier script*"
+        Wait-Until { -not (Get-Backend $results[0].Pid) } | Should -BeTrue
+    }
+
     It 'Remove-Module warns of each session whose open transaction it rolled back, SQL BEGIN blocks too' {
         $table = "remove_tx_$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
