@@ -9,7 +9,7 @@ Removing the module (Remove-Module Aequor) or closing the runspace closes its se
 '@
     Parameters  = @{
         Session = 'The sessions to close, e.g. from Get-AequorSession through the pipeline.'
-        Name    = 'The names of the sessions to close; wildcards are allowed. Without -Name, -Session or -All: the default session.'
+        Name    = 'The names of the sessions to close; wildcards are allowed (session names never hold * ? [ ] or `). A pattern that is not valid (db[1) is an AequorInvalidParameter error for that name and closes nothing. Without -Name, -Session or -All: the default session.'
         All     = 'Close every session of the runspace.'
     }
     Examples    = @(
@@ -31,6 +31,6 @@ Disconnect-Aequor -All
             Remarks = 'Wildcards match names; sessions can be piped in (State Broken: the connection broke, for example inside a transaction that is now lost); -All closes the rest.'
         }
     )
-    Notes       = 'Errors: AequorSessionNotFound (no session of that name), AequorNoSession (no default session to close), AequorSessionBusy (non-terminating: the session streams the rows of a query in this very pipeline; disconnect it after the pipeline).'
+    Notes       = 'Errors: AequorSessionNotFound (no session of that name), AequorNoSession (no default session to close), AequorInvalidParameter (an invalid wildcard pattern), AequorSessionBusy (non-terminating: the session streams the rows of a query in this very pipeline; disconnect it after the pipeline).'
     Links       = @('about_Aequor', 'Connect-Aequor', 'Get-AequorSession')
 }

@@ -10,15 +10,16 @@ public sealed class SessionNameCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
     {
-        var pattern = WildcardPattern.Get((wordToComplete ?? string.Empty).Trim('\'', '"') + "*", WildcardOptions.IgnoreCase);
-        foreach (var session in SessionStore.Peek(ReadMarker()))
+        // What is typed so far is a prefix pattern, as for -Name itself; one that is no valid pattern ('db[') completes nothing.
+        if (!SessionNames.TryPattern((wordToComplete ?? string.Empty).Trim('\'', '"') + "*", out var pattern, out _))
         {
-            if (pattern.IsMatch(session.Name))
-            {
-                var text = session.Name.Contains(' ', StringComparison.Ordinal) ? $"'{session.Name}'" : session.Name;
-                yield return new CompletionResult(text, session.Name, CompletionResultType.ParameterValue, session.ToString());
-            }
+            return [];
         }
+
+        return SessionStore.Peek(ReadMarker())
+            .Where(s => pattern.IsMatch(s.Name))
+            .Select(s => new CompletionResult(SessionNames.AsArgument(s.Name), s.Name, CompletionResultType.ParameterValue, s.ToString()))
+            .ToList();
     }
 
     // A completer gets no SessionState; completion runs on the pipeline thread, where a nested pipeline

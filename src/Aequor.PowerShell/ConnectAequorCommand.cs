@@ -131,6 +131,11 @@ public sealed class ConnectAequorCommand : AequorCmdlet
 
     protected override void EndProcessing()
     {
+        if (SessionNames.Problem(Name) is { } problem)
+        {
+            ThrowInvalidParameter(problem, Name);
+        }
+
         // [pscredential]::Empty is the usual default of a wrapper function's -Credential: no credential.
         if (Credential == PSCredential.Empty)
         {

@@ -60,8 +60,13 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
 
                 foreach (var name in Name)
                 {
+                    if (!SessionNames.TryPattern(name, out var pattern, out var error))
+                    {
+                        WriteError(error);
+                        continue;
+                    }
+
                     var matched = false;
-                    var pattern = WildcardPattern.Get(name, WildcardOptions.IgnoreCase);
                     foreach (var session in store.Snapshot().Where(s => pattern.IsMatch(s.Name)))
                     {
                         matched = true;

@@ -21,9 +21,23 @@ public sealed class GetAequorSessionCommand : PSCmdlet
     protected override void ProcessRecord()
     {
         var store = SessionStore.For(this);
+        var patterns = new List<(string Name, WildcardPattern Pattern)>();
+        foreach (var name in Name ?? [])
+        {
+            // An invalid pattern is that name's error: the other names are still looked up.
+            if (SessionNames.TryPattern(name, out var pattern, out var error))
+            {
+                patterns.Add((name, pattern));
+            }
+            else
+            {
+                WriteError(error);
+            }
+        }
+
         if (Default.IsPresent)
         {
-            if (store.Default is { } current && (Name is null || Name.Any(n => WildcardPattern.Get(n, WildcardOptions.IgnoreCase).IsMatch(current.Name))))
+            if (store.Default is { } current && (Name is null || patterns.Any(p => p.Pattern.IsMatch(current.Name))))
             {
                 WriteObject(current);
             }
@@ -38,9 +52,8 @@ public sealed class GetAequorSessionCommand : PSCmdlet
             return;
         }
 
-        foreach (var name in Name)
+        foreach (var (name, pattern) in patterns)
         {
-            var pattern = WildcardPattern.Get(name, WildcardOptions.IgnoreCase);
             var found = sessions.Where(s => pattern.IsMatch(s.Name)).ToList();
             if (found.Count == 0 && !WildcardPattern.ContainsWildcardCharacters(name))
             {

@@ -28,6 +28,12 @@ public sealed class SessionTransformationAttribute : ArgumentTransformationAttri
             return session;
         }
 
+        if (SessionNames.HasPatternCharacters(name))
+        {
+            throw new ArgumentTransformationMetadataException(
+                $"-Session takes one session's exact name and expands no wildcards; '{name}' names none. Session names hold none of * ? [ ] `: pipe the sessions a pattern matches instead, e.g. Get-AequorSession -Name '{name}' | ...");
+        }
+
         var open = sessions.Snapshot().Select(s => $"'{s.Name}'").ToList();
         throw new ArgumentTransformationMetadataException(open.Count == 0
             ? $"There is no Aequor session named '{name}': this runspace has none open. Run Connect-Aequor -Name {name} first."

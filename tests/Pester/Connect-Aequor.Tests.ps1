@@ -177,6 +177,17 @@ Describe 'Connect-Aequor failures' {
         $err.Exception.Message | Should -Match 'LeaseMode Optional'
     }
 
+    It 'refuses a session name holding a wildcard character, saying why, and opens no session' {
+        foreach ($name in 'db[1', 'prod*', 'a?', 'x]', 'tick`') {
+            $err = $null
+            try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name $name } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*' -Because "-Name '$name'"
+            $err.Exception.Message | Should -Match ([regex]::Escape("The session name '$name' holds a wildcard character"))
+            $err.Exception.Message | Should -Match 'read -Name as a wildcard pattern, so no command could name this session alone\. Choose a name without them\.$'
+        }
+        Get-AequorSession | Should -BeNullOrEmpty
+    }
+
     It 'refuses the database password as the coordination secret' {
         $err = $null
         $samePassword = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)password=[^;]*', "Password=$TestSecretText"

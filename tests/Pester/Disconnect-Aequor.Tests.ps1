@@ -59,6 +59,19 @@ Describe 'Disconnect-Aequor' {
         Disconnect-Aequor -Session $s
     }
 
+    It 'an invalid -Name pattern is that name''s AequorInvalidParameter error and closes nothing; the other names are still closed' {
+        $keep = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name keep1
+        $close = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name close1
+        $errs = $null
+        Disconnect-Aequor -Name 'keep[', close1 -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$($errs[0])" | Should -Match ([regex]::Escape("-Name 'keep[' is not a valid wildcard pattern"))
+        $close.State | Should -Be 'Closed'
+        $keep.State | Should -Be 'Connected'
+        Disconnect-Aequor -Session $keep
+    }
+
     It 'a missing name gives AequorSessionNotFound, and no default gives AequorNoSession' {
         Disconnect-Aequor -All
         $errs = $null

@@ -53,6 +53,34 @@ Describe 'Get-AequorSession' {
         $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound*'
     }
 
+    It 'an invalid -Name pattern is that name''s AequorInvalidParameter error; the other names are still listed' {
+        $errs = $null
+        $found = Get-AequorSession -Name 'al[', beta -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$($errs[0])" | Should -Match ([regex]::Escape("-Name 'al[' is not a valid wildcard pattern"))
+        @($found).Name | Should -Be @('beta')
+        $errs = $null
+        Get-AequorSession -Name 'be[' -Default -ErrorVariable errs -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+    }
+
+    It '-Session expands no wildcards and says so; completion takes a broken pattern and quotes what it offers' {
+        $err = $null
+        try { Start-AequorTransaction -Session 'al*' } catch { $err = $_ }
+        "$err" | Should -Match "-Session takes one session's exact name and expands no wildcards"
+        $a.InTransaction | Should -BeFalse
+        (TabExpansion2 -inputScript 'Get-AequorSession -Name al[' -cursorColumn 'Get-AequorSession -Name al['.Length).CompletionMatches | Should -BeNullOrEmpty
+        $odd = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "x'ray"
+        try {
+            $text = (TabExpansion2 -inputScript 'Get-AequorSession -Name x' -cursorColumn 'Get-AequorSession -Name x'.Length).CompletionMatches.CompletionText
+            $text | Should -Be @("'x''ray'")
+            (Invoke-Expression "Get-AequorSession -Name $text").BackendPid | Should -Be $odd.BackendPid
+        } finally {
+            Disconnect-Aequor -Session $odd
+        }
+    }
+
     It 'completes -Name from the runspace''s sessions' {
         $completions = TabExpansion2 -inputScript 'Get-AequorSession -Name al' -cursorColumn 'Get-AequorSession -Name al'.Length
         $completions.CompletionMatches.CompletionText | Should -Contain 'alpha'
