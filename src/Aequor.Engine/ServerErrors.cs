@@ -12,6 +12,19 @@ public static class ServerErrors
     /// <summary>The server's message text (no SQLSTATE prefix, no DETAIL) for the error in the chain, or null.</summary>
     public static string? MessageTextOf(Exception? exception) => PostgresErrorOf(exception)?.MessageText;
 
+    /// <summary>What the server said of the error in the chain beyond its SQLSTATE and message, or null when it gave no error.</summary>
+    public static ServerErrorFacts? FactsOf(Exception? exception) => PostgresErrorOf(exception) is not { } pg ? null : new ServerErrorFacts
+    {
+        Detail = pg.Detail,
+        Hint = pg.Hint,
+        Position = pg.Position > 0 ? pg.Position : null,
+        Where = pg.Where,
+        SchemaName = pg.SchemaName,
+        TableName = pg.TableName,
+        ColumnName = pg.ColumnName,
+        ConstraintName = pg.ConstraintName,
+    };
+
     /// <summary>The server's error in the chain of inner exceptions (Npgsql wraps it in transport failures), or null.</summary>
     internal static PostgresException? PostgresErrorOf(Exception? exception)
     {

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Management.Automation;
+using System.Runtime.Loader;
 
 namespace Aequor.PowerShell;
 
@@ -20,11 +21,36 @@ public sealed class AequorException : Exception
 
     /// <summary>The PostgreSQL error code (e.g. 53300, 28P01), when the server gave one.</summary>
     public string? SqlState { get; init; }
+
+    /// <summary>The server's DETAIL (Npgsql shows it only with Include Error Detail=true in the connection string).</summary>
+    public string? Detail { get; init; }
+
+    /// <summary>The server's HINT.</summary>
+    public string? Hint { get; init; }
+
+    /// <summary>Where in the statement text (1-based character) the server found the error.</summary>
+    public int? Position { get; init; }
+
+    /// <summary>The server's context of the error (PL/pgSQL function and line).</summary>
+    public string? Where { get; init; }
+
+    public string? SchemaName { get; init; }
+
+    public string? TableName { get; init; }
+
+    public string? ColumnName { get; init; }
+
+    /// <summary>The constraint that failed (a unique, foreign-key or check violation).</summary>
+    public string? ConstraintName { get; init; }
 }
 
 /// <summary>Builds ErrorRecords with stable ids; every message passes through the session's redactor.</summary>
 internal static class Errors
 {
+    // The engine and Npgsql live in the module's private load context: their exceptions are types no script
+    // can name (a user's own [Npgsql.PostgresException] is another type), and STYLE keeps them off the cmdlets' surface.
+    private static readonly AssemblyLoadContext? EngineContext = AssemblyLoadContext.GetLoadContext(typeof(Aequor.Engine.ServerErrors).Assembly);
+
     public static ErrorRecord Create(string errorId, ErrorCategory category, string message, object? target, Exception? inner = null, string? sqlState = null) =>
         new(new AequorException(message, inner) { SqlState = sqlState }, errorId, category, target);
 
@@ -82,8 +108,7 @@ internal static class Errors
         }
 
         var detail = redactor.Redact(ex.Message);
-        // Keep the original only when its message was clean: $Error must never hold a secret.
-        var inner = detail == ex.Message ? ex : null;
+        var inner = PublicPartOf(ex, redactor);
         // What psql shows too: the server's advice ("You might need to add explicit type casts.").
         if (Aequor.Engine.ServerErrors.HintOf(ex) is { } hint)
         {
@@ -96,7 +121,47 @@ internal static class Errors
         }
 
         var message = string.IsNullOrEmpty(what) ? detail : $"{what}: {detail}";
-        return Create(errorId, category, message, target, inner, sqlState);
+        var facts = Aequor.Engine.ServerErrors.FactsOf(ex);
+        var exception = new AequorException(message, inner)
+        {
+            SqlState = sqlState,
+            Detail = Redact(facts?.Detail),
+            Hint = Redact(facts?.Hint),
+            Position = facts?.Position,
+            Where = Redact(facts?.Where),
+            SchemaName = facts?.SchemaName,
+            TableName = facts?.TableName,
+            ColumnName = facts?.ColumnName,
+            ConstraintName = facts?.ConstraintName,
+        };
+        return new ErrorRecord(exception, errorId, category, target);
+
+        string? Redact(string? text) => text is null ? null : redactor.Redact(text);
+    }
+
+    /// <summary>
+    /// The deepest part of the chain made only of types a script can name (the runtime's: a SocketException
+    /// under a failed connect), and only when no message in it held a secret: $Error must never hold one.
+    /// </summary>
+    private static Exception? PublicPartOf(Exception ex, Redactor redactor)
+    {
+        Exception? part = null;
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            var isPrivate = EngineContext is not null && EngineContext != AssemblyLoadContext.Default
+                && AssemblyLoadContext.GetLoadContext(e.GetType().Assembly) == EngineContext;
+            part = isPrivate ? null : part ?? e;
+        }
+
+        for (var e = part; e is not null; e = e.InnerException)
+        {
+            if (redactor.Redact(e.Message) != e.Message)
+            {
+                return null;
+            }
+        }
+
+        return part;
     }
 
     private static string? FindSqlState(Exception? ex)

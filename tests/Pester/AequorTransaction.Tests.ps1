@@ -99,6 +99,34 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
     }
 }
 
+Describe 'The error of a refused commit' {
+    It 'keeps the server''s facts on the AequorException, and holds no Npgsql or engine type' {
+        $t = "tx_deferred_$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int CONSTRAINT ${t}_uq UNIQUE DEFERRABLE INITIALLY DEFERRED)" -Session $S
+        try {
+            Start-AequorTransaction -Session $S
+            $null = Invoke-AequorQuery "INSERT INTO $t VALUES (1), (1)" -Session $S
+            $errs = $null
+            Complete-AequorTransaction -Session $S -ErrorVariable errs -ErrorAction SilentlyContinue
+            $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
+            $e = $errs[0].Exception
+            $e | Should -BeOfType 'Aequor.PowerShell.AequorException'
+            $e.Message | Should -Match 'duplicate key value violates unique constraint'
+            $e.SqlState | Should -Be '23505'
+            $e.ConstraintName | Should -Be "${t}_uq"
+            $e.TableName | Should -Be $t
+            $e.Detail | Should -Not -BeNullOrEmpty
+            # A user's own Npgsql could never match the module's private one, and $Error would keep it alive.
+            for ($i = $e.InnerException; $i; $i = $i.InnerException) {
+                $i.GetType().Assembly.GetName().Name | Should -Not -BeIn @('Npgsql', 'Aequor.Engine')
+            }
+            $S.InTransaction | Should -BeFalse
+        } finally {
+            $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $t" -Session $S
+        }
+    }
+}
+
 # Each session piped in is one input: its wrong state or failed call is its error, and the sessions after it still get theirs.
 Describe 'Transaction cmdlets over several piped sessions' {
     BeforeEach {
