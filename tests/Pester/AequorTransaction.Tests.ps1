@@ -106,10 +106,10 @@ Describe 'The error of a refused commit' {
         try {
             Start-AequorTransaction -Session $S
             $null = Invoke-AequorQuery "INSERT INTO $t VALUES (1), (1)" -Session $S
-            $errs = $null
-            Complete-AequorTransaction -Session $S -ErrorVariable errs -ErrorAction SilentlyContinue
-            $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
-            $e = $errs[0].Exception
+            $err = $null
+            try { Complete-AequorTransaction -Session $S } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorTransactionFailed*'
+            $e = $err.Exception
             $e | Should -BeOfType 'Aequor.PowerShell.AequorException'
             $e.Message | Should -Match 'duplicate key value violates unique constraint'
             $e.SqlState | Should -Be '23505'
