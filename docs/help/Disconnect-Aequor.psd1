@@ -8,7 +8,7 @@ A session closed with a transaction still open has it rolled back by the server 
 Removing the module (Remove-Module Aequor) or closing the runspace closes its sessions too.
 '@
     Parameters  = @{
-        Session = 'The sessions to close, e.g. from Get-AequorSession through the pipeline.'
+        Session = 'The sessions to close, or their exact names (piped strings too), e.g. from Get-AequorSession through the pipeline.'
         Name    = 'The names of the sessions to close; wildcards are allowed (session names never hold * ? [ ] or `). A pattern that is not valid (db[1) is an AequorInvalidParameter error for that name and closes nothing. Without -Name, -Session or -All: the default session.'
         All     = 'Close every session of the runspace.'
     }

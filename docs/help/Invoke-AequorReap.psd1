@@ -5,7 +5,7 @@ Invoke-AequorReap runs one reaper pass on the session at once, ignoring the reap
 
 Every termination goes through ShouldProcess with ConfirmImpact Medium, so runbooks never prompt by default: -WhatIf prints one line per candidate, e.g. "Terminate backend 1234 (service orders, instance Zx9_-k2Q, lease expired 4 min ago, idle 260 s)", and kills nothing (the engine's dry run); -Confirm asks for each backend. Without a prompt the pass is the engine's own, the one the client runs after a connect (two round trips); with -Confirm, or on a session connected with -NoReaper, the cmdlet scans, asks and kills the approved backends under the same lock and rules, with the same kill, which waits for them to exit.
 
-The output is one AequorReapResult: LockAcquired, Scanned, Candidates and Killed (as lease objects), NotKilled (with reasons: declined, renewed, woke_up, gone), Skipped (counts by reason: not_expired, too_young, bad_signature, in_transaction, over_limit ...) and DurationMs. When another client holds the lock the pass writes a warning and LockAcquired is $false; that is not an error.
+The output is one AequorReapResult: LockAcquired, Scanned, Candidates and Killed (as lease objects), NotKilled (with reasons: declined, renewed, woke_up, gone, and not_permitted for an expired lease of the service this role may not signal), Skipped (counts by reason: not_expired, too_young, bad_signature, in_transaction, over_limit ...) and DurationMs. When another client holds the lock the pass writes a warning and LockAcquired is $false; that is not an error.
 
 The session's role needs pg_signal_backend (or to be the role of the backends it terminates); superusers' backends are never touched by a non-superuser.
 '@

@@ -30,7 +30,7 @@ public sealed class AequorReapResult
 
     public AequorLease[] Killed { get; init; } = [];
 
-    /// <summary>Candidates left alive: declined at the prompt or -WhatIf, or changed since the scan.</summary>
+    /// <summary>Candidates left alive (declined at the prompt or -WhatIf, or changed since the scan), and expired leases of the service this role may not signal.</summary>
     public AequorReapMiss[] NotKilled { get; init; } = [];
 
     /// <summary>Scanned leases not selected, counted by reason (not_expired, too_young, bad_signature, over_limit …).</summary>

@@ -264,6 +264,12 @@ public sealed class ConnectAequorCommand : AequorCmdlet
     {
         var d = new AequorClientOptions { ConnectionString = connectionString };
         var serviceName = ServiceName;
+        if (serviceName is not null && string.IsNullOrWhiteSpace(serviceName))
+        {
+            // Falling back to AEQUOR_SERVICE_NAME or sls_pg would join (and reap for) a service the script never named.
+            ThrowInvalidParameter("-ServiceName is blank: name the service (the fleet that shares leases and a reaper), or leave -ServiceName out to use AEQUOR_SERVICE_NAME, then 'sls_pg'.", serviceName);
+        }
+
         if (string.IsNullOrWhiteSpace(serviceName))
         {
             serviceName = Environment.GetEnvironmentVariable(ServiceNameVariable);

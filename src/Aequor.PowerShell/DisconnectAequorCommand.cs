@@ -10,8 +10,11 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
     public const string SessionSet = "Session";
     public const string AllSet = "All";
 
+    /// <summary>Sessions, or their names (from the pipeline too), as every other cmdlet's -Session takes them.</summary>
     [Parameter(Mandatory = true, ParameterSetName = SessionSet, ValueFromPipeline = true)]
     [ValidateNotNull]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession[] Session { get; set; } = [];
 
     /// <summary>Without a name: the default session.</summary>

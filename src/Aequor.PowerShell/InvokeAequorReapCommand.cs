@@ -221,6 +221,12 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
             }
         }
 
+        // As the engine's pass reports them: an expired lease of the service this role may not signal is worth
+        // naming by pid (it is also counted in Skipped).
+        misses.AddRange(scan.Leases
+            .Where(l => l.NotReapableReason == ReapReasons.NotPermitted && l.Lease.ServiceName == scan.ServiceName)
+            .Select(l => new AequorReapMiss { Pid = l.Pid, Reason = ReapReasons.NotPermitted, ApplicationName = l.Lease.ApplicationName }));
+
         var outcomes = approved.Count == 0 ? [] : Await(pass.KillAsync(approved, StopToken));
         foreach (var outcome in outcomes.Where(o => !o.Killed))
         {

@@ -49,7 +49,7 @@ internal static class SessionStore
 
         if (sessions.Marker is not null && sessions.CloseAll() is { Count: > 0 } rolledBack)
         {
-            warn(RolledBackWarning(rolledBack, "an earlier script in this runspace (ForEach-Object -Parallel reuses runspaces) left them open"));
+            warn(RolledBackWarning(rolledBack, $"an earlier script in this runspace left them open (the ${MarkerVariable} variable that marks a script's sessions was gone: ForEach-Object -Parallel resets it between iterations, and Remove-Variable * -Force removes it)"));
         }
 
         sessions.Marker = new Marker();

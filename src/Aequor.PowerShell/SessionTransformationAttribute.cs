@@ -15,11 +15,19 @@ public sealed class SessionTransformationAttribute : ArgumentTransformationAttri
     {
         ArgumentNullException.ThrowIfNull(engineIntrinsics);
         var value = inputData is PSObject wrapped ? wrapped.BaseObject : inputData;
-        if (value is not string name)
+        return value switch
         {
-            return inputData;
-        }
+            string name => Resolve(engineIntrinsics, name),
 
+            // Disconnect-Aequor -Session a, b takes several: each name among them is looked up the same way.
+            object?[] items when items.Any(i => (i is PSObject p ? p.BaseObject : i) is string) =>
+                items.Select(i => (i is PSObject p ? p.BaseObject : i) is string n ? Resolve(engineIntrinsics, n) : i).ToArray(),
+            _ => inputData,
+        };
+    }
+
+    private static AequorSession Resolve(EngineIntrinsics engineIntrinsics, string name)
+    {
         // Binding runs before the cmdlet's body: the same check as its own, so a runspace that
         // ForEach-Object -Parallel reuses never hands an earlier iteration's session over by name.
         var sessions = SessionStore.For(engineIntrinsics.SessionState, HostWarning.Write);

@@ -85,6 +85,19 @@ Describe 'Connect-Aequor' {
         }
     }
 
+    It 'refuses a blank -ServiceName instead of joining the environment''s or the default service' {
+        $env:AEQUOR_SERVICE_NAME = 'from-env-service'
+        try {
+            $err = $null
+            try { $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName '   ' -Name blanksvc } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+            "$err" | Should -Match '-ServiceName is blank'
+            Get-AequorSession -Name blanksvc | Should -BeNullOrEmpty
+        } finally {
+            Remove-Item Env:AEQUOR_SERVICE_NAME -ErrorAction Ignore
+        }
+    }
+
     It 'falls back to sls_pg without any service name' {
         $saved = $env:AWS_LAMBDA_FUNCTION_NAME
         Remove-Item Env:AWS_LAMBDA_FUNCTION_NAME, Env:AEQUOR_SERVICE_NAME -ErrorAction Ignore

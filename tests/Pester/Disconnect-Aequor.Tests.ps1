@@ -27,6 +27,22 @@ Describe 'Disconnect-Aequor' {
         $y.State | Should -Be 'Closed'
     }
 
+    It '-Session takes names, as every other cmdlet''s does, and so does the pipeline' {
+        $one = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name dn-one
+        $two = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name dn-two
+        $three = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name dn-three
+        Disconnect-Aequor -Session dn-one
+        $one.State | Should -Be 'Closed'
+        'dn-two' | Disconnect-Aequor
+        $two.State | Should -Be 'Closed'
+        $err = $null
+        try { Disconnect-Aequor -Session dn-three, no-such-one } catch { $err = $_ }
+        "$err" | Should -Match "There is no Aequor session named 'no-such-one'"
+        $three.State | Should -Not -Be 'Closed' -Because 'a binding that fails closes nothing'
+        Disconnect-Aequor -Session $three, 'dn-three'
+        $three.State | Should -Be 'Closed'
+    }
+
     It 'warns that an open transaction was rolled back, and nothing of it is committed' {
         $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name opentx
         $table = 'disc_' + [Guid]::NewGuid().ToString('N').Substring(0, 8)

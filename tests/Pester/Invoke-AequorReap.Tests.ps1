@@ -204,6 +204,21 @@ Describe 'Invoke-AequorReap' {
         Invoke-AequorQuery 'SELECT pg_try_advisory_lock($1, hashtext($2))' -Parameters $LockClassId, $f.Service -Session $other -As Scalar | Should -BeTrue
     }
 
+    It 'both kinds of pass name an expired lease of the service the role may not signal in NotKilled as not_permitted' {
+        $f = New-ReapFixture -Expired 1
+        $super = Connect-Aequor $env:AEQUOR_TEST_CONNECTION -LeaseMode Optional -Name "super-$($f.Service)"
+        $null = Invoke-AequorQuery 'SELECT set_config(''application_name'', $1, false)' -Parameters @(, (New-TestLease -Service $f.Service -ExpiresAtMs ((Get-NowMs) - 60000))) -Session $super
+        $manual = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $f.Service -MinConnectionIdleTimeSec 0 -NoReaper -Name "manual-$($f.Service)"
+        foreach ($session in $manual, $f.Reaper) {
+            $result = Invoke-AequorReap -Session $session -MinIdleSec 0 -WhatIf
+            $miss = @($result.NotKilled | Where-Object Pid -eq $super.BackendPid)
+            $miss | Should -HaveCount 1 -Because "the $($session.Name) pass lists it"
+            $miss[0].Reason | Should -Be 'not_permitted'
+            $result.Skipped['not_permitted'] | Should -Be 1
+        }
+        Get-Backend $super.BackendPid | Should -Not -BeNullOrEmpty
+    }
+
     It '-Confirm asks per backend; a "no" leaves it alive as declined' {
         $f = New-ReapFixture -Expired 2
         # ShouldProcess's choices: 0 Yes, 1 Yes to All, 2 No, 3 No to All.
