@@ -92,7 +92,7 @@ Describe 'Connect-Aequor' {
             try { $null = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName '   ' -Name blanksvc } catch { $err = $_ }
             $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
             "$err" | Should -Match '-ServiceName is blank'
-            Get-AequorSession -Name blanksvc | Should -BeNullOrEmpty
+            @(Get-AequorSession).Name | Should -Not -Contain 'blanksvc'
         } finally {
             Remove-Item Env:AEQUOR_SERVICE_NAME -ErrorAction Ignore
         }
