@@ -1,7 +1,7 @@
 @{
     Synopsis    = 'Commits the transaction open on an Aequor session.'
     Description = @'
-Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. If the commit fails (the connection was lost, a deferred constraint failed) it is an AequorTransactionFailed error for that session, and its transaction is over. Like every error of the transaction cmdlets it is non-terminating: with several sessions piped in, the others are still committed. Inside try, use -ErrorAction Stop so that a failed commit reaches the catch block.
+Complete-AequorTransaction commits the transaction that Start-AequorTransaction opened on the session (the default one, or -Session). Without an open transaction it is an AequorNoTransaction error. Without an open transaction on one of several sessions piped in, that session gets the (non-terminating) error and the others are still committed. If a commit fails (the connection was lost, a deferred constraint failed) it is a terminating AequorTransactionFailed error, whatever -ErrorAction says: the transaction is over and nothing of it was committed, the sessions piped in after it are not committed, and a catch block around the command runs.
 
 After a statement inside the transaction failed (a unique violation, a command timeout), PostgreSQL has aborted the transaction: its COMMIT would quietly roll back. Complete-AequorTransaction then rolls it back and fails with AequorTransactionFailed, "Nothing was committed", naming the first error. To keep the rest of a transaction after an error, run SAVEPOINT before the risky statement and ROLLBACK TO SAVEPOINT after its failure.
 '@

@@ -222,19 +222,25 @@ public sealed partial class AequorClient : IAsyncDisposable
                 {
                     result = await reaper.RunNowAsync(connection, request, call.Token).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (attempt == 1 && ex is not OperationCanceledException && IsConnectionFailure(ex, connection))
+                catch (Exception ex) when (ex is not OperationCanceledException && IsConnectionFailure(ex, connection))
                 {
-                    // ReaperErrorMode.Throw: the same lost connection, thrown rather than returned.
+                    // ReaperErrorMode.Throw: the same lost connection, thrown; when in the pass is unknown, so no retry.
                     await MarkDeadAsync(generation, "reaper pass", ex).ConfigureAwait(false);
+                    throw;
+                }
+
+                if (attempt == 1 && result.Error is { } error && result.RoundTrips <= 1 && IsConnectionFailure(error, connection))
+                {
+                    // Lost within the probe's idle window, in the pass's first round trip (lock and scan): nothing was
+                    // killed, so the pass runs again on a fresh connection. Lost later, the kill may have run and a second
+                    // pass would report 0 killed: the result says what failed instead.
+                    await MarkDeadAsync(generation, "reaper pass", error).ConfigureAwait(false);
                     continue;
                 }
 
-                if (attempt == 1 && result.Error is { } error && IsConnectionFailure(error, connection))
+                if (result.Error is { } lost && IsConnectionFailure(lost, connection))
                 {
-                    // Lost within the probe's idle window: a pass is safe to run again on a fresh connection, since
-                    // it re-checks every backend under the lock before it kills.
-                    await MarkDeadAsync(generation, "reaper pass", error).ConfigureAwait(false);
-                    continue;
+                    await MarkDeadAsync(generation, "reaper pass", lost).ConfigureAwait(false);
                 }
 
                 Touch();

@@ -13,8 +13,11 @@ namespace Aequor.Engine;
 /// A reading is only as good as its round trip: the server answers a batch only once the whole batch has run, so
 /// a probe ahead of a 3-minute report comes back 3 minutes later and its midpoint is 90 s off. A reading therefore
 /// replaces the one held only when its error (half its round trip) is no larger than the held one's, grown by
-/// <see cref="DriftMsPerSecond"/> for each second since it was taken; the offset itself only drifts slowly. The
-/// reading at connect always replaces it: the new connection may be to another server (a multi-host string).
+/// <see cref="DriftMsPerSecond"/> for each second since it was taken (on the monotonic clock: a wall clock stepped
+/// back would freeze the age); the offset itself only drifts slowly. A reading whose offset cannot be reconciled
+/// with the held one (their error intervals do not meet) replaces it whatever its round trip: the client's clock was
+/// stepped (NTP, a VM resumed), and the held offset is now wrong by the step. The reading at connect always replaces
+/// it: the new connection may be to another server (a multi-host string).
 /// </remarks>
 internal sealed class ServerClock
 {
@@ -28,9 +31,9 @@ internal sealed class ServerClock
     private readonly object _gate = new();
     private long _offsetMs;
 
-    // Under _gate: the held reading's error (half its round trip) and when it was taken, on the client clock.
+    // Under _gate: the held reading's error (half its round trip) and when it was taken (monotonic timestamp).
     private long _errorMs;
-    private long _readAtMs;
+    private long _readAtTimestamp;
 
     public ServerClock(TimeProvider? time = null)
     {
@@ -72,18 +75,20 @@ internal sealed class ServerClock
         var midpoint = sentAtClientMs + errorMs;
         lock (_gate)
         {
+            var offsetMs = databaseMs - midpoint;
             if (IsKnown && !fresh)
             {
-                var ageSeconds = Math.Max(0, receivedAtClientMs - _readAtMs) / 1000.0;
-                if (errorMs > _errorMs + (ageSeconds * DriftMsPerSecond))
+                var heldErrorMs = _errorMs + (_time.GetElapsedTime(_readAtTimestamp).TotalSeconds * DriftMsPerSecond);
+                var reconcilable = Math.Abs(offsetMs - _offsetMs) <= errorMs + heldErrorMs;
+                if (errorMs > heldErrorMs && reconcilable)
                 {
                     return false;
                 }
             }
 
             _errorMs = errorMs;
-            _readAtMs = receivedAtClientMs;
-            Interlocked.Exchange(ref _offsetMs, databaseMs - midpoint);
+            _readAtTimestamp = _time.GetTimestamp();
+            Interlocked.Exchange(ref _offsetMs, offsetMs);
             IsKnown = true;
             return true;
         }

@@ -5,6 +5,8 @@ namespace Aequor.Engine;
 /// <summary>What a server error carries beyond its message, for callers that cannot see Npgsql's types.</summary>
 public static class ServerErrors
 {
+    private const string RedactedDetailPrefix = "Detail redacted as it may contain sensitive data.";
+
     /// <summary>The server's HINT for the error in <paramref name="exception"/> or its inner ones, or null.</summary>
     public static string? HintOf(Exception? exception) =>
         PostgresErrorOf(exception) is { Hint: { } hint } && !string.IsNullOrWhiteSpace(hint) ? hint : null;
@@ -15,7 +17,8 @@ public static class ServerErrors
     /// <summary>What the server said of the error in the chain beyond its SQLSTATE and message, or null when it gave no error.</summary>
     public static ServerErrorFacts? FactsOf(Exception? exception) => PostgresErrorOf(exception) is not { } pg ? null : new ServerErrorFacts
     {
-        Detail = pg.Detail,
+        // Without Include Error Detail, Npgsql puts its advice in the DETAIL's place: no fact of the server's.
+        Detail = pg.Detail is { } detail && !detail.StartsWith(RedactedDetailPrefix, StringComparison.Ordinal) ? detail : null,
         Hint = pg.Hint,
         Position = pg.Position > 0 ? pg.Position : null,
         Where = pg.Where,

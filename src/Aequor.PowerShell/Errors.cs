@@ -22,7 +22,7 @@ public sealed class AequorException : Exception
     /// <summary>The PostgreSQL error code (e.g. 53300, 28P01), when the server gave one.</summary>
     public string? SqlState { get; init; }
 
-    /// <summary>The server's DETAIL (Npgsql shows it only with Include Error Detail=true in the connection string).</summary>
+    /// <summary>The server's DETAIL; null unless the connection string has Include Error Detail=true (Npgsql withholds it: it may hold row values).</summary>
     public string? Detail { get; init; }
 
     /// <summary>The server's HINT.</summary>

@@ -195,27 +195,77 @@ public sealed class ClientRetryPolicyTests
         Assert.InRange(clock.DatabaseNowMs() - clock.ClientNowMs(), 59_990, 60_010);
     }
 
+    /// <summary>A wall clock and a monotonic one, driven by hand: NTP or a VM resume can step the first, never the second.</summary>
+    private sealed class SteppedClock : TimeProvider
+    {
+        public long WallMs { get; set; }
+
+        public long MonotonicMs { get; set; }
+
+        public override DateTimeOffset GetUtcNow() => DateTimeOffset.FromUnixTimeMilliseconds(WallMs);
+
+        public override long GetTimestamp() => MonotonicMs;
+
+        public override long TimestampFrequency => 1_000;
+
+        public void At(long wallMs)
+        {
+            MonotonicMs += wallMs - WallMs;
+            WallMs = wallMs;
+        }
+    }
+
     [Fact]
     public void A_clock_reading_with_a_long_round_trip_does_not_replace_a_better_one()
     {
-        var clock = new ServerClock();
+        var time = new SteppedClock();
+        var clock = new ServerClock(time);
+        time.At(1_004);
         clock.Observe(sentAtClientMs: 1_000, receivedAtClientMs: 1_004, databaseMs: 61_002, fresh: true);
         Assert.Equal(60_000, clock.OffsetMs);
 
         // A probe ahead of a 3-minute statement: the server answered when the statement was done.
+        time.At(182_000);
         Assert.False(clock.Observe(sentAtClientMs: 2_000, receivedAtClientMs: 182_000, databaseMs: 62_000));
         Assert.Equal(60_000, clock.OffsetMs);
 
         // A short one replaces it, and so does a somewhat longer one once the held reading has aged.
+        time.At(183_002);
         Assert.True(clock.Observe(sentAtClientMs: 183_000, receivedAtClientMs: 183_002, databaseMs: 243_006));
         Assert.Equal(60_005, clock.OffsetMs);
+        time.At(183_300);
         Assert.False(clock.Observe(sentAtClientMs: 183_100, receivedAtClientMs: 183_300, databaseMs: 243_200));
+        time.At(400_200);
         Assert.True(clock.Observe(sentAtClientMs: 400_000, receivedAtClientMs: 400_200, databaseMs: 460_110));
         Assert.Equal(60_010, clock.OffsetMs);
 
         // A new connection (maybe to another host) starts afresh, however long its reading took.
+        time.At(502_000);
         Assert.True(clock.Observe(sentAtClientMs: 500_000, receivedAtClientMs: 502_000, databaseMs: 1_000, fresh: true));
         Assert.Equal(-500_000, clock.OffsetMs);
+    }
+
+    [Fact]
+    public void A_reading_after_the_client_clock_stepped_back_replaces_the_held_one_though_its_round_trip_is_longer()
+    {
+        var time = new SteppedClock();
+        var clock = new ServerClock(time);
+        time.At(1_002);
+        clock.Observe(sentAtClientMs: 1_000, receivedAtClientMs: 1_002, databaseMs: 1_001, fresh: true);
+        Assert.Equal(0, clock.OffsetMs);
+
+        // NTP steps the client's clock back 10 minutes; the monotonic clock goes on. Renewals 25 s apart, each with a
+        // 10 ms round trip (a worse reading than the connect's 2 ms), must correct the offset: every lease is signed
+        // on it, and one 10 minutes early is expired at birth for a 10-minute lease.
+        time.WallMs -= 600_000;
+        for (var i = 1; i <= 3; i++)
+        {
+            time.MonotonicMs += 25_000;
+            time.WallMs += 25_000;
+            var sent = time.WallMs - 10;
+            clock.Observe(sentAtClientMs: sent, receivedAtClientMs: time.WallMs, databaseMs: sent + 5 + 600_000);
+            Assert.Equal(600_000, clock.OffsetMs);
+        }
     }
 }
 

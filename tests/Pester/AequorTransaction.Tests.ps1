@@ -115,7 +115,8 @@ Describe 'The error of a refused commit' {
             $e.SqlState | Should -Be '23505'
             $e.ConstraintName | Should -Be "${t}_uq"
             $e.TableName | Should -Be $t
-            $e.Detail | Should -Not -BeNullOrEmpty
+            $e.Detail | Should -BeNullOrEmpty -Because 'Npgsql withholds the DETAIL without Include Error Detail, and its advice is no fact of the server''s'
+            "$err" | Should -Match 'Include Error Detail' -Because 'the message still says how to see it'
             # A user's own Npgsql could never match the module's private one, and $Error would keep it alive.
             for ($i = $e.InnerException; $i; $i = $i.InnerException) {
                 $i.GetType().Assembly.GetName().Name | Should -Not -BeIn @('Npgsql', 'Aequor.Engine')
@@ -123,6 +124,27 @@ Describe 'The error of a refused commit' {
             $S.InTransaction | Should -BeFalse
         } finally {
             $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $t" -Session $S
+        }
+    }
+}
+
+Describe 'The DETAIL of a server error' {
+    It 'is the server''s with Include Error Detail=true, and null without it' {
+        $t = "detail_$(Get-Random)"
+        $plain = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "detail-plain"
+        $detailed = Connect-Aequor "$env:AEQUOR_TEST_APP_CONNECTION;Include Error Detail=true" -LeaseMode Optional -Name "detail-on"
+        try {
+            $null = Invoke-AequorQuery "CREATE TABLE $t (id int PRIMARY KEY); INSERT INTO $t VALUES (7)" -Session $plain
+            foreach ($case in @{ Session = $plain; Detail = $null }, @{ Session = $detailed; Detail = 'Key (id)=(7) already exists.' }) {
+                $errs = $null
+                $null = Invoke-AequorQuery "INSERT INTO $t VALUES (7)" -Session $case.Session -ErrorVariable errs -ErrorAction SilentlyContinue
+                $errs[0].Exception.SqlState | Should -Be '23505'
+                $errs[0].Exception.ConstraintName | Should -Be "${t}_pkey"
+                $errs[0].Exception.Detail | Should -Be $case.Detail
+            }
+        } finally {
+            $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $t" -Session $plain
+            Disconnect-Aequor -Session $plain, $detailed
         }
     }
 }
