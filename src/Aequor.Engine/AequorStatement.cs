@@ -9,6 +9,13 @@ public sealed class AequorStatement
     public AequorStatement(string commandText)
     {
         ArgumentNullException.ThrowIfNull(commandText);
+        if (commandText.IndexOf('\0', StringComparison.Ordinal) is var nul and >= 0)
+        {
+            // PostgreSQL answers a NUL in SQL text with a protocol violation and drops the connection: in a transaction
+            // the transaction would be lost for a typo the client can see.
+            throw new ArgumentException($"The statement text holds a NUL character (U+0000) at character {nul + 1}: PostgreSQL takes none in SQL text, and sending one breaks the connection. Pass such values as parameters.", nameof(commandText));
+        }
+
         CommandText = commandText;
     }
 

@@ -87,8 +87,10 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
     protected override void ProcessRecord()
     {
-        var text = ParameterSetName == QuerySet ? Query : ReadFile(ParameterSetName == LiteralPathSet ? LiteralPath : File, ParameterSetName == FileSet);
-        if (text is null)
+        var fromFile = ParameterSetName != QuerySet;
+        var source = ParameterSetName == LiteralPathSet ? LiteralPath : File;
+        var text = fromFile ? ReadFile(source, ParameterSetName == FileSet) : Query;
+        if (text is null || !IsSendable(text, fromFile ? source : null))
         {
             return;
         }
@@ -193,6 +195,31 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     /// no such file, so the next piped file still runs, as with Get-Content. -File refuses a wildcard that names no
     /// file but matches some: running one of them, or all in glob order, would surprise.
     /// </summary>
+    /// <summary>
+    /// Whether the text can go to the server; otherwise that input's error (or, for an empty file, a warning) is
+    /// written. A NUL in SQL text makes PostgreSQL drop the connection (a transaction with it): refused here.
+    /// </summary>
+    private bool IsSendable(string text, string? file)
+    {
+        if (text.Contains('\0', StringComparison.Ordinal))
+        {
+            var where = file is null
+                ? "The query text holds a NUL character (U+0000): PostgreSQL takes none in SQL text, and sending one would break the connection (and lose an open transaction). Pass such values with -Parameters."
+                : $"The SQL file '{file}' holds a NUL character (U+0000): it is probably UTF-16 without a byte order mark, or not text. Save it as UTF-8; nothing was sent.";
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData, where, file ?? (object)text));
+            return false;
+        }
+
+        if (file is not null && string.IsNullOrWhiteSpace(text))
+        {
+            // A placeholder in a migrations folder: nothing to run, and worth a word rather than an error.
+            WriteWarning($"The SQL file '{file}' is empty: nothing was run.");
+            return false;
+        }
+
+        return true;
+    }
+
     private string? ReadFile(string given, bool refuseWildcard)
     {
         string path;

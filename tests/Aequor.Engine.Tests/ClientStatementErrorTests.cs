@@ -19,6 +19,14 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
     });
 
     [Fact]
+    public void A_statement_whose_text_holds_a_NUL_is_refused_before_it_could_break_the_connection()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new AequorStatement("SELECT 1 AS a\0"));
+        Assert.Contains("NUL character (U+0000) at character 14", error.Message, StringComparison.Ordinal);
+        Assert.Equal("SELECT 1 AS a", new AequorStatement("SELECT 1 AS a").CommandText);
+    }
+
+    [Fact]
     public async Task An_error_of_class_08_on_a_live_session_is_the_statements_own_and_keeps_the_connection()
     {
         await using var client = NewClient();

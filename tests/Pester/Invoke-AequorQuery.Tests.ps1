@@ -250,6 +250,50 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $errs[0].Exception.Message | Should -Match '02\.sql'
     }
 
+    It 'refuses a NUL in the query text or a file before sending it: the connection and an open transaction are kept' {
+        $s = $S
+        $t = "nul_$(Get-Random)"
+        try {
+            $null = Invoke-AequorQuery "CREATE TABLE $t (id int)" -Session $s
+            $pid0 = $s.BackendPid
+            $reconnects = $s.Reconnects
+            Start-AequorTransaction -Session $s
+            $null = Invoke-AequorQuery "INSERT INTO $t VALUES (1)" -Session $s
+            $utf16 = Join-Path $TestDrive 'utf16-no-bom.sql'
+            [IO.File]::WriteAllBytes($utf16, [Text.Encoding]::Unicode.GetBytes("INSERT INTO $t VALUES (2)"))
+            $errs = $null
+            $out = @("SELECT 1 AS a`0", "SELECT 2 AS b") | Invoke-AequorQuery -Session $s -ErrorVariable errs -ErrorAction SilentlyContinue
+            $null = Invoke-AequorQuery -File $utf16 -Session $s -ErrorVariable +errs -ErrorAction SilentlyContinue
+            $out.b | Should -Be 2 -Because 'the next piped query still runs'
+            $errs | Should -HaveCount 2
+            $errs.FullyQualifiedErrorId | ForEach-Object { $_ | Should -BeLike 'AequorInvalidParameter*' }
+            "$($errs[0])" | Should -Match 'NUL character'
+            "$($errs[1])" | Should -Match 'UTF-16 without a byte order mark'
+            $s.InTransaction | Should -BeTrue
+            $s.BackendPid | Should -Be $pid0
+            $s.Reconnects | Should -Be $reconnects
+            Complete-AequorTransaction -Session $s
+            Invoke-AequorQuery "SELECT count(*) FROM $t" -As Scalar -Session $s | Should -Be 1
+        } finally {
+            if ($s.InTransaction) { Undo-AequorTransaction -Session $s }
+            $null = Invoke-AequorQuery "DROP TABLE IF EXISTS $t" -Session $s
+        }
+    }
+
+    It 'an empty SQL file is a warning that nothing was run, never an error' {
+        $empty = Join-Path $TestDrive 'empty.sql'
+        $blank = Join-Path $TestDrive 'blank.sql'
+        [IO.File]::WriteAllBytes($empty, [byte[]]@())
+        Set-Content $blank "   `n"
+        $errs = $null
+        $warnings = $null
+        $out = Get-Item $empty, $blank | Invoke-AequorQuery -ErrorVariable errs -WarningVariable warnings -WarningAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $errs | Should -HaveCount 0
+        $warnings | Should -HaveCount 2
+        "$($warnings[0])" | Should -Match "empty\.sql' is empty: nothing was run"
+    }
+
     It 'takes a piped file''s name literally: [x]04.sql runs, not x04.sql beside it; so do -LiteralPath and -File' {
         $dir = Join-Path $TestDrive 'brackets'
         $null = New-Item -ItemType Directory $dir
