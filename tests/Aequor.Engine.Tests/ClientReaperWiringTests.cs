@@ -7,12 +7,7 @@ namespace Aequor.Engine.Tests;
 [Collection(PostgresCollection.Name)]
 public sealed class ClientReaperWiringTests(PostgresFixture db)
 {
-    private async Task<NpgsqlConnection> ZombieAsync(string service)
-    {
-        // A lease of our service, signed with our secret, expired a minute ago: a frozen worker's backend.
-        var lease = new LeaseSigner(ClientTestKit.Secret).Sign(service, InstanceIds.Generate(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000);
-        return await db.OpenAsync(db.AppConnectionString, lease);
-    }
+    private Task<NpgsqlConnection> ZombieAsync(string service) => ClientTestKit.ZombieAsync(db, service);
 
     private AequorClient NewClient(string service) => new(new AequorClientOptions
     {

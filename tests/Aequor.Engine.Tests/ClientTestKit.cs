@@ -37,6 +37,10 @@ internal static class ClientTestKit
         return row;
     }
 
+    /// <summary>A frozen worker's backend: a lease of <paramref name="service"/> signed with <see cref="Secret"/>, expired a minute ago.</summary>
+    public static Task<NpgsqlConnection> ZombieAsync(PostgresFixture db, string service) =>
+        db.OpenAsync(db.AppConnectionString, new LeaseSigner(Secret).Sign(service, InstanceIds.Generate(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000));
+
     public static Task<bool> TerminateAsync(string adminConnectionString, int pid) =>
         AdminScalarAsync<bool>(adminConnectionString, "SELECT pg_terminate_backend($1)", pid);
 

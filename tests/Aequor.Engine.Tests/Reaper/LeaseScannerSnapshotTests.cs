@@ -10,9 +10,7 @@ namespace Aequor.Engine.Tests.Reaper;
 [Collection(PostgresCollection.Name)]
 public sealed class LeaseScannerSnapshotTests(PostgresFixture db)
 {
-    private async Task<NpgsqlConnection> ZombieAsync(string service) =>
-        await db.OpenAsync(db.AppConnectionString,
-            new LeaseSigner(ClientTestKit.Secret).Sign(service, InstanceIds.Generate(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000));
+    private Task<NpgsqlConnection> ZombieAsync(string service) => ClientTestKit.ZombieAsync(db, service);
 
     [Fact]
     public async Task A_listing_inside_a_transaction_shows_backends_that_left_and_came_since_the_first_one()
