@@ -26,6 +26,6 @@ Complete-AequorTransaction
             Remarks = '-PassThru writes the session after the commit.'
         }
     )
-    Notes       = 'Errors: AequorSessionClosed and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server or the connection did not let the transaction commit: the script must not go on as if it had).'
+    Notes       = 'Errors: AequorSessionClosed and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and the transaction''s failure, which the script must not go on from as if it had committed: AequorTransactionFailed (the server did not let it commit), AequorTransactionLost (the connection was lost inside the transaction: the server rolled it back and nothing was committed) or AequorQueryOutcomeUnknown (the connection was lost during the COMMIT itself: it may or may not have committed).'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Undo-AequorTransaction')
 }

@@ -50,6 +50,6 @@ Invoke-AequorQuery -File ./migrations/042.sql -CommandTimeout 600
             Remarks = 'Rows are written as they arrive, so memory stays flat whatever the size of the result.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter, AequorFileNotFound (non-terminating), AequorQueryFailed (non-terminating, with SqlState; category OperationTimeout when -CommandTimeout ran out — the statement was cancelled and did not take effect), AequorQueryOutcomeUnknown, AequorTransactionLost.'
+    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter, AequorFileNotFound (non-terminating), AequorQueryFailed (non-terminating, with SqlState; category OperationTimeout when -CommandTimeout ran out — the statement was cancelled and did not take effect), AequorQueryOutcomeUnknown, AequorTransactionLost, AequorHeartbeatFailed (the session was connected with -HeartbeatErrorMode Throw and its lease renewal failed or timed out; the statement was not sent).'
     Links       = @('about_Aequor', 'Connect-Aequor', 'Start-AequorTransaction')
 }

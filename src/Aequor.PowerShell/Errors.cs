@@ -83,6 +83,12 @@ internal static class Errors
             errorId = ErrorIds.ConnectFailed;
             category = sqlState is null ? ErrorCategory.ConnectionError : CategoryOf(sqlState, ErrorCategory.ConnectionError);
         }
+        else if (ex is Aequor.Engine.AequorHeartbeatException)
+        {
+            // -HeartbeatErrorMode Throw: the statement was not sent, so a script may simply run it again.
+            errorId = ErrorIds.HeartbeatFailed;
+            category = ErrorCategory.ResourceUnavailable;
+        }
         else if (ex is Aequor.Engine.AequorCommandTimeoutException)
         {
             // The same ErrorId as any failed query (scripts match on it); the category tells a timeout apart.

@@ -123,10 +123,15 @@ public sealed class ClientHeartbeatTests(PostgresFixture db)
         Assert.Equal(1, client.Counters.Heartbeats);
     }
 
-    [Fact]
-    public async Task When_the_hard_wait_renewal_fails_the_statement_goes_to_a_fresh_connection()
+    // A renewal that finds the backend gone is a dead connection, not a refused renewal: the statement was not
+    // sent, so it goes to a fresh connection whatever HeartbeatErrorMode says (Throw is for a live refusal or a timeout).
+    [Theory]
+    [InlineData(HeartbeatErrorMode.Reconnect)]
+    [InlineData(HeartbeatErrorMode.Swallow)]
+    [InlineData(HeartbeatErrorMode.Throw)]
+    public async Task When_the_hard_wait_renewal_finds_the_backend_gone_the_statement_goes_to_a_fresh_connection_in_every_mode(HeartbeatErrorMode mode)
     {
-        await using var client = NewClient(ttl: 2_000, soft: 1_900, hard: 1_800);
+        await using var client = NewClient(ttl: 2_000, soft: 1_900, hard: 1_800, mode: mode);
         var events = new ClientTestKit.EventLog(client);
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         var pid = client.BackendPid!.Value;

@@ -259,3 +259,36 @@ Describe 'Connect-Aequor failures' {
         "$($r.Errors[0])" | Should -Match "replacing it with a new session named 'default' would close it under that query\. Give the new session another name"
     }
 }
+
+Describe 'Connect-Aequor -HeartbeatErrorMode' {
+    AfterAll {
+        Disconnect-Aequor -All -Confirm:$false
+    }
+
+    It 'Throw: a renewal stuck on a frozen backend fails the statement unsent with AequorHeartbeatFailed; the next one reconnects' {
+        # Every statement after the first 100 ms must wait for its renewal (1.9 s of a 2 s lease), which gets 300 ms.
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName hb) -NoReaper `
+            -LeaseTtlMs 2000 -HeartbeatSoftRemainingMs 1950 -HeartbeatHardWaitRemainingMs 1900 -HeartbeatTimeoutMs 300 -HeartbeatErrorMode Throw -Name hbthrow
+        $frozen = $s.BackendPid
+        & kill -0 $frozen 2>$null
+        if ($LASTEXITCODE -ne 0) {
+            Set-ItResult -Skipped -Because 'the test database''s backends are not on this machine or not ours to signal'
+            return
+        }
+        Start-Sleep -Milliseconds 300
+        & kill -STOP $frozen
+        try {
+            $e = $null
+            Invoke-AequorQuery 'SELECT 2' -Session hbthrow -ErrorVariable e -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        } finally {
+            & kill -CONT $frozen
+        }
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AequorHeartbeatFailed*'
+        $e[0].CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+        "$e" | Should -Match 'HeartbeatTimeoutMs \(300 ms\).*statement was not sent'
+        $after = Invoke-AequorQuery 'SELECT pg_backend_pid()' -Session hbthrow -As Scalar
+        $after | Should -Not -Be $frozen
+        (Get-AequorSession hbthrow).BackendPid | Should -Be $after
+    }
+}
