@@ -565,6 +565,22 @@ internal static class QueryParameters
                 return null;
             case SwitchParameter flag:
                 return flag.IsPresent;
+            case System.Security.SecureString or PSCredential:
+                // Npgsql would refuse it with advice to set an NpgsqlDbType; a secret must never be decrypted into SQL by accident.
+                cmdlet.ThrowInvalidParameter("-Parameters holds a SecureString or PSCredential: Aequor never sends a secret's plain text by itself. If it belongs in the database, convert it yourself (ConvertFrom-SecureString -AsPlainText).");
+                return null;
+            case Enum named:
+                // Neither reading is obvious (a text column wants the name, an int column the number), and Npgsql refuses both.
+                cmdlet.ThrowInvalidParameter($"-Parameters holds the enum value [{named.GetType().Name}]::{named}, which has no PostgreSQL type: pass [string] for its name or [int] for its number.");
+                return null;
+            // PostgreSQL has no unsigned types and Npgsql refuses these; CIM/WMI properties (disk sizes, counters) are
+            // full of them. Each widens to the signed type that holds all its values.
+            case ushort small:
+                return (int)small;
+            case uint medium:
+                return (long)medium;
+            case ulong large:
+                return (decimal)large;
             case string or byte[]:
                 return value;
             case DateTime { Kind: DateTimeKind.Local } local:
@@ -585,7 +601,10 @@ internal static class QueryParameters
     }
 
     private static bool KeepsItsType(Type element) =>
-        element != typeof(object) && element != typeof(PSObject) && element != typeof(DateTime) && element != typeof(DateTime?);
+        element != typeof(object) && element != typeof(PSObject) && element != typeof(DateTime) && element != typeof(DateTime?)
+        && (Nullable.GetUnderlyingType(element) ?? element) is var plain
+        && !plain.IsEnum && plain != typeof(ushort) && plain != typeof(uint) && plain != typeof(ulong)
+        && plain != typeof(System.Security.SecureString) && plain != typeof(PSCredential);
 
     private static readonly Type[] Integers = [typeof(byte), typeof(sbyte), typeof(short), typeof(ushort), typeof(int), typeof(uint), typeof(long)];
     private static readonly Type[] Fractions = [typeof(float), typeof(double)];

@@ -157,6 +157,36 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         "$err" | Should -Match 'mixing Int32, String'
     }
 
+    It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
+        Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
+        Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
+        Invoke-AequorQuery 'SELECT pg_typeof(@v)::text || '':'' || @v::text' @{ v = [uint64]::MaxValue } -As Scalar | Should -Be 'numeric:18446744073709551615'
+        Invoke-AequorQuery 'SELECT pg_typeof(@v)::text || '':'' || @v::text' @{ v = [uint32[]](1, 4294967295) } -As Scalar | Should -Be 'bigint[]:{1,4294967295}'
+        Invoke-AequorQuery 'SELECT pg_typeof(@v)::text' @{ v = @([uint64]1, 2) } -As Scalar | Should -Be 'numeric[]'
+    }
+
+    It 'refuses a SecureString, a PSCredential or an enum with AequorInvalidParameter saying what to pass, and sends nothing' {
+        $secret = ConvertTo-SecureString 'hunter2-never-in-sql' -AsPlainText -Force
+        $cases = @(
+            @{ Value = @(, $secret); Match = 'SecureString or PSCredential' }
+            @{ Value = @{ p = [pscredential]::new('u', $secret) }; Match = 'SecureString or PSCredential' }
+            @{ Value = @{ p = @($secret) }; Match = 'SecureString or PSCredential' }
+            @{ Value = @(, [DayOfWeek]::Monday); Match = '\[DayOfWeek\]::Monday.*\[string\] for its name or \[int\] for its number' }
+            @{ Value = @{ p = [DayOfWeek[]]@('Monday') }; Match = '\[DayOfWeek\]::Monday' }
+        )
+        foreach ($case in $cases) {
+            $err = $null
+            $queries = $S.Queries
+            try { Invoke-AequorQuery 'SELECT $1::text' -Parameters $case.Value } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+            "$err" | Should -Match $case.Match
+            "$err" | Should -Not -Match 'NpgsqlDbType|hunter2'
+            $S.Queries | Should -Be $queries -Because 'nothing is sent'
+        }
+
+        Invoke-AequorQuery 'SELECT $1::text' ([int][DayOfWeek]::Monday) -As Scalar | Should -Be '1'
+    }
+
     It 'says how to bind NULL when -Parameters is $null, and how to run several statements with parameters' {
         $err = $null
         Invoke-AequorQuery 'SELECT $1::text IS NULL' $null -ErrorVariable err -ErrorAction SilentlyContinue
