@@ -169,8 +169,7 @@ public sealed partial class AequorClient
         }
     }
 
-    private static string Describe(Exception ex) =>
-        ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : $"{ex.GetType().Name}: {ex.Message}";
+    private static string Describe(Exception ex) => FailureText.Describe(ex);
 
     /// <summary>
     /// Opens one physical connection from the process's shared data source for these options
@@ -246,7 +245,7 @@ public sealed partial class AequorClient
         {
             if (_options.ReaperErrorMode == ReaperErrorMode.Throw)
             {
-                throw new AequorReaperException($"The reaper pass failed ({ex.GetType().Name}: {ex.Message}); ReaperErrorMode is Throw. The connection is open; the statement was not sent.", ex);
+                throw new AequorReaperException($"The reaper pass failed ({Describe(ex)}); ReaperErrorMode is Throw. The connection is open; the statement was not sent.", ex);
             }
 
             return;

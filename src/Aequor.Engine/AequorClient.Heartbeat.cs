@@ -167,7 +167,7 @@ public sealed partial class AequorClient
                     return PrefixOutcome.Proceed;
                 case HeartbeatErrorMode.Throw:
                     throw new AequorHeartbeatException(
-                        $"The lease renewal failed ({ex.GetType().Name}: {ex.Message}); HeartbeatErrorMode is Throw, so the statement was not sent.", ex);
+                        $"The lease renewal failed ({Describe(ex)}); HeartbeatErrorMode is Throw, so the statement was not sent.", ex);
                 default:
                     await MarkDeadAsync(generation, "heartbeat", ex).ConfigureAwait(false);
                     return PrefixOutcome.Reconnect;

@@ -384,7 +384,7 @@ public sealed partial class AequorClient
             {
                 var how = cancelled ? "The statement was cancelled and the connection broke" : "The connection broke";
                 return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
-                    $"{how} after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}: {cause?.Message}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
+                    $"{how} after the statement was sent ({(cause is null ? "no cause given" : Describe(cause))}): its outcome is unknown — it may or may not have run — and it was not sent again. Check the data before repeating it.",
                     cause), false);
             }
 
@@ -402,7 +402,7 @@ public sealed partial class AequorClient
         if (!neverRan && !statement.Idempotent)
         {
             return (false, TimeSpan.Zero, new AequorOutcomeUnknownException(
-                $"The connection was lost after the statement was sent ({RetryClassifier.SqlStateOf(cause) ?? cause?.GetType().Name}): its outcome is unknown — it may or may not have run — and it was not sent again because it is not marked idempotent. Check the data before repeating it.",
+                $"The connection was lost after the statement was sent ({(cause is null ? "no cause given" : Describe(cause))}): its outcome is unknown — it may or may not have run — and it was not sent again because it is not marked idempotent. Check the data before repeating it.",
                 cause), false);
         }
 

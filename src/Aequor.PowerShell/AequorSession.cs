@@ -43,8 +43,8 @@ public sealed class AequorSession
     private void Subscribe(AequorClient client)
     {
         client.OnQueryRetry += (_, e) => Report(
-            Invariant($"retry {e.Retries} in {e.Delay.TotalMilliseconds:0} ms after: {e.Error.Message}"),
-            Invariant($"retrying a statement (retry {e.Retries}) after: {e.Error.Message}"));
+            Invariant($"retry {e.Retries} in {e.Delay.TotalMilliseconds:0} ms after: {FailureText.Describe(e.Error)}"),
+            Invariant($"retrying a statement (retry {e.Retries}) after: {FailureText.Describe(e.Error)}"));
         client.OnReconnect += (_, e) =>
         {
             if (e.Retries == 0)
@@ -54,8 +54,8 @@ public sealed class AequorSession
             else
             {
                 Report(
-                    Invariant($"connect attempt {e.Retries} failed; retrying in {e.Delay.TotalMilliseconds:0} ms: {e.Error?.Message}"),
-                    Invariant($"retrying the connect (retry {e.Retries}) after: {e.Error?.Message}"));
+                    Invariant($"connect attempt {e.Retries} failed; retrying in {e.Delay.TotalMilliseconds:0} ms: {Cause(e.Error)}"),
+                    Invariant($"retrying the connect (retry {e.Retries}) after: {Cause(e.Error)}"));
             }
         };
         // What psql prints: a server WARNING as a warning, the rest (NOTICE, INFO, …) on Verbose.
@@ -73,14 +73,16 @@ public sealed class AequorSession
         };
         client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
         client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
-        client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {e.Error.Message}"));
-        client.OnClientDead += (_, e) => Report(Invariant($"connection found dead ({e.Source}){(e.Error is null ? string.Empty : ": " + e.Error.Message)}"));
+        client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {FailureText.Describe(e.Error)}"));
+        client.OnClientDead += (_, e) => Report(Invariant($"connection found dead ({e.Source}){(e.Error is null ? string.Empty : ": " + FailureText.Describe(e.Error))}"));
         client.OnReap += (_, e) => Report(e.Locked
             ? Invariant($"reaper pass terminated {e.Killed} backend(s) in {e.Duration.TotalMilliseconds:0} ms.")
             : "reaper pass skipped: another client of the service holds the lock.");
     }
 
     private static string Invariant(FormattableString text) => FormattableString.Invariant(text);
+
+    private static string Cause(Exception? error) => error is null ? "an unknown failure" : FailureText.Describe(error);
 
     public string Name { get; }
 

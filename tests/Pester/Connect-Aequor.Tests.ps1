@@ -174,6 +174,19 @@ Describe 'Connect-Aequor failures' {
         Get-AequorSession | Should -BeNullOrEmpty
     }
 
+    It 'a closed port says why the connect failed (connection refused), in the error and the retry warnings, naming no Npgsql type' {
+        $closed = $env:AEQUOR_TEST_APP_CONNECTION -replace '(?i)port=\d+', 'Port=1'
+        $err = $null
+        $warnings = $null
+        try { Connect-Aequor $closed -LeaseMode Optional -Name closedport -Retries 1 -MinBackoff 10 -MaxBackoff 20 -WarningVariable warnings -WarningAction SilentlyContinue } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+        $err.Exception.Message | Should -Match 'refused'
+        $err.Exception.Message | Should -Not -Match 'Npgsql'
+        @($warnings).Count | Should -Be 1
+        $warnings[0].Message | Should -Match 'refused'
+        $warnings[0].Message | Should -Not -Match 'Npgsql'
+    }
+
     It 'a secret under 16 bytes gives AequorSecretTooShort and is never echoed' {
         $err = $null
         try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret (ConvertTo-SecureString 'short-secret' -AsPlainText -Force) } catch { $err = $_ }
