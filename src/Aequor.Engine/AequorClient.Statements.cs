@@ -139,6 +139,7 @@ public sealed partial class AequorClient
                     ? open
                     : await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
                 generation = Generation;
+                await ReloadStaleTypesAsync(connection, synchronous, cancellationToken).ConfigureAwait(false);
                 var plan = inTransaction ? PrefixPlan.None : PlanPrefix(connection, statement.CommandText);
                 if (plan is { Kind: not PrefixKind.None, Standalone: true })
                 {
@@ -169,7 +170,15 @@ public sealed partial class AequorClient
                         object? value = null;
                         if (reader.FieldCount > 0 && await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
                         {
-                            value = AequorReader.ConvertValue(reader, 0);
+                            try
+                            {
+                                value = AequorReader.ConvertValue(reader, 0);
+                            }
+                            catch (InvalidCastException) when (UnknownTypes.IsUnknown(reader, 0))
+                            {
+                                _typesStale = true;
+                                throw;
+                            }
                         }
 
                         var rowsScalar = value is null ? 0 : 1;
@@ -619,6 +628,36 @@ public sealed partial class AequorClient
             cancel);
     }
 
+    /// <summary>
+    /// After a column of a type the connection did not know (<see cref="UnknownTypes"/>): its catalogue again, so
+    /// the statement run again reads it. Before the statement is sent: a failure here is one of a statement never sent.
+    /// </summary>
+    private async Task ReloadStaleTypesAsync(NpgsqlConnection connection, bool synchronous, CancellationToken cancellationToken)
+    {
+        if (!_typesStale)
+        {
+            return;
+        }
+
+        try
+        {
+            if (synchronous)
+            {
+                connection.ReloadTypes();
+            }
+            else
+            {
+                await connection.ReloadTypesAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            _typesStale = false;
+        }
+        catch (PostgresException)
+        {
+            // An aborted transaction refuses the catalogue query: the first statement after it reloads them.
+        }
+    }
+
     private ReaderCompletion NewCompletion(AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts, IAsyncDisposable? command) =>
         new(
             (failure, rowsRead) => TranslateReaderFailure(failure, rowsRead, statement, parameterCount, generation, startedAt, attempts),
@@ -650,7 +689,8 @@ public sealed partial class AequorClient
                 {
                     ReleaseGate();
                 }
-            });
+            },
+            () => _typesStale = true);
 
     /// <summary>Once rows may have been handed out nothing is retried: a lost connection is an unknown outcome.</summary>
     private Exception TranslateReaderFailure(Exception failure, long rowsRead, AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts)

@@ -58,6 +58,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     // Whether a statement on this connection has carried a probe yet: the first one always does (a leased client),
     // as the proof that it never started if the backend died since the connect.
     private bool _probedOnConnection;
+
+    // Set when a column's type was not in the connection's catalogue; read and cleared before a statement is sent.
+    private volatile bool _typesStale;
     private long _lastActivity;
     private string? _leaseSeen;
     private long? _leaseSeenExpiresAtMs;

@@ -127,6 +127,19 @@ public sealed class AequorReader : IAsyncDisposable
 
     public object? GetValue(int ordinal)
     {
+        try
+        {
+            return ReadValue(ordinal);
+        }
+        catch (InvalidCastException) when (_completion is not null && UnknownTypes.IsUnknown(_reader, ordinal))
+        {
+            _completion.TypesUnknown();
+            throw;
+        }
+    }
+
+    private object? ReadValue(int ordinal)
+    {
         var readings = _readings ??= Readings(_reader);
         var reading = (uint)ordinal < (uint)readings.Length ? readings[ordinal] : ColumnReading.General;
         if (reading is ColumnReading.Timestamp or ColumnReading.TimestampUtc)
@@ -262,6 +275,11 @@ public sealed class AequorReader : IAsyncDisposable
         }
         catch (Exception ex) when (ex is InvalidCastException or NotSupportedException or InvalidOperationException)
         {
+            if (UnknownTypes.IsUnknown(reader, ordinal))
+            {
+                throw UnknownTypes.Error(reader, ordinal, cause);
+            }
+
             var name = reader.GetName(ordinal);
             throw new InvalidCastException(
                 $"Column {ordinal + 1} ('{name}', type {reader.GetDataTypeName(ordinal)}) has no .NET reading here and did not arrive as text: cast it to text in the query ({name}::text).",

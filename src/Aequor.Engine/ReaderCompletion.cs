@@ -8,13 +8,18 @@ internal sealed class ReaderCompletion
 {
     private readonly Func<Exception, long, Exception> _translate;
     private readonly Func<Exception?, long, int, ValueTask> _complete;
+    private readonly Action _typesUnknown;
     private int _completed;
 
-    public ReaderCompletion(Func<Exception, long, Exception> translate, Func<Exception?, long, int, ValueTask> complete)
+    public ReaderCompletion(Func<Exception, long, Exception> translate, Func<Exception?, long, int, ValueTask> complete, Action typesUnknown)
     {
         _translate = translate;
         _complete = complete;
+        _typesUnknown = typesUnknown;
     }
+
+    /// <summary>A column's type was not in the connection's catalogue (<see cref="UnknownTypes"/>).</summary>
+    public void TypesUnknown() => _typesUnknown();
 
     public Exception Translate(Exception failure, long rowsRead) => _translate(failure, rowsRead);
 

@@ -82,6 +82,32 @@ SELECT ARRAY[1, NULL] AS ints, int4range(1, 5) AS r, point(1, 2) AS p, '-infinit
         $rows[2].x | Should -Be 4
     }
 
+    It 'reads an enum created after the session connected once the first read has said so: the session reloads its types' {
+        $type = "q_mood_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        try {
+            $null = Invoke-AequorQuery "CREATE TYPE $type AS ENUM ('sad', 'ok')"
+            $err = $null
+            $null = Invoke-AequorQuery "SELECT 'ok'::$type AS mood" -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+            "$($err[0])" | Should -Match "Column 1 \('mood'\) is of a type created after this session loaded"
+            "$($err[0])" | Should -Not -Match '-\.-'
+            # The next statements read it, rows and scalar alike, on the same connection.
+            $reconnects = $S.Reconnects
+            (Invoke-AequorQuery "SELECT 'ok'::$type AS mood").mood | Should -Be 'ok'
+            Invoke-AequorQuery "SELECT ARRAY['sad'::$type]" -As Scalar | Should -Be @('sad')
+            $S.Reconnects | Should -Be $reconnects
+            # The scalar path heals the same way.
+            $other = "$($type)_b"
+            $null = Invoke-AequorQuery "CREATE TYPE $other AS ENUM ('x')"
+            $err = $null
+            $null = Invoke-AequorQuery "SELECT 'x'::$other" -As Scalar -ErrorVariable err -ErrorAction SilentlyContinue
+            "$($err[0])" | Should -Match 'is of a type created after this session loaded'
+            Invoke-AequorQuery "SELECT 'x'::$other" -As Scalar | Should -Be 'x'
+        } finally {
+            $null = Invoke-AequorQuery "DROP TYPE IF EXISTS $type; DROP TYPE IF EXISTS $($type)_b"
+        }
+    }
+
     It 'renames a column whose name PowerShell reserves (PSObject, psbase ...) as it renames duplicates' {
         $row = Invoke-AequorQuery 'SELECT 1 AS "PSObject", 2 AS psbase, 3 AS "PSAdapted", 4 AS "psextended", 5 AS "PSTypeNames", 6 AS "PSObject_2"'
         $row.psobject.Properties.Name | Should -Be @('PSObject_2', 'psbase_2', 'PSAdapted_2', 'psextended_2', 'PSTypeNames_2', 'PSObject_2_2')
