@@ -182,6 +182,12 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             return "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null).";
         }
 
+        if (_positional is not null && IsArrayExpected(serverText))
+        {
+            // PowerShell unrolls: -Parameters $ids binds each id to its own placeholder, and a single id is no array at all.
+            return $"-Parameters gave {_positional.Count} value(s), one per placeholder ($1, $2 ...), and $1 was not an array: to bind an array to $1 (= ANY($1)), wrap it: -Parameters @(, @($ids)); or name it: ANY(@ids) with -Parameters @{{ ids = $ids }}.";
+        }
+
         if (_positional is not null && serverText.Contains("cannot insert multiple commands into a prepared statement", StringComparison.Ordinal))
         {
             return "Several statements cannot share $1-style parameters in one call: use @name parameters with a hashtable (each statement is then sent on its own), or one call per statement.";
@@ -189,6 +195,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         return null;
     }
+
+    /// <summary>The server's words for a scalar where an array belongs: ANY($1) (42809), $1::int[] (42846).</summary>
+    private static bool IsArrayExpected(string serverText) =>
+        serverText.Contains("requires array on right side", StringComparison.Ordinal)
+        || System.Text.RegularExpressions.Regex.IsMatch(serverText, @"^cannot cast type (.+) to \1\[\]$");
 
     /// <summary>
     /// The SQL of one file, its path taken literally; null (a non-terminating AequorFileNotFound written) when there is

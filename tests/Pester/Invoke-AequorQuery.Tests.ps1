@@ -183,6 +183,18 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         "$err" | Should -Match 'mixing Int32, String'
     }
 
+    It 'says how to bind an array to $1 when PowerShell spread it over $1, $2 ... (ANY($1), $1::int[])' {
+        foreach ($ids in @(@(1, 2, 3), 7)) {
+            foreach ($sql in 'SELECT 3 = ANY($1)', 'SELECT 3 = ANY($1::int[])') {
+                $err = $null
+                Invoke-AequorQuery $sql $ids -ErrorVariable err -ErrorAction SilentlyContinue
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+                "$($err[0])" | Should -Match 'to bind an array to \$1 .*-Parameters @\(, @\(\$ids\)\)' -Because "$sql with $($ids.Count) value(s)"
+                Invoke-AequorQuery $sql -Parameters @(, @($ids)) -As Scalar | Should -Be ($ids -contains 3)
+            }
+        }
+    }
+
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
