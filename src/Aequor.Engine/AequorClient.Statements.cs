@@ -40,6 +40,7 @@ public sealed partial class AequorClient
     /// methods); connecting, probes in a round trip of their own, delays and the reaper stay asynchronous.</param>
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
+        RefuseUnusedPositionalValues(statement);
         var aborted = _serverTransaction == ServerTransactionStatus.Failed || (_transaction is not null && _transactionAbortedBy is not null);
         var control = _transactionLost || aborted ? TransactionControlText.Of(statement.CommandText) : TransactionControl.None;
         if (_transactionLost)
@@ -626,6 +627,26 @@ public sealed partial class AequorClient
                 }
             },
             cancel);
+    }
+
+    /// <summary>
+    /// More positional values than the statement has placeholders: the server binds them without a word and uses the
+    /// first ones only, so an array meant for ANY($1) given as its elements would silently match its first element
+    /// (a DELETE … WHERE id = $1 deleting one row of three). Refused before anything is sent. No placeholder at all
+    /// is the server's own error (08P01).
+    /// </summary>
+    private static void RefuseUnusedPositionalValues(AequorStatement statement)
+    {
+        if (statement.PositionalParameters is not { Count: > 1 } values
+            || StatementShape.HighestPlaceholder(statement.CommandText) is not ({ } highest and > 0)
+            || highest >= values.Count)
+        {
+            return;
+        }
+
+        throw new AequorConfigurationException(
+            $"The statement has placeholders up to ${highest} but {values.Count} positional values were given: the server would ignore the last {values.Count - highest} without a word. " +
+            $"Nothing was sent. To bind an array to one placeholder (= ANY(${highest})), pass the array as a single value.");
     }
 
     /// <summary>

@@ -40,6 +40,66 @@ internal static class StatementShape
         return known && IsSingleStatement(sql, i);
     }
 
+    /// <summary>
+    /// The highest <c>$n</c> placeholder outside quotes, comments and dollar-quoted bodies (0 when there is none), or
+    /// null when the text cannot be read to its end (an unclosed quote or comment): then nothing is judged from it.
+    /// </summary>
+    public static int? HighestPlaceholder(string sql)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        var highest = 0;
+        var i = 0;
+        while (i < sql.Length)
+        {
+            var c = sql[i];
+            switch (c)
+            {
+                case '\'':
+                    var escapes = i > 0 && (sql[i - 1] is 'E' or 'e') && (i < 2 || !IsIdentifierChar(sql[i - 2]));
+                    i = SkipQuoted(sql, i, '\'', escapes);
+                    break;
+                case '"':
+                    i = SkipQuoted(sql, i, '"', backslashEscapes: false);
+                    break;
+                case '$' when i > 0 && IsIdentifierChar(sql[i - 1]):
+                    // Inside an identifier (a$1), not a placeholder.
+                    i++;
+                    break;
+                case '$' when char.IsAsciiDigit(At(sql, i + 1)):
+                    var end = i + 1;
+                    while (end < sql.Length && char.IsAsciiDigit(sql[end]))
+                    {
+                        end++;
+                    }
+
+                    if (int.TryParse(sql.AsSpan(i + 1, end - i - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n))
+                    {
+                        highest = Math.Max(highest, n);
+                    }
+
+                    i = end;
+                    break;
+                case '$':
+                    i = SkipDollarQuoted(sql, i);
+                    break;
+                case '-' when At(sql, i + 1) == '-':
+                case '/' when At(sql, i + 1) == '*':
+                    i = SkipComment(sql, i);
+                    break;
+                default:
+                    i++;
+                    break;
+            }
+
+            if (i < 0)
+            {
+                return null;
+            }
+        }
+
+        return highest;
+    }
+
     /// <summary>True when no top-level ';' is followed by anything but blanks and comments.</summary>
     private static bool IsSingleStatement(string sql, int i)
     {

@@ -182,10 +182,10 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             return "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null).";
         }
 
-        if (_positional is not null && IsArrayExpected(serverText))
+        if (_positional is not null && (IsArrayExpected(serverText) || (ex is Aequor.Engine.AequorConfigurationException && ex.Message.Contains("positional values", StringComparison.Ordinal))))
         {
             // PowerShell unrolls: -Parameters $ids binds each id to its own placeholder, and a single id is no array at all.
-            return $"-Parameters gave {_positional.Count} value(s), one per placeholder ($1, $2 ...), and $1 was not an array: to bind an array to $1 (= ANY($1)), wrap it: -Parameters @(, @($ids)); or name it: ANY(@ids) with -Parameters @{{ ids = $ids }}.";
+            return $"-Parameters gave {_positional.Count} value(s), one per placeholder ($1, $2 ...): to bind an array to $1 (= ANY($1)), wrap it: -Parameters @(, @($ids)); or name it: ANY(@ids) with -Parameters @{{ ids = $ids }}.";
         }
 
         if (_positional is not null && serverText.Contains("cannot insert multiple commands into a prepared statement", StringComparison.Ordinal))

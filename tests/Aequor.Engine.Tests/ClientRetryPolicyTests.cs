@@ -169,6 +169,21 @@ public sealed class ClientRetryPolicyTests
     public void Only_a_single_plain_statement_shares_a_batch_with_the_renewal(string sql, bool expected) =>
         Assert.Equal(expected, StatementShape.CanShareBatch(sql));
 
+    [Theory]
+    [InlineData("SELECT 1", 0)]
+    [InlineData("SELECT $1, $2", 2)]
+    [InlineData("SELECT $2 - $1", 2)]
+    [InlineData("SELECT $10::int", 10)]
+    [InlineData("SELECT '$3', \"$4\", $1", 1)]
+    [InlineData("SELECT E'\\'$3', $1", 1)]
+    [InlineData("SELECT $1 /* $3 /* nested $4 */ $5 */ -- $6\n, $2", 2)]
+    [InlineData("SELECT $$ $3 $$, $fn$ $4 $fn$, $1", 1)]
+    [InlineData("SELECT a$3 FROM t WHERE x = $1", 1)]
+    [InlineData("SELECT 'unterminated $1", null)]
+    [InlineData("SELECT $1 /* unclosed $2", null)]
+    public void The_highest_placeholder_counts_only_placeholders_outside_quotes_and_comments(string sql, int? expected) =>
+        Assert.Equal(expected, StatementShape.HighestPlaceholder(sql));
+
     [Fact]
     public void Heartbeat_thresholds_follow_the_remaining_time_on_the_database_clock()
     {

@@ -188,11 +188,29 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
             foreach ($sql in 'SELECT 3 = ANY($1)', 'SELECT 3 = ANY($1::int[])') {
                 $err = $null
                 Invoke-AequorQuery $sql $ids -ErrorVariable err -ErrorAction SilentlyContinue
-                $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
+                # Three values for one placeholder are refused before sending (see the next test); one is the server's error.
+                $err[0].FullyQualifiedErrorId | Should -BeLike $(if ($ids.Count -gt 1) { 'AequorInvalidParameter*' } else { 'AequorQueryFailed*' })
                 "$($err[0])" | Should -Match 'to bind an array to \$1 .*-Parameters @\(, @\(\$ids\)\)' -Because "$sql with $($ids.Count) value(s)"
                 Invoke-AequorQuery $sql -Parameters @(, @($ids)) -As Scalar | Should -Be ($ids -contains 3)
             }
         }
+    }
+
+    It 'refuses more positional values than the statement has placeholders, which the server would silently ignore; nothing is sent' {
+        $null = Invoke-AequorQuery 'CREATE TEMP TABLE q_spread (id int); INSERT INTO q_spread VALUES (1), (2), (3)'
+        $ids = Invoke-AequorQuery 'SELECT id FROM q_spread ORDER BY id' | ForEach-Object id
+        $err = $null
+        Invoke-AequorQuery 'DELETE FROM q_spread WHERE id = $1' $ids -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$($err[0])" | Should -Match 'placeholders up to \$1 but 3 positional values were given'
+        Invoke-AequorQuery 'SELECT count(*) FROM q_spread' -As Scalar | Should -Be 3 -Because 'the DELETE was not sent'
+        # Placeholders in quotes, comments, dollar-quoted bodies and identifiers do not count; real ones do.
+        Invoke-AequorQuery 'SELECT $1::int + $2::int /* $3 */ -- $4' 1, 2 -As Scalar | Should -Be 3
+        Invoke-AequorQuery 'SELECT ''$3'' || $$ $4 $$ || $1::text || $2::text' 1, 2 -As Scalar | Should -Be '$3 $4 12'
+        $err = $null
+        Invoke-AequorQuery 'SELECT ''$3'' || $1::text' 1, 2 -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'placeholders up to \$1 but 2'
+        Invoke-AequorQuery 'SELECT $2::int - $1::int' 1, 5 -As Scalar | Should -Be 4
     }
 
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
