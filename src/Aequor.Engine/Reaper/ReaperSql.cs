@@ -62,9 +62,13 @@ internal static class ReaperSql
 
     /// <summary>
     /// pg_stat_activity is a snapshot taken once per transaction: without this the kill's re-check
-    /// would see the scan's stale rows.
+    /// would see the scan's stale rows. It also lifts statement_timeout for the rest of the pass's own
+    /// transaction (is_local): a session's timeout below the kill's wait for the exits (a script's
+    /// SET statement_timeout = '200ms', a role's setting) cancelled the kill after it had signalled the
+    /// zombies, and the pass reported 57014 for backends it had killed. The wait is bounded by
+    /// <see cref="ExitWaitPolls"/>, and the client's command timeout still applies.
     /// </summary>
-    public const string FreshActivity = "SELECT pg_stat_clear_snapshot()";
+    public const string FreshActivity = "SELECT pg_stat_clear_snapshot(), set_config('statement_timeout', '0', true)";
 
     public const string Commit = "COMMIT";
 

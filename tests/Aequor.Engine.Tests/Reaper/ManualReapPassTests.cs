@@ -37,6 +37,25 @@ public sealed class ManualReapPassTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_short_statement_timeout_set_on_the_session_does_not_cut_the_approved_kill_short()
+    {
+        await using var kit = new ReaperKit(db);
+        var zombie = await kit.ZombieAsync();
+        await using var client = NewClient(kit);
+
+        await using (var pass = await ManualReapPass.BeginAsync(client, null, default))
+        {
+            // As a script's SET would stand on the session: in force for the kill.
+            await client.ExecuteNonQueryAsync(new AequorStatement("SET statement_timeout = '5ms'"), default);
+            var outcome = Assert.Single(await pass.KillAsync(pass.Candidates, default));
+
+            Assert.Equal((zombie.ProcessID, true, true), (outcome.Lease.Pid, outcome.Killed, outcome.Exited));
+        }
+
+        Assert.False(await kit.IsAliveAsync(zombie.ProcessID));
+    }
+
+    [Fact]
     public async Task A_candidate_that_changed_since_the_scan_is_left_alive_with_the_automatic_pass_reasons()
     {
         await using var kit = new ReaperKit(db);

@@ -200,6 +200,26 @@ public sealed class ReaperPassTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_short_statement_timeout_on_the_reaping_session_does_not_cut_the_kill_short()
+    {
+        // Found by use: with SET statement_timeout below the kill's wait for the exits, the server cancelled the kill
+        // after it had signalled the zombies: they were dead, and the pass reported only "57014", killed nothing.
+        await using var kit = new ReaperKit(db);
+        var zombies = new[] { await kit.ZombieAsync(), await kit.ZombieAsync(), await kit.ZombieAsync() };
+        var reaper = await kit.ReaperConnectionAsync();
+
+        var result = await ReaperPass.ExecuteAsync(reaper, kit.Options(), null, async (_, _) =>
+            await ReaperKit.ScalarAsync(reaper, "SET statement_timeout = '5ms'"), CancellationToken.None);
+
+        Assert.Null(result.Error);
+        Assert.Equal(zombies.Select(z => z.ProcessID).Order(), result.KilledPids.Order());
+        await kit.AssertExitedAsync(result);
+
+        // Only the pass's own transaction was spared the timeout: the session keeps the setting it was given.
+        Assert.Equal("5ms", await ReaperKit.ScalarAsync(reaper, "SELECT current_setting('statement_timeout')"));
+    }
+
+    [Fact]
     public async Task Backend_that_ran_a_statement_between_scan_and_kill_survives()
     {
         await using var kit = new ReaperKit(db);

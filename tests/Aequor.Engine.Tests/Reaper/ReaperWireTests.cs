@@ -52,7 +52,7 @@ public sealed class ReaperWireTests(ITestOutputHelper output)
 
         Assert.Equal("BEGIN TRANSACTION ISOLATION LEVEL READ COMMITTED", statements[0]);
         Assert.StartsWith("SELECT g.locked", statements[1], StringComparison.Ordinal);
-        Assert.Equal("SELECT pg_stat_clear_snapshot()", statements[2]);
+        Assert.Equal(ReaperSql.FreshActivity, statements[2]);
         // The kill and the wait for the killed backends to exit are one statement (ReaperSql.Kill).
         Assert.StartsWith("WITH t AS (", statements[3], StringComparison.Ordinal);
         Assert.Equal("COMMIT", statements[4]);
