@@ -7,6 +7,8 @@ By default each row is written as a PSCustomObject as soon as it arrives (the re
 
 -As Scalar writes the first column of the first row, -As NonQuery the number of rows affected, -As DataTable one System.Data.DataTable per result set.
 
+COPY ... FROM STDIN and COPY ... TO STDOUT need PostgreSQL''s COPY protocol, which a statement cannot use: such text is refused before anything is sent (AequorInvalidParameter), and the session and an open transaction are kept. Load rows with INSERT and parameters, read them with the query itself; COPY to or from a file on the database server is a plain statement and runs.
+
 Ctrl+C (or stopping the pipeline) cancels the statement on the server at once. Retries, reconnects and heartbeats are reported on the Verbose stream; a retry also writes a warning. What the server raises while the statement runs is shown as psql shows it: a WARNING (RAISE WARNING, "there is no transaction in progress") as a warning, a NOTICE or INFO (RAISE NOTICE in a migration) on the Verbose stream. Nothing is retried inside a transaction, and a statement that may have reached the server is retried only with -Idempotent.
 
 A failing statement is a non-terminating AequorQueryFailed error carrying the SQLSTATE ($_.Exception.SqlState); with several queries from the pipeline the others still run. What a command downstream throws while it handles the rows (throw in ForEach-Object, -ErrorAction Stop, break) is that command's error and passes unchanged: it ends the pipeline, the statement is cancelled on the server and the session stays usable, so a try/catch around the pipeline catches it and can undo a transaction.

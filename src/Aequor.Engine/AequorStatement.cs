@@ -16,6 +16,11 @@ public sealed class AequorStatement
             throw new ArgumentException($"The statement text holds a NUL character (U+0000) at character {nul + 1}: PostgreSQL takes none in SQL text, and sending one breaks the connection. Pass such values as parameters.", nameof(commandText));
         }
 
+        if (CopyStreamText.Refusal(commandText) is { } copy)
+        {
+            throw new ArgumentException(copy, nameof(commandText));
+        }
+
         CommandText = commandText;
     }
 

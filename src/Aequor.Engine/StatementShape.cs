@@ -155,7 +155,7 @@ internal static class StatementShape
     }
 
     /// <summary>Index of the next character that is neither blank nor comment; -1 at the end; -2 on an unclosed comment.</summary>
-    private static int SkipBlank(string sql, int i)
+    internal static int SkipBlank(string sql, int i)
     {
         while (i < sql.Length)
         {
@@ -180,7 +180,7 @@ internal static class StatementShape
         return -1;
     }
 
-    private static int SkipComment(string sql, int i)
+    internal static int SkipComment(string sql, int i)
     {
         if (sql[i] == '-')
         {
@@ -215,7 +215,7 @@ internal static class StatementShape
         return -1;
     }
 
-    private static int SkipQuoted(string sql, int i, char quote, bool backslashEscapes)
+    internal static int SkipQuoted(string sql, int i, char quote, bool backslashEscapes)
     {
         i++;
         while (i < sql.Length)
@@ -244,7 +244,7 @@ internal static class StatementShape
         return -1;
     }
 
-    private static int SkipDollarQuoted(string sql, int i)
+    internal static int SkipDollarQuoted(string sql, int i)
     {
         // $tag$ … $tag$; a '$' followed by a digit is a positional parameter, not a quote.
         var j = i + 1;
@@ -268,7 +268,7 @@ internal static class StatementShape
         return end < 0 ? -1 : end + tag.Length;
     }
 
-    private static char At(string sql, int i) => i < sql.Length ? sql[i] : '\0';
+    internal static char At(string sql, int i) => i < sql.Length ? sql[i] : '\0';
 
-    private static bool IsIdentifierChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '_' || c > 127;
+    internal static bool IsIdentifierChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '_' || c > 127;
 }

@@ -208,7 +208,8 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     /// </summary>
     /// <summary>
     /// Whether the text can go to the server; otherwise that input's error (or, for an empty file, a warning) is
-    /// written. A NUL in SQL text makes PostgreSQL drop the connection (a transaction with it): refused here.
+    /// written. A NUL in SQL text makes PostgreSQL drop the connection (a transaction with it), and so does a COPY to or
+    /// from the client, through Npgsql: both refused here.
     /// </summary>
     private bool IsSendable(string text, string? file)
     {
@@ -218,6 +219,13 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
                 ? "The query text holds a NUL character (U+0000): PostgreSQL takes none in SQL text, and sending one would break the connection (and lose an open transaction). Pass such values with -Parameters."
                 : $"The SQL file '{file}' holds a NUL character (U+0000): it is probably UTF-16 without a byte order mark, or not text. Save it as UTF-8; nothing was sent.";
             WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData, where, file ?? (object)text));
+            return false;
+        }
+
+        if (CopyStreamText.Refusal(text) is { } copy)
+        {
+            var what = file is null ? copy : $"The SQL file '{file}': {copy}";
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidOperation, what, file ?? (object)text));
             return false;
         }
 

@@ -26,6 +26,30 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
         Assert.Equal("SELECT 1 AS a", new AequorStatement("SELECT 1 AS a").CommandText);
     }
 
+    [Theory]
+    [InlineData("COPY t FROM STDIN", "FROM STDIN")]
+    [InlineData("copy t (a, b) from stdin with (format csv);", "FROM STDIN")]
+    [InlineData("SELECT 1; COPY (SELECT 1) TO STDOUT", "TO STDOUT")]
+    [InlineData("/* load */ COPY t TO\nstdout", "TO STDOUT")]
+    [InlineData("COPY t TO '/tmp/stdout'", null)]
+    [InlineData("COPY t FROM PROGRAM 'cat stdin'", null)]
+    [InlineData("COPY (SELECT * FROM stdin) TO '/tmp/x'", null)]
+    [InlineData("SELECT 'COPY t FROM STDIN'", null)]
+    [InlineData("SELECT $$; COPY t FROM STDIN$$", null)]
+    [InlineData("-- COPY t FROM STDIN\nSELECT 1", null)]
+    public void COPY_to_or_from_the_client_is_refused_before_sending_COPY_of_a_server_file_is_not(string sql, string? refused)
+    {
+        if (refused is null)
+        {
+            Assert.Equal(sql, new AequorStatement(sql).CommandText);
+            return;
+        }
+
+        var error = Assert.Throws<ArgumentException>(() => new AequorStatement(sql));
+        Assert.Contains("COPY … " + refused + " needs PostgreSQL's COPY protocol", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Nothing was sent", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_error_of_class_08_on_a_live_session_is_the_statements_own_and_keeps_the_connection()
     {

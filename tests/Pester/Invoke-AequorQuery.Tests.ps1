@@ -366,6 +366,31 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         }
     }
 
+    It 'refuses COPY FROM STDIN or TO STDOUT before sending it: the connection, its temp table and an open transaction are kept' {
+        # Sent, Npgsql broke the connection on the server's CopyInResponse: "outcome unknown", a reconnect, the
+        # transaction and the session's temp table lost, though nothing had been copied.
+        $s = $S
+        $pid0 = $s.BackendPid
+        $reconnects = $s.Reconnects
+        Start-AequorTransaction -Session $s
+        try {
+            $null = Invoke-AequorQuery 'CREATE TEMP TABLE copy_target (a int); INSERT INTO copy_target VALUES (1)' -Session $s
+            $errs = $null
+            $out = @('COPY copy_target FROM STDIN', 'COPY (SELECT a FROM copy_target) TO STDOUT', 'SELECT count(*) AS n FROM copy_target') |
+                Invoke-AequorQuery -Session $s -ErrorVariable errs -ErrorAction SilentlyContinue
+            $errs | Should -HaveCount 2
+            $errs.FullyQualifiedErrorId | ForEach-Object { $_ | Should -BeLike 'AequorInvalidParameter*' }
+            "$($errs[0])" | Should -Match 'COPY … FROM STDIN needs PostgreSQL''s COPY protocol.*Nothing was sent'
+            "$($errs[1])" | Should -Match 'COPY … TO STDOUT'
+            $out.n | Should -Be 1
+            $s.InTransaction | Should -BeTrue
+            $s.BackendPid | Should -Be $pid0
+            $s.Reconnects | Should -Be $reconnects
+        } finally {
+            if ($s.InTransaction) { Undo-AequorTransaction -Session $s }
+        }
+    }
+
     It 'an empty SQL file is a warning that nothing was run, never an error' {
         $empty = Join-Path $TestDrive 'empty.sql'
         $blank = Join-Path $TestDrive 'blank.sql'
