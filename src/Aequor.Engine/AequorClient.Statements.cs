@@ -339,7 +339,8 @@ public sealed partial class AequorClient
 
         if (inTransaction)
         {
-            if (dead && stage != SendStage.NotSent && !RetryClassifier.IsStatementError(cause) && TransactionControlText.MayCommit(statement.CommandText))
+            var endedWhileIdle = dead && RetryClassifier.EndedWhileIdle(cause);
+            if (dead && stage != SendStage.NotSent && !RetryClassifier.IsStatementError(cause) && !endedWhileIdle && TransactionControlText.MayCommit(statement.CommandText))
             {
                 // A COMMIT (or END, or a batch ending in one) that reached the server may have committed.
                 var unknown = new AequorOutcomeUnknownException(
@@ -360,6 +361,14 @@ public sealed partial class AequorClient
                 return (false, TimeSpan.Zero, unknown, false);
             }
 
+            if (endedWhileIdle && TransactionControlText.Of(statement.CommandText) == TransactionControl.Commit)
+            {
+                // The server rolled the idle transaction back before the COMMIT arrived: that COMMIT ended it.
+                _transactionLost = false;
+                _transactionLostBy = null;
+                return (false, TimeSpan.Zero, LostTransactionCommitted(cause), false);
+            }
+
             if (dead)
             {
                 return (false, TimeSpan.Zero, LostInTransaction(cause), false);
@@ -377,6 +386,7 @@ public sealed partial class AequorClient
         // it, as after a Bind with the wrong number of parameters, 08P01), a serialization failure included.
         var neverRan = stage == SendStage.NotSent
             || (stage == SendStage.BehindPrefix && cause is PostgresException)
+            || (dead && RetryClassifier.EndedWhileIdle(cause))
             || RetryClassifier.IsStatementError(cause)
             || kind == FailureKind.SerializationFailure;
         var cancelled = cancellationToken.IsCancellationRequested || ex is OperationCanceledException;
@@ -753,13 +763,20 @@ public sealed partial class AequorClient
 
     /// <summary>Every statement's answer while a transaction lost with its connection is not ended.</summary>
     private static AequorTransactionLostException LostInTransaction(Exception? cause) =>
-        new("The connection was lost inside a transaction: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause);
+        new($"The connection was lost inside a transaction{ServerReason(cause)}: the transaction is lost (the server rolled it back) and nothing was retried. End it (a rollback succeeds) and start again.", cause);
 
     /// <summary>A commit of a transaction lost with its connection: nothing committed, unless what was lost may itself have committed it.</summary>
     private static AequorClientException LostTransactionCommitted(Exception? cause) =>
         cause is AequorOutcomeUnknownException unknown
             ? new AequorOutcomeUnknownException("Whether the transaction committed is unknown: the connection was lost after a statement that may have committed it was sent. Check the data.", unknown)
-            : new AequorTransactionLostException("Nothing was committed: the connection was lost inside the transaction, which the server rolled back; its statements were not retried.", cause);
+            : new AequorTransactionLostException($"Nothing was committed: the connection was lost inside the transaction{ServerReason(cause)}, which the server rolled back; its statements were not retried.", cause);
+
+    /// <summary>
+    /// The server's own word on why it ended the session (an idle-in-transaction timeout the user set, an administrator's
+    /// terminate, a shutdown), for the messages of a lost transaction; empty when it sent none (a reset, a timeout).
+    /// </summary>
+    private static string ServerReason(Exception? cause) =>
+        ServerErrors.PostgresErrorOf(cause) is { InvariantSeverity: "FATAL" or "PANIC" } fatal ? $" (the server: {fatal.SqlState}: {fatal.MessageText})" : string.Empty;
 
     /// <summary>
     /// Reads the server's transaction status after a statement: a BEGIN sent in SQL makes the session one in a

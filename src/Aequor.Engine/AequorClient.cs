@@ -547,6 +547,12 @@ public sealed partial class AequorClient : IAsyncDisposable
                     throw Aborted(abortedBy);
                 }
 
+                if (commit && RetryClassifier.EndedWhileIdle(ex))
+                {
+                    // The server rolled the transaction back while it sat idle, before the COMMIT arrived.
+                    throw LostTransactionCommitted(ex);
+                }
+
                 if (commit)
                 {
                     throw new AequorOutcomeUnknownException(

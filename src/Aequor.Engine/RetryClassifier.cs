@@ -77,6 +77,16 @@ internal static class RetryClassifier
     /// </summary>
     public static bool IsStatementError(Exception? exception) => exception is PostgresException { InvariantSeverity: "ERROR" };
 
+    /// <summary>
+    /// The server ended the session from its idle loop: idle_session_timeout (57P05) or
+    /// idle_in_transaction_session_timeout (25P03). PostgreSQL raises these only while it waits for a command, and
+    /// one that fires as a command arrives is handled before that command runs (PostgresMain checks for interrupts
+    /// before it leaves the idle state): a statement the client sent provably never started, and a transaction
+    /// ended this way was rolled back.
+    /// </summary>
+    public static bool EndedWhileIdle(Exception? exception) =>
+        ServerErrors.PostgresErrorOf(exception) is { InvariantSeverity: "FATAL", SqlState: "57P05" or "25P03" };
+
     private static FailureKind ClassifyTransport(Exception exception, bool connecting) => exception switch
     {
         PostgresException pg => ClassifyServerError(pg),
