@@ -293,6 +293,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         Exception? failure = null;
         var affected = -1;
         var completed = false;
+        var readToEnd = false;
         try
         {
             using var rows = Rows(reader).GetEnumerator();
@@ -304,9 +305,16 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             completed = failure is null;
             affected = completed ? reader.RecordsAffected : -1;
         }
+        catch (Exception ex) when (IsEnoughRows(ex) && _session.InTransaction)
+        {
+            // Select-Object -First has its rows, which is no failure: inside a transaction a cancel would abort
+            // it (57014), and the next commit would roll back the writes before it. The rest is read instead.
+            readToEnd = true;
+            throw;
+        }
         finally
         {
-            Close(reader, completed);
+            Close(reader, completed, readToEnd);
         }
 
         if (failure is not null)
@@ -451,11 +459,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     /// last row on dispose; reading once with a cancelled token makes Npgsql send the server a
     /// cancel request instead, so the query stops there.
     /// </summary>
-    private void Close(AequorReader reader, bool completed)
+    private void Close(AequorReader reader, bool completed, bool readToEnd = false)
     {
         // Before the dispose releases the gate: another runspace's reader may take it at once and mark itself.
         _session.EndStreaming();
-        if (!completed)
+        if (!completed && !(readToEnd && ReadRest(reader)))
         {
             using var cancelled = new CancellationTokenSource();
             cancelled.Cancel();
@@ -484,6 +492,40 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         {
             // The end of a statement is posted when its reader closes (a renewal that rode along with it).
             DrainPosted();
+        }
+    }
+
+    /// <summary>
+    /// Whether a command downstream stopped the pipeline because it has all the rows it wants (Select-Object -First,
+    /// which PowerShell 7.6 surfaces here as a stopped pipeline): not Ctrl+C or Stop-Job, which cancel the token first.
+    /// A stop that cancels it a moment later still cancels the reading of the rest (<see cref="ReadRest"/>).
+    /// </summary>
+    private bool IsEnoughRows(Exception ex) =>
+        (ex is PipelineStoppedException || ex.GetType().Name == "StopUpstreamCommandsException") && !StopToken.IsCancellationRequested;
+
+    /// <summary>
+    /// Reads the rest of every result set, leaving the statement to finish; false when it could not (Ctrl+C, a
+    /// failure: the engine has noted it), and the caller then cancels what is left.
+    /// </summary>
+    private bool ReadRest(AequorReader reader)
+    {
+        try
+        {
+            do
+            {
+                while (reader.ReadAsync(StopToken).GetAwaiter().GetResult())
+                {
+                }
+            }
+            while (reader.NextResultAsync(StopToken).GetAwaiter().GetResult());
+
+            return true;
+        }
+#pragma warning disable CA1031 // Its failure is the transaction's now: the commit reports it.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            return false;
         }
     }
 

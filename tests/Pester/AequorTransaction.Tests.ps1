@@ -72,6 +72,29 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
     }
 
+    It 'Select-Object -First on rows inside a transaction keeps the transaction: the commit keeps the writes before it' {
+        # Enough rows that the statement is still running when Select-Object -First has its row.
+        $big = 'SELECT g FROM generate_series(1, 3000000) g'
+        Start-AequorTransaction
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (35)'
+        (Invoke-AequorQuery $big | Select-Object -First 1).g | Should -Be 1
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (36)'
+        Complete-AequorTransaction
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id IN (35, 36)' -As Scalar | Should -Be 2
+
+        # The same in a transaction opened in SQL.
+        $null = Invoke-AequorQuery 'BEGIN'
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (37)'
+        (Invoke-AequorQuery $big | Select-Object -First 2).g | Should -Be @(1, 2)
+        $null = Invoke-AequorQuery 'COMMIT'
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 37' -As Scalar | Should -Be 1
+
+        # Outside a transaction the statement is still cancelled on the server at once.
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        (Invoke-AequorQuery 'SELECT generate_series(1, 100000000) AS g' | Select-Object -First 1).g | Should -Be 1
+        $sw.ElapsedMilliseconds | Should -BeLessThan 5000
+    }
+
     It 'a BEGIN sent in SQL makes the session one in a transaction: InTransaction, no Start on top, a warning at Disconnect' {
         $sql = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name sqlbegin
         $null = Invoke-AequorQuery 'BEGIN' -Session $sql

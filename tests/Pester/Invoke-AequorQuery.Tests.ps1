@@ -649,6 +649,35 @@ Describe 'Invoke-AequorQuery Ctrl+C' {
             $ps.Dispose()
         }
     }
+
+    It 'inside a transaction too, while the rows stream to a slow command: the rest is not read first' {
+        $marker = "ctrlc_tx_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Marker)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -LeaseMode Optional
+                    Start-AequorTransaction
+                    # 100 s of rows if read to the end.
+                    Invoke-AequorQuery "SELECT g AS $Marker, pg_sleep(0.001) FROM generate_series(1, 100000) g" | ForEach-Object { Start-Sleep -Milliseconds 20 }
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($marker)
+            $async = $ps.BeginInvoke()
+            $script:busy = $null
+            Wait-Until {
+                $script:busy = Invoke-AequorQuery 'SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND state = ''active'' AND pid <> pg_backend_pid()' -Parameters @(, "%$marker%") -Session (Get-Observer)
+                $null -ne $script:busy
+            } | Should -BeTrue
+            Start-Sleep -Milliseconds 300
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            Wait-Until { (Get-Backend $script:busy.pid).state -ne 'active' } -TimeoutMs 5000 | Should -BeTrue
+            $sw.ElapsedMilliseconds | Should -BeLessThan 5000
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        } finally {
+            $ps.Dispose()
+        }
+    }
 }
 
 Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning' {
