@@ -683,6 +683,13 @@ internal static class QueryParameters
             return items.ToArray();
         }
 
+        if (types.Count == 1 && types[0] == typeof(DateTime) && items.OfType<DateTime>().Select(d => d.Kind).Distinct().Count() > 1)
+        {
+            // Local ones are UTC by now. Npgsql sends a mix as timestamp without time zone when an Unspecified one
+            // comes first (the UTC ones by their UTC wall clock, shifted by the client's offset), and refuses it otherwise.
+            cmdlet.ThrowInvalidParameter("-Parameters holds an array of [datetime] values of different kinds: instants (Get-Date, UTC) beside dates and times without a zone ([datetime]'2024-01-31'). A PostgreSQL array is timestamptz or timestamp, not both: make them one kind, e.g. each .ToUniversalTime() for timestamptz.");
+        }
+
         var element = types.Count == 1 ? types[0] : Widest(types);
         if (element is null)
         {

@@ -213,6 +213,20 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT $2::int - $1::int' 1, 5 -As Scalar | Should -Be 4
     }
 
+    It 'refuses an array mixing instants (Get-Date) with zoneless [datetime] values, which would shift the instants' {
+        $zoneless = [datetime]'2024-01-31T00:00:00'
+        $instant = [datetime]::new(2024, 6, 1, 12, 0, 0, [DateTimeKind]::Local)
+        foreach ($mix in @(@($zoneless, $instant), @($instant, $zoneless), @($zoneless, [datetime]::UtcNow))) {
+            $err = $null
+            try { Invoke-AequorQuery 'SELECT @d::text' @{ d = $mix } } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+            "$err" | Should -Match '\[datetime\] values of different kinds'
+        }
+
+        Invoke-AequorQuery 'SELECT pg_typeof(@d)::text' @{ d = @($zoneless, $zoneless.AddDays(1)) } -As Scalar | Should -Be 'timestamp without time zone[]'
+        Invoke-AequorQuery 'SELECT pg_typeof(@d)::text' @{ d = @($instant, [datetime]::UtcNow) } -As Scalar | Should -Be 'timestamp with time zone[]'
+    }
+
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
