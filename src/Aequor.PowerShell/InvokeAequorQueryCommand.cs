@@ -710,7 +710,14 @@ internal static class QueryParameters
                 for (var i = 0; i < items.Count; i++)
                 {
                     var before = items[i];
-                    items[i] = before is { } item ? Convert.ChangeType(item, element, System.Globalization.CultureInfo.InvariantCulture) : null;
+                    items[i] = before switch
+                    {
+                        null => null,
+                        // Not IConvertible; every integer fits in one.
+                        System.Numerics.BigInteger => before,
+                        _ when element == typeof(System.Numerics.BigInteger) => new System.Numerics.BigInteger(Convert.ToInt64(before, System.Globalization.CultureInfo.InvariantCulture)),
+                        _ => Convert.ChangeType(before, element, System.Globalization.CultureInfo.InvariantCulture),
+                    };
                     // decimal keeps 28 digits, not every double (1e-30, 17 significant digits): refuse rather than round.
                     if (element == typeof(decimal) && before is double d && (double)(decimal)items[i]! != d)
                     {
@@ -741,6 +748,12 @@ internal static class QueryParameters
     /// <summary>The one number type every value fits, or null when the values are not all numbers.</summary>
     private static Type? Widest(List<Type> types)
     {
+        // ConvertFrom-Json reads a number past long as a BigInteger: [1, 99999999999999999999] is Int64 and BigInteger.
+        if (types.Contains(typeof(System.Numerics.BigInteger)) && types.All(t => t == typeof(System.Numerics.BigInteger) || Integers.Contains(t)))
+        {
+            return typeof(System.Numerics.BigInteger);
+        }
+
         if (types.Any(t => t == typeof(decimal)) && types.All(t => t == typeof(decimal) || Integers.Contains(t)))
         {
             return typeof(decimal);

@@ -173,6 +173,9 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         # Past 2^53 a double would round the integer: numeric keeps both exactly.
         Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text' -Parameters @{ ids = @(1, 9007199254740993, 1.5) } -As Scalar | Should -Be 'numeric[]'
         Invoke-AequorQuery 'SELECT 9007199254740993 = ANY(@ids)' -Parameters @{ ids = @(1, 9007199254740993, 1.5) } -As Scalar | Should -BeTrue
+        # ConvertFrom-Json reads a number past long as a BigInteger beside the Int64s: numeric[], exactly.
+        $json = '{"ids": [1, 99999999999999999999]}' | ConvertFrom-Json
+        Invoke-AequorQuery 'SELECT pg_typeof(@ids)::text || @ids::text' -Parameters @{ ids = $json.ids } -As Scalar | Should -Be 'numeric[]{1,99999999999999999999}'
         # ... unless a double has no exact decimal (1e-30): refused, never rounded.
         $err = $null
         try { Invoke-AequorQuery 'SELECT @ids' -Parameters @{ ids = @(9007199254740993, 1e-30) } } catch { $err = $_ }
