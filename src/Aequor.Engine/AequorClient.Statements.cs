@@ -237,6 +237,7 @@ public sealed partial class AequorClient
                         toThrow = new OperationCanceledException("The statement was cancelled.", ex, cancellationToken);
                     }
 
+                    toThrow ??= UnwritableParameter(ex);
                     if (toThrow is null)
                     {
                         throw;
@@ -637,6 +638,25 @@ public sealed partial class AequorClient
                 }
             },
             cancel);
+    }
+
+    /// <summary>
+    /// Npgsql's refusal of a value it has no PostgreSQL type for (a Version, a ScriptBlock …), raised before the
+    /// statement is written: its advice to set an NpgsqlDbType is nothing a caller of this client can follow.
+    /// </summary>
+    private static AequorConfigurationException? UnwritableParameter(Exception ex)
+    {
+        const string Prefix = "Writing values of '";
+        if (ex is not (InvalidCastException or NotSupportedException) || !ex.Message.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var end = ex.Message.IndexOf('\'', Prefix.Length);
+        var type = end < 0 ? "this type" : ex.Message[Prefix.Length..end];
+        return new AequorConfigurationException(
+            $"A parameter value of type {type} has no PostgreSQL type. Nothing was sent. Pass it as text, a number, a boolean, a date and time, a uuid, bytes or an array of one of them.",
+            ex);
     }
 
     /// <summary>

@@ -230,6 +230,23 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT pg_typeof(@d)::text' @{ d = @($instant, [datetime]::UtcNow) } -As Scalar | Should -Be 'timestamp with time zone[]'
     }
 
+    It 'a value PostgreSQL has no type for ([version], a script block) is AequorInvalidParameter, not advice to set an NpgsqlDbType; a transaction goes on' {
+        Start-AequorTransaction
+        try {
+            $errs = $null
+            Invoke-AequorQuery 'SELECT $1::text' ([version]'1.2.3') -ErrorVariable errs -ErrorAction SilentlyContinue
+            Invoke-AequorQuery 'SELECT @v::text' @{ v = { 'code' } } -ErrorVariable +errs -ErrorAction SilentlyContinue
+            $errs | Should -HaveCount 2
+            $errs.FullyQualifiedErrorId | ForEach-Object { $_ | Should -BeLike 'AequorInvalidParameter*' }
+            "$($errs[0])" | Should -Match 'value of type System\.Version has no PostgreSQL type\. Nothing was sent'
+            "$errs" | Should -Not -Match 'NpgsqlDbType'
+            $S.InTransaction | Should -BeTrue
+            Invoke-AequorQuery 'SELECT $1::text' ([string][version]'1.2.3') -As Scalar | Should -Be '1.2.3'
+        } finally {
+            Undo-AequorTransaction
+        }
+    }
+
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
