@@ -589,6 +589,10 @@ internal static class QueryParameters
         {
             case null:
                 return (null, null);
+            case PSCustomObject:
+                // A row (Import-Csv, ConvertFrom-Json, Select-Object) given as the parameters themselves.
+                cmdlet.ThrowInvalidParameter("-Parameters is a PSCustomObject (a row from Import-Csv, ConvertFrom-Json or Select-Object): pass a hashtable for @name placeholders (@{ id = $row.id; name = $row.name }) or an array for $1, $2 ... ($row.id, $row.name).");
+                return (null, null);
             case IDictionary dictionary:
                 var named = new Dictionary<string, object?>(StringComparer.Ordinal);
                 foreach (DictionaryEntry entry in dictionary)

@@ -247,6 +247,16 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         }
     }
 
+    It 'a row (Import-Csv, ConvertFrom-Json) given as -Parameters is AequorInvalidParameter saying to pass a hashtable or an array' {
+        $row = 'id,name', '5,x' | ConvertFrom-Csv
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT @id::int' -Parameters $row } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$err" | Should -Match '-Parameters is a PSCustomObject .*pass a hashtable for @name placeholders'
+        "$err" | Should -Not -Match 'ConvertTo-Json'
+        Invoke-AequorQuery 'SELECT @id::int + 1' -Parameters @{ id = $row.id } -As Scalar | Should -Be 6
+    }
+
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
