@@ -261,7 +261,16 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         if (System.IO.File.Exists(path))
         {
-            return System.IO.File.ReadAllText(path);
+            if (SqlFileText.Read(path, out var badByte) is { } text)
+            {
+                return text;
+            }
+
+            var which = badByte is { } b ? $" (byte 0x{b:X2})" : string.Empty;
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData,
+                $"The SQL file '{given}' is not valid UTF-8{which}: it was probably saved in a legacy code page such as Windows-1252 (Set-Content and Out-File in Windows PowerShell 5.1 do that). Save it as UTF-8; nothing was sent.",
+                given));
+            return null;
         }
 
         if (refuseWildcard && WildcardPattern.ContainsWildcardCharacters(given) && Matches(given) is var matches and > 0)

@@ -435,6 +435,23 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         }
     }
 
+    It 'refuses a SQL file that is not UTF-8 (Windows-1252) instead of writing U+FFFD for its accents; UTF-8 and UTF-16 with a BOM read right' {
+        $ansi = Join-Path $TestDrive 'ansi.sql'
+        [IO.File]::WriteAllBytes($ansi, [byte[]](@([Text.Encoding]::ASCII.GetBytes("SELECT 'caf") + 0xE9 + [Text.Encoding]::ASCII.GetBytes("' AS v"))))
+        $errs = $null
+        $out = Invoke-AequorQuery -File $ansi -ErrorVariable errs -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$($errs[0])" | Should -Match 'not valid UTF-8 \(byte 0xE9\).*nothing was sent'
+        $bom = Join-Path $TestDrive 'bom.sql'
+        [IO.File]::WriteAllText($bom, "SELECT 'café' AS v", [Text.UTF8Encoding]::new($true))
+        (Invoke-AequorQuery -File $bom).v | Should -Be 'café'
+        $utf16 = Join-Path $TestDrive 'utf16.sql'
+        [IO.File]::WriteAllText($utf16, "SELECT 'café' AS v", [Text.Encoding]::Unicode)
+        (Get-Item $utf16 | Invoke-AequorQuery).v | Should -Be 'café'
+    }
+
     It 'an empty SQL file is a warning that nothing was run, never an error' {
         $empty = Join-Path $TestDrive 'empty.sql'
         $blank = Join-Path $TestDrive 'blank.sql'
