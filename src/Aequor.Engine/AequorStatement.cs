@@ -21,7 +21,37 @@ public sealed class AequorStatement
             throw new ArgumentException(copy, nameof(commandText));
         }
 
+        if (IndexOfUnpairedSurrogate(commandText) is var lone and >= 0)
+        {
+            // Npgsql cannot encode it and fails half-way through writing the message: the connection breaks, and a
+            // statement that never ran would be reported as one whose outcome is unknown.
+            throw new ArgumentException($"The statement text holds an unpaired UTF-16 surrogate (U+{(int)commandText[lone]:X4}) at character {lone + 1}: it is not valid Unicode, and sending it breaks the connection. Pass such values as parameters.", nameof(commandText));
+        }
+
         CommandText = commandText;
+    }
+
+    /// <summary>Where the text holds half of a surrogate pair (a string cut in the middle of an emoji), or -1.</summary>
+    public static int IndexOfUnpairedSurrogate(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i]))
+            {
+                continue;
+            }
+
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+                continue;
+            }
+
+            return i;
+        }
+
+        return -1;
     }
 
     public string CommandText { get; }

@@ -229,6 +229,14 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             return false;
         }
 
+        if (AequorStatement.IndexOfUnpairedSurrogate(text) is var lone and >= 0)
+        {
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData,
+                $"The query text holds an unpaired UTF-16 surrogate (U+{(int)text[lone]:X4}) at character {lone + 1}, half of a character such as an emoji (a string cut in its middle?): it is not valid Unicode, and sending it would break the connection (and lose an open transaction). Nothing was sent; pass such values with -Parameters.",
+                file ?? (object)text));
+            return false;
+        }
+
         if (file is not null && string.IsNullOrWhiteSpace(text))
         {
             // A placeholder in a migrations folder: nothing to run, and worth a word rather than an error.

@@ -51,6 +51,15 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
     }
 
     [Fact]
+    public void A_statement_whose_text_holds_half_a_surrogate_pair_is_refused_before_it_could_break_the_connection()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new AequorStatement("SELECT 'caf\uD83D'"));
+        Assert.Contains("unpaired UTF-16 surrogate (U+D83D) at character 12", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => new AequorStatement("SELECT '\uDE00x'"));
+        Assert.Equal("SELECT '\uD83D\uDE00'", new AequorStatement("SELECT '\uD83D\uDE00'").CommandText);
+    }
+
+    [Fact]
     public async Task An_error_of_class_08_on_a_live_session_is_the_statements_own_and_keeps_the_connection()
     {
         await using var client = NewClient();

@@ -410,6 +410,25 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         }
     }
 
+    It 'refuses an unpaired surrogate in the query text (an emoji cut in half) before sending it: an open transaction is kept' {
+        $cut = "caf😀".Substring(0, 4)
+        $reconnects = $S.Reconnects
+        Start-AequorTransaction
+        try {
+            $null = Invoke-AequorQuery 'SELECT 1'
+            $errs = $null
+            $null = Invoke-AequorQuery "SELECT '$cut' AS v" -ErrorVariable errs -ErrorAction SilentlyContinue
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+            "$($errs[0])" | Should -Match 'unpaired UTF-16 surrogate \(U\+D83D\) at character 12'
+            $S.InTransaction | Should -BeTrue
+            $S.Reconnects | Should -Be $reconnects
+            (Invoke-AequorQuery "SELECT 'caf😀' AS v").v | Should -Be 'caf😀'
+        } finally {
+            Undo-AequorTransaction
+        }
+    }
+
     It 'refuses COPY FROM STDIN or TO STDOUT before sending it: the connection, its temp table and an open transaction are kept' {
         # Sent, Npgsql broke the connection on the server's CopyInResponse: "outcome unknown", a reconnect, the
         # transaction and the session's temp table lost, though nothing had been copied.
