@@ -170,7 +170,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
     private void WriteQueryFailed(Exception ex, string text) =>
         WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex)));
+            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text)));
 
     /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
     private string? Advice(Exception ex)
@@ -194,6 +194,31 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// An @name with no value is left in the text, where PostgreSQL reads it as the operator @ on a column: its
+    /// 42703 'column "x" does not exist' does not say the hashtable lacks x.
+    /// </summary>
+    private string? MissingNameAdvice(Exception ex, string text)
+    {
+        var serverText = Aequor.Engine.ServerErrors.MessageTextOf(ex) ?? string.Empty;
+        var missing = System.Text.RegularExpressions.Regex.Match(serverText, "^column \"(.+)\" does not exist$");
+        if (!missing.Success)
+        {
+            return null;
+        }
+
+        var name = missing.Groups[1].Value;
+        if (_named?.ContainsKey(name) == true
+            || !System.Text.RegularExpressions.Regex.IsMatch(text, $"(?<![\\w@])@{System.Text.RegularExpressions.Regex.Escape(name)}(?!\\w)", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
+        {
+            return null;
+        }
+
+        return _named is not null
+            ? $"The statement uses @{name}, but -Parameters has no value named {name}: add it to the hashtable (@{{ {name} = ... }})."
+            : $"The statement uses @{name}, which only a hashtable binds: -Parameters @{{ {name} = ... }}.";
     }
 
     /// <summary>The server's words for a scalar where an array belongs: ANY($1) (42809), $1::int[] (42846).</summary>

@@ -257,6 +257,19 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT @id::int + 1' -Parameters @{ id = $row.id } -As Scalar | Should -Be 6
     }
 
+    It 'says which @name has no value when the server reads it as a column (42703)' {
+        $err = $null
+        Invoke-AequorQuery 'SELECT @a::int + @b::int' @{ a = 1 } -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'column "b" does not exist'
+        "$($err[0])" | Should -Match 'The statement uses @b, but -Parameters has no value named b'
+        $err = $null
+        Invoke-AequorQuery 'SELECT @a::int' 1 -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'The statement uses @a, which only a hashtable binds'
+        $err = $null
+        Invoke-AequorQuery 'SELECT no_such_column' -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Not -Match 'The statement uses'
+    }
+
     It 'sends unsigned integers (CIM and WMI properties are full of them) widened to a signed type that holds them' {
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint16]65535) -As Scalar | Should -Be 'integer:65535'
         Invoke-AequorQuery 'SELECT pg_typeof($1)::text || '':'' || $1::text' ([uint32]4294967295) -As Scalar | Should -Be 'bigint:4294967295'
