@@ -54,6 +54,47 @@ public sealed partial class AequorClient
     }
 
     /// <summary>
+    /// Inside a transaction nothing is renewed, but a statement that may commit gets a probe of its own after
+    /// <see cref="ProbeAfterIdleMs"/> of quiet: a backend ended while the transaction sat idle (a reaper with
+    /// IncludeIdleInTransaction, an administrator's terminate, a restart) answers the COMMIT itself with a FATAL that
+    /// cannot tell a transaction rolled back long ago from a commit cut short, so the caller was told the outcome was
+    /// unknown. A failed probe proves the COMMIT never left: nothing was committed.
+    /// </summary>
+    private PrefixPlan PlanCommitProbe(string statementText) =>
+        TransactionControlText.MayCommit(statementText) && Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs
+            ? new PrefixPlan(PrefixKind.Probe, Standalone: true)
+            : PrefixPlan.None;
+
+    /// <summary>
+    /// <see cref="PlanCommitProbe"/> for <see cref="CommitAsync"/>: the backend's FATAL when the probe found it ended
+    /// while the transaction sat idle (the connection is then marked dead), or null to go on and commit.
+    /// </summary>
+    private async Task<Exception?> ProbeBeforeCommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, long generation, CancellationToken cancellationToken)
+    {
+        if (Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds < ProbeAfterIdleMs)
+        {
+            return null;
+        }
+
+        try
+        {
+            var command = new NpgsqlCommand(Heartbeat.ProbeSql, connection, transaction);
+            await using (command.ConfigureAwait(false))
+            {
+                _ = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            Touch();
+            return null;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && IsConnectionFailure(ex, connection))
+        {
+            await MarkDeadAsync(generation, "probe", ex).ConfigureAwait(false);
+            return ex;
+        }
+    }
+
+    /// <summary>
     /// A probe or renewal in a round trip of its own, before the statement is written. Failure never reaches
     /// the statement: a dead connection is replaced; a failed renewal follows <see cref="HeartbeatErrorMode"/>
     /// (Reconnect: the statement goes to a fresh connection, where pg-aequor 0.1.4 threw a TypeError).

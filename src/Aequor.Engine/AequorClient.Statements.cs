@@ -141,7 +141,7 @@ public sealed partial class AequorClient
                     : await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
                 generation = Generation;
                 await ReloadStaleTypesAsync(connection, synchronous, cancellationToken).ConfigureAwait(false);
-                var plan = inTransaction ? PrefixPlan.None : PlanPrefix(connection, statement.CommandText);
+                var plan = inTransaction ? PlanCommitProbe(statement.CommandText) : PlanPrefix(connection, statement.CommandText);
                 if (plan is { Kind: not PrefixKind.None, Standalone: true })
                 {
                     var outcome = await RunStandalonePrefixAsync(connection, plan, cancellationToken).ConfigureAwait(false);
@@ -362,9 +362,10 @@ public sealed partial class AequorClient
                 return (false, TimeSpan.Zero, unknown, false);
             }
 
-            if (endedWhileIdle && TransactionControlText.Of(statement.CommandText) == TransactionControl.Commit)
+            if (dead && (endedWhileIdle || stage == SendStage.NotSent) && TransactionControlText.Of(statement.CommandText) == TransactionControl.Commit)
             {
-                // The server rolled the idle transaction back before the COMMIT arrived: that COMMIT ended it.
+                // The transaction was gone before the COMMIT left (the probe ahead of it found the backend dead) or arrived
+                // (the server's idle-in-transaction timeout): the server rolled it back, and that COMMIT ended it.
                 _transactionLost = false;
                 _transactionLostBy = null;
                 return (false, TimeSpan.Zero, LostTransactionCommitted(cause), false);

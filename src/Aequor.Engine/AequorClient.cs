@@ -527,6 +527,11 @@ public sealed partial class AequorClient : IAsyncDisposable
                     throw Aborted(abortedBy);
                 }
 
+                if (commit && await ProbeBeforeCommitAsync(connection, transaction, generation, cancellationToken).ConfigureAwait(false) is { } endedWhileIdle)
+                {
+                    throw LostTransactionCommitted(endedWhileIdle);
+                }
+
                 if (commit)
                 {
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

@@ -87,4 +87,58 @@ public sealed class ClientIdleTimeoutTests(PostgresFixture db)
         await client.RollbackAsync(default);
         Assert.False(client.InTransaction);
     }
+
+    [Fact]
+    public async Task A_commit_after_the_backend_was_terminated_while_the_transaction_sat_idle_says_nothing_was_committed()
+    {
+        // A reaper with IncludeIdleInTransaction, an administrator, a restart: the COMMIT met the FATAL and was called
+        // "whether the transaction committed is unknown". After ProbeAfterIdleMs of quiet a probe goes first and tells.
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "idle_kill");
+        await using var client = NewClient();
+        client.ProbeAfterIdleMs = 200;
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES (1)"), default);
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        await Task.Delay(300);
+
+        var lost = await Assert.ThrowsAsync<AequorTransactionLostException>(() => client.CommitAsync(default));
+
+        Assert.StartsWith("Nothing was committed", lost.Message, StringComparison.Ordinal);
+        Assert.False(client.InTransaction);
+        Assert.Equal(0L, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
+    }
+
+    [Fact]
+    public async Task A_COMMIT_statement_after_the_backend_was_terminated_while_idle_says_nothing_was_committed_and_ends_the_block()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "idle_kill_sql");
+        await using var client = NewClient();
+        client.ProbeAfterIdleMs = 200;
+        await client.ExecuteNonQueryAsync(new AequorStatement($"BEGIN; INSERT INTO {table} VALUES (1)"), default);
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        await Task.Delay(300);
+
+        var lost = await Assert.ThrowsAsync<AequorTransactionLostException>(() => client.ExecuteNonQueryAsync(new AequorStatement("COMMIT"), default));
+
+        Assert.StartsWith("Nothing was committed", lost.Message, StringComparison.Ordinal);
+        Assert.False(client.InTransaction);
+        Assert.Equal(0L, await ClientTestKit.CountKeyAsync(db.AdminConnectionString, table, 1));
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task A_commit_right_after_a_statement_sends_no_probe()
+    {
+        await using var client = NewClient();
+        client.ProbeAfterIdleMs = 60_000;
+        var log = new ClientTestKit.EventLog(client);
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("SELECT 1"), default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("COMMIT"), default);
+
+        Assert.False(client.InTransaction);
+        Assert.Empty(log.Of<AequorClientDeadEvent>());
+    }
 }
