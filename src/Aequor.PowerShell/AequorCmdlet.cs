@@ -89,21 +89,41 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// Runs a blocking engine call on the pipeline thread. What the engine posts meanwhile is written once
     /// it returns (the pipeline thread is the engine's until then); a stop cancels it on the server.
     /// </summary>
-    protected T Blocking<TArg, T>(Func<TArg, CancellationToken, T> call, TArg argument)
+    /// <param name="abandon">
+    /// Called with the call's result when writing what it posted throws (-WarningAction Stop on a server WARNING, a
+    /// stopped pipeline, a command downstream of a merged stream): the result is never returned, so whatever it holds
+    /// must be let go here. A reader holds the session's one-call gate: left open, the next command waited for ever.
+    /// </param>
+    protected T Blocking<TArg, T>(Func<TArg, CancellationToken, T> call, TArg argument, Action<T>? abandon = null)
     {
         ArgumentNullException.ThrowIfNull(call);
+        T result;
         try
         {
-            return call(argument, StopToken);
+            result = call(argument, StopToken);
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
+            DrainPosted();
             throw new PipelineStoppedException();
         }
-        finally
+        catch
+        {
+            DrainPosted();
+            throw;
+        }
+
+        try
         {
             DrainPosted();
         }
+        catch
+        {
+            abandon?.Invoke(result);
+            throw;
+        }
+
+        return result;
     }
 
     protected void Await(Task task)

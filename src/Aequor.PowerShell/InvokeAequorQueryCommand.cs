@@ -151,7 +151,13 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     {
         try
         {
-            result = Blocking(call, statement);
+            result = Blocking(call, statement, abandoned =>
+            {
+                if (abandoned is AequorReader reader)
+                {
+                    Close(reader, completed: false);
+                }
+            });
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {

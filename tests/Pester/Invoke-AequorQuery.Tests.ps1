@@ -773,6 +773,39 @@ Describe 'Invoke-AequorQuery Ctrl+C' {
     }
 }
 
+Describe 'Invoke-AequorQuery stopped by a server WARNING' {
+    It '-WarningAction Stop on a WARNING raised before the first row stops the command and leaves the session usable' {
+        # The reader already held the session when the warning's write threw: it was never closed, and the next
+        # command on the session waited for it for ever.
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -LeaseMode Optional
+                    try {
+                        Invoke-AequorQuery 'DO $$ BEGIN RAISE WARNING ''careful''; END $$; SELECT 1 AS a' -WarningAction Stop
+                        'not stopped'
+                    } catch {
+                        'stopped:' + $_.FullyQualifiedErrorId
+                    }
+                    'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+                    'state:' + (Get-AequorSession).State
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
+            $handle = $ps.BeginInvoke()
+            $done = $handle.AsyncWaitHandle.WaitOne(20000)
+            if (-not $done) { $ps.Stop() }
+            $done | Should -BeTrue -Because 'the next query must not wait for the abandoned reader'
+            $out = @($ps.EndInvoke($handle) | ForEach-Object { "$_" })
+            $out[0] | Should -BeLike 'stopped:ActionPreferenceStop*'
+            $out | Should -Contain 'after:7'
+            $out | Should -Contain 'state:Connected'
+        } finally {
+            $ps.Dispose()
+        }
+    }
+}
+
 Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning' {
     BeforeAll {
         $null = Get-Observer
