@@ -1,0 +1,199 @@
+using System.Collections;
+using System.Data;
+using System.Management.Automation;
+using Aequor.Engine;
+
+namespace Aequor.PowerShell;
+
+/// <summary>-Parameters as the engine wants them: positional from a list, named from a dictionary.</summary>
+internal static class QueryParameters
+{
+    public static (IReadOnlyList<object?>? Positional, IReadOnlyDictionary<string, object?>? Named) From(object? value, AequorCmdlet cmdlet)
+    {
+        value = Unwrap(value);
+        switch (value)
+        {
+            case null:
+                return (null, null);
+            case PSCustomObject:
+                // A row (Import-Csv, ConvertFrom-Json, Select-Object) given as the parameters themselves.
+                cmdlet.ThrowInvalidParameter("-Parameters is a PSCustomObject (a row from Import-Csv, ConvertFrom-Json or Select-Object): pass a hashtable for @name placeholders (@{ id = $row.id; name = $row.name }) or an array for $1, $2 ... ($row.id, $row.name).");
+                return (null, null);
+            case IDictionary dictionary:
+                var named = new Dictionary<string, object?>(StringComparer.Ordinal);
+                foreach (DictionaryEntry entry in dictionary)
+                {
+                    var key = Convert.ToString(Unwrap(entry.Key), System.Globalization.CultureInfo.InvariantCulture)?.TrimStart('@');
+                    if (string.IsNullOrEmpty(key))
+                    {
+                        cmdlet.ThrowInvalidParameter("-Parameters has an empty name; use @{ name = value } for @name placeholders.");
+                    }
+
+                    named[key!] = Value(entry.Value, cmdlet);
+                }
+
+                return (null, named);
+            case string or byte[]:
+                return ([value], null);
+            case IEnumerable list:
+                return (list.Cast<object?>().Select(v => Value(v, cmdlet)).ToList(), null);
+            default:
+                return ([Value(value, cmdlet)], null);
+        }
+    }
+
+    private static object? Unwrap(object? value) => value is PSObject wrapped ? wrapped.BaseObject : value;
+
+    private static object? Value(object? value, AequorCmdlet cmdlet)
+    {
+        value = Unwrap(value);
+        switch (value)
+        {
+            case null or DBNull:
+                return null;
+            case PSCustomObject:
+                cmdlet.ThrowInvalidParameter("-Parameters holds a PSCustomObject; pass plain values (convert it with ConvertTo-Json for a json parameter).");
+                return null;
+            case SwitchParameter flag:
+                return flag.IsPresent;
+            case System.Security.SecureString or PSCredential:
+                // Npgsql would refuse it with advice to set an NpgsqlDbType; a secret must never be decrypted into SQL by accident.
+                cmdlet.ThrowInvalidParameter("-Parameters holds a SecureString or PSCredential: Aequor never sends a secret's plain text by itself. If it belongs in the database, convert it yourself (ConvertFrom-SecureString -AsPlainText).");
+                return null;
+            case Enum named:
+                // Neither reading is obvious (a text column wants the name, an int column the number), and Npgsql refuses both.
+                cmdlet.ThrowInvalidParameter($"-Parameters holds the enum value [{named.GetType().Name}]::{named}, which has no PostgreSQL type: pass [string] for its name or [int] for its number.");
+                return null;
+            // PostgreSQL has no unsigned types and Npgsql refuses these; CIM/WMI properties (disk sizes, counters) are
+            // full of them. Each widens to the signed type that holds all its values.
+            case ushort small:
+                return (int)small;
+            case uint medium:
+                return (long)medium;
+            case ulong large:
+                return (decimal)large;
+            case string or byte[]:
+                return value;
+            case DateTime { Kind: DateTimeKind.Local } local:
+                // Get-Date is local time: the instant it names, as timestamptz. Sent as it is, Npgsql would make it
+                // a timestamp without time zone, read in the server's TimeZone, off by the difference.
+                return local.ToUniversalTime();
+            case IDictionary:
+                cmdlet.ThrowInvalidParameter("-Parameters holds a nested hashtable; pass plain values (ConvertTo-Json for a json parameter).");
+                return null;
+            case Array typed when typed.Rank == 1 && typed.GetType().GetElementType() is { } element && KeepsItsType(element):
+                // [int[]]@() or [guid[]]: already what Npgsql needs, even empty.
+                return typed;
+            case IEnumerable items:
+                return TypedArray(items.Cast<object?>().Select(v => Value(v, cmdlet)).ToList(), cmdlet);
+            default:
+                return value;
+        }
+    }
+
+    private static bool KeepsItsType(Type element) =>
+        element != typeof(object) && element != typeof(PSObject) && element != typeof(DateTime) && element != typeof(DateTime?)
+        && (Nullable.GetUnderlyingType(element) ?? element) is var plain
+        && !plain.IsEnum && plain != typeof(ushort) && plain != typeof(uint) && plain != typeof(ulong)
+        && plain != typeof(System.Security.SecureString) && plain != typeof(PSCredential);
+
+    private static readonly Type[] Integers = [typeof(byte), typeof(sbyte), typeof(short), typeof(ushort), typeof(int), typeof(uint), typeof(long)];
+    private static readonly Type[] Fractions = [typeof(float), typeof(double)];
+
+    /// <summary>
+    /// PowerShell arrays are object[]: make them int[], string[] … so Npgsql knows the array type. Numbers of
+    /// several types widen (1, 5000000000 is a bigint[]); other mixes are an error naming them. Empty or all-null
+    /// stays object[]: the engine sends it untyped, for the server to type from its use.
+    /// </summary>
+    private static Array TypedArray(List<object?> items, AequorCmdlet cmdlet)
+    {
+        var types = items.Where(i => i is not null).Select(i => i!.GetType()).Distinct().ToList();
+        if (types.Count == 0)
+        {
+            return items.ToArray();
+        }
+
+        if (types.Count == 1 && types[0] == typeof(DateTime) && items.OfType<DateTime>().Select(d => d.Kind).Distinct().Count() > 1)
+        {
+            // Local ones are UTC by now. Npgsql sends a mix as timestamp without time zone when an Unspecified one
+            // comes first (the UTC ones by their UTC wall clock, shifted by the client's offset), and refuses it otherwise.
+            cmdlet.ThrowInvalidParameter("-Parameters holds an array of [datetime] values of different kinds: instants (Get-Date, UTC) beside dates and times without a zone ([datetime]'2024-01-31'). A PostgreSQL array is timestamptz or timestamp, not both: make them one kind, e.g. each .ToUniversalTime() for timestamptz.");
+        }
+
+        var element = types.Count == 1 ? types[0] : Widest(types);
+        if (element is null)
+        {
+            cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))}: a PostgreSQL array has one element type. Make it one type, e.g. [string[]] or [long[]].");
+            return items.ToArray();
+        }
+
+        if (types.Count > 1)
+        {
+            // A double holds integers exactly only up to 2^53: past that, with fractions beside, decimal or nothing.
+            if (element == typeof(double) && items.Any(i => i is long l && (l > 1L << 53 || l < -(1L << 53))))
+            {
+                element = typeof(decimal);
+            }
+
+            try
+            {
+                for (var i = 0; i < items.Count; i++)
+                {
+                    var before = items[i];
+                    items[i] = before switch
+                    {
+                        null => null,
+                        // Not IConvertible; every integer fits in one.
+                        System.Numerics.BigInteger => before,
+                        _ when element == typeof(System.Numerics.BigInteger) => new System.Numerics.BigInteger(Convert.ToInt64(before, System.Globalization.CultureInfo.InvariantCulture)),
+                        _ => Convert.ChangeType(before, element, System.Globalization.CultureInfo.InvariantCulture),
+                    };
+                    // decimal keeps 28 digits, not every double (1e-30, 17 significant digits): refuse rather than round.
+                    if (element == typeof(decimal) && before is double d && (double)(decimal)items[i]! != d)
+                    {
+                        throw new OverflowException();
+                    }
+                }
+            }
+            catch (OverflowException)
+            {
+                cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))} that no one number type holds exactly. Make it one type, e.g. [decimal[]] or [double[]].");
+            }
+        }
+
+        if (element.IsValueType && items.Contains(null))
+        {
+            element = typeof(Nullable<>).MakeGenericType(element);
+        }
+
+        var array = Array.CreateInstance(element, items.Count);
+        for (var i = 0; i < items.Count; i++)
+        {
+            array.SetValue(items[i], i);
+        }
+
+        return array;
+    }
+
+    /// <summary>The one number type every value fits, or null when the values are not all numbers.</summary>
+    private static Type? Widest(List<Type> types)
+    {
+        // ConvertFrom-Json reads a number past long as a BigInteger: [1, 99999999999999999999] is Int64 and BigInteger.
+        if (types.Contains(typeof(System.Numerics.BigInteger)) && types.All(t => t == typeof(System.Numerics.BigInteger) || Integers.Contains(t)))
+        {
+            return typeof(System.Numerics.BigInteger);
+        }
+
+        if (types.Any(t => t == typeof(decimal)) && types.All(t => t == typeof(decimal) || Integers.Contains(t)))
+        {
+            return typeof(decimal);
+        }
+
+        if (types.All(t => Integers.Contains(t)))
+        {
+            return typeof(long);
+        }
+
+        return types.All(t => Integers.Contains(t) || Fractions.Contains(t)) ? typeof(double) : null;
+    }
+}
