@@ -51,50 +51,36 @@ internal static class StatementShape
         var i = 0;
         while (i < sql.Length)
         {
-            var c = sql[i];
-            switch (c)
-            {
-                case '\'':
-                    var escapes = i > 0 && (sql[i - 1] is 'E' or 'e') && (i < 2 || !IsIdentifierChar(sql[i - 2]));
-                    i = SkipQuoted(sql, i, '\'', escapes);
-                    break;
-                case '"':
-                    i = SkipQuoted(sql, i, '"', backslashEscapes: false);
-                    break;
-                case '$' when i > 0 && IsIdentifierChar(sql[i - 1]):
-                    // Inside an identifier (a$1), not a placeholder.
-                    i++;
-                    break;
-                case '$' when char.IsAsciiDigit(At(sql, i + 1)):
-                    var end = i + 1;
-                    while (end < sql.Length && char.IsAsciiDigit(sql[end]))
-                    {
-                        end++;
-                    }
-
-                    if (int.TryParse(sql.AsSpan(i + 1, end - i - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n))
-                    {
-                        highest = Math.Max(highest, n);
-                    }
-
-                    i = end;
-                    break;
-                case '$':
-                    i = SkipDollarQuoted(sql, i);
-                    break;
-                case '-' when At(sql, i + 1) == '-':
-                case '/' when At(sql, i + 1) == '*':
-                    i = SkipComment(sql, i);
-                    break;
-                default:
-                    i++;
-                    break;
-            }
-
-            if (i < 0)
+            var next = SkipNonCode(sql, i);
+            if (next < 0)
             {
                 return null;
             }
+
+            if (next != i)
+            {
+                i = next;
+                continue;
+            }
+
+            if (sql[i] == '$' && char.IsAsciiDigit(At(sql, i + 1)) && !(i > 0 && IsIdentifierChar(sql[i - 1])))
+            {
+                var end = i + 1;
+                while (end < sql.Length && char.IsAsciiDigit(sql[end]))
+                {
+                    end++;
+                }
+
+                if (int.TryParse(sql.AsSpan(i + 1, end - i - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n))
+                {
+                    highest = Math.Max(highest, n);
+                }
+
+                i = end;
+                continue;
+            }
+
+            i++;
         }
 
         return highest;
@@ -105,53 +91,67 @@ internal static class StatementShape
     {
         while (i < sql.Length)
         {
-            var c = sql[i];
-            switch (c)
-            {
-                case '\'':
-                    var escapes = i > 0 && (sql[i - 1] is 'E' or 'e') && (i < 2 || !IsIdentifierChar(sql[i - 2]));
-                    i = SkipQuoted(sql, i, '\'', escapes);
-                    break;
-                case '"':
-                    i = SkipQuoted(sql, i, '"', backslashEscapes: false);
-                    break;
-                case '$' when i > 0 && IsIdentifierChar(sql[i - 1]):
-                    i++;
-                    break;
-                case '$':
-                    i = SkipDollarQuoted(sql, i);
-                    break;
-                case '-' when At(sql, i + 1) == '-':
-                case '/' when At(sql, i + 1) == '*':
-                    i = SkipComment(sql, i);
-                    break;
-                case ';':
-                    var rest = SkipBlank(sql, i + 1);
-                    if (rest == -2)
-                    {
-                        return false;
-                    }
-
-                    // Only blanks, comments or more semicolons may follow.
-                    if (rest >= 0 && sql[rest] != ';')
-                    {
-                        return false;
-                    }
-
-                    i = rest < 0 ? sql.Length : rest;
-                    break;
-                default:
-                    i++;
-                    break;
-            }
-
-            if (i < 0)
+            var next = SkipNonCode(sql, i);
+            if (next < 0)
             {
                 return false;
             }
+
+            if (next != i)
+            {
+                i = next;
+                continue;
+            }
+
+            if (sql[i] != ';')
+            {
+                i++;
+                continue;
+            }
+
+            var rest = SkipBlank(sql, i + 1);
+            if (rest == -2)
+            {
+                return false;
+            }
+
+            // Only blanks, comments or more semicolons may follow.
+            if (rest >= 0 && sql[rest] != ';')
+            {
+                return false;
+            }
+
+            i = rest < 0 ? sql.Length : rest;
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// At a quoted string or identifier, a dollar-quoted body or a comment: the index just past it, -1 when it is
+    /// unclosed. Anywhere else — a '$' inside an identifier (a$1) or before a digit (a placeholder) included —
+    /// <paramref name="i"/> itself. The one reading of what is not code that the scans here share.
+    /// </summary>
+    internal static int SkipNonCode(string sql, int i)
+    {
+        switch (sql[i])
+        {
+            case '\'':
+                var escapes = i > 0 && (sql[i - 1] is 'E' or 'e') && (i < 2 || !IsIdentifierChar(sql[i - 2]));
+                return SkipQuoted(sql, i, '\'', escapes);
+            case '"':
+                return SkipQuoted(sql, i, '"', backslashEscapes: false);
+            case '$' when (i > 0 && IsIdentifierChar(sql[i - 1])) || char.IsAsciiDigit(At(sql, i + 1)):
+                return i;
+            case '$':
+                var end = SkipDollarQuoted(sql, i);
+                return end == i + 1 ? i : end;
+            case '-' when At(sql, i + 1) == '-':
+            case '/' when At(sql, i + 1) == '*':
+                return SkipComment(sql, i);
+            default:
+                return i;
+        }
     }
 
     /// <summary>Index of the next character that is neither blank nor comment; -1 at the end; -2 on an unclosed comment.</summary>
