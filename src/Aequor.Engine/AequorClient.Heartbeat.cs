@@ -42,7 +42,7 @@ public sealed partial class AequorClient
         }
 
         var probe = (_signer is not null && !_probedOnConnection)
-            || Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs;
+            || QuietLongEnoughToProbe();
         if (renewal == RenewalNeed.None && !probe)
         {
             return PrefixPlan.None;
@@ -53,6 +53,9 @@ public sealed partial class AequorClient
         return new PrefixPlan(kind, standalone);
     }
 
+    /// <summary>Long enough since the last round trip that the backend may have died unseen: a probe is worth its cost.</summary>
+    private bool QuietLongEnoughToProbe() => Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs;
+
     /// <summary>
     /// Inside a transaction nothing is renewed, but a statement that may commit gets a probe of its own after
     /// <see cref="ProbeAfterIdleMs"/> of quiet: a backend ended while the transaction sat idle (a reaper with
@@ -61,7 +64,7 @@ public sealed partial class AequorClient
     /// unknown. A failed probe proves the COMMIT never left: nothing was committed.
     /// </summary>
     private PrefixPlan PlanCommitProbe(string statementText) =>
-        TransactionControlText.MayCommit(statementText) && Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds >= ProbeAfterIdleMs
+        TransactionControlText.MayCommit(statementText) && QuietLongEnoughToProbe()
             ? new PrefixPlan(PrefixKind.Probe, Standalone: true)
             : PrefixPlan.None;
 
@@ -71,7 +74,7 @@ public sealed partial class AequorClient
     /// </summary>
     private async Task<Exception?> ProbeBeforeCommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, long generation, CancellationToken cancellationToken)
     {
-        if (Stopwatch.GetElapsedTime(_lastActivity).TotalMilliseconds < ProbeAfterIdleMs)
+        if (!QuietLongEnoughToProbe())
         {
             return null;
         }

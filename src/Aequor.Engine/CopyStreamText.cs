@@ -38,24 +38,26 @@ public static class CopyStreamText
                 continue;
             }
 
-            if ((c == '-' && StatementShape.At(sql, i + 1) == '-') || (c == '/' && StatementShape.At(sql, i + 1) == '*'))
+            var next = StatementShape.SkipNonCode(sql, i);
+            if (next < 0)
             {
-                i = StatementShape.SkipComment(sql, i);
+                return null; // unclosed quote or comment: the server will say so
             }
-            else if (c is '\'' or '"')
+
+            if (next != i)
             {
-                var escapes = c == '\'' && i > 0 && (sql[i - 1] is 'E' or 'e') && (i < 2 || !StatementShape.IsIdentifierChar(sql[i - 2]));
-                i = StatementShape.SkipQuoted(sql, i, c, escapes);
-                previous = null;
-                atStart = false;
+                // A comment is blank; a quoted string or identifier is a token that is neither COPY nor STDIN.
+                if (c is '\'' or '"' or '$')
+                {
+                    previous = null;
+                    atStart = false;
+                }
+
+                i = next;
+                continue;
             }
-            else if (c == '$')
-            {
-                i = StatementShape.SkipDollarQuoted(sql, i);
-                previous = null;
-                atStart = false;
-            }
-            else if (char.IsAsciiLetter(c) || c == '_' || c > 127)
+
+            if (char.IsAsciiLetter(c) || c == '_' || c > 127)
             {
                 var start = i;
                 while (i < sql.Length && (StatementShape.IsIdentifierChar(sql[i]) || sql[i] == '$'))
@@ -100,11 +102,6 @@ public static class CopyStreamText
 
                 previous = null;
                 i++;
-            }
-
-            if (i < 0)
-            {
-                return null; // unclosed quote or comment: the server will say so
             }
         }
 
