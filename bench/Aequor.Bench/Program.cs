@@ -4,7 +4,9 @@ using Aequor.Bench;
 // Benchmarks on demand (never tests). Each prints a human table and BENCH| lines (BenchLine.cs) that
 // build.ps1 Bench collects into one table of ratios.
 //   dotnet run -c Release --project bench/Aequor.Bench -- overhead [rounds]   statement overhead vs raw Npgsql (default)
-//   dotnet run -c Release --project bench/Aequor.Bench -- storm               zombie storm: 50 frozen leases, 30 new clients
+//   dotnet run -c Release --project bench/Aequor.Bench -- storm [--pwsh-dll P --module M --script bench/StormRunspaces.ps1]
+//                                                                            zombie storm: 50 frozen leases, 30 new clients (tasks; with the
+//                                                                            options also 30 runspaces of the staged module)
 //   dotnet run -c Release --project bench/Aequor.Bench -- reaper [passes]     one reaper pass at 100 and 1,000 idle leases
 //   dotnet run -c Release --project bench/Aequor.Bench -- connect [rounds]    a new connection + first statement vs raw Npgsql
 //   (holder: internal, the frozen process of the storm; see StormHolder.cs)
@@ -15,7 +17,7 @@ int? Number(int index) => rest.Length > index ? int.Parse(rest[index], CultureIn
 return mode switch
 {
     "overhead" => await StatementOverheadBench.RunAsync(Number(0) ?? 300),
-    "storm" => await StormBench.RunAsync(),
+    "storm" => await StormBench.RunAsync(rest),
     "reaper" => await ReaperScalingBench.RunAsync(Number(0) ?? 5),
     "connect" => await ConnectOverheadBench.RunAsync(Number(0) ?? 15),
     StormHolder.Mode => await StormHolder.RunAsync(),

@@ -34,10 +34,15 @@ internal static class StormBench
     {
         Npgsql,
         Aequor,
+        Cmdlets,
     }
 
-    public static async Task<int> RunAsync()
+    /// <summary>Where the cmdlet side's pwsh, staged module and script are (build.ps1 Bench passes them); null skips that side.</summary>
+    private sealed record CmdletSide(string PwshDll, string Module, string Script);
+
+    public static async Task<int> RunAsync(string[] args)
     {
+        var cmdlets = CmdletSideFrom(args);
         using var cts = new CancellationTokenSource();
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
@@ -50,13 +55,17 @@ internal static class StormBench
 
         var raw = await RunStormAsync(server, Side.Npgsql, ct);
         var aequor = await RunStormAsync(server, Side.Aequor, ct);
+        var shells = cmdlets is null ? null : await RunCmdletStormAsync(server, cmdlets, ct);
 
         Console.WriteLine();
         Console.WriteLine($"{"side",-8} {"served",7} {"all served ms",14} {"last done ms",13} {"53300 retried",14} {"final errors",-28} {"passes (locked)",16} {"killed",7} {"frozen left",12}");
-        foreach (var r in new[] { raw, aequor })
+        foreach (var r in shells is null ? new[] { raw, aequor } : new[] { raw, aequor, shells })
         {
+            // The cmdlet side's passes run in the child pwsh: only their effect (frozen left) is seen here.
+            var passes = r.Side == Side.Cmdlets ? "-" : $"{r.Passes} ({r.LockedPasses})";
+            var killed = r.Side == Side.Cmdlets ? "-" : r.Killed.ToString(CultureInfo.InvariantCulture);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Side,-8} {r.Served,4}/{Burst} {(r.AllServedMs?.ToString(CultureInfo.InvariantCulture) ?? "-"),14} {r.LastDoneMs,13} {r.Retried53300,14} {r.FinalErrorsText,-28} {$"{r.Passes} ({r.LockedPasses})",16} {r.Killed,7} {r.FrozenLeft,12}"));
+                $"{r.Side,-8} {r.Served,4}/{Burst} {(r.AllServedMs?.ToString(CultureInfo.InvariantCulture) ?? "-"),14} {r.LastDoneMs,13} {r.Retried53300,14} {r.FinalErrorsText,-28} {passes,16} {killed,7} {r.FrozenLeft,12}"));
         }
 
         Console.WriteLine();
@@ -71,7 +80,95 @@ internal static class StormBench
         BenchLine.Write("storm.final_errors", aequor.FinalErrors.Values.Sum(), "errors", raw.FinalErrors.Values.Sum(), "value==0", aequor.FinalErrors.Count == 0);
         BenchLine.Write("storm.retried_53300", aequor.Retried53300, "retries", null, "-", null);
         BenchLine.Write("storm.reaper_kills", aequor.Killed, "backends", null, $"passes={aequor.Passes}", null);
+        if (shells is not null)
+        {
+            Console.WriteLine("Cmdlets served at (ms): " + string.Join(' ', shells.ServedAtMs.Order()));
+            BenchLine.Write("storm.cmdlets.served", shells.Served, "clients/30", raw.Served, "value>=30", shells.Served == Burst);
+            // Baseline: the engine's burst of tasks in this run; the ratio is what 30 runspaces of cmdlets add to it.
+            BenchLine.Write("storm.cmdlets.all_served", shells.AllServedMs, "ms", aequor.AllServedMs, "value<=2000", shells.AllServedMs is <= TargetMs);
+            BenchLine.Write("storm.cmdlets.final_errors", shells.FinalErrors.Values.Sum(), "errors", raw.FinalErrors.Values.Sum(), "value==0", shells.FinalErrors.IsEmpty);
+            BenchLine.Write("storm.cmdlets.retried_53300", shells.Retried53300, "retries", null, "-", null);
+        }
+
         return 0;
+    }
+
+    private static CmdletSide? CmdletSideFrom(string[] args)
+    {
+        string? Value(string name)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+        }
+
+        var (pwsh, module, script) = (Value("--pwsh-dll"), Value("--module"), Value("--script"));
+        if (pwsh is null || module is null || script is null)
+        {
+            Console.WriteLine("storm: no --pwsh-dll/--module/--script: the burst through the cmdlets (30 runspaces) is skipped");
+            return null;
+        }
+
+        foreach (var path in new[] { pwsh, module, script })
+        {
+            if (!File.Exists(path))
+            {
+                throw new FileNotFoundException($"storm: {path} does not exist.", path);
+            }
+        }
+
+        return new CmdletSide(pwsh, module, script);
+    }
+
+    /// <summary>
+    /// The same storm, fresh, with the burst made by 30 runspaces of one pwsh (bench/StormRunspaces.ps1), each
+    /// Connect-Aequor + Invoke-AequorQuery -As Scalar 'select 1'. The pwsh is started and its runspaces have imported
+    /// the module before the holder is frozen, so the clock covers the connects, not the imports.
+    /// </summary>
+    private static async Task<StormResult> RunCmdletStormAsync(TestPostgres server, CmdletSide side, CancellationToken ct)
+    {
+        await WaitForNoClientsAsync(server.AdminConnectionString, ct);
+        var result = new StormResult(Side.Cmdlets);
+        await using (var holder = await FrozenHolder.StartAsync(server.AppConnectionString, Secret, Service, Frozen, HolderLeaseMs, ct))
+        {
+            var burst = await StormRunspaceBurst.StartAsync(side.PwshDll, side.Module, side.Script, server.AppConnectionString, Service, Secret, Burst, MinIdleSec, ct);
+            try
+            {
+                await holder.FreezeAsync();
+                await Task.Delay(Math.Max(HolderLeaseMs, MinIdleSec * 1000) + 700, ct);
+                var frozen = await CountFrozenAsync(server.AdminConnectionString, ct);
+                if (frozen != Frozen)
+                {
+                    throw new InvalidOperationException($"Expected {Frozen} frozen backends before the burst, found {frozen}.");
+                }
+
+                foreach (var r in await burst.GoAsync(Burst, ct))
+                {
+                    result.Retried53300 += r.Retried53300;
+                    result.LastDoneMs = Math.Max(result.LastDoneMs, r.Ms);
+                    if (r.Served)
+                    {
+                        result.ServedAtMs.Add(r.Ms);
+                    }
+                    else
+                    {
+                        result.FinalErrors.AddOrUpdate(r.ErrorId ?? "unknown", 1, (_, n) => n + 1);
+                    }
+                }
+            }
+            finally
+            {
+                // The runspaces disconnect and pwsh exits: only the holder's backends are left to count.
+                await burst.DisposeAsync();
+                foreach (var line in burst.OtherLines)
+                {
+                    Console.WriteLine("  pwsh: " + line);
+                }
+            }
+
+            result.FrozenLeft = await CountFrozenAsync(server.AdminConnectionString, ct);
+        }
+
+        return result;
     }
 
     private sealed record PassRecord(long AtMs, bool Locked, int Killed, long DurationMs, string? Error);
