@@ -41,6 +41,11 @@ public sealed partial class AequorClient
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
         RefuseUnusedPositionalValues(statement);
+        var effect = SessionStateText.Scan(statement.CommandText);
+        RefuseApplicationName(effect);
+        // What runs in place of the caller's statement (ending a lost transaction) is no statement of theirs: the
+        // session state it finds lost is reported at their next one.
+        var callersStatement = true;
         var aborted = _serverTransaction == ServerTransactionStatus.Failed || (_transaction is not null && _transactionAbortedBy is not null);
         var control = _transactionLost || aborted ? TransactionControlText.Of(statement.CommandText) : TransactionControl.None;
         if (_transactionLost)
@@ -59,6 +64,8 @@ public sealed partial class AequorClient
                 // The server already rolled it back: what runs instead ends with nothing to show, on a fresh
                 // connection — or, for ROLLBACK AND CHAIN, opens the new transaction asked for.
                 statement = new AequorStatement(TransactionControlText.Chains(statement.CommandText) ? "BEGIN" : "SELECT WHERE false");
+                effect = SessionStatementEffect.None;
+                callersStatement = false;
             }
             else
             {
@@ -155,6 +162,11 @@ public sealed partial class AequorClient
                     connection = _connection!;
                 }
 
+                if (callersStatement && TakeLostSessionState(effect, "The statement was not run") is { } lost)
+                {
+                    throw lost;
+                }
+
                 (reader, command) = plan.Kind == PrefixKind.None
                     ? await SendPlainAsync(connection, statement, attempt, synchronous, cancellationToken).ConfigureAwait(false)
                     : await SendBehindPrefixAsync(connection, statement, plan.Kind, attempt, synchronous, cancellationToken).ConfigureAwait(false);
@@ -163,7 +175,7 @@ public sealed partial class AequorClient
                 {
                     case StatementMode.Reader:
                         var first = await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
-                        var handedOut = new AequorReader(reader, first, NewCompletion(statement, parameterCount, generation, startedAt, attemptNumber, command));
+                        var handedOut = new AequorReader(reader, first, NewCompletion(statement, effect, parameterCount, generation, startedAt, attemptNumber, command));
                         reader = null;
                         command = null;
                         return handedOut;
@@ -189,6 +201,7 @@ public sealed partial class AequorClient
                         reader = null;
                         AfterStatement(generation);
                         _transactionAbortedBy = null;
+                        await AfterSessionStatementAsync(effect, generation, cancellationToken).ConfigureAwait(false);
                         RaiseQueryEnd(statement, parameterCount, recordsScalar, rowsScalar, startedAt, attemptNumber);
                         return value;
                     default:
@@ -198,6 +211,7 @@ public sealed partial class AequorClient
                         reader = null;
                         AfterStatement(generation);
                         _transactionAbortedBy = null;
+                        await AfterSessionStatementAsync(effect, generation, cancellationToken).ConfigureAwait(false);
                         RaiseQueryEnd(statement, parameterCount, records, 0, startedAt, attemptNumber);
                         return records;
                 }
@@ -231,6 +245,11 @@ public sealed partial class AequorClient
 
                 if (!retry)
                 {
+                    if (attempt.Stage != SendStage.NotSent)
+                    {
+                        RememberAfterFailure(effect, generation);
+                    }
+
                     if (toThrow is null && synchronous && cancellationToken.IsCancellationRequested && ex is not OperationCanceledException)
                     {
                         // What the asynchronous path reports for the same cancel (the server's 57014 inside).
@@ -710,7 +729,7 @@ public sealed partial class AequorClient
         }
     }
 
-    private ReaderCompletion NewCompletion(AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts, IAsyncDisposable? command) =>
+    private ReaderCompletion NewCompletion(AequorStatement statement, SessionStatementEffect effect, int parameterCount, long generation, long startedAt, int attempts, IAsyncDisposable? command) =>
         new(
             (failure, rowsRead) => TranslateReaderFailure(failure, rowsRead, statement, parameterCount, generation, startedAt, attempts),
             async (failure, rowsRead, recordsAffected) =>
@@ -726,14 +745,17 @@ public sealed partial class AequorClient
                     {
                         AfterStatement(generation);
                         _transactionAbortedBy = null;
+                        await AfterSessionStatementAsync(effect, generation, CancellationToken.None).ConfigureAwait(false);
                         RaiseQueryEnd(statement, parameterCount, recordsAffected, rowsRead, startedAt, attempts);
                     }
                     else if (_connection is { } connection && generation == Generation && !IsAlive(connection))
                     {
+                        RememberAfterFailure(effect, generation);
                         await MarkDeadAsync(generation, "reader", failure).ConfigureAwait(false);
                     }
                     else
                     {
+                        RememberAfterFailure(effect, generation);
                         ObserveServerTransaction(generation);
                     }
                 }

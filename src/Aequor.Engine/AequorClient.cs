@@ -139,6 +139,9 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// <summary>The server sent a notice (raised on the thread reading the statement's results).</summary>
     public event EventHandler<AequorNoticeEvent>? OnNotice;
 
+    /// <summary>A statement is about to run on a replacement connection without session state the old one held (see <see cref="SessionState"/>).</summary>
+    public event EventHandler<AequorSessionStateLostEvent>? OnSessionStateLost;
+
     public AequorClientOptions Options => _options;
 
     /// <summary>The normalised service name that goes into leases.</summary>
@@ -406,6 +409,11 @@ public sealed partial class AequorClient : IAsyncDisposable
             }
 
             var connection = await ProbedConnectionAsync("the transaction could begin", call.Token).ConfigureAwait(false);
+            if (TakeLostSessionState(SessionStatementEffect.None, "The transaction was not begun") is { } lost)
+            {
+                throw lost;
+            }
+
             _transaction = await connection.BeginTransactionAsync(call.Token).ConfigureAwait(false);
             _transactionAbortedBy = null;
         }

@@ -49,3 +49,10 @@ public sealed record AequorReapEvent(long Generation, bool Locked, int Killed, T
 /// statement reconnects. <see cref="Source"/> names what found it: probe, statement, reader, heartbeat, commit, rollback.
 /// </summary>
 public sealed record AequorClientDeadEvent(long Generation, string Source, Exception? Error, int? BackendPid);
+
+/// <summary>
+/// A statement is about to run on a connection that replaced one whose session held state the new one lacks
+/// (<see cref="Lost"/>: temporary tables, prepared statements, LISTEN channels, settings, cursors WITH HOLD). Raised
+/// for these only: a lost advisory lock refuses the statement instead (<see cref="AequorSessionStateLostException"/>).
+/// </summary>
+public sealed record AequorSessionStateLostEvent(long Generation, SessionStateKinds Lost);

@@ -71,6 +71,9 @@ public sealed class AequorSession
                 Report(Invariant($"server {e.Severity}: {text}"));
             }
         };
+        // Visible by default: the statement ran on a connection without what the script had put in its session.
+        client.OnSessionStateLost += (_, e) => Report(null, Invariant(
+            $"the connection was replaced (its backend ended between statements) and what its session held is gone: {SessionStateNames.Describe(e.Lost)}. The statement ran on the new connection without them."));
         client.OnConnect += (_, e) => Report(Invariant($"connected to backend pid {e.BackendPid} (connection {e.Generation}{(e.IsReconnect ? ", a reconnect" : string.Empty)})."));
         client.OnHeartbeat += (_, e) => Report(Invariant($"lease renewed until {e.LeaseExpiresAt:O}."));
         client.OnHeartbeatFail += (_, e) => Report(Invariant($"lease renewal failed ({e.Mode}): {FailureText.Describe(e.Error)}"));

@@ -18,6 +18,7 @@ public static class ErrorIds
     public const string NoTransaction = "AequorNoTransaction";
     public const string TransactionFailed = "AequorTransactionFailed";
     public const string TransactionLost = "AequorTransactionLost";
+    public const string SessionStateLost = "AequorSessionStateLost";
     public const string HeartbeatFailed = "AequorHeartbeatFailed";
     public const string LeaseScanFailed = "AequorLeaseScanFailed";
     public const string NotLeased = "AequorNotLeased";

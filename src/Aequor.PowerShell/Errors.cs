@@ -83,6 +83,12 @@ internal static class Errors
             errorId = ErrorIds.ConnectFailed;
             category = sqlState is null ? ErrorCategory.ConnectionError : CategoryOf(sqlState, ErrorCategory.ConnectionError);
         }
+        else if (ex is Aequor.Engine.AequorSessionStateLostException)
+        {
+            // A reconnect lost a session advisory lock: the statement was not sent; the session works for the next one.
+            errorId = ErrorIds.SessionStateLost;
+            category = ErrorCategory.ConnectionError;
+        }
         else if (ex is Aequor.Engine.AequorHeartbeatException)
         {
             // -HeartbeatErrorMode Throw: the statement was not sent, so a script may simply run it again.

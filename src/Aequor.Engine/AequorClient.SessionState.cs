@@ -1,0 +1,172 @@
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>
+/// What the caller's statements left in the backend's session, remembered so that a transparent reconnect that loses it
+/// is never silent; and the lease put back after a statement that reset application_name.
+/// </summary>
+public sealed partial class AequorClient
+{
+    /// <summary>
+    /// Outside a transaction block only session-level advisory locks can be held (a _xact_ lock ends with its implicit
+    /// transaction), so this is exact where it is asked.
+    /// </summary>
+    private const string HoldsAdvisoryLockSql = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)";
+
+    private SessionStateKinds _sessionState;
+    private long _sessionStateGeneration;
+    private bool _advisoryLocksToCheck;
+
+    /// <summary>
+    /// What the client believes the current connection's session holds, read from the statements' text
+    /// (<see cref="SessionStateText"/>): a guess that errs towards "held". A replacement connection does not have it:
+    /// the first statement on one is refused when an advisory lock may have been held
+    /// (<see cref="AequorSessionStateLostException"/>), otherwise <see cref="OnSessionStateLost"/> is raised.
+    /// </summary>
+    public SessionStateKinds SessionState => _sessionState;
+
+    /// <summary>
+    /// A statement that would overwrite the lease. Refused rather than run and then overwritten by a fresh lease: the
+    /// caller asked for a value that cannot stay, and a session whose application_name is not its lease is invisible to
+    /// every reaper, the very zombie the lease exists to end.
+    /// </summary>
+    private void RefuseApplicationName(SessionStatementEffect effect)
+    {
+        if (effect.SetsApplicationName && _signer is not null)
+        {
+            throw new AequorConfigurationException(
+                "The statement sets application_name, which holds this session's lease (how reapers tell a live session from a frozen worker's): " +
+                "it cannot be given another value. Nothing was sent. Label the work another way (a comment in the SQL, or a setting of your own such as SET myapp.job = '…'), " +
+                "or connect without a coordination secret (LeaseMode Optional) for a session whose application_name is yours.");
+        }
+    }
+
+    /// <summary>
+    /// Just before something is sent on the current connection: when it replaced the one the remembered state belongs
+    /// to, that state is gone. A lost advisory lock is returned as the caller's error (<paramref name="what"/>: "The statement
+    /// was not run"); anything else is reported through <see cref="OnSessionStateLost"/> and the call goes on. Either way the
+    /// memory now belongs to the new connection, so the next statement runs.
+    /// </summary>
+    private AequorSessionStateLostException? TakeLostSessionState(SessionStatementEffect effect, string what)
+    {
+        var generation = Generation;
+        if (generation == _sessionStateGeneration)
+        {
+            return null;
+        }
+
+        // What this very statement clears (DISCARD ALL, pg_advisory_unlock_all()) is not missed.
+        var lost = _sessionState & ~effect.Clears;
+        _sessionState = SessionStateKinds.None;
+        _advisoryLocksToCheck = false;
+        _sessionStateGeneration = generation;
+        if (lost == SessionStateKinds.None)
+        {
+            return null;
+        }
+
+        if (lost.HasFlag(SessionStateKinds.AdvisoryLock))
+        {
+            return new AequorSessionStateLostException(
+                "The connection was replaced: its backend ended between statements (an idle timeout, a reaper, an administrator, a restart), " +
+                $"and with it what its session held: {SessionStateNames.Describe(lost)}. {what}, so that it does not run without an advisory lock it may rely on. " +
+                "Take the lock again (or give up the work it guarded); the session works for the next statement.",
+                _lastDeath)
+            {
+                Lost = lost,
+            };
+        }
+
+        if (OnSessionStateLost is { } handlers)
+        {
+            EventDispatch.Raise(handlers, this, new AequorSessionStateLostEvent(generation, lost), Counters);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// After a statement of the caller's completed: remember what it left in the session; then, outside a transaction,
+    /// ask the server whether an advisory lock is still held when the text could not tell, and put a fresh lease back
+    /// when the statement reset application_name (RESET ALL, DISCARD ALL, RESET application_name, a function): the
+    /// startup value it returns to is the data source's old lease, which expires and, idle, gets this session reaped.
+    /// Best effort: the statement succeeded, and nothing here may turn that into an error.
+    /// </summary>
+    private async Task AfterSessionStatementAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
+    {
+        if (generation != Generation || _connection is not { } connection || !IsAlive(connection))
+        {
+            return;
+        }
+
+        if (generation == _sessionStateGeneration)
+        {
+            _sessionState = (_sessionState & ~effect.Clears) | effect.Sets;
+            _advisoryLocksToCheck = (_advisoryLocksToCheck && !effect.Clears.HasFlag(SessionStateKinds.AdvisoryLock)) || effect.ChecksAdvisoryLocks;
+        }
+
+        if (InTransaction)
+        {
+            // A renewal would be undone by a rollback, and pg_locks would show the transaction's own locks: both wait
+            // for the first statement that ends outside it.
+            return;
+        }
+
+        if (_advisoryLocksToCheck && generation == _sessionStateGeneration)
+        {
+            await CheckAdvisoryLocksAsync(connection, generation, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_signer is not null && generation == Generation && _connection is { } current && IsAlive(current) && ReadServerLease(current) is null)
+        {
+            try
+            {
+                _ = await RunStandalonePrefixAsync(current, new PrefixPlan(PrefixKind.Renew, Standalone: true), cancellationToken).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // A failed renewal is handled as any other (HeartbeatErrorMode); the statement's result stands.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+    }
+
+    /// <summary>A statement that failed after it was sent may still have taken a lock: a rollback does not release one.</summary>
+    private void RememberAfterFailure(SessionStatementEffect effect, long generation)
+    {
+        if (generation != _sessionStateGeneration)
+        {
+            return;
+        }
+
+        var locks = effect.Sets & SessionStateKinds.AdvisoryLock;
+        _sessionState |= locks;
+        _advisoryLocksToCheck |= locks != SessionStateKinds.None || effect.ChecksAdvisoryLocks;
+    }
+
+    private async Task CheckAdvisoryLocksAsync(NpgsqlConnection connection, long generation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var command = new NpgsqlCommand(HoldsAdvisoryLockSql, connection);
+            await using (command.ConfigureAwait(false))
+            {
+                var held = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+                _advisoryLocksToCheck = false;
+                _sessionState = held ? _sessionState | SessionStateKinds.AdvisoryLock : _sessionState & ~SessionStateKinds.AdvisoryLock;
+            }
+
+            Touch();
+        }
+#pragma warning disable CA1031 // Unanswered, the lock stays remembered as held: the safe side. A dead connection is dropped as usual.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            if (!IsAlive(connection))
+            {
+                await MarkDeadAsync(generation, "probe", ex).ConfigureAwait(false);
+            }
+        }
+    }
+}

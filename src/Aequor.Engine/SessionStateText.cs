@@ -1,0 +1,239 @@
+namespace Aequor.Engine;
+
+/// <summary>What one statement's text does to the session state the client remembers (<see cref="SessionStateText"/>).</summary>
+/// <param name="Sets">Kinds it may leave in the session.</param>
+/// <param name="Clears">Kinds it surely removes (DISCARD ALL, RESET ALL, pg_advisory_unlock_all() …).</param>
+/// <param name="ChecksAdvisoryLocks">It may take a lock or release one (pg_try_advisory_lock, pg_advisory_unlock): whether
+/// the session still holds any is asked of the server afterwards, so a released or never granted lock is not remembered.</param>
+/// <param name="SetsApplicationName">It sets application_name (SET, SET LOCAL, set_config): in a leased session that is the lease.</param>
+internal readonly record struct SessionStatementEffect(SessionStateKinds Sets, SessionStateKinds Clears, bool ChecksAdvisoryLocks, bool SetsApplicationName)
+{
+    public static readonly SessionStatementEffect None = default;
+}
+
+/// <summary>
+/// Reads a statement's text for what it leaves in the PostgreSQL session: the words outside quotes, comments and
+/// dollar-quoted bodies (<see cref="StatementShape.SkipNonCode"/>), the first words of each ';'-separated statement
+/// and the advisory-lock and set_config function names anywhere. A guess from the text, by design: what a function
+/// does inside its body is not seen, and a state that a later DROP, UNLISTEN channel or rollback removed is still
+/// remembered. Erring towards "held" costs a warning after a reconnect (for a lock, one statement refused), never a
+/// silent loss.
+/// </summary>
+internal static class SessionStateText
+{
+    public static SessionStatementEffect Scan(string sql)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        var sets = SessionStateKinds.None;
+        var clears = SessionStateKinds.None;
+        var checks = false;
+        var setsName = false;
+
+        // The first words of the current statement, and the two words before the current one (ON COMMIT DROP, WITH HOLD).
+        var first = new string?[5];
+        var count = 0;
+        string? previous = null;
+        string? beforePrevious = null;
+        var statement = new StatementFlags();
+        var i = 0;
+        while (i < sql.Length)
+        {
+            var next = StatementShape.SkipNonCode(sql, i);
+            if (next < 0)
+            {
+                break;
+            }
+
+            if (next != i)
+            {
+                i = next;
+                continue;
+            }
+
+            var c = sql[i];
+            if (c == ';')
+            {
+                Close(first, count, statement, ref sets, ref clears, ref setsName);
+                Array.Clear(first);
+                count = 0;
+                previous = beforePrevious = null;
+                statement = new StatementFlags();
+                i++;
+                continue;
+            }
+
+            if (!(char.IsAsciiLetter(c) || c == '_' || c > 127) || (i > 0 && (StatementShape.IsIdentifierChar(sql[i - 1]) || sql[i - 1] == '$')))
+            {
+                i++;
+                continue;
+            }
+
+            var end = i;
+            while (end < sql.Length && (StatementShape.IsIdentifierChar(sql[end]) || sql[end] == '$'))
+            {
+                end++;
+            }
+
+            var word = sql[i..end].ToUpperInvariant();
+            if (count < first.Length)
+            {
+                first[count] = word;
+            }
+
+            count++;
+            switch (word)
+            {
+                case "PG_ADVISORY_LOCK" or "PG_ADVISORY_LOCK_SHARED":
+                    sets |= SessionStateKinds.AdvisoryLock;
+                    break;
+                case "PG_TRY_ADVISORY_LOCK" or "PG_TRY_ADVISORY_LOCK_SHARED":
+                    sets |= SessionStateKinds.AdvisoryLock;
+                    checks = true;
+                    break;
+                case "PG_ADVISORY_UNLOCK" or "PG_ADVISORY_UNLOCK_SHARED":
+                    checks = true;
+                    break;
+                case "PG_ADVISORY_UNLOCK_ALL":
+                    clears |= SessionStateKinds.AdvisoryLock;
+                    break;
+                case "SET_CONFIG":
+                    sets |= SessionStateKinds.Settings;
+                    setsName |= FirstArgumentIsApplicationName(sql, end);
+                    break;
+                case "DROP" when previous == "COMMIT" && beforePrevious == "ON":
+                    statement.OnCommitDrop = true;
+                    break;
+                case "HOLD" when previous == "WITH":
+                    statement.WithHold = true;
+                    break;
+                case "TEMP" or "TEMPORARY" when previous == "INTO":
+                    statement.IntoTemp = true;
+                    break;
+                case "UNLISTEN" when count == 1:
+                    var star = StatementShape.SkipBlank(sql, end);
+                    statement.UnlistenAll = star >= 0 && sql[star] == '*';
+                    break;
+            }
+
+            beforePrevious = previous;
+            previous = word;
+            i = end;
+        }
+
+        Close(first, count, statement, ref sets, ref clears, ref setsName);
+        return new SessionStatementEffect(sets, clears, checks, setsName);
+    }
+
+    private struct StatementFlags
+    {
+        public bool OnCommitDrop;
+        public bool WithHold;
+        public bool IntoTemp;
+        public bool UnlistenAll;
+    }
+
+    /// <summary>The statement-level kinds, judged from a statement's first words once its end is reached.</summary>
+    private static void Close(string?[] first, int count, StatementFlags statement, ref SessionStateKinds sets, ref SessionStateKinds clears, ref bool setsName)
+    {
+        if (count == 0)
+        {
+            return;
+        }
+
+        var (w1, w2) = (first[1], first[2]);
+        switch (first[0])
+        {
+            case "SET":
+                if (w1 is "LOCAL")
+                {
+                    // Ends with the transaction; only the lease matters here.
+                    setsName |= w2 == "APPLICATION_NAME";
+                }
+                else if (w1 is "TRANSACTION" or "CONSTRAINTS")
+                {
+                    // Transaction-scoped.
+                }
+                else if (w1 == "APPLICATION_NAME" || (w1 == "SESSION" && w2 == "APPLICATION_NAME"))
+                {
+                    setsName = true;
+                }
+                else
+                {
+                    sets |= SessionStateKinds.Settings;
+                }
+
+                break;
+            case "RESET" when w1 == "ALL":
+                clears |= SessionStateKinds.Settings;
+                break;
+            case "DISCARD" when w1 == "ALL":
+                clears |= SessionStateKinds.All;
+                break;
+            case "DISCARD" when w1 is "TEMP" or "TEMPORARY":
+                clears |= SessionStateKinds.TemporaryObjects;
+                break;
+            case "LISTEN":
+                sets |= SessionStateKinds.ListenChannels;
+                break;
+            case "UNLISTEN" when statement.UnlistenAll:
+                clears |= SessionStateKinds.ListenChannels;
+                break;
+            case "PREPARE" when w1 != "TRANSACTION":
+                sets |= SessionStateKinds.PreparedStatements;
+                break;
+            case "DEALLOCATE" when w1 == "ALL" || (w1 == "PREPARE" && w2 == "ALL"):
+                clears |= SessionStateKinds.PreparedStatements;
+                break;
+            case "CREATE" when !statement.OnCommitDrop && IsTemporaryCreate(first, count):
+                sets |= SessionStateKinds.TemporaryObjects;
+                break;
+            case "SELECT" or "WITH" when statement.IntoTemp:
+                sets |= SessionStateKinds.TemporaryObjects;
+                break;
+            case "DECLARE" when statement.WithHold:
+                sets |= SessionStateKinds.HoldCursors;
+                break;
+            case "CLOSE" when w1 == "ALL":
+                clears |= SessionStateKinds.HoldCursors;
+                break;
+        }
+    }
+
+    /// <summary>CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] … (TEMP further in: a table named temp).</summary>
+    private static bool IsTemporaryCreate(string?[] first, int count)
+    {
+        for (var k = 1; k < Math.Min(count, first.Length); k++)
+        {
+            switch (first[k])
+            {
+                case "TEMP" or "TEMPORARY":
+                    return true;
+                case "OR" or "REPLACE" or "GLOBAL" or "LOCAL":
+                    continue;
+                default:
+                    return false;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>set_config('application_name', …): the first argument, when it is a plain string literal.</summary>
+    private static bool FirstArgumentIsApplicationName(string sql, int afterName)
+    {
+        var open = StatementShape.SkipBlank(sql, afterName);
+        if (open < 0 || sql[open] != '(')
+        {
+            return false;
+        }
+
+        var quote = StatementShape.SkipBlank(sql, open + 1);
+        if (quote < 0 || sql[quote] != '\'')
+        {
+            return false;
+        }
+
+        var end = StatementShape.SkipQuoted(sql, quote, '\'', backslashEscapes: false);
+        return end > quote && sql.AsSpan(quote + 1, end - quote - 2).Trim().Equals("application_name", StringComparison.OrdinalIgnoreCase);
+    }
+}

@@ -1,0 +1,105 @@
+namespace Aequor.Engine.Tests;
+
+/// <summary>What a statement's text leaves in the session, as the client remembers it across a reconnect.</summary>
+public sealed class SessionStateTextTests
+{
+    private const SessionStateKinds Lock = SessionStateKinds.AdvisoryLock;
+    private const SessionStateKinds Temp = SessionStateKinds.TemporaryObjects;
+    private const SessionStateKinds Prepared = SessionStateKinds.PreparedStatements;
+    private const SessionStateKinds Listen = SessionStateKinds.ListenChannels;
+    private const SessionStateKinds Settings = SessionStateKinds.Settings;
+    private const SessionStateKinds Hold = SessionStateKinds.HoldCursors;
+
+    [Theory]
+    [InlineData("SELECT pg_advisory_lock(42)", Lock)]
+    [InlineData("select PG_ADVISORY_LOCK_SHARED(1, 2)", Lock)]
+    [InlineData("SELECT pg_catalog.pg_try_advisory_lock(42)", Lock)]
+    [InlineData("SELECT pg_try_advisory_lock_shared($1)", Lock)]
+    [InlineData("CREATE TEMP TABLE t (a int)", Temp)]
+    [InlineData("create temporary table if not exists t (a int)", Temp)]
+    [InlineData("CREATE LOCAL TEMPORARY TABLE t AS SELECT 1", Temp)]
+    [InlineData("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", Temp)]
+    [InlineData("SELECT 1 AS a INTO TEMP t", Temp)]
+    [InlineData("PREPARE q (int) AS SELECT $1", Prepared)]
+    [InlineData("LISTEN jobs", Listen)]
+    [InlineData("SET search_path = app", Settings)]
+    [InlineData("set session statement_timeout to 5000", Settings)]
+    [InlineData("SET ROLE reader", Settings)]
+    [InlineData("SET SESSION AUTHORIZATION reader", Settings)]
+    [InlineData("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", Settings)]
+    [InlineData("SET TIME ZONE 'UTC'", Settings)]
+    [InlineData("SELECT set_config('search_path', 'app', false)", Settings)]
+    [InlineData("DECLARE c CURSOR WITH HOLD FOR SELECT 1", Hold)]
+    [InlineData("-- setup\nSELECT 1; /* then */ SET work_mem = '64MB'; LISTEN x", Settings | Listen)]
+    public void Names_what_a_statement_leaves_in_the_session(string sql, SessionStateKinds expected) =>
+        Assert.Equal(expected, SessionStateText.Scan(sql).Sets);
+
+    [Theory]
+    [InlineData("SELECT 1")]
+    [InlineData("SELECT pg_advisory_xact_lock(42)")]
+    [InlineData("SELECT pg_try_advisory_xact_lock(1346847057, hashtext('svc'))")]
+    [InlineData("SET LOCAL search_path = app")]
+    [InlineData("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")]
+    [InlineData("SET CONSTRAINTS ALL DEFERRED")]
+    [InlineData("UPDATE t SET a = 1")]
+    [InlineData("INSERT INTO temp VALUES (1)")]
+    [InlineData("CREATE TABLE temp (a int)")]
+    [InlineData("CREATE TEMP TABLE t (a int) ON COMMIT DROP")]
+    [InlineData("PREPARE TRANSACTION 'tx1'")]
+    [InlineData("DECLARE c CURSOR FOR SELECT 1")]
+    [InlineData("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1")]
+    [InlineData("SELECT 'pg_advisory_lock(1)', \"listen\" FROM t -- SET x = 1\n")]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock(1); CREATE TEMP TABLE t (a int); END $$")]
+    [InlineData("SELECT my_pg_advisory_lock_wrapper(1)")]
+    [InlineData("")]
+    public void Leaves_nothing_when_the_state_ends_with_the_transaction_or_is_not_code(string sql) =>
+        Assert.Equal(SessionStateKinds.None, SessionStateText.Scan(sql).Sets);
+
+    [Theory]
+    [InlineData("DISCARD ALL", SessionStateKinds.All)]
+    [InlineData("discard temp", Temp)]
+    [InlineData("RESET ALL", Settings)]
+    [InlineData("SELECT pg_advisory_unlock_all()", Lock)]
+    [InlineData("UNLISTEN *", Listen)]
+    [InlineData("DEALLOCATE ALL", Prepared)]
+    [InlineData("DEALLOCATE PREPARE ALL", Prepared)]
+    [InlineData("CLOSE ALL", Hold)]
+    [InlineData("UNLISTEN jobs", SessionStateKinds.None)]
+    [InlineData("DEALLOCATE q", SessionStateKinds.None)]
+    [InlineData("RESET search_path", SessionStateKinds.None)]
+    [InlineData("SELECT pg_advisory_unlock(42)", SessionStateKinds.None)]
+    public void Names_what_a_statement_surely_clears(string sql, SessionStateKinds expected) =>
+        Assert.Equal(expected, SessionStateText.Scan(sql).Clears);
+
+    [Theory]
+    [InlineData("SELECT pg_try_advisory_lock(1)", true)]
+    [InlineData("SELECT pg_advisory_unlock(1)", true)]
+    [InlineData("SELECT pg_advisory_unlock_shared(1)", true)]
+    [InlineData("SELECT pg_advisory_lock(1)", false)]
+    [InlineData("SELECT pg_advisory_unlock_all()", false)]
+    public void Asks_the_server_when_the_text_cannot_tell_whether_a_lock_is_held(string sql, bool expected) =>
+        Assert.Equal(expected, SessionStateText.Scan(sql).ChecksAdvisoryLocks);
+
+    [Theory]
+    [InlineData("SET application_name = 'nightly'", true)]
+    [InlineData("set Application_Name to 'x'", true)]
+    [InlineData("SET SESSION application_name = 'x'", true)]
+    [InlineData("SET LOCAL application_name = 'x'", true)]
+    [InlineData("SELECT set_config('application_name', 'x', false)", true)]
+    [InlineData("SELECT set_config ( 'APPLICATION_NAME' , $1, true)", true)]
+    [InlineData("SELECT 1; SET application_name = 'x'", true)]
+    [InlineData("SELECT set_config('search_path', 'application_name', false)", false)]
+    [InlineData("RESET application_name", false)]
+    [InlineData("RESET ALL", false)]
+    [InlineData("SELECT 'SET application_name = x'", false)]
+    [InlineData("SELECT current_setting('application_name')", false)]
+    public void Sees_a_statement_that_sets_application_name(string sql, bool expected) =>
+        Assert.Equal(expected, SessionStateText.Scan(sql).SetsApplicationName);
+
+    [Fact]
+    public void Describes_the_kinds_in_words()
+    {
+        Assert.Equal("temporary tables", SessionStateNames.Describe(Temp));
+        Assert.Equal("session advisory locks (pg_advisory_lock), LISTEN channels and session settings (SET, set_config)", SessionStateNames.Describe(Lock | Listen | Settings));
+    }
+}
