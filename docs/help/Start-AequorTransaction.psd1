@@ -36,6 +36,6 @@ $s | Complete-AequorTransaction
             Remarks = 'The session comes from the pipeline.'
         }
     )
-    Notes       = 'Errors: AequorSessionClosed and AequorTransactionOpen are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and the begin''s failure, which the script must not go on from as if a transaction were open: AequorTransactionFailed (the server refused it) or AequorConnectFailed (no connection could be made for it).'
+    Notes       = 'Errors: AequorSessionClosed and AequorTransactionOpen are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and the begin''s failure, which the script must not go on from as if a transaction were open: AequorTransactionFailed (the server refused it), AequorConnectFailed (no connection could be made for it) or AequorSessionStateLost (the connection was replaced since a statement took a session advisory lock, which ended with the old backend: nothing was opened; run it again once the lock is taken again).'
     Links       = @('about_Aequor', 'Complete-AequorTransaction', 'Undo-AequorTransaction', 'Invoke-AequorQuery')
 }
