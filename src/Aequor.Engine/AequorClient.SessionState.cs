@@ -17,6 +17,8 @@ public sealed partial class AequorClient
     private SessionStateKinds _sessionState;
     private long _sessionStateGeneration;
     private bool _advisoryLocksToCheck;
+    private string? _lastScannedText;
+    private SessionStatementEffect _lastScannedEffect;
 
     /// <summary>
     /// What the client believes the current connection's session holds, read from the statements' text
@@ -25,6 +27,22 @@ public sealed partial class AequorClient
     /// (<see cref="AequorSessionStateLostException"/>), otherwise <see cref="OnSessionStateLost"/> is raised.
     /// </summary>
     public SessionStateKinds SessionState => _sessionState;
+
+    /// <summary>
+    /// The scan of a statement's text, kept for the text last scanned: a loop sends the same string again and again (a
+    /// reused <see cref="AequorStatement"/>, a script's literal), and the scan runs before every statement. Calls are
+    /// serialised by the client's gate.
+    /// </summary>
+    private SessionStatementEffect ScanSessionState(string commandText)
+    {
+        if (!ReferenceEquals(commandText, _lastScannedText))
+        {
+            _lastScannedEffect = SessionStateText.Scan(commandText);
+            _lastScannedText = commandText;
+        }
+
+        return _lastScannedEffect;
+    }
 
     /// <summary>
     /// A statement that would overwrite the lease. Refused rather than run and then overwritten by a fresh lease: the
@@ -66,12 +84,20 @@ public sealed partial class AequorClient
             return null;
         }
 
-        if (lost.HasFlag(SessionStateKinds.AdvisoryLock))
+        if ((lost & (SessionStateKinds.AdvisoryLock | SessionStateKinds.Role)) != 0)
         {
+            var relied = lost.HasFlag(SessionStateKinds.AdvisoryLock) && lost.HasFlag(SessionStateKinds.Role)
+                ? "without an advisory lock it may rely on, and as the login role instead of the role it took"
+                : lost.HasFlag(SessionStateKinds.AdvisoryLock)
+                    ? "without an advisory lock it may rely on"
+                    : "as the login role instead of the role it took (SET ROLE, SET SESSION AUTHORIZATION), with other privileges";
+            var again = lost.HasFlag(SessionStateKinds.AdvisoryLock) && lost.HasFlag(SessionStateKinds.Role)
+                ? "Take the role and the lock again"
+                : lost.HasFlag(SessionStateKinds.AdvisoryLock) ? "Take the lock again (or give up the work it guarded)" : "Set the role again";
             return new AequorSessionStateLostException(
                 "The connection was replaced: its backend ended between statements (an idle timeout, a reaper, an administrator, a restart), " +
-                $"and with it what its session held: {SessionStateNames.Describe(lost)}. {what}, so that it does not run without an advisory lock it may rely on. " +
-                "Take the lock again (or give up the work it guarded); the session works for the next statement.",
+                $"and with it what its session held: {SessionStateNames.Describe(lost)}. {what}, so that it does not run {relied}. " +
+                $"{again}; the session works for the next statement.",
                 _lastDeath)
             {
                 Lost = lost,

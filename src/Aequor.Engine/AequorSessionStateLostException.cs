@@ -2,8 +2,9 @@ namespace Aequor.Engine;
 
 /// <summary>
 /// The connection was replaced (its backend ended between statements: an idle timeout, a reaper, an administrator, a
-/// restart) while the session may have held a session-level advisory lock, which ended with it. The statement was not
-/// sent: it would have run without the lock it may rely on. The session itself works: the next statement runs.
+/// restart) while the session may have held a session-level advisory lock or a role taken with SET ROLE / SET SESSION
+/// AUTHORIZATION, which ended with it. The statement was not sent: it would have run without the lock it may rely on, or
+/// as the login role. The session itself works: the next statement runs.
 /// </summary>
 public sealed class AequorSessionStateLostException : AequorClientException
 {
@@ -19,6 +20,6 @@ public sealed class AequorSessionStateLostException : AequorClientException
     {
     }
 
-    /// <summary>What the old backend held that the new one does not (always including <see cref="SessionStateKinds.AdvisoryLock"/>).</summary>
+    /// <summary>What the old backend held that the new one does not (always including <see cref="SessionStateKinds.AdvisoryLock"/> or <see cref="SessionStateKinds.Role"/>).</summary>
     public SessionStateKinds Lost { get; init; }
 }

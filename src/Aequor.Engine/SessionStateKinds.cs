@@ -21,11 +21,17 @@ public enum SessionStateKinds
     /// <summary>LISTEN channels.</summary>
     ListenChannels = 8,
 
-    /// <summary>Session settings: SET (not SET LOCAL), set_config(…), SET ROLE, SET SESSION AUTHORIZATION.</summary>
+    /// <summary>Session settings: SET (not SET LOCAL), set_config(…).</summary>
     Settings = 16,
 
     /// <summary>Cursors declared WITH HOLD.</summary>
     HoldCursors = 32,
 
-    All = AdvisoryLock | TemporaryObjects | PreparedStatements | ListenChannels | Settings | HoldCursors,
+    /// <summary>
+    /// A role taken for the session: SET ROLE, SET SESSION AUTHORIZATION. Lost, the next statements would run as the
+    /// login role, usually with other (often more) privileges than the script chose: refused like a lost lock.
+    /// </summary>
+    Role = 64,
+
+    All = AdvisoryLock | TemporaryObjects | PreparedStatements | ListenChannels | Settings | HoldCursors | Role,
 }

@@ -32,6 +32,11 @@ public static class SessionStateNames
             parts.Add("session settings (SET, set_config)");
         }
 
+        if (kinds.HasFlag(SessionStateKinds.Role))
+        {
+            parts.Add("the role taken with SET ROLE or SET SESSION AUTHORIZATION");
+        }
+
         if (kinds.HasFlag(SessionStateKinds.HoldCursors))
         {
             parts.Add("cursors WITH HOLD");

@@ -30,7 +30,7 @@ internal static class SessionStateText
         var setsName = false;
 
         // The first words of the current statement, and the two words before the current one (ON COMMIT DROP, WITH HOLD).
-        var first = new string?[5];
+        var first = default(FirstWords);
         var count = 0;
         string? previous = null;
         string? beforePrevious = null;
@@ -54,7 +54,7 @@ internal static class SessionStateText
             if (c == ';')
             {
                 Close(first, count, statement, ref sets, ref clears, ref setsName);
-                Array.Clear(first);
+                first = default;
                 count = 0;
                 previous = beforePrevious = null;
                 statement = new StatementFlags();
@@ -74,8 +74,8 @@ internal static class SessionStateText
                 end++;
             }
 
-            var word = sql[i..end].ToUpperInvariant();
-            if (count < first.Length)
+            var word = Keyword(sql.AsSpan(i, end - i));
+            if (count < FirstWords.Length)
             {
                 first[count] = word;
             }
@@ -124,6 +124,50 @@ internal static class SessionStateText
         return new SessionStatementEffect(sets, clears, checks, setsName);
     }
 
+    /// <summary>The first words of a statement, without an array per scan (the scan runs before every statement).</summary>
+    [System.Runtime.CompilerServices.InlineArray(Length)]
+    private struct FirstWords
+    {
+        public const int Length = 5;
+        private string? _word;
+    }
+
+    /// <summary>Every word the scan compares, upper case; any other word reads as <see cref="OtherWord"/>.</summary>
+    private static readonly string[] Keywords =
+    [
+        "PG_ADVISORY_LOCK", "PG_ADVISORY_LOCK_SHARED", "PG_TRY_ADVISORY_LOCK", "PG_TRY_ADVISORY_LOCK_SHARED",
+        "PG_ADVISORY_UNLOCK", "PG_ADVISORY_UNLOCK_SHARED", "PG_ADVISORY_UNLOCK_ALL", "SET_CONFIG",
+        "DROP", "COMMIT", "ON", "HOLD", "WITH", "TEMP", "TEMPORARY", "INTO", "UNLISTEN", "SET", "LOCAL", "TRANSACTION",
+        "CONSTRAINTS", "APPLICATION_NAME", "SESSION", "RESET", "ALL", "DISCARD", "LISTEN", "PREPARE", "DEALLOCATE",
+        "CREATE", "SELECT", "DECLARE", "CLOSE", "OR", "REPLACE", "GLOBAL", "ROLE", "AUTHORIZATION", "NONE", "DEFAULT",
+    ];
+
+    /// <summary>A word that is none of <see cref="Keywords"/>: it still counts as a word of the statement.</summary>
+    private const string OtherWord = "";
+
+    private static readonly string[][] KeywordsByLength = Enumerable.Range(0, Keywords.Max(k => k.Length) + 1)
+        .Select(n => Keywords.Where(k => k.Length == n).ToArray())
+        .ToArray();
+
+    /// <summary>The keyword the word is (as ToUpperInvariant would have spelled it), without allocating a string per word.</summary>
+    private static string Keyword(ReadOnlySpan<char> word)
+    {
+        if (word.Length >= KeywordsByLength.Length)
+        {
+            return OtherWord;
+        }
+
+        foreach (var keyword in KeywordsByLength[word.Length])
+        {
+            if (word.Equals(keyword, StringComparison.OrdinalIgnoreCase))
+            {
+                return keyword;
+            }
+        }
+
+        return OtherWord;
+    }
+
     private struct StatementFlags
     {
         public bool OnCommitDrop;
@@ -133,7 +177,7 @@ internal static class SessionStateText
     }
 
     /// <summary>The statement-level kinds, judged from a statement's first words once its end is reached.</summary>
-    private static void Close(string?[] first, int count, StatementFlags statement, ref SessionStateKinds sets, ref SessionStateKinds clears, ref bool setsName)
+    private static void Close(in FirstWords first, int count, StatementFlags statement, ref SessionStateKinds sets, ref SessionStateKinds clears, ref bool setsName)
     {
         if (count == 0)
         {
@@ -157,6 +201,18 @@ internal static class SessionStateText
                 {
                     setsName = true;
                 }
+                else if (RoleWords(w1, w2, first[3]) is { } role)
+                {
+                    // SET [SESSION] ROLE r | SET [SESSION] SESSION AUTHORIZATION u; NONE and DEFAULT go back to the login role.
+                    if (role is "NONE" or "DEFAULT")
+                    {
+                        clears |= SessionStateKinds.Role;
+                    }
+                    else
+                    {
+                        sets |= SessionStateKinds.Role;
+                    }
+                }
                 else
                 {
                     sets |= SessionStateKinds.Settings;
@@ -164,7 +220,11 @@ internal static class SessionStateText
 
                 break;
             case "RESET" when w1 == "ALL":
+                // role and session_authorization are not reset by RESET ALL (GUC_NO_RESET_ALL).
                 clears |= SessionStateKinds.Settings;
+                break;
+            case "RESET" when w1 == "ROLE" || (w1 == "SESSION" && w2 == "AUTHORIZATION"):
+                clears |= SessionStateKinds.Role;
                 break;
             case "DISCARD" when w1 == "ALL":
                 clears |= SessionStateKinds.All;
@@ -199,10 +259,22 @@ internal static class SessionStateText
         }
     }
 
+    /// <summary>
+    /// The word after SET's role clause (SET [SESSION] ROLE x, SET [SESSION] SESSION AUTHORIZATION x), as far as the
+    /// first words show it: <see cref="OtherWord"/> for a role name, NONE or DEFAULT when those were written; null when
+    /// the statement sets no role. SET LOCAL ROLE ends with the transaction and never gets here.
+    /// </summary>
+    private static string? RoleWords(string? w1, string? w2, string? w3) =>
+        w1 == "ROLE" ? w2 ?? OtherWord
+        : w1 == "SESSION" && w2 == "ROLE" ? w3 ?? OtherWord
+        : w1 == "SESSION" && w2 == "AUTHORIZATION" ? w3 ?? OtherWord
+        : w1 == "SESSION" && w2 == "SESSION" ? OtherWord
+        : null;
+
     /// <summary>CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] … (TEMP further in: a table named temp).</summary>
-    private static bool IsTemporaryCreate(string?[] first, int count)
+    private static bool IsTemporaryCreate(in FirstWords first, int count)
     {
-        for (var k = 1; k < Math.Min(count, first.Length); k++)
+        for (var k = 1; k < Math.Min(count, FirstWords.Length); k++)
         {
             switch (first[k])
             {

@@ -45,6 +45,51 @@ public sealed class ClientSessionStateTests(PostgresFixture db)
     }
 
     [Theory]
+    [InlineData("SET ROLE {0}", true)]
+    [InlineData("SET SESSION AUTHORIZATION {0}", false)]
+    public async Task A_statement_after_a_reconnect_that_lost_the_role_the_session_took_is_not_run_as_the_login_role(string take, bool viaRole)
+    {
+        // A script that drops to a narrower role: after a silent reconnect its writes would run as the login role.
+        var login = new NpgsqlConnectionStringBuilder(db.AppConnectionString).Username!;
+        var role = $"aequor_narrow_{Guid.NewGuid():N}"[..30];
+        var admin = db.AdminConnectionString;
+        await ClientTestKit.AdminScalarAsync<object>(admin, $"CREATE ROLE {role} NOLOGIN");
+        await ClientTestKit.AdminScalarAsync<object>(admin, $"GRANT {role} TO {login}");
+        try
+        {
+            // SET SESSION AUTHORIZATION needs a superuser session: the admin's, as a client of its own.
+            await using var client = new AequorClient(new AequorClientOptions
+            {
+                ConnectionString = viaRole ? db.AppConnectionString : db.AdminConnectionString,
+                CoordinationSecret = ClientTestKit.Secret,
+                ServiceName = "client-session-state",
+                Reaper = false,
+            });
+            await RunAsync(client, string.Format(System.Globalization.CultureInfo.InvariantCulture, take, role));
+            Assert.Equal(role, await RunAsync(client, "SELECT current_user::text"));
+            Assert.True(client.SessionState.HasFlag(SessionStateKinds.Role));
+
+            await TerminateBetweenStatementsAsync(client);
+            var refused = await Assert.ThrowsAsync<AequorSessionStateLostException>(() => RunAsync(client, "SELECT current_user::text"));
+
+            Assert.True(refused.Lost.HasFlag(SessionStateKinds.Role));
+            Assert.Contains("SET ROLE or SET SESSION AUTHORIZATION", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("as the login role", refused.Message, StringComparison.Ordinal);
+            Assert.NotEqual(role, await RunAsync(client, "SELECT current_user::text"));
+
+            // RESET ROLE / SET ROLE NONE go back to the login role: nothing to miss after the next reconnect.
+            await RunAsync(client, string.Format(System.Globalization.CultureInfo.InvariantCulture, take, role));
+            await RunAsync(client, viaRole ? "RESET ROLE" : "RESET SESSION AUTHORIZATION");
+            await TerminateBetweenStatementsAsync(client);
+            Assert.NotEqual(role, await RunAsync(client, "SELECT current_user::text"));
+        }
+        finally
+        {
+            await ClientTestKit.AdminScalarAsync<object>(admin, $"DROP ROLE {role}");
+        }
+    }
+
+    [Theory]
     [InlineData("SELECT pg_advisory_lock($1)", false)]
     [InlineData("SELECT pg_try_advisory_lock($1)", false)]
     [InlineData("SELECT pg_advisory_lock($1)", true)]

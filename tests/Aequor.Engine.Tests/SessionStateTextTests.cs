@@ -9,6 +9,7 @@ public sealed class SessionStateTextTests
     private const SessionStateKinds Listen = SessionStateKinds.ListenChannels;
     private const SessionStateKinds Settings = SessionStateKinds.Settings;
     private const SessionStateKinds Hold = SessionStateKinds.HoldCursors;
+    private const SessionStateKinds Role = SessionStateKinds.Role;
 
     [Theory]
     [InlineData("SELECT pg_advisory_lock(42)", Lock)]
@@ -24,8 +25,10 @@ public sealed class SessionStateTextTests
     [InlineData("LISTEN jobs", Listen)]
     [InlineData("SET search_path = app", Settings)]
     [InlineData("set session statement_timeout to 5000", Settings)]
-    [InlineData("SET ROLE reader", Settings)]
-    [InlineData("SET SESSION AUTHORIZATION reader", Settings)]
+    [InlineData("SET ROLE reader", Role)]
+    [InlineData("set session role reader", Role)]
+    [InlineData("SET SESSION AUTHORIZATION reader", Role)]
+    [InlineData("SET SESSION SESSION AUTHORIZATION 'reader'", Role)]
     [InlineData("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", Settings)]
     [InlineData("SET TIME ZONE 'UTC'", Settings)]
     [InlineData("SELECT set_config('search_path', 'app', false)", Settings)]
@@ -39,6 +42,9 @@ public sealed class SessionStateTextTests
     [InlineData("SELECT pg_advisory_xact_lock(42)")]
     [InlineData("SELECT pg_try_advisory_xact_lock(1346847057, hashtext('svc'))")]
     [InlineData("SET LOCAL search_path = app")]
+    [InlineData("SET LOCAL ROLE reader")]
+    [InlineData("SET ROLE NONE")]
+    [InlineData("SET SESSION AUTHORIZATION DEFAULT")]
     [InlineData("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")]
     [InlineData("SET CONSTRAINTS ALL DEFERRED")]
     [InlineData("UPDATE t SET a = 1")]
@@ -67,6 +73,10 @@ public sealed class SessionStateTextTests
     [InlineData("UNLISTEN jobs", SessionStateKinds.None)]
     [InlineData("DEALLOCATE q", SessionStateKinds.None)]
     [InlineData("RESET search_path", SessionStateKinds.None)]
+    [InlineData("RESET ROLE", Role)]
+    [InlineData("reset session authorization", Role)]
+    [InlineData("SET ROLE NONE", Role)]
+    [InlineData("SET SESSION AUTHORIZATION DEFAULT", Role)]
     [InlineData("SELECT pg_advisory_unlock(42)", SessionStateKinds.None)]
     public void Names_what_a_statement_surely_clears(string sql, SessionStateKinds expected) =>
         Assert.Equal(expected, SessionStateText.Scan(sql).Clears);
