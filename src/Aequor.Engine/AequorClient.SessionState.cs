@@ -84,7 +84,9 @@ public sealed partial class AequorClient
             return null;
         }
 
-        if ((lost & (SessionStateKinds.AdvisoryLock | SessionStateKinds.Role)) != 0)
+        // A statement that takes a lock (or a role) again is what the script does about the loss, not work that relies on
+        // the old one: it runs, and the loss is reported like the rest.
+        if ((lost & (SessionStateKinds.AdvisoryLock | SessionStateKinds.Role) & ~effect.Sets) != 0)
         {
             var relied = lost.HasFlag(SessionStateKinds.AdvisoryLock) && lost.HasFlag(SessionStateKinds.Role)
                 ? "without an advisory lock it may rely on, and as the login role instead of the role it took"

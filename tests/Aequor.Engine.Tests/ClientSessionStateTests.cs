@@ -89,6 +89,23 @@ public sealed class ClientSessionStateTests(PostgresFixture db)
         }
     }
 
+    [Fact]
+    public async Task Taking_the_lost_lock_again_is_not_refused_and_the_loss_is_reported()
+    {
+        var key = NewKey();
+        await using var client = NewClient();
+        var lost = LostEvents(client);
+        await RunAsync(client, "SELECT pg_advisory_lock($1)", key);
+
+        await TerminateBetweenStatementsAsync(client);
+        await RunAsync(client, "SELECT pg_advisory_lock($1)", key);
+
+        Assert.Equal(1, await AdvisoryLocksOfAsync(key));
+        var said = Assert.Single(lost);
+        Assert.True(said.Lost.HasFlag(SessionStateKinds.AdvisoryLock));
+        Assert.True(client.SessionState.HasFlag(SessionStateKinds.AdvisoryLock));
+    }
+
     [Theory]
     [InlineData("SELECT pg_advisory_lock($1)", false)]
     [InlineData("SELECT pg_try_advisory_lock($1)", false)]
