@@ -137,10 +137,28 @@ public sealed partial class AequorClient
         if (InTransaction)
         {
             // A renewal would be undone by a rollback, and pg_locks would show the transaction's own locks: both wait
-            // for the first statement that ends outside it.
+            // for the end of the block (AfterTransactionEndedAsync) or the first statement outside it.
             return;
         }
 
+        await SettleSessionAsync(connection, generation, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// After <see cref="CommitAsync"/> or <see cref="RollbackAsync"/>: what the block's statements left to ask (an
+    /// advisory lock released inside it — advisory locks ignore the rollback) or to put back (RESET ALL inside it, now
+    /// committed) is done now, not at the next statement: the session may idle, or lose its backend, in between.
+    /// </summary>
+    private async Task AfterTransactionEndedAsync(long generation, CancellationToken cancellationToken)
+    {
+        if (generation == Generation && _connection is { } connection && IsAlive(connection))
+        {
+            await SettleSessionAsync(connection, generation, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SettleSessionAsync(NpgsqlConnection connection, long generation, CancellationToken cancellationToken)
+    {
         if (_advisoryLocksToCheck && generation == _sessionStateGeneration)
         {
             await CheckAdvisoryLocksAsync(connection, generation, cancellationToken).ConfigureAwait(false);

@@ -550,6 +550,7 @@ public sealed partial class AequorClient : IAsyncDisposable
                 }
 
                 Touch();
+                await AfterTransactionEndedAsync(generation, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not AequorClientException && connection is not null && IsConnectionFailure(ex, connection))
             {

@@ -59,6 +59,26 @@ public sealed class ClientLeaseResetTests(PostgresFixture db)
     }
 
     [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task After_a_transaction_that_reset_application_name_ends_pg_stat_activity_shows_a_fresh_lease(bool commit)
+    {
+        // RESET ALL inside a block: the lease cannot be put back before the block ends (a rollback would undo it), but
+        // the session must not then idle under the startup lease, expired, until its next statement.
+        await using var client = NewClient();
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+        await Task.Delay(3_300);
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("RESET ALL"), default);
+        await (commit ? client.CommitAsync(default) : client.RollbackAsync(default));
+
+        var name = await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value);
+        Assert.True(Lease.TryParse(name, out var lease), $"not a lease: {name}");
+        Assert.Equal(client.InstanceId, lease.InstanceId);
+        Assert.False(lease.IsExpiredAt(await DatabaseNowMsAsync()), $"expired: {name}");
+    }
+
+    [Theory]
     [InlineData("SET application_name = 'nightly-job'")]
     [InlineData("SET LOCAL application_name TO 'x'")]
     [InlineData("SELECT set_config('application_name', 'x', false)")]

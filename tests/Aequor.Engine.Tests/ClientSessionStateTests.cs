@@ -209,6 +209,28 @@ public sealed class ClientSessionStateTests(PostgresFixture db)
         await Assert.ThrowsAsync<AequorSessionStateLostException>(() => RunAsync(client, "SELECT 1"));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_lock_released_inside_a_transaction_is_not_missed_after_a_reconnect(bool commit)
+    {
+        // Advisory locks ignore transactions: the unlock stands whether the block commits or rolls back, and the end of
+        // the block is the first moment the client may ask pg_locks again.
+        var key = NewKey();
+        await using var client = NewClient();
+        var lost = LostEvents(client);
+        await RunAsync(client, "SELECT pg_advisory_lock($1)", key);
+        await client.BeginTransactionAsync(default);
+        Assert.Equal(true, await RunAsync(client, "SELECT pg_advisory_unlock($1)", key));
+        await (commit ? client.CommitAsync(default) : client.RollbackAsync(default));
+        Assert.Equal(0, await AdvisoryLocksOfAsync(key));
+        Assert.Equal(SessionStateKinds.None, client.SessionState);
+
+        await TerminateBetweenStatementsAsync(client);
+        Assert.Equal(1, await RunAsync(client, "SELECT 1"));
+        Assert.Empty(lost);
+    }
+
     [Fact]
     public async Task Temporary_tables_settings_and_the_rest_lost_by_a_reconnect_are_reported_and_the_statement_runs()
     {
