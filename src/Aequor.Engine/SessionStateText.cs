@@ -14,8 +14,8 @@ internal readonly record struct SessionStatementEffect(SessionStateKinds Sets, S
 /// <summary>
 /// Reads a statement's text for what it leaves in the PostgreSQL session: the words outside quotes, comments and
 /// dollar-quoted bodies (<see cref="StatementShape.SkipNonCode"/>), the first words of each ';'-separated statement
-/// and the advisory-lock and set_config function names anywhere. A guess from the text, by design: what a function
-/// does inside its body is not seen, and a state that a later DROP, UNLISTEN channel or rollback removed is still
+/// and the advisory-lock and set_config function names anywhere; a DO block's body the same way, since it runs now.
+/// A guess from the text, by design: what a called function or procedure does inside its body is not seen, and a state that a later DROP, UNLISTEN channel or rollback removed is still
 /// remembered. Erring towards "held" costs a warning after a reconnect (for a lock, one statement refused), never a
 /// silent loss.
 /// </summary>
@@ -24,6 +24,12 @@ internal static class SessionStateText
     public static SessionStatementEffect Scan(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
+        return Scan(sql, plpgsqlBody: false);
+    }
+
+    /// <param name="plpgsqlBody">The text is a DO block's body: BEGIN, THEN, ELSE and LOOP also start a statement there.</param>
+    private static SessionStatementEffect Scan(string sql, bool plpgsqlBody)
+    {
         var sets = SessionStateKinds.None;
         var clears = SessionStateKinds.None;
         var checks = false;
@@ -46,6 +52,11 @@ internal static class SessionStateText
 
             if (next != i)
             {
+                if (count > 0 && first[0] == "DO" && DoBody(sql, i, next) is { } body)
+                {
+                    TakeDoBody(Scan(body, plpgsqlBody: true), ref sets, ref checks, ref setsName);
+                }
+
                 i = next;
                 continue;
             }
@@ -75,6 +86,17 @@ internal static class SessionStateText
             }
 
             var word = Keyword(sql.AsSpan(i, end - i));
+            if (plpgsqlBody && word is "BEGIN" or "THEN" or "ELSE" or "LOOP")
+            {
+                Close(first, count, statement, ref sets, ref clears, ref setsName);
+                first = default;
+                count = 0;
+                previous = beforePrevious = null;
+                statement = new StatementFlags();
+                i = end;
+                continue;
+            }
+
             if (count < FirstWords.Length)
             {
                 first[count] = word;
@@ -124,6 +146,40 @@ internal static class SessionStateText
         return new SessionStatementEffect(sets, clears, checks, setsName);
     }
 
+    /// <summary>
+    /// The code inside a DO block's quoted body (<c>DO $$ … $$</c>, <c>DO $tag$ … $tag$</c>, <c>DO '…'</c>): it runs
+    /// now, in this session, so what it takes (<c>PERFORM pg_advisory_lock(…)</c>, <c>CREATE TEMP TABLE</c>) is
+    /// the session's. A function's body (CREATE FUNCTION … AS $$ … $$) only runs when called, unseen.
+    /// </summary>
+    private static string? DoBody(string sql, int start, int end)
+    {
+        if (sql[start] == '\'' && end - start >= 2)
+        {
+            return sql.Substring(start + 1, end - start - 2);
+        }
+
+        if (sql[start] != '$')
+        {
+            return null;
+        }
+
+        var tagEnd = sql.IndexOf('$', start + 1);
+        var tagLength = tagEnd - start + 1;
+        return tagEnd > start && end - start >= 2 * tagLength ? sql.Substring(tagEnd + 1, end - start - 2 * tagLength) : null;
+    }
+
+    /// <summary>
+    /// What a DO body may leave: anything it names, since its control flow decides what runs. Whether it still holds an
+    /// advisory lock (it may take one and release it, or take it only on a branch) is asked of the server afterwards.
+    /// What it clears is not taken: a branch may skip it.
+    /// </summary>
+    private static void TakeDoBody(SessionStatementEffect body, ref SessionStateKinds sets, ref bool checks, ref bool setsName)
+    {
+        sets |= body.Sets;
+        checks |= body.ChecksAdvisoryLocks || ((body.Sets | body.Clears) & SessionStateKinds.AdvisoryLock) != 0;
+        setsName |= body.SetsApplicationName;
+    }
+
     /// <summary>The first words of a statement, without an array per scan (the scan runs before every statement).</summary>
     [System.Runtime.CompilerServices.InlineArray(Length)]
     private struct FirstWords
@@ -140,6 +196,7 @@ internal static class SessionStateText
         "DROP", "COMMIT", "ON", "HOLD", "WITH", "TEMP", "TEMPORARY", "INTO", "UNLISTEN", "SET", "LOCAL", "TRANSACTION",
         "CONSTRAINTS", "APPLICATION_NAME", "SESSION", "RESET", "ALL", "DISCARD", "LISTEN", "PREPARE", "DEALLOCATE",
         "CREATE", "SELECT", "DECLARE", "CLOSE", "OR", "REPLACE", "GLOBAL", "ROLE", "AUTHORIZATION", "NONE", "DEFAULT",
+        "DO", "BEGIN", "THEN", "ELSE", "LOOP",
     ];
 
     /// <summary>A word that is none of <see cref="Keywords"/>: it still counts as a word of the statement.</summary>

@@ -210,6 +210,30 @@ public sealed class ClientSessionStateTests(PostgresFixture db)
     }
 
     [Theory]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock({0}); END $$", true)]
+    [InlineData("DO $$ BEGIN IF NOT pg_try_advisory_lock({0}) THEN RAISE EXCEPTION 'busy'; END IF; END $$", true)]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock({0}); PERFORM pg_advisory_unlock({0}); END $$", false)]
+    public async Task A_lock_taken_in_a_do_block_is_missed_after_a_reconnect_and_one_it_released_is_not(string block, bool held)
+    {
+        // The usual way a script says "only one of us": a DO block that fails when another session holds the lock.
+        var key = NewKey();
+        await using var client = NewClient();
+        var lost = LostEvents(client);
+        await client.ExecuteNonQueryAsync(new AequorStatement(string.Format(System.Globalization.CultureInfo.InvariantCulture, block, key)), default);
+        Assert.Equal(held ? 1 : 0, await AdvisoryLocksOfAsync(key));
+
+        await TerminateBetweenStatementsAsync(client);
+        if (held)
+        {
+            var refused = await Assert.ThrowsAsync<AequorSessionStateLostException>(() => RunAsync(client, "SELECT 1"));
+            Assert.True(refused.Lost.HasFlag(SessionStateKinds.AdvisoryLock));
+        }
+
+        Assert.Equal(1, await RunAsync(client, "SELECT 1"));
+        Assert.Empty(lost);
+    }
+
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public async Task A_lock_released_inside_a_transaction_is_not_missed_after_a_reconnect(bool commit)

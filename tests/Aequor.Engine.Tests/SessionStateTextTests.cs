@@ -34,6 +34,10 @@ public sealed class SessionStateTextTests
     [InlineData("SELECT set_config('search_path', 'app', false)", Settings)]
     [InlineData("DECLARE c CURSOR WITH HOLD FOR SELECT 1", Hold)]
     [InlineData("-- setup\nSELECT 1; /* then */ SET work_mem = '64MB'; LISTEN x", Settings | Listen)]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock(1); CREATE TEMP TABLE t (a int); END $$", Lock | Temp)]
+    [InlineData("do $body$ begin if not pg_try_advisory_lock(7) then raise exception 'busy'; end if; end $body$", Lock)]
+    [InlineData("DO LANGUAGE plpgsql 'BEGIN SET ROLE reader; END'", Role)]
+    [InlineData("DO $$ DECLARE n int; BEGIN LOOP PERFORM set_config('search_path', 'app', false); EXIT; END LOOP; END $$", Settings)]
     public void Names_what_a_statement_leaves_in_the_session(string sql, SessionStateKinds expected) =>
         Assert.Equal(expected, SessionStateText.Scan(sql).Sets);
 
@@ -55,7 +59,8 @@ public sealed class SessionStateTextTests
     [InlineData("DECLARE c CURSOR FOR SELECT 1")]
     [InlineData("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1")]
     [InlineData("SELECT 'pg_advisory_lock(1)', \"listen\" FROM t -- SET x = 1\n")]
-    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock(1); CREATE TEMP TABLE t (a int); END $$")]
+    [InlineData("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_lock(1); END $$")]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_xact_lock(1); RAISE NOTICE 'SET x = 1'; END $$")]
     [InlineData("SELECT my_pg_advisory_lock_wrapper(1)")]
     [InlineData("")]
     public void Leaves_nothing_when_the_state_ends_with_the_transaction_or_is_not_code(string sql) =>
@@ -87,6 +92,9 @@ public sealed class SessionStateTextTests
     [InlineData("SELECT pg_advisory_unlock_shared(1)", true)]
     [InlineData("SELECT pg_advisory_lock(1)", false)]
     [InlineData("SELECT pg_advisory_unlock_all()", false)]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_lock(1); END $$", true)]
+    [InlineData("DO $$ BEGIN PERFORM pg_advisory_unlock_all(); END $$", true)]
+    [InlineData("DO $$ BEGIN PERFORM 1; END $$", false)]
     public void Asks_the_server_when_the_text_cannot_tell_whether_a_lock_is_held(string sql, bool expected) =>
         Assert.Equal(expected, SessionStateText.Scan(sql).ChecksAdvisoryLocks);
 
@@ -98,6 +106,7 @@ public sealed class SessionStateTextTests
     [InlineData("SELECT set_config('application_name', 'x', false)", true)]
     [InlineData("SELECT set_config ( 'APPLICATION_NAME' , $1, true)", true)]
     [InlineData("SELECT 1; SET application_name = 'x'", true)]
+    [InlineData("DO $$ BEGIN PERFORM set_config('application_name', 'x', false); END $$", true)]
     [InlineData("SELECT set_config('search_path', 'application_name', false)", false)]
     [InlineData("RESET application_name", false)]
     [InlineData("RESET ALL", false)]
