@@ -31,6 +31,6 @@ Disconnect-Aequor -All
             Remarks = 'Wildcards match names; sessions can be piped in (State Broken: the connection broke, for example inside a transaction that is now lost); -All closes the rest.'
         }
     )
-    Notes       = 'Errors: AequorSessionNotFound (no session of that name), AequorNoSession (no default session to close), AequorInvalidParameter (an invalid wildcard pattern), AequorSessionBusy (non-terminating: the session streams the rows of a query in this very pipeline; disconnect it after the pipeline).'
+    Notes       = 'Errors: AequorSessionNotFound (non-terminating, one per name: no session of that name given to -Name or -Session; the other sessions named are still closed), AequorNoSession (no default session to close), AequorInvalidParameter (an invalid wildcard pattern), AequorSessionBusy (non-terminating: the session streams the rows of a query in this very pipeline; disconnect it after the pipeline).'
     Links       = @('about_Aequor', 'Connect-Aequor', 'Get-AequorSession')
 }

@@ -19,7 +19,7 @@ AEQUOR_COORDINATION_SECRET environment variable; without either, leases are pars
 as valid. Offline, IsExpired is judged on this machine's clock.
 '@
     Parameters  = @{
-        Session                    = 'The session whose database is read, or its name (-Session reporting). Defaults to the runspace''s default session (the last one Connect-Aequor opened). Not from the pipeline, where strings are application_names: pipe a session object instead (-InputObject).'
+        Session                    = 'The session whose database is read, or its name (-Session reporting; an unknown name is a non-terminating AequorSessionNotFound error naming the open ones). Defaults to the runspace''s default session (the last one Connect-Aequor opened). Not from the pipeline, where strings are application_names: pipe a session object instead (-InputObject).'
         InputObject                = 'A session from the pipeline ($session | Get-AequorLease). Strings in the pipeline bind to -ApplicationName, and a piped $null reads as an empty application_name (an offline row), never as the default session.'
         All                        = 'Returns every lease of the session''s database (pg_stat_activity rows of other databases are not listed), of any service, instead of only the session''s service.'
         ApplicationName            = 'One or more application_name strings to read offline. Accepts pipeline input, also by property name application_name (rows from pg_stat_activity), and allows empty strings and $null (read as an empty string).'

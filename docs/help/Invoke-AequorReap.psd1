@@ -42,6 +42,6 @@ $r.Skipped
             Remarks = 'Declined backends are listed in NotKilled with the reason declined.'
         }
     )
-    Notes       = 'Errors: AequorNoSession, AequorSessionClosed and AequorNotLeased (for that session only: the other piped sessions are still reaped), AequorReapFailed (e.g. a transaction is open on the session), AequorSessionBusy (terminating: run inside a pipeline that streams the rows of a query on the same session). A busy lock is a warning, not an error.'
+    Notes       = 'Errors: AequorNoSession, AequorSessionClosed, AequorSessionNotFound (a -Session name that is not open) and AequorNotLeased (for that session only: the other piped sessions are still reaped), AequorReapFailed (e.g. a transaction is open on the session), AequorSessionBusy (terminating: run inside a pipeline that streams the rows of a query on the same session). A busy lock is a warning, not an error.'
     Links       = @('about_Aequor', 'Get-AequorLease', 'Connect-Aequor')
 }

@@ -27,6 +27,6 @@ catch { Undo-AequorTransaction; throw }
             Remarks = 'A failure leaves nothing half done.'
         }
     )
-    Notes       = 'Errors: AequorSessionClosed and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server did not let the transaction roll back: the script must not go on as if it had). A rollback after a lost connection succeeds: the server already rolled the transaction back.'
+    Notes       = 'Errors: AequorSessionClosed, AequorSessionNotFound (a -Session name that is not open) and AequorNoTransaction are that session''s error (non-terminating: each session piped in or given is one input, and the sessions after it are still served). Terminating: AequorNoSession (no session given and no default), AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session), and AequorTransactionFailed (the server did not let the transaction roll back: the script must not go on as if it had). A rollback after a lost connection succeeds: the server already rolled the transaction back.'
     Links       = @('about_Aequor', 'Start-AequorTransaction', 'Complete-AequorTransaction')
 }

@@ -160,6 +160,11 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// <summary>The session given, else the runspace's default; a terminating AequorNoSession when there is none.</summary>
     internal AequorSession ResolveSession(AequorSession? given)
     {
+        if (given?.NotFound is { } notFound)
+        {
+            ThrowTerminatingError(notFound);
+        }
+
         var session = given ?? DefaultSession();
         if (session.IsClosed)
         {
@@ -172,11 +177,17 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
 
     /// <summary>
     /// For a session that is one pipeline input among others: the session given, else the default. A closed
-    /// one is that input's error (non-terminating AequorSessionClosed, null returned) so the sessions after it
+    /// one (AequorSessionClosed) or an unknown name (AequorSessionNotFound) is that input's error (non-terminating, null returned) so the sessions after it
     /// are still served; only no session at all (none given, no default) stops the command.
     /// </summary>
     internal AequorSession? ResolveInputSession(AequorSession? given)
     {
+        if (given?.NotFound is { } notFound)
+        {
+            WriteError(notFound);
+            return null;
+        }
+
         var session = given ?? DefaultSession();
         if (session.IsClosed)
         {

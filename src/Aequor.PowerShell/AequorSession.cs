@@ -143,6 +143,9 @@ public sealed class AequorSession
 
     internal RunspaceSessions? Owner { get; set; }
 
+    /// <summary>Set on the stand-in that -Session binds for a name that is not open: the error each cmdlet reports.</summary>
+    internal System.Management.Automation.ErrorRecord? NotFound { get; init; }
+
     internal bool IsClosed => Volatile.Read(ref _closed) != 0;
 
     internal void CountQuery() => Interlocked.Increment(ref _queries);

@@ -34,6 +34,13 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
             case SessionSet:
                 foreach (var session in Session)
                 {
+                    // An unknown name is that name's error: the sessions named beside it still close.
+                    if (session.NotFound is { } notFound)
+                    {
+                        WriteError(notFound);
+                        continue;
+                    }
+
                     Close(session);
                 }
 

@@ -1,12 +1,15 @@
 using System.Management.Automation;
+using Aequor.Engine;
 
 namespace Aequor.PowerShell;
 
 /// <summary>
 /// Lets <c>-Session</c> take a session's name as well as the object: <c>-Session reporting</c> is what people
 /// type after <c>Connect-Aequor -Name reporting</c>. The name is looked up among the calling script's
-/// sessions (case-insensitive, as <c>Get-AequorSession -Name</c> does); an unknown one fails the binding with
-/// the names that are open.
+/// sessions (case-insensitive, as <c>Get-AequorSession -Name</c> does).
+/// An unknown name does not fail the binding: PowerShell would report any failure here under its own id
+/// (ParameterArgumentTransformationError) and, for <c>-Session a, typo</c>, bind none of the array. It becomes a
+/// stand-in session carrying the AequorSessionNotFound error, which the cmdlet reports for that input alone.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
 public sealed class SessionTransformationAttribute : ArgumentTransformationAttribute
@@ -36,15 +39,32 @@ public sealed class SessionTransformationAttribute : ArgumentTransformationAttri
             return session;
         }
 
+        return Missing(name, NotFound(sessions, name));
+    }
+
+    /// <summary>
+    /// The stand-in for a name that is not open: closed from the start over a client that never connects, so
+    /// a command that missed <see cref="AequorSession.NotFound"/> would still fail (AequorSessionClosed), never run anywhere.
+    /// </summary>
+    private static AequorSession Missing(string name, ErrorRecord notFound)
+    {
+        var client = new AequorClient(new AequorClientOptions { ConnectionString = "Host=localhost", LeaseMode = LeaseMode.Optional, Reaper = false });
+        var session = new AequorSession(name, client, Redactor.None) { NotFound = notFound };
+        session.Close();
+        return session;
+    }
+
+    private static ErrorRecord NotFound(RunspaceSessions sessions, string name)
+    {
         if (SessionNames.HasPatternCharacters(name))
         {
-            throw new ArgumentTransformationMetadataException(
-                $"-Session takes one session's exact name and expands no wildcards; '{name}' names none. Session names hold none of * ? [ ] `: pipe the sessions a pattern matches instead, e.g. Get-AequorSession -Name '{name}' | ...");
+            return Errors.Create(ErrorIds.SessionNotFound, ErrorCategory.ObjectNotFound,
+                $"-Session takes one session's exact name and expands no wildcards; '{name}' names none. Session names hold none of * ? [ ] `: pipe the sessions a pattern matches instead, e.g. Get-AequorSession -Name '{name}' | ...", name);
         }
 
         var open = sessions.Snapshot().Select(s => $"'{s.Name}'").ToList();
-        throw new ArgumentTransformationMetadataException(open.Count == 0
+        return Errors.Create(ErrorIds.SessionNotFound, ErrorCategory.ObjectNotFound, open.Count == 0
             ? $"There is no Aequor session named '{name}': this runspace has none open. Run Connect-Aequor -Name {name} first."
-            : $"There is no Aequor session named '{name}'. Open in this runspace: {string.Join(", ", open)}.");
+            : $"There is no Aequor session named '{name}'. Open in this runspace: {string.Join(", ", open)}.", name);
     }
 }

@@ -35,12 +35,27 @@ Describe 'Disconnect-Aequor' {
         $one.State | Should -Be 'Closed'
         'dn-two' | Disconnect-Aequor
         $two.State | Should -Be 'Closed'
-        $err = $null
-        try { Disconnect-Aequor -Session dn-three, no-such-one } catch { $err = $_ }
-        "$err" | Should -Match "There is no Aequor session named 'no-such-one'"
-        $three.State | Should -Not -Be 'Closed' -Because 'a binding that fails closes nothing'
+        $three.State | Should -Not -Be 'Closed'
         Disconnect-Aequor -Session $three, 'dn-three'
         $three.State | Should -Be 'Closed'
+    }
+
+    It 'an unknown name among several is that name''s AequorSessionNotFound error: the others still close' {
+        $one = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name dn-known
+        $two = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name dn-piped
+        $errs = $null
+        Disconnect-Aequor -Session dn-known, no-such-one -ErrorVariable errs -ErrorAction SilentlyContinue
+        $one.State | Should -Be 'Closed'
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -Be 'AequorSessionNotFound,Aequor.PowerShell.DisconnectAequorCommand'
+        $errs[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        "$($errs[0])" | Should -Match "There is no Aequor session named 'no-such-one'. Open in this runspace: .*'dn-piped'"
+        $errs = $null
+        'no-such-two', 'dn-piped' | Disconnect-Aequor -ErrorVariable errs -ErrorAction SilentlyContinue
+        $two.State | Should -Be 'Closed'
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound,*'
+        "$($errs[0])" | Should -Match "no Aequor session named 'no-such-two'"
     }
 
     It 'warns that an open transaction was rolled back, and nothing of it is committed' {

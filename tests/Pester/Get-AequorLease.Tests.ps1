@@ -204,9 +204,10 @@ Describe 'Get-AequorLease (session)' {
         $named = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -ReaperRunProbability 0 -Name 'lease named'
         try {
             (Get-AequorLease -Session 'lease named').Pid | Should -Contain $Expired.BackendPid
-            $err = $null
-            try { Get-AequorLease -Session no-such-session } catch { $err = $_ }
-            $err.Exception.Message | Should -Match "no Aequor session named 'no-such-session'"
+            $errs = $null
+            Get-AequorLease -Session no-such-session -ErrorVariable errs -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound,*'
+            $errs[0].Exception.Message | Should -Match "no Aequor session named 'no-such-session'"
             $completion = TabExpansion2 -inputScript 'Get-AequorLease -Session lease' -cursorColumn 'Get-AequorLease -Session lease'.Length
             $completion.CompletionMatches.CompletionText | Should -Be @("'lease named'")
         }

@@ -67,8 +67,10 @@ Describe 'Get-AequorSession' {
 
     It '-Session expands no wildcards and says so; completion takes a broken pattern and quotes what it offers' {
         $err = $null
-        try { Start-AequorTransaction -Session 'al*' } catch { $err = $_ }
+        try { Start-AequorTransaction -Session 'al*' -ErrorAction Stop } catch { $err = $_ }
         "$err" | Should -Match "-Session takes one session's exact name and expands no wildcards"
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorSessionNotFound,*'
+        $err.CategoryInfo.Category | Should -Be 'ObjectNotFound'
         $a.InTransaction | Should -BeFalse
         (TabExpansion2 -inputScript 'Get-AequorSession -Name al[' -cursorColumn 'Get-AequorSession -Name al['.Length).CompletionMatches | Should -BeNullOrEmpty
         $odd = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "x'ray"
@@ -172,7 +174,7 @@ Describe 'Sessions per runspace' {
             } else {
                 # Completion first: it must change nothing, and offer nothing of iteration 1.
                 $r.Completion = @((TabExpansion2 -inputScript 'Get-AequorSession -Name sha' -cursorColumn 'Get-AequorSession -Name sha'.Length).CompletionMatches.CompletionText)
-                $r.Bound = try { Undo-AequorTransaction -Session shared; 'bound' } catch { "$_" }
+                $r.Bound = try { Undo-AequorTransaction -Session shared -ErrorAction Stop; 'bound' } catch { "$_" }
                 $r.Seen = @(Get-AequorSession).Count
             }
             [pscustomobject]$r

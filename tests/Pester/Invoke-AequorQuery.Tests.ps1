@@ -582,6 +582,8 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
                     Default      = Invoke-AequorQuery 'SELECT pg_backend_pid()' -As Scalar
                     SecondPid    = $second.BackendPid
                     Unknown      = $(try { Invoke-AequorQuery -Session third 'SELECT 1' -ErrorAction Stop; 'no error' } catch { $_.Exception.Message })
+                    # Terminating without -ErrorAction Stop: the statement has no session to run on.
+                    UnknownId    = $(try { Invoke-AequorQuery -Session third 'SELECT 1'; 'no error' } catch { '{0} {1}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category })
                     InTx         = & { 'first' | Start-AequorTransaction; $first.InTransaction; Undo-AequorTransaction -Session first }
                     Completions  = (TabExpansion2 -inputScript ($line = 'Invoke-AequorQuery -Session s') -cursorColumn $line.Length).CompletionMatches.CompletionText -join ','
                 }
@@ -591,6 +593,7 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
             $r.ByName | Should -Be $r.FirstPid
             $r.Default | Should -Be $r.SecondPid
             $r.Unknown | Should -Match "no Aequor session named 'third'. Open in this runspace: 'first', 'second'"
+            $r.UnknownId | Should -Be 'AequorSessionNotFound,Aequor.PowerShell.InvokeAequorQueryCommand ObjectNotFound'
             $r.InTx | Should -BeTrue
             $r.Completions | Should -Be 'second'
         } finally { $ps.Dispose() }
