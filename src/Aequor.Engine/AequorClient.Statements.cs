@@ -41,6 +41,7 @@ public sealed partial class AequorClient
     private async Task<object?> RunStatementAsync(AequorStatement statement, StatementMode mode, bool synchronous, CancellationToken cancellationToken)
     {
         RefuseUnusedPositionalValues(statement);
+        StatementParameters.RefuseUnpairedSurrogates(statement);
         var effect = ScanSessionState(statement.CommandText);
         RefuseApplicationName(effect);
         // What runs in place of the caller's statement (ending a lost transaction) is no statement of theirs: the

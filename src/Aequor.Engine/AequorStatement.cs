@@ -25,7 +25,7 @@ public sealed class AequorStatement
         {
             // Npgsql cannot encode it and fails half-way through writing the message: the connection breaks, and a
             // statement that never ran would be reported as one whose outcome is unknown.
-            throw new ArgumentException($"The statement text holds an unpaired UTF-16 surrogate (U+{(int)commandText[lone]:X4}) at character {lone + 1}: it is not valid Unicode, and sending it breaks the connection. Pass such values as parameters.", nameof(commandText));
+            throw new ArgumentException($"The statement text holds an unpaired UTF-16 surrogate (U+{(int)commandText[lone]:X4}) at character {lone + 1}: it is not valid Unicode, and sending it breaks the connection. Remove or replace it.", nameof(commandText));
         }
 
         CommandText = commandText;

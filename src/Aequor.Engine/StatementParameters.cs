@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Text;
 using Npgsql;
 using NpgsqlTypes;
@@ -10,6 +11,116 @@ namespace Aequor.Engine;
 /// </summary>
 internal static class StatementParameters
 {
+    /// <summary>
+    /// Refuses a text value holding half of a surrogate pair (a string cut in the middle of an emoji), before anything
+    /// is sent. Npgsql finds out only while encoding the message, with an EncoderFallbackException ("Unable to
+    /// translate Unicode character \uD800 at index 1 to specified code page") naming neither the parameter nor the cause.
+    /// </summary>
+    public static void RefuseUnpairedSurrogates(AequorStatement statement)
+    {
+        if (statement.PositionalParameters is { } positional)
+        {
+            for (var i = 0; i < positional.Count; i++)
+            {
+                RefuseUnpairedSurrogate(positional[i], null, i + 1);
+            }
+        }
+        else if (statement.NamedParameters is { } named)
+        {
+            foreach (var (name, value) in named)
+            {
+                RefuseUnpairedSurrogate(value, name.TrimStart('@'), 0);
+            }
+        }
+    }
+
+    private static void RefuseUnpairedSurrogate(object? value, string? name, int position)
+    {
+        switch (value)
+        {
+            case string text:
+                Refuse(text, name, position, element: null);
+                break;
+            case char single when char.IsSurrogate(single):
+                Refuse(single.ToString(), name, position, element: null);
+                break;
+            case char[] chars:
+                // Npgsql writes a char[] as one text value.
+                if (IndexOfUnpairedSurrogate(chars) >= 0)
+                {
+                    Refuse(new string(chars), name, position, element: null);
+                }
+
+                break;
+            case object?[] items:
+                for (var i = 0; i < items.Length; i++)
+                {
+                    switch (items[i])
+                    {
+                        case string text:
+                            Refuse(text, name, position, i);
+                            break;
+                        case char single when char.IsSurrogate(single):
+                            Refuse(single.ToString(), name, position, i);
+                            break;
+                    }
+                }
+
+                break;
+            case IEnumerable<string?> texts:
+                ElementsOf(texts, name, position);
+                break;
+            case Array { Rank: > 1 } grid when grid.GetType().GetElementType() == typeof(string):
+                ElementsOf(grid.Cast<string?>(), name, position);
+                break;
+        }
+    }
+
+    private static void ElementsOf(IEnumerable<string?> texts, string? name, int position)
+    {
+        var i = 0;
+        foreach (var text in texts)
+        {
+            Refuse(text, name, position, i++);
+        }
+    }
+
+    private static void Refuse(string? text, string? name, int position, int? element)
+    {
+        if (text is null || IndexOfUnpairedSurrogate(text) is not (var index and >= 0))
+        {
+            return;
+        }
+
+        var parameter = name is null ? $"Parameter ${position}" : $"Parameter '{name}'";
+        var where = element is null ? $"at index {index}" : $"at index {index} of its element [{element}]";
+        throw new AequorConfigurationException(
+            $"{parameter} holds an unpaired UTF-16 surrogate (U+{(int)text[index]:X4}) {where}: PostgreSQL text is UTF-8 and cannot store it. " +
+            "Nothing was sent. Remove or replace it (a string cut in the middle of a surrogate pair, such as an emoji, leaves one).");
+    }
+
+    /// <summary>Where <paramref name="text"/> holds half of a surrogate pair, or -1: one vectorised pass, no allocation.</summary>
+    internal static int IndexOfUnpairedSurrogate(ReadOnlySpan<char> text)
+    {
+        var from = 0;
+        while (true)
+        {
+            var found = text[from..].IndexOfAnyInRange('\uD800', '\uDFFF');
+            if (found < 0)
+            {
+                return -1;
+            }
+
+            var i = from + found;
+            if (!char.IsHighSurrogate(text[i]) || i + 1 >= text.Length || !char.IsLowSurrogate(text[i + 1]))
+            {
+                return i;
+            }
+
+            from = i + 2;
+        }
+    }
+
     public static NpgsqlParameter Create(string? name, object? value)
     {
         var parameter = name is null ? new NpgsqlParameter() : new NpgsqlParameter { ParameterName = name };

@@ -263,7 +263,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         if (AequorStatement.IndexOfUnpairedSurrogate(text) is var lone and >= 0)
         {
             WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData,
-                $"The query text holds an unpaired UTF-16 surrogate (U+{(int)text[lone]:X4}) at character {lone + 1}, half of a character such as an emoji (a string cut in its middle?): it is not valid Unicode, and sending it would break the connection (and lose an open transaction). Nothing was sent; pass such values with -Parameters.",
+                $"The query text holds an unpaired UTF-16 surrogate (U+{(int)text[lone]:X4}) at character {lone + 1}, half of a character such as an emoji (a string cut in its middle?): it is not valid Unicode, and sending it would break the connection (and lose an open transaction). Nothing was sent: remove or replace it (-Parameters refuses it too: PostgreSQL text is UTF-8 and cannot store it).",
                 file ?? (object)text));
             return false;
         }

@@ -60,6 +60,41 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_parameter_holding_half_a_surrogate_pair_is_refused_before_sending_and_the_transaction_goes_on()
+    {
+        await using var client = NewClient();
+        var log = new ClientTestKit.EventLog(client);
+        await client.ConnectAsync(CancellationToken.None);
+        var pid = client.BackendPid;
+        await client.BeginTransactionAsync(CancellationToken.None);
+        await client.ExecuteNonQueryAsync(new AequorStatement("CREATE TEMP TABLE kept (a int); INSERT INTO kept VALUES (1)"), CancellationToken.None);
+
+        async Task<string> RefusedAsync(AequorStatement statement) =>
+            (await Assert.ThrowsAsync<AequorConfigurationException>(() => client.ExecuteScalarAsync(statement, CancellationToken.None))).Message;
+
+        var named = await RefusedAsync(new AequorStatement("SELECT @p") { NamedParameters = new Dictionary<string, object?> { ["@p"] = "a\uD800b" } });
+        Assert.StartsWith("Parameter 'p' holds an unpaired UTF-16 surrogate (U+D800) at index 1: PostgreSQL text is UTF-8 and cannot store it. Nothing was sent.", named, StringComparison.Ordinal);
+        Assert.StartsWith("Parameter $2 holds an unpaired UTF-16 surrogate (U+DE00) at index 0:",
+            await RefusedAsync(new AequorStatement("SELECT $1, $2") { PositionalParameters = ["ok", "\uDE00x"] }), StringComparison.Ordinal);
+        Assert.StartsWith("Parameter 'tags' holds an unpaired UTF-16 surrogate (U+D83D) at index 3 of its element [1]:",
+            await RefusedAsync(new AequorStatement("SELECT @tags") { NamedParameters = new Dictionary<string, object?> { ["tags"] = new[] { "ok", "caf\uD83D", null } } }), StringComparison.Ordinal);
+        Assert.Contains("of its element [0]",
+            await RefusedAsync(new AequorStatement("SELECT $1") { PositionalParameters = [new List<string> { "\uDFFF" }] }), StringComparison.Ordinal);
+        Assert.Contains("(U+D800) at index 0",
+            await RefusedAsync(new AequorStatement("SELECT $1") { PositionalParameters = ['\uD800'] }), StringComparison.Ordinal);
+
+        // Nothing reached the server: the transaction and its backend are as they were, and a whole pair is text like any other.
+        Assert.True(client.InTransaction);
+        Assert.Equal(1L, await client.ExecuteScalarAsync(new AequorStatement("SELECT count(*) FROM kept"), CancellationToken.None));
+        Assert.Equal("caf\uD83D\uDE00", await client.ExecuteScalarAsync(new AequorStatement("SELECT $1") { PositionalParameters = ["caf\uD83D\uDE00"] }, CancellationToken.None));
+        await client.CommitAsync(CancellationToken.None);
+        Assert.Equal(0, client.Counters.Retries);
+        Assert.Equal(0, client.Counters.ClientDeaths);
+        Assert.Empty(log.Of<AequorClientDeadEvent>());
+        await AssertGoesOnOnTheSameBackendAsync(client, pid);
+    }
+
+    [Fact]
     public async Task An_error_of_class_08_on_a_live_session_is_the_statements_own_and_keeps_the_connection()
     {
         await using var client = NewClient();

@@ -442,6 +442,32 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         }
     }
 
+    It 'refuses an unpaired surrogate in a parameter value (named, positional, in an array) before sending it: the backend and an open transaction are kept' {
+        $pid0 = $S.BackendPid
+        $reconnects = $S.Reconnects
+        Start-AequorTransaction
+        try {
+            $null = Invoke-AequorQuery 'SELECT 1'
+            $errs = $null
+            $null = Invoke-AequorQuery 'SELECT @p AS v' -Parameters @{ p = "a`u{D800}b" } -ErrorVariable errs -ErrorAction SilentlyContinue
+            $null = Invoke-AequorQuery 'SELECT $1 AS v, $2 AS w' -Parameters 'ok', "`u{DE00}" -ErrorVariable +errs -ErrorAction SilentlyContinue
+            $null = Invoke-AequorQuery 'SELECT @tags AS v' -Parameters @{ tags = @('ok', "caf😀".Substring(0, 4)) } -ErrorVariable +errs -ErrorAction SilentlyContinue
+            $errs | Should -HaveCount 3
+            $errs.FullyQualifiedErrorId | ForEach-Object { $_ | Should -BeLike 'AequorInvalidParameter,*' }
+            "$($errs[0])" | Should -Match ([regex]::Escape("Parameter 'p' holds an unpaired UTF-16 surrogate (U+D800) at index 1: PostgreSQL text is UTF-8 and cannot store it. Nothing was sent."))
+            "$($errs[1])" | Should -Match ([regex]::Escape('Parameter $2 holds an unpaired UTF-16 surrogate (U+DE00) at index 0:'))
+            "$($errs[2])" | Should -Match ([regex]::Escape("Parameter 'tags' holds an unpaired UTF-16 surrogate (U+D83D) at index 3 of its element [1]:"))
+            $S.InTransaction | Should -BeTrue
+            (Invoke-AequorQuery 'SELECT pg_backend_pid() AS p, @v AS v' -Parameters @{ v = 'caf😀' }) | ForEach-Object {
+                $_.p | Should -Be $pid0
+                $_.v | Should -Be 'caf😀'
+            }
+            $S.Reconnects | Should -Be $reconnects
+        } finally {
+            Undo-AequorTransaction
+        }
+    }
+
     It 'refuses COPY FROM STDIN or TO STDOUT before sending it: the connection, its temp table and an open transaction are kept' {
         # Sent, Npgsql broke the connection on the server's CopyInResponse: "outcome unknown", a reconnect, the
         # transaction and the session's temp table lost, though nothing had been copied.
