@@ -10,7 +10,7 @@ Sessions live per runspace: parallel runspaces, ForEach-Object -Parallel and Pes
 The engine options keep pg-aequor's names in PascalCase. The password and the secrets never appear in the session object, in errors or in verbose output.
 '@
     Parameters  = @{
-        ConnectionString             = 'An Npgsql keyword connection string (Host=...;Username=...) or a libpq URI (postgres://user:password@host:5432/db?sslmode=require, or postgresql://). Pooling is always off: one session owns one physical connection. -Credential, when given, replaces the user and password in it.'
+        ConnectionString             = 'An Npgsql keyword connection string (Host=...;Username=...) or a libpq URI (postgres://user:password@host:5432/db?sslmode=require, or postgresql://). Pooling is always off: one session owns one physical connection. -Credential, when given, replaces the user and password in it. An Application Name in it (Application Name=myapp, or ?application_name=) is replaced by the signed lease when the session is leased, with a warning: identify the service with -ServiceName instead; a plain connection (-LeaseMode Optional without a secret) keeps it.'
         Server                       = 'The server host name or address (alias -Host). Several hosts may be given comma-separated, as Npgsql accepts them.'
         Port                         = 'The server port. Default: 5432.'
         Database                     = 'The database. Default: the one named like the user, as PostgreSQL does.'

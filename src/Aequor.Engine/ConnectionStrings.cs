@@ -137,6 +137,19 @@ public static class ConnectionStrings
         return builder.ConnectionString;
     }
 
+    /// <summary>The Application Name the string carries, if any: a leased connection replaces it with its lease.</summary>
+    public static string? GetApplicationName(string keywordConnectionString)
+    {
+        try
+        {
+            return new NpgsqlConnectionStringBuilder(keywordConnectionString).ApplicationName is { Length: > 0 } name ? name : null;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The password the string carries, if any: callers use it to keep it out of messages.</summary>
     public static string? GetPassword(string keywordConnectionString)
     {

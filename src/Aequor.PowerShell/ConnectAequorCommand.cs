@@ -183,6 +183,15 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             return;
         }
 
+        if (client.IsLeased && ConnectionStrings.GetApplicationName(connectionString) is { } applicationName)
+        {
+            // The lease lives in application_name, where every client of the service and the reaper read it: a name of
+            // the script's own cannot stay beside it, and dropping it silently hides it from whoever looks for it there.
+            WriteWarning(redactor.Redact(
+                $"The connection string's Application Name '{applicationName}' is replaced by the signed lease: a leased session's application_name is its lease, which the reaper and Get-AequorLease read. " +
+                "Identify the service with -ServiceName instead (it is written into the lease, and is the service whose leases a reaper pass may terminate), or connect without a coordination secret (-LeaseMode Optional) to keep the Application Name."));
+        }
+
         var where = $"{client.UserName}@{client.Host}:{client.Port}/{client.Database}";
         WriteVerbose($"Connecting session '{Name}' to {where} (service {client.ServiceName}, instance {client.InstanceId}, {(client.IsLeased ? $"lease {options.LeaseTtlMs} ms" : "no lease")}).");
         // The session exists before the connect so the retries of the connect reach -Verbose.

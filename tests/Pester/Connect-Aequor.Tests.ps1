@@ -118,6 +118,23 @@ Describe 'Connect-Aequor' {
         (Get-AequorLease -ApplicationName (Get-Backend $s.BackendPid).application_name).ServiceName | Should -BeNullOrEmpty
     }
 
+    It 'warns that a connection string''s Application Name is replaced by the lease, and keeps it without a lease' {
+        $leased = Connect-Aequor "$env:AEQUOR_TEST_APP_CONNECTION;Application Name=myapp" -CoordinationSecret $TestSecret -ServiceName appname -Name leased -WarningVariable warned -WarningAction SilentlyContinue
+        $warned | Should -HaveCount 1
+        "$($warned[0])" | Should -BeLike "The connection string's Application Name 'myapp' is replaced by the signed lease*-ServiceName*-LeaseMode Optional*"
+        (Get-Backend $leased.BackendPid).application_name | Should -Not -Be 'myapp'
+        (Get-AequorLease -ApplicationName (Get-Backend $leased.BackendPid).application_name).ServiceName | Should -Be 'appname'
+
+        # Optional with a secret is leased too; without one the connection is plain and the name is the script's.
+        Remove-Item Env:AEQUOR_COORDINATION_SECRET -ErrorAction Ignore
+        $plain = Connect-Aequor "$env:AEQUOR_TEST_APP_CONNECTION;Application Name=myapp" -LeaseMode Optional -Name plain -WarningVariable quiet
+        $quiet | Should -BeNullOrEmpty
+        (Get-Backend $plain.BackendPid).application_name | Should -Be 'myapp'
+        Invoke-AequorQuery 'SELECT current_setting(''application_name'')' -Session $plain -As Scalar | Should -Be 'myapp'
+        $null = Connect-Aequor "$env:AEQUOR_TEST_APP_CONNECTION;Application Name=myapp" -LeaseMode Optional -CoordinationSecret $TestSecret -Name optional -WarningVariable warned -WarningAction SilentlyContinue
+        $warned | Should -HaveCount 1
+    }
+
     It 'warns when the session it replaces had an open transaction, which closing rolled back' {
         $first = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name replaced-tx
         Start-AequorTransaction -Session $first
