@@ -103,8 +103,10 @@ public sealed class ClientHeartbeatTests(PostgresFixture db)
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
         var leased = client.ApplicationName;
         await client.BeginTransactionAsync(default);
-        // Inside a function body, where the client's refusal of a statement that sets application_name cannot see it.
-        await client.ExecuteScalarAsync(new AequorStatement("DO $$ BEGIN PERFORM set_config('application_name', 'not-a-lease', false); END $$"), default);
+        // Inside a function body, where the client's refusal of a statement that sets application_name cannot see it
+        // (a DO block's body it reads, like the statement around it).
+        await client.ExecuteNonQueryAsync(new AequorStatement("CREATE FUNCTION pg_temp.relabel() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('application_name', 'not-a-lease', false); END $$"), default);
+        await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_temp.relabel()"), default);
         Assert.Equal("not-a-lease", client.ApplicationName is null ? null : await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, client.BackendPid!.Value));
         await client.RollbackAsync(default);
         await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default);
