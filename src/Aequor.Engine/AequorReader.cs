@@ -232,6 +232,11 @@ public sealed class AequorReader : IAsyncDisposable
                 return PostgresTimestamps.ReadArray(reader, ordinal, array);
             }
 
+            if (PostgresDatesAndAddresses.Read(reader, ordinal, value) is { } plain)
+            {
+                return plain;
+            }
+
             return IsPlain(value) ? value : NpgsqlTypeText.Of(value, reader.GetDataTypeName(ordinal)) ?? reader.GetFieldValue<string>(ordinal);
         }
         catch (InvalidCastException ex)

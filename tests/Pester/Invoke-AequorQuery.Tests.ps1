@@ -67,6 +67,31 @@ SELECT ARRAY[1, NULL] AS ints, int4range(1, 5) AS r, point(1, 2) AS p, '-infinit
         $row.long | Should -Be '100000000 days'
     }
 
+    It 'reads date as [datetime], time as [timespan], and timetz and network types as the server writes them' {
+        (Invoke-AequorQuery -As Scalar "SELECT '2024-01-02'::date") -lt (Get-Date) | Should -BeTrue
+        $row = Invoke-AequorQuery @'
+SELECT '2024-01-02'::date AS d, '10:11:12'::time AS t, '10:11:12+02'::timetz AS tz, '1.2.3.4/24'::inet AS i,
+       '10.0.0.0/8'::cidr AS c, '08:00:2b:01:02:03'::macaddr AS m, ARRAY['2024-01-02', NULL]::date[] AS ds,
+       NULL::date AS nd, 'infinity'::date AS forever
+'@
+        $row.d | Should -BeOfType [datetime]
+        $row.d | Should -Be ([datetime]'2024-01-02')
+        $row.d.Kind | Should -Be 'Unspecified'
+        Get-Date $row.d -Format 'yyyy-MM-dd' | Should -Be '2024-01-02'
+        $row.t | Should -Be ([timespan]'10:11:12')
+        $row.tz | Should -Be '10:11:12+02'
+        $row.i | Should -Be '1.2.3.4/24'
+        $row.c | Should -Be '10.0.0.0/8'
+        $row.m | Should -Be '08:00:2b:01:02:03'
+        , $row.ds | Should -BeOfType ([Nullable[datetime][]])
+        $row.ds[0] | Should -Be ([datetime]'2024-01-02')
+        $row.ds[1] | Should -BeNullOrEmpty
+        $row.nd | Should -BeNullOrEmpty
+        $row.forever | Should -Be ([datetime]::MaxValue)
+        Invoke-AequorQuery -As Scalar 'SELECT $1 = ''1.2.3.4''::inet' -Parameters @(, [ipaddress]'1.2.3.4') | Should -BeTrue
+        Invoke-AequorQuery -As Scalar 'SELECT $1::inet = ''1.2.3.4/24''::inet' -Parameters @(, '1.2.3.4/24') | Should -BeTrue
+    }
+
     It 'reads a void column (pg_sleep, pg_advisory_lock) as $null' {
         $row = Invoke-AequorQuery 'SELECT pg_sleep(0) AS slept, 1 AS one'
         $row.slept | Should -BeNullOrEmpty
