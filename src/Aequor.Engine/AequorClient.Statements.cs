@@ -219,6 +219,7 @@ public sealed partial class AequorClient
             }
             catch (Exception ex)
             {
+                ErrorLocations.Remember(ex, statement.CommandText, reader, _connection);
                 if (reader is not null)
                 {
                     await DisposeQuietlyAsync(reader).ConfigureAwait(false);
@@ -765,7 +766,10 @@ public sealed partial class AequorClient
                     ReleaseGate();
                 }
             },
-            () => _typesStale = true);
+            () => _typesStale = true)
+        {
+            CommandText = statement.CommandText,
+        };
 
     /// <summary>Once rows may have been handed out nothing is retried: a lost connection is an unknown outcome.</summary>
     private Exception TranslateReaderFailure(Exception failure, long rowsRead, AequorStatement statement, int parameterCount, long generation, long startedAt, int attempts)

@@ -348,6 +348,11 @@ public sealed class AequorReader : IAsyncDisposable
 
     private Exception Fail(Exception ex)
     {
+        if (_completion?.CommandText is { } text)
+        {
+            ErrorLocations.Remember(ex, text, _reader, null);
+        }
+
         var translated = _completion is null ? ex : _completion.Translate(ex, RowsRead);
         _failure ??= translated;
         return translated;

@@ -21,6 +21,9 @@ internal sealed class ReaderCompletion
     /// <summary>A column's type was not in the connection's catalogue (<see cref="UnknownTypes"/>).</summary>
     public void TypesUnknown() => _typesUnknown();
 
+    /// <summary>The text the reader's statements came from: a server error is located in it.</summary>
+    public string? CommandText { get; init; }
+
     public Exception Translate(Exception failure, long rowsRead) => _translate(failure, rowsRead);
 
     public ValueTask CompleteAsync(Exception? failure, long rowsRead, int recordsAffected) =>

@@ -42,10 +42,19 @@ public sealed class AequorException : Exception
 
     /// <summary>The constraint that failed (a unique, foreign-key or check violation).</summary>
     public string? ConstraintName { get; init; }
+
+    /// <summary>The line of the query text (or file) where the server found the error, when it is known.</summary>
+    public int? Line { get; init; }
+
+    /// <summary>The column (in characters) on <see cref="Line"/>, when the server named a position.</summary>
+    public int? Column { get; init; }
+
+    /// <summary>Which of the text's statements failed (1-based), when it is known.</summary>
+    public int? Statement { get; init; }
 }
 
 /// <summary>Builds ErrorRecords with stable ids; every message passes through the session's redactor.</summary>
-internal static class Errors
+internal static partial class Errors
 {
     // The engine and Npgsql live in the module's private load context: their exceptions are types no script
     // can name (a user's own [Npgsql.PostgresException] is another type), and STYLE keeps them off the cmdlets' surface.
@@ -58,7 +67,7 @@ internal static class Errors
     /// Maps an engine failure to an ErrorRecord. <paramref name="what"/> says what failed ("Could not
     /// connect session 'default'"); the exception's message follows, with every secret replaced.
     /// </summary>
-    public static ErrorRecord FromException(Exception ex, string errorId, ErrorCategory category, string what, object? target, Redactor redactor, string? advice = null)
+    public static ErrorRecord FromException(Exception ex, string errorId, ErrorCategory category, string what, object? target, Redactor redactor, string? advice = null, string? sourceFile = null)
     {
         ArgumentNullException.ThrowIfNull(ex);
         if (ex is AggregateException { InnerExceptions.Count: 1 } aggregate)
@@ -119,8 +128,15 @@ internal static class Errors
             category = ErrorCategory.OperationTimeout;
         }
 
-        var detail = redactor.Redact(ex.Message);
+        var location = Aequor.Engine.ErrorLocations.Of(ex);
+        var message0 = location?.Column is null ? ex.Message : StatementPosition().Replace(ex.Message, string.Empty);
+        var detail = redactor.Redact(message0);
         var inner = PublicPartOf(ex, redactor);
+        if (location is not null)
+        {
+            detail += Environment.NewLine + LocationText(location, sourceFile, redactor);
+        }
+
         // What psql shows too: the server's advice ("You might need to add explicit type casts.").
         if (Aequor.Engine.ServerErrors.HintOf(ex) is { } hint)
         {
@@ -145,11 +161,54 @@ internal static class Errors
             TableName = facts?.TableName,
             ColumnName = facts?.ColumnName,
             ConstraintName = facts?.ConstraintName,
+            Line = location?.Line,
+            Column = location?.Column,
+            Statement = location?.Statement,
         };
         return new ErrorRecord(exception, errorId, category, target);
 
         string? Redact(string? text) => text is null ? null : redactor.Redact(text);
     }
+
+    /// <summary>
+    /// Where the error arose, as psql shows it: "at line 3, column 5" (which statement, when the text holds
+    /// several), then the line and a caret under the column; a long line is not quoted.
+    /// </summary>
+    private static string LocationText(Aequor.Engine.ErrorLocation location, string? sourceFile, Redactor redactor)
+    {
+        var where = location.StatementCount > 1 ? $"in statement {location.Statement} of {location.StatementCount}, " : string.Empty;
+        where += location.Column is { } column ? $"at line {location.Line}, column {column}" : $"at line {location.Line}";
+        where += sourceFile is null ? string.Empty : $" of file '{redactor.Redact(sourceFile)}'";
+        var line = redactor.Redact(location.LineText);
+        if (line.Length > MaxQuotedLine || line != location.LineText)
+        {
+            return where;
+        }
+
+        var prefix = $"LINE {location.Line}: ";
+        var text = $"{where}{Environment.NewLine}{prefix}{line}";
+        if (location.Column is { } at)
+        {
+            // Under the column: tabs stay tabs so the caret lines up; a surrogate pair is one column but two chars.
+            var pad = new System.Text.StringBuilder(new string(' ', prefix.Length));
+            var count = 1;
+            for (var i = 0; i < line.Length && count < at; i += char.IsHighSurrogate(line[i]) && i + 1 < line.Length ? 2 : 1, count++)
+            {
+                pad.Append(line[i] == '\t' ? '\t' : ' ');
+            }
+
+            text += $"{Environment.NewLine}{pad}^";
+        }
+
+        return text;
+    }
+
+    private const int MaxQuotedLine = 200;
+
+    // Npgsql's message ends with the server's POSITION, counted in the one statement it sent: the line and column
+    // replace it, as they count in the caller's text.
+    [System.Text.RegularExpressions.GeneratedRegex(@"(\r?\n)+POSITION: \d+")]
+    private static partial System.Text.RegularExpressions.Regex StatementPosition();
 
     /// <summary>
     /// The deepest part of the chain made only of types a script can name (the runtime's: a SocketException

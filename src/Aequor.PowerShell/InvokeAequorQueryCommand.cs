@@ -90,6 +90,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         var fromFile = ParameterSetName != QuerySet;
         var source = ParameterSetName == LiteralPathSet ? LiteralPath : File;
         var text = fromFile ? ReadFile(source, ParameterSetName == FileSet) : Query;
+        _sourceFile = fromFile ? source : null;
         if (text is null || !IsSendable(text, fromFile ? source : null))
         {
             return;
@@ -174,9 +175,12 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         return true;
     }
 
+    // The file a failing statement came from: its error names the line in it.
+    private string? _sourceFile;
+
     private void WriteQueryFailed(Exception ex, string text) =>
         WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text)));
+            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text), _sourceFile));
 
     /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
     private string? Advice(Exception ex)

@@ -385,6 +385,24 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         $r.n | Should -Be 5
     }
 
+    It 'names the line and column of a failing statement in the whole text and in a -File script, as psql does' {
+        Invoke-AequorQuery "SELECT 1;`nSELECT 1/0;`nSELECT 3" -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].Exception.Message | Should -Match ([regex]::Escape("22012: division by zero$([Environment]::NewLine)in statement 2 of 3, at line 2$([Environment]::NewLine)LINE 2: SELECT 1/0"))
+        $e[0].Exception.Statement | Should -Be 2
+
+        Invoke-AequorQuery "SELECT 'é', @value,`n  'x'::int" -Parameters @{ value = 1 } -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].Exception.Message | Should -Match 'at line 2, column 3'
+        $e[0].Exception.Message | Should -Not -Match 'POSITION'
+        $e[0].Exception.Message | Should -Match ([regex]::Escape("LINE 2:   'x'::int$([Environment]::NewLine)          ^"))
+
+        $file = Join-Path $TestDrive 'broken.sql'
+        $lines = @('-- setup; nothing here') + (1..38 | ForEach-Object { "SELECT $_;" }) + @('SELECT 1 1;')
+        Set-Content $file $lines
+        Invoke-AequorQuery -File $file -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].Exception.Message | Should -Match ([regex]::Escape("42601: syntax error at or near ""1""$([Environment]::NewLine)in statement 39 of 39, at line 40, column 10 of file '$file'"))
+        ($e[0].Exception.Line, $e[0].Exception.Column) | Should -Be @(40, 10)
+    }
+
     It 'runs SQL files piped from Get-ChildItem, in order, and refuses a stray argument beside -File' {
         $dir = Join-Path $TestDrive 'migrations'
         $null = New-Item -ItemType Directory $dir
