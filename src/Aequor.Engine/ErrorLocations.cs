@@ -223,8 +223,8 @@ public static class ErrorLocations
         }
 
         var failed = sent.FindIndex(s => s.StatementType == StatementType.Unknown);
-        var index = failed - (sent.Count - statementCount);
-        return failed < 0 || index < 0 ? null : index;
+        // Negative when the client's own probe or renewal failed: no statement of the caller's to name.
+        return failed < 0 ? null : failed - (sent.Count - statementCount);
     }
 
     private static int StatementCount(string text) => Statements(text).Count;
