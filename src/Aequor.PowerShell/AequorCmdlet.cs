@@ -19,6 +19,10 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     private readonly SemaphoreSlim _signal = new(0);
     private readonly Action _wake;
     private bool _disposed;
+    // The pipeline thread while it is inside a blocking engine call: what the engine reports on it (Npgsql raises
+    // notices on the thread that reads the socket) is written at once, not when the statement ends.
+    private int _blockingThread;
+    private Exception? _writeFailure;
 
     protected AequorCmdlet() => _wake = Wake;
 
@@ -46,7 +50,44 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
         }
 
         _posted.Enqueue(write);
+        if (Volatile.Read(ref _blockingThread) == Environment.CurrentManagedThreadId)
+        {
+            WriteInsideCall();
+            return;
+        }
+
         Wake();
+    }
+
+    /// <summary>
+    /// Writes what is queued from inside the engine's read loop. Nothing may be thrown back into it (that would break
+    /// the connection): a write that throws (-WarningAction Stop, a stopped pipeline) is kept, the statement is
+    /// cancelled on the server, and <see cref="Blocking"/> throws it once the engine has returned.
+    /// </summary>
+    private void WriteInsideCall()
+    {
+        if (_writeFailure is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            DrainPosted();
+        }
+#pragma warning disable CA1031 // Not swallowed: rethrown by Blocking after the engine call.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            _writeFailure = ex;
+            try
+            {
+                _stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
     }
 
     private void Wake()
@@ -86,8 +127,9 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>
-    /// Runs a blocking engine call on the pipeline thread. What the engine posts meanwhile is written once
-    /// it returns (the pipeline thread is the engine's until then); a stop cancels it on the server.
+    /// Runs a blocking engine call on the pipeline thread. What the engine reports on this thread meanwhile (server
+    /// notices, retries, reconnects) is written as it comes; what other threads post, with it or once the call
+    /// returns. A stop cancels the call on the server.
     /// </summary>
     /// <param name="abandon">
     /// Called with the call's result when writing what it posted throws (-WarningAction Stop on a server WARNING, a
@@ -98,19 +140,35 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     {
         ArgumentNullException.ThrowIfNull(call);
         T result;
+        Volatile.Write(ref _blockingThread, Environment.CurrentManagedThreadId);
         try
         {
             result = call(argument, StopToken);
         }
+        catch (Exception) when (_writeFailure is not null)
+        {
+            Volatile.Write(ref _blockingThread, 0);
+            throw TakeWriteFailure();
+        }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
+            Volatile.Write(ref _blockingThread, 0);
             DrainPosted();
             throw new PipelineStoppedException();
         }
         catch
         {
+            Volatile.Write(ref _blockingThread, 0);
             DrainPosted();
             throw;
+        }
+
+        Volatile.Write(ref _blockingThread, 0);
+        if (_writeFailure is not null)
+        {
+            // The cancel came too late: the statement finished, but the command stops all the same.
+            abandon?.Invoke(result);
+            throw TakeWriteFailure();
         }
 
         try
@@ -124,6 +182,14 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
         }
 
         return result;
+    }
+
+    private Exception TakeWriteFailure()
+    {
+        var failure = _writeFailure!;
+        _writeFailure = null;
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        return failure;
     }
 
     protected void Await(Task task)

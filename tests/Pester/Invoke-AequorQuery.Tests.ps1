@@ -970,3 +970,129 @@ Describe 'Invoke-AequorQuery: what the engine does shows on Verbose and Warning'
         $err.Exception.Message | Should -Match 'outcome is unknown'
     }
 }
+
+Describe 'Invoke-AequorQuery writes server messages and engine messages while the statement runs' {
+    BeforeAll {
+        $null = Get-Observer
+        # When each message matching $Pattern reached the pipeline, and when the command returned.
+        function Measure-Arrival([scriptblock] $Command, [string] $Pattern) {
+            $script:arrived = $null
+            & $Command 4>&1 3>&1 | ForEach-Object {
+                if ($null -eq $script:arrived -and ($_ -is [System.Management.Automation.InformationalRecord]) -and $_.Message -match $Pattern) {
+                    $script:arrived = [DateTime]::UtcNow
+                }
+            }
+            [pscustomobject]@{ Arrived = $script:arrived; Returned = [DateTime]::UtcNow }
+        }
+    }
+
+    It 'a NOTICE raised before pg_sleep(1.5) is written before the statement ends (-As <As>, <Stream>)' -TestCases @(
+        @{ As = 'PSObject'; Stream = 'NOTICE'; InTransaction = $false }
+        @{ As = 'Scalar'; Stream = 'NOTICE'; InTransaction = $false }
+        @{ As = 'NonQuery'; Stream = 'NOTICE'; InTransaction = $false }
+        @{ As = 'DataTable'; Stream = 'NOTICE'; InTransaction = $false }
+        @{ As = 'PSObject'; Stream = 'WARNING'; InTransaction = $false }
+        @{ As = 'Scalar'; Stream = 'NOTICE'; InTransaction = $true }
+    ) {
+        param($As, $Stream, $InTransaction)
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "early_$As$Stream$InTransaction"
+        try {
+            if ($InTransaction) { Start-AequorTransaction -Session $s }
+            $sql = "DO `$`$ BEGIN RAISE $Stream 'early one'; PERFORM pg_sleep(1.5); RAISE $Stream 'late one'; END `$`$"
+            $m = Measure-Arrival { Invoke-AequorQuery $sql -As $As -Session $s -Verbose } "server $($Stream): early one"
+            if ($InTransaction) { Complete-AequorTransaction -Session $s }
+            $m.Arrived | Should -Not -BeNullOrEmpty
+            ($m.Returned - $m.Arrived).TotalMilliseconds | Should -BeGreaterThan 1000 -Because 'the first notice was raised 1.5 s before the statement ended'
+        } finally {
+            Disconnect-Aequor -Session $s -Confirm:$false
+        }
+    }
+
+    It 'a reconnect or retry is said before the statement it serves ends' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name early_reconnect
+        try {
+            $old = $s.BackendPid
+            $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' $old -Session (Get-Observer)
+            Wait-Until { -not (Get-Backend $old) } | Should -BeTrue
+            $m = Measure-Arrival { Invoke-AequorQuery 'SELECT pg_sleep(1.5)' -As NonQuery -Idempotent -Session $s -Verbose } 'reconnecting|retrying'
+            $m.Arrived | Should -Not -BeNullOrEmpty
+            ($m.Returned - $m.Arrived).TotalMilliseconds | Should -BeGreaterThan 1000
+        } finally {
+            Disconnect-Aequor -Session $s -Confirm:$false
+        }
+    }
+
+    It 'a stopped pipeline (Ctrl+C) still shows the notices raised before the stop (-As <As>)' -TestCases @(
+        @{ As = 'PSObject' }
+        @{ As = 'NonQuery' }
+    ) {
+        param($As)
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $As)
+                    Import-Module $ModulePath
+                    $null = Connect-Aequor $Connection -LeaseMode Optional
+                    Invoke-AequorQuery "DO `$`$ BEGIN RAISE NOTICE 'before the stop'; PERFORM pg_sleep(30); END `$`$" -As $As -Verbose
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($As)
+            $null = $ps.BeginInvoke()
+            $seen = Wait-Until { @($ps.Streams.Verbose | Where-Object Message -Match 'server NOTICE: before the stop').Count -gt 0 } -TimeoutMs 20000
+            $ps.Stop()
+            $seen | Should -BeTrue -Because 'the notice is written while pg_sleep(30) runs'
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            @($ps.Streams.Verbose | Where-Object Message -Match 'server NOTICE: before the stop').Count | Should -Be 1
+        } finally {
+            $ps.Dispose()
+        }
+    }
+
+    It 'a statement timeout still shows the notices raised before it' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name early_timeout
+        try {
+            $out = Invoke-AequorQuery "DO `$`$ BEGIN RAISE NOTICE 'before the timeout'; PERFORM pg_sleep(30); END `$`$" -As NonQuery -CommandTimeout 1 -Session $s -Verbose -ErrorAction SilentlyContinue -ErrorVariable errs 4>&1
+            $errs | Should -Not -BeNullOrEmpty
+            @($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -match 'server NOTICE: before the timeout' }).Count | Should -Be 1
+        } finally {
+            Disconnect-Aequor -Session $s -Confirm:$false
+        }
+    }
+
+    It '-WarningAction Stop on a WARNING stops a long statement at once and keeps the connection (-As <As>)' -TestCases @(
+        @{ As = 'PSObject' }
+        @{ As = 'Scalar' }
+    ) {
+        param($As)
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $As)
+                    Import-Module $ModulePath
+                    $s = Connect-Aequor $Connection -LeaseMode Optional
+                    $null = Invoke-AequorQuery 'SELECT 1'
+                    $pid1 = $s.BackendPid
+                    try {
+                        Invoke-AequorQuery "DO `$`$ BEGIN RAISE WARNING 'careful'; PERFORM pg_sleep(30); END `$`$; SELECT 1 AS a" -As $As -WarningAction Stop
+                        'not stopped'
+                    } catch {
+                        'stopped:' + $_.FullyQualifiedErrorId
+                    }
+                    'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+                    'samepid:' + ($s.BackendPid -eq $pid1)
+                    'reconnects:' + $s.Reconnects
+                    'state:' + $s.State
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($As)
+            $handle = $ps.BeginInvoke()
+            $done = $handle.AsyncWaitHandle.WaitOne(20000)
+            if (-not $done) { $ps.Stop() }
+            $done | Should -BeTrue -Because 'the warning stops the command while pg_sleep(30) runs'
+            $out = @($ps.EndInvoke($handle) | ForEach-Object { "$_" })
+            $out[0] | Should -BeLike 'stopped:ActionPreferenceStop*'
+            $out | Should -Contain 'after:7'
+            $out | Should -Contain 'samepid:True'
+            $out | Should -Contain 'reconnects:0'
+            $out | Should -Contain 'state:Connected'
+        } finally {
+            $ps.Dispose()
+        }
+    }
+}
