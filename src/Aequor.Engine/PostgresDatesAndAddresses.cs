@@ -87,11 +87,11 @@ internal static class PostgresDatesAndAddresses
     }
 
     private static object Texts(object value, Func<object, string> text) => value is Array array
-        ? Reshape(array, typeof(string), v => v is null ? null : text(v))
+        ? ArrayShapes.Reshape(array, typeof(string), v => v is null ? null : text(v))
         : text(value);
 
     private static object Map<T>(object value, Func<object, T> map) where T : struct => value is Array array
-        ? Reshape(array, typeof(T), v => v is null ? null : map(v))
+        ? ArrayShapes.Reshape(array, typeof(T), v => v is null ? null : map(v))
         : map(value);
 
     /// <summary>The array of <typeparamref name="T"/>? Npgsql reads for the column, in <paramref name="shape"/>'s rank.</summary>
@@ -104,32 +104,7 @@ internal static class PostgresDatesAndAddresses
         }
 
         var read = (Array)FieldValue.MakeGenericMethod(type).Invoke(reader, [ordinal])!;
-        return Reshape(read, typeof(T), v => v);
-    }
-
-    /// <summary>
-    /// <paramref name="source"/>'s elements mapped, in its shape; of nullables (or strings) only when one is null,
-    /// as Npgsql reads an array with a NULL in it.
-    /// </summary>
-    private static Array Reshape(Array source, Type element, Func<object?, object?> map)
-    {
-        var values = source.Cast<object?>().Select(map).ToArray();
-        var type = values.Contains(null) && element.IsValueType ? typeof(Nullable<>).MakeGenericType(element) : element;
-        var lengths = Enumerable.Range(0, source.Rank).Select(source.GetLength).ToArray();
-        var result = Array.CreateInstance(type, lengths);
-        var index = new int[lengths.Length];
-        foreach (var value in values)
-        {
-            result.SetValue(value, index);
-
-            // Row-major, as an array enumerates: the last index turns fastest.
-            for (var d = index.Length - 1; d >= 0 && ++index[d] == lengths[d]; d--)
-            {
-                index[d] = d > 0 ? 0 : index[d];
-            }
-        }
-
-        return result;
+        return ArrayShapes.Reshape(read, typeof(T), v => v);
     }
 
     private static readonly System.Reflection.MethodInfo FieldValue =

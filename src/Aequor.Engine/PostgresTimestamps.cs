@@ -34,27 +34,7 @@ internal static class PostgresTimestamps
         var raw = read.Rank == 1
             ? reader.GetFieldValue<long?[]>(ordinal)
             : (Array)RawArrayRead.MakeGenericMethod(typeof(long?).MakeArrayType(read.Rank)).Invoke(reader, [ordinal])!;
-        var values = raw.Cast<long?>().Select(m => m is { } micros ? ToDateTime(micros, kind) : (DateTime?)null).ToArray();
-        if (read.Rank == 1)
-        {
-            return values.Contains(null) ? values : values.Select(v => v!.Value).ToArray();
-        }
-
-        var lengths = Enumerable.Range(0, raw.Rank).Select(raw.GetLength).ToArray();
-        var result = Array.CreateInstance(values.Contains(null) ? typeof(DateTime?) : typeof(DateTime), lengths);
-        var index = new int[lengths.Length];
-        foreach (var value in values)
-        {
-            result.SetValue(value, index);
-
-            // Row-major, as an array enumerates: the last index turns fastest.
-            for (var d = index.Length - 1; d >= 0 && ++index[d] == lengths[d]; d--)
-            {
-                index[d] = d > 0 ? 0 : index[d];
-            }
-        }
-
-        return result;
+        return ArrayShapes.Reshape(raw, typeof(DateTime), m => m is long micros ? ToDateTime(micros, kind) : null);
     }
 
     public static bool IsTimestampArray(Array array)
