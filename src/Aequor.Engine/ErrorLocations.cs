@@ -36,7 +36,7 @@ public static class ErrorLocations
                 return;
             }
 
-            var index = FailedStatementOf(reader ?? DataReaderOf(connection), StatementCount(text));
+            var index = FailedStatementOf(reader ?? DataReaderOf(connection), Statements(text));
             if (Locate(text, index, pg.Position > 0 ? pg.Position : null) is { } location)
             {
                 pg.Data[DataKey] = location;
@@ -50,24 +50,22 @@ public static class ErrorLocations
 
     /// <summary>
     /// The location for <paramref name="position"/> (1-based, in the statement as sent) in statement
-    /// <paramref name="statementIndex"/> (0-based; null: unknown, which only a one-statement text survives).
+    /// <paramref name="statementIndex"/> (0-based, among the statements as Npgsql sends them, empty ones included; null:
+    /// unknown, which only a text of one statement survives). The statement is named among those that hold code.
     /// </summary>
     public static ErrorLocation? Locate(string text, int? statementIndex, int? position)
     {
         ArgumentNullException.ThrowIfNull(text);
         var statements = Statements(text);
-        if (statements.Count == 0)
+        var withCode = statements.Count(s => s.HasCode);
+        var index = statementIndex ?? (withCode == 1 ? statements.FindIndex(s => s.HasCode) : -1);
+        if (index < 0 || index >= statements.Count || !statements[index].HasCode)
         {
             return null;
         }
 
-        var index = statementIndex ?? (statements.Count == 1 ? 0 : -1);
-        if (index < 0 || index >= statements.Count)
-        {
-            return null;
-        }
-
-        var (start, end) = statements[index];
+        var (start, end, _) = statements[index];
+        var number = statements.Take(index + 1).Count(s => s.HasCode);
         var at = start;
         int? column = null;
         if (position is { } p && UserOffset(text, start, end, p) is { } offset)
@@ -85,13 +83,17 @@ public static class ErrorLocations
             column = 1 + CodePoints(text, lineStart, at);
         }
 
-        return new ErrorLocation(line, column, index + 1, statements.Count, lineText);
+        return new ErrorLocation(line, column, number, withCode, lineText);
     }
 
-    /// <summary>The statements as Npgsql sends them: from their first non-blank character to their semicolon.</summary>
-    private static List<(int Start, int End)> Statements(string text)
+    /// <summary>
+    /// The statements as Npgsql sends them, from their first non-blank character to their semicolon: every ';' ends
+    /// one, empty or only a comment as it may be (the server answers those with an empty response), and what follows
+    /// the last ';' is one more unless it is blank. <see cref="Statement.HasCode"/>: more than blanks and comments.
+    /// </summary>
+    private static List<Statement> Statements(string text)
     {
-        var statements = new List<(int, int)>();
+        var statements = new List<Statement>();
         var start = 0;
         for (var i = 0; i <= text.Length; i++)
         {
@@ -119,9 +121,10 @@ public static class ErrorLocations
                     first++;
                 }
 
-                if (first < i)
+                if (first < i || i < text.Length)
                 {
-                    statements.Add((first, i));
+                    var code = StatementShape.SkipBlank(text, first);
+                    statements.Add(new Statement(first, i, code >= 0 && code < i));
                 }
 
                 start = i + 1;
@@ -215,19 +218,38 @@ public static class ErrorLocations
     /// Which of the text's statements failed: the first of the reader's statements without a CommandComplete
     /// (its type still Unknown), counted among the last ones — the client's probe or renewal may precede them.
     /// </summary>
-    private static int? FailedStatementOf(NpgsqlDataReader? reader, int statementCount)
+    private static int? FailedStatementOf(NpgsqlDataReader? reader, List<Statement> statements)
     {
-        if (reader is null || StatementsField?.GetValue(reader) is not List<NpgsqlBatchCommand> sent || sent.Count < statementCount)
+        if (reader is null || StatementsField?.GetValue(reader) is not List<NpgsqlBatchCommand> sent || sent.Count < statements.Count)
         {
             return null;
         }
 
-        var failed = sent.FindIndex(s => s.StatementType == StatementType.Unknown);
-        // Negative when the client's own probe or renewal failed: no statement of the caller's to name.
-        return failed < 0 ? null : failed - (sent.Count - statementCount);
+        var prefix = sent.Count - statements.Count;
+        for (var k = 0; k < sent.Count; k++)
+        {
+            if (sent[k].StatementType != StatementType.Unknown)
+            {
+                continue;
+            }
+
+            // Before the caller's: the client's own probe or renewal failed, no statement of the caller's to name. An
+            // empty or comment-only statement gets no CommandComplete either, and fails nothing.
+            if (k < prefix)
+            {
+                return null;
+            }
+
+            if (statements[k - prefix].HasCode)
+            {
+                return k - prefix;
+            }
+        }
+
+        return null;
     }
 
-    private static int StatementCount(string text) => Statements(text).Count;
+    private readonly record struct Statement(int Start, int End, bool HasCode);
 
     private static NpgsqlDataReader? DataReaderOf(NpgsqlConnection? connection)
     {

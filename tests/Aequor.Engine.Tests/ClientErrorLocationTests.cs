@@ -27,6 +27,12 @@ public sealed class ClientErrorLocationTests(PostgresFixture db)
         { "select 'é😀';\nselect 1,\n 'é😀' || 1 + 'x'::int", 3, 14, 2, 2 },
         { "/* a; */ select $$;$$;\n-- b;\nselect 'x'::int", 3, 8, 2, 2 },
         { "select 1;\nselect E'it\\'s;', 1 +", 2, 22, 2, 2 },
+        // Empty and comment-only statements: Npgsql sends them (the server answers them empty); they are not counted.
+        { "select 1;; select 1/0", 1, null, 2, 2 },
+        { "select 1; ;\nselect (1", 2, 10, 2, 2 },
+        { "-- head\n;select 1;\nselect 1/0;", 3, null, 2, 2 },
+        { "select 1/0; -- trailing", 1, null, 1, 1 },
+        { "select 1/0;;", 1, null, 1, 1 },
     };
 
     [Theory]
