@@ -42,7 +42,14 @@ internal static class QueryParameters
         }
     }
 
-    private static object? Unwrap(object? value) => value is PSObject wrapped ? wrapped.BaseObject : value;
+    /// <summary>
+    /// The value itself. AutomationNull is what a variable holds after a command that wrote nothing ($id = Get-Thing
+    /// finding none); it stays so in a hashtable literal and would read as an empty PSCustomObject: it is NULL.
+    /// </summary>
+    private static object? Unwrap(object? value) =>
+        ReferenceEquals(value, System.Management.Automation.Internal.AutomationNull.Value) ? null
+        : value is PSObject wrapped ? wrapped.BaseObject
+        : value;
 
     private static object? Value(object? value, AequorCmdlet cmdlet)
     {

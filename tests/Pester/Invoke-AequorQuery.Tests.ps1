@@ -325,6 +325,15 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT $1::text' ([int][DayOfWeek]::Monday) -As Scalar | Should -Be '1'
     }
 
+    It 'binds NULL for a variable that a command filled with nothing (AutomationNull), not a PSCustomObject error' {
+        # $id = Get-Something that found nothing: PowerShell stores AutomationNull, not $null, in the hashtable.
+        function Get-Nothing { }
+        $nothing = Get-Nothing
+        Invoke-AequorQuery 'SELECT @x::int IS NULL' -Parameters @{ x = $nothing } -As Scalar | Should -BeTrue
+        Invoke-AequorQuery 'SELECT $1::int IS NULL, $2::int' -Parameters $nothing, 5 | ForEach-Object { $_.'?column?' } | Should -BeTrue
+        Invoke-AequorQuery 'SELECT @x::int[] AS a' -Parameters @{ x = @(1, $nothing, 3) } | ForEach-Object a | Should -Be @(1, $null, 3)
+    }
+
     It 'says how to bind NULL when -Parameters is $null, and how to run several statements with parameters' {
         $err = $null
         Invoke-AequorQuery 'SELECT $1::text IS NULL' $null -ErrorVariable err -ErrorAction SilentlyContinue
