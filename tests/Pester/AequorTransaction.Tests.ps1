@@ -266,3 +266,45 @@ Describe 'Transaction cmdlets over several piped sessions' {
         }
     }
 }
+
+Describe 'Ctrl+C during Complete-AequorTransaction' {
+    It 'stops the commit on the server: nothing is kept, and the session goes on in the same connection' {
+        # A deferred constraint trigger makes the COMMIT itself take 3 s: the stop lands inside it.
+        $table = 'tx_slow_' + [guid]::NewGuid().ToString('N').Substring(0, 8)
+        $null = Invoke-AequorQuery -Session $S @"
+CREATE TABLE $table (id int PRIMARY KEY);
+CREATE FUNCTION ${table}_wait() RETURNS trigger LANGUAGE plpgsql AS `$`$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END `$`$;
+CREATE CONSTRAINT TRIGGER ${table}_slow AFTER INSERT ON $table DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${table}_wait();
+"@
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($ModulePath, $Connection, $Table)
+                    Import-Module $ModulePath
+                    $global:session = Connect-Aequor $Connection -LeaseMode Optional
+                    Start-AequorTransaction
+                    $null = Invoke-AequorQuery "INSERT INTO $Table VALUES (1)"
+                    $global:pid1 = $global:session.BackendPid
+                    Complete-AequorTransaction
+                    'completed'
+                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($table)
+            $handle = $ps.BeginInvoke()
+            # The COMMIT is running once the backend waits in pg_sleep.
+            Wait-Until { (Invoke-AequorQuery -Session $S -As Scalar "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND wait_event = 'PgSleep'") -gt 0 } -TimeoutMs 15000 | Should -BeTrue
+            $stop = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            $stop.Elapsed.TotalSeconds | Should -BeLessThan 2.5 -Because 'the stop cancels the COMMIT on the server instead of waiting out its 3 s'
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            $handle.IsCompleted | Should -BeTrue
+            Invoke-AequorQuery -Session $S -As Scalar "SELECT count(*) FROM $table" | Should -Be 0 -Because 'a cancelled COMMIT rolls the transaction back'
+
+            $ps.Commands.Clear()
+            $null = $ps.AddScript({ $global:session.State; $global:session.InTransaction; Invoke-AequorQuery 'SELECT 7' -As Scalar; $global:session.BackendPid -eq $global:pid1; $global:session.Reconnects })
+            $after = @($ps.Invoke() | ForEach-Object { "$_" })
+            $after | Should -Be @('Connected', 'False', '7', 'True', '0')
+        } finally {
+            $ps.Dispose()
+            $null = Invoke-AequorQuery -Session $S "DROP TABLE IF EXISTS $table; DROP FUNCTION IF EXISTS ${table}_wait()"
+        }
+    }
+}
