@@ -36,8 +36,9 @@ public static class ErrorLocations
                 return;
             }
 
-            var index = FailedStatementOf(reader ?? DataReaderOf(connection), Statements(text));
-            if (Locate(text, index, pg.Position > 0 ? pg.Position : null) is { } location)
+            var statements = Statements(text);
+            var index = FailedStatementOf(reader ?? DataReaderOf(connection), statements);
+            if (Locate(text, statements, index, pg.Position > 0 ? pg.Position : null) is { } location)
             {
                 pg.Data[DataKey] = location;
             }
@@ -56,7 +57,11 @@ public static class ErrorLocations
     public static ErrorLocation? Locate(string text, int? statementIndex, int? position)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var statements = Statements(text);
+        return Locate(text, Statements(text), statementIndex, position);
+    }
+
+    private static ErrorLocation? Locate(string text, List<Statement> statements, int? statementIndex, int? position)
+    {
         var withCode = statements.Count(s => s.HasCode);
         var index = statementIndex ?? (withCode == 1 ? statements.FindIndex(s => s.HasCode) : -1);
         if (index < 0 || index >= statements.Count || !statements[index].HasCode)

@@ -38,40 +38,39 @@ internal static class StatementParameters
     {
         switch (value)
         {
-            case string text:
-                Refuse(text, name, position, element: null);
-                break;
-            case char single when char.IsSurrogate(single):
-                Refuse(single.ToString(), name, position, element: null);
-                break;
-            case char[] chars:
-                // Npgsql writes a char[] as one text value.
-                if (IndexOfUnpairedSurrogate(chars) >= 0)
-                {
-                    Refuse(new string(chars), name, position, element: null);
-                }
-
+            case IEnumerable<string?> texts:
+                // string[], List<string> …: typed, so no element is boxed (an int[] or a bytea never gets here).
+                ElementsOf(texts, name, position);
                 break;
             case object?[] items:
                 for (var i = 0; i < items.Length; i++)
                 {
-                    switch (items[i])
-                    {
-                        case string text:
-                            Refuse(text, name, position, i);
-                            break;
-                        case char single when char.IsSurrogate(single):
-                            Refuse(single.ToString(), name, position, i);
-                            break;
-                    }
+                    RefuseText(items[i], name, position, i);
                 }
 
                 break;
-            case IEnumerable<string?> texts:
-                ElementsOf(texts, name, position);
-                break;
             case Array { Rank: > 1 } grid when grid.GetType().GetElementType() == typeof(string):
                 ElementsOf(grid.Cast<string?>(), name, position);
+                break;
+            default:
+                RefuseText(value, name, position, element: null);
+                break;
+        }
+    }
+
+    /// <summary>A value Npgsql writes as text: a string, a char, a char[].</summary>
+    private static void RefuseText(object? value, string? name, int position, int? element)
+    {
+        switch (value)
+        {
+            case string text:
+                Refuse(text, name, position, element);
+                break;
+            case char single when char.IsSurrogate(single):
+                Refuse(single.ToString(), name, position, element);
+                break;
+            case char[] chars when AequorStatement.IndexOfUnpairedSurrogate(chars) >= 0:
+                Refuse(new string(chars), name, position, element);
                 break;
         }
     }
@@ -87,7 +86,7 @@ internal static class StatementParameters
 
     private static void Refuse(string? text, string? name, int position, int? element)
     {
-        if (text is null || IndexOfUnpairedSurrogate(text) is not (var index and >= 0))
+        if (text is null || AequorStatement.IndexOfUnpairedSurrogate(text) is not (var index and >= 0))
         {
             return;
         }
@@ -97,28 +96,6 @@ internal static class StatementParameters
         throw new AequorConfigurationException(
             $"{parameter} holds an unpaired UTF-16 surrogate (U+{(int)text[index]:X4}) {where}: PostgreSQL text is UTF-8 and cannot store it. " +
             "Nothing was sent. Remove or replace it (a string cut in the middle of a surrogate pair, such as an emoji, leaves one).");
-    }
-
-    /// <summary>Where <paramref name="text"/> holds half of a surrogate pair, or -1: one vectorised pass, no allocation.</summary>
-    internal static int IndexOfUnpairedSurrogate(ReadOnlySpan<char> text)
-    {
-        var from = 0;
-        while (true)
-        {
-            var found = text[from..].IndexOfAnyInRange('\uD800', '\uDFFF');
-            if (found < 0)
-            {
-                return -1;
-            }
-
-            var i = from + found;
-            if (!char.IsHighSurrogate(text[i]) || i + 1 >= text.Length || !char.IsLowSurrogate(text[i + 1]))
-            {
-                return i;
-            }
-
-            from = i + 2;
-        }
     }
 
     public static NpgsqlParameter Create(string? name, object? value)

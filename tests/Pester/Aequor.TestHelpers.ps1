@@ -59,6 +59,15 @@ function Wait-Until([scriptblock] $Condition, [int] $TimeoutMs = 10000) {
     $false
 }
 
+# A PowerShell of its own (to stop with Stop(), or to run until it ends) whose script takes the staged module's path, the
+# app role's connection string, then $ArgumentList: param($ModulePath, $Connection, ...).
+function New-ModuleShell([scriptblock] $Script, [object[]] $ArgumentList = @()) {
+    $ps = [powershell]::Create()
+    $null = $ps.AddScript($Script).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
+    foreach ($argument in $ArgumentList) { $null = $ps.AddArgument($argument) }
+    $ps
+}
+
 # Runs $Inner as the ForEach-Object body over two rows of a query on the default session, in a runspace of its own
 # (connected leased, $Setup run first), then one more query on that session. What it wrote, its errors, and
 # whether it ended within $TimeoutMs: a call that waits for the reader its own pipeline holds never ends.

@@ -276,18 +276,17 @@ CREATE TABLE $table (id int PRIMARY KEY);
 CREATE FUNCTION ${table}_wait() RETURNS trigger LANGUAGE plpgsql AS `$`$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END `$`$;
 CREATE CONSTRAINT TRIGGER ${table}_slow AFTER INSERT ON $table DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${table}_wait();
 "@
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Table)
+            Import-Module $ModulePath
+            $global:session = Connect-Aequor $Connection -LeaseMode Optional
+            Start-AequorTransaction
+            $null = Invoke-AequorQuery "INSERT INTO $Table VALUES (1)"
+            $global:pid1 = $global:session.BackendPid
+            Complete-AequorTransaction
+            'completed'
+        } $table
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Table)
-                    Import-Module $ModulePath
-                    $global:session = Connect-Aequor $Connection -LeaseMode Optional
-                    Start-AequorTransaction
-                    $null = Invoke-AequorQuery "INSERT INTO $Table VALUES (1)"
-                    $global:pid1 = $global:session.BackendPid
-                    Complete-AequorTransaction
-                    'completed'
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($table)
             $handle = $ps.BeginInvoke()
             # The COMMIT is running once the backend waits in pg_sleep.
             Wait-Until { (Invoke-AequorQuery -Session $S -As Scalar "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND wait_event = 'PgSleep'") -gt 0 } -TimeoutMs 15000 | Should -BeTrue

@@ -1036,14 +1036,13 @@ Describe 'Invoke-AequorQuery writes server messages and engine messages while th
         @{ As = 'NonQuery' }
     ) {
         param($As)
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $As)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -LeaseMode Optional
+            Invoke-AequorQuery "DO `$`$ BEGIN RAISE NOTICE 'before the stop'; PERFORM pg_sleep(30); END `$`$" -As $As -Verbose
+        } $As
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $As)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -LeaseMode Optional
-                    Invoke-AequorQuery "DO `$`$ BEGIN RAISE NOTICE 'before the stop'; PERFORM pg_sleep(30); END `$`$" -As $As -Verbose
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($As)
             $null = $ps.BeginInvoke()
             $seen = Wait-Until { @($ps.Streams.Verbose | Where-Object Message -Match 'server NOTICE: before the stop').Count -gt 0 } -TimeoutMs 20000
             $ps.Stop()
@@ -1071,25 +1070,24 @@ Describe 'Invoke-AequorQuery writes server messages and engine messages while th
         @{ As = 'Scalar' }
     ) {
         param($As)
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $As)
+            Import-Module $ModulePath
+            $s = Connect-Aequor $Connection -LeaseMode Optional
+            $null = Invoke-AequorQuery 'SELECT 1'
+            $pid1 = $s.BackendPid
+            try {
+                Invoke-AequorQuery "DO `$`$ BEGIN RAISE WARNING 'careful'; PERFORM pg_sleep(30); END `$`$; SELECT 1 AS a" -As $As -WarningAction Stop
+                'not stopped'
+            } catch {
+                'stopped:' + $_.FullyQualifiedErrorId
+            }
+            'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+            'samepid:' + ($s.BackendPid -eq $pid1)
+            'reconnects:' + $s.Reconnects
+            'state:' + $s.State
+        } $As
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $As)
-                    Import-Module $ModulePath
-                    $s = Connect-Aequor $Connection -LeaseMode Optional
-                    $null = Invoke-AequorQuery 'SELECT 1'
-                    $pid1 = $s.BackendPid
-                    try {
-                        Invoke-AequorQuery "DO `$`$ BEGIN RAISE WARNING 'careful'; PERFORM pg_sleep(30); END `$`$; SELECT 1 AS a" -As $As -WarningAction Stop
-                        'not stopped'
-                    } catch {
-                        'stopped:' + $_.FullyQualifiedErrorId
-                    }
-                    'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
-                    'samepid:' + ($s.BackendPid -eq $pid1)
-                    'reconnects:' + $s.Reconnects
-                    'state:' + $s.State
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($As)
             $handle = $ps.BeginInvoke()
             $done = $handle.AsyncWaitHandle.WaitOne(20000)
             if (-not $done) { $ps.Stop() }
