@@ -132,20 +132,25 @@ internal static partial class Errors
         var message0 = location?.Column is null ? ex.Message : StatementPosition().Replace(ex.Message, string.Empty);
         var detail = redactor.Redact(message0);
         var inner = PublicPartOf(ex, redactor);
+        var oneLine = OneLine(detail);
         if (location is not null)
         {
             detail += Environment.NewLine + LocationText(location, sourceFile, redactor);
+            var where = WhereText(location, sourceFile, redactor) + NearText(location, redactor, oneLine);
+            oneLine += oneLine.EndsWith('.') ? $" {char.ToUpperInvariant(where[0])}{where[1..]}." : $", {where}";
         }
 
         // What psql shows too: the server's advice ("You might need to add explicit type casts.").
         if (Aequor.Engine.ServerErrors.HintOf(ex) is { } hint)
         {
             detail += $"{Environment.NewLine}HINT: {redactor.Redact(hint)}";
+            oneLine += $" HINT: {OneLine(redactor.Redact(hint))}";
         }
 
         if (advice is not null)
         {
             detail += $"{Environment.NewLine}{advice}";
+            oneLine += $" {OneLine(advice)}";
         }
 
         var message = string.IsNullOrEmpty(what) ? detail : $"{what}: {detail}";
@@ -165,9 +170,99 @@ internal static partial class Errors
             Column = location?.Column,
             Statement = location?.Statement,
         };
-        return new ErrorRecord(exception, errorId, category, target);
+        var record = new ErrorRecord(exception, errorId, category, target);
+        if (detail.Contains('\n', StringComparison.Ordinal))
+        {
+            // PowerShell's default view (ConciseView) joins a message's lines when the command ran from a script, and
+            // psql's caret then points at nothing: what is shown (and "$_") is one line naming the word at the column,
+            // while the exception keeps psql's layout for Get-Error and $_.Exception.Message.
+            record.ErrorDetails = new ErrorDetails(string.IsNullOrEmpty(what) ? oneLine : $"{what}: {oneLine}");
+        }
+
+        return record;
 
         string? Redact(string? text) => text is null ? null : redactor.Redact(text);
+    }
+
+    /// <summary>A message's lines joined into one, blank ones dropped (Npgsql puts one before DETAIL).</summary>
+    private static string OneLine(string text) =>
+        string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    /// <summary>"in statement 2 of 3, at line 4, column 5 of file 'x.sql'": the numbers of <see cref="LocationText"/>.</summary>
+    private static string WhereText(Aequor.Engine.ErrorLocation location, string? sourceFile, Redactor redactor)
+    {
+        var where = location.StatementCount > 1 ? $"in statement {location.Statement} of {location.StatementCount}, " : string.Empty;
+        where += location.Column is { } column ? $"at line {location.Line}, column {column}" : $"at line {location.Line}";
+        return where + (sourceFile is null ? string.Empty : $" of file '{redactor.Redact(sourceFile)}'");
+    }
+
+    /// <summary>
+    /// What stands at the column (", near "nosuch""): the caret's word for a one-line message. Nothing when the server
+    /// already said it ("syntax error at or near …"), when no column is known, or when the line held a secret.
+    /// </summary>
+    private static string NearText(Aequor.Engine.ErrorLocation location, Redactor redactor, string message)
+    {
+        if (location.Column is not { } column || message.Contains("at or near \"", StringComparison.Ordinal)
+            || redactor.Redact(location.LineText) != location.LineText)
+        {
+            return string.Empty;
+        }
+
+        var token = TokenAt(location.LineText, column);
+        return token.Length == 0 ? string.Empty : $", near \"{token}\"";
+    }
+
+    /// <summary>The word, number, quoted name or literal, or operator that starts at a 1-based column (columns count characters as the server does).</summary>
+    internal static string TokenAt(string line, int column)
+    {
+        var start = 0;
+        for (var count = 1; start < line.Length && count < column; count++)
+        {
+            start += char.IsHighSurrogate(line[start]) && start + 1 < line.Length ? 2 : 1;
+        }
+
+        if (start >= line.Length || char.IsWhiteSpace(line[start]))
+        {
+            return string.Empty;
+        }
+
+        var first = line[start];
+        var end = start + 1;
+        if (first is '"' or '\'')
+        {
+            while (end < line.Length && line[end] != first)
+            {
+                end++;
+            }
+
+            end = Math.Min(line.Length, end + 1);
+        }
+        else if (char.IsLetterOrDigit(first) || first is '_' || char.IsSurrogate(first)
+            || (first is '@' or '$' && end < line.Length && (char.IsLetterOrDigit(line[end]) || line[end] is '_')))
+        {
+            // A word, a number, or a placeholder (@name, $1).
+            while (end < line.Length && (char.IsLetterOrDigit(line[end]) || line[end] is '_' or '$' or '.' || char.IsSurrogate(line[end])))
+            {
+                end++;
+            }
+        }
+        else
+        {
+            while (end < line.Length && "+-*/<>=~!@#%^&|`?:".Contains(line[end], StringComparison.Ordinal))
+            {
+                end++;
+            }
+        }
+
+        const int MaxToken = 40;
+        var token = line[start..end];
+        if (token.Length > MaxToken)
+        {
+            var cut = char.IsHighSurrogate(token[MaxToken - 1]) ? MaxToken - 1 : MaxToken;
+            token = string.Concat(token.AsSpan(0, cut), "\u2026");
+        }
+
+        return token;
     }
 
     /// <summary>
@@ -176,9 +271,7 @@ internal static partial class Errors
     /// </summary>
     private static string LocationText(Aequor.Engine.ErrorLocation location, string? sourceFile, Redactor redactor)
     {
-        var where = location.StatementCount > 1 ? $"in statement {location.Statement} of {location.StatementCount}, " : string.Empty;
-        where += location.Column is { } column ? $"at line {location.Line}, column {column}" : $"at line {location.Line}";
-        where += sourceFile is null ? string.Empty : $" of file '{redactor.Redact(sourceFile)}'";
+        var where = WhereText(location, sourceFile, redactor);
         var line = redactor.Redact(location.LineText);
         if (line.Length > MaxQuotedLine || line != location.LineText)
         {

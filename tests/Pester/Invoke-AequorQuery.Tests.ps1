@@ -412,6 +412,31 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         ($e[0].Exception.Line, $e[0].Exception.Column) | Should -Be @(40, 10)
     }
 
+    It 'shows where a statement failed on one line, since PowerShell''s view joins a script''s error lines, with the word at the column' {
+        Invoke-AequorQuery "SELECT 1;`nSELECT *`n  FROM nosuch_table" -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].ErrorDetails.Message | Should -BeLike "*failed: 42P01: relation ""nosuch_table"" does not exist, in statement 2 of 2, at line 3, column 8, near ""nosuch_table"""
+        # The exception keeps psql's layout, for logs and Get-Error.
+        $e[0].Exception.Message | Should -Match ([regex]::Escape("LINE 3:   FROM nosuch_table$([Environment]::NewLine)$(' ' * 15)^"))
+        # As the default view shows it from a script: wrapped at the window's width, each line behind a "|".
+        $shown = ($e[0] | Out-String) -replace '\s*\r?\n\s*\|\s*', ' '
+        $shown | Should -Match 'at line 3, column 8, near "nosuch_table"'
+        $shown | Should -Not -Match ' {6,}\^'
+
+        Invoke-AequorQuery "SELECT 'é', @value,`n  'x'::int" -Parameters @{ value = 1 } -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].ErrorDetails.Message | Should -BeLike '*at line 2, column 3, near "''x''"'
+
+        # The server's own "at or near" is not said twice.
+        Invoke-AequorQuery 'SELECT 1 1' -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].ErrorDetails.Message | Should -BeLike '*syntax error at or near "1", at line 1, column 10'
+
+        Invoke-AequorQuery 'SELECT nosuch_fn(1)' -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].ErrorDetails.Message | Should -BeLike '*does not exist, at line 1, column 8, near "nosuch_fn" HINT: No function matches * explicit type casts.'
+        "$($e[0])" | Should -BeExactly $e[0].ErrorDetails.Message
+
+        Invoke-AequorQuery 'SELECT @a::int + @b' -Parameters @{ a = 1 } -ErrorVariable e -ErrorAction SilentlyContinue | Out-Null
+        $e[0].ErrorDetails.Message | Should -BeLike '*near "@b"*The statement uses @b, but -Parameters has no value named b*'
+    }
+
     It 'runs SQL files piped from Get-ChildItem, in order, and refuses a stray argument beside -File' {
         $dir = Join-Path $TestDrive 'migrations'
         $null = New-Item -ItemType Directory $dir
