@@ -92,7 +92,7 @@ public sealed partial class AequorClient : IAsyncDisposable
         }
         catch (ArgumentException ex)
         {
-            throw new AequorConfigurationException($"The connection string is not valid: {ex.Message}", ex);
+            throw ConnectionStringErrors.From(ex, options.ConnectionString);
         }
 
         if (options.CommandTimeout is { } timeout)

@@ -171,8 +171,7 @@ public static class ConnectionStrings
         }
         catch (ArgumentException ex)
         {
-            // Npgsql names the keyword, never the value, in these messages.
-            throw new AequorConfigurationException($"The connection string is not valid: {ex.Message}", ex);
+            throw ConnectionStringErrors.From(ex, keywords);
         }
     }
 

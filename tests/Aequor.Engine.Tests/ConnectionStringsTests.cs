@@ -102,4 +102,26 @@ public sealed class ConnectionStringsTests
         static (string?, int) Pair(string cs) => (new NpgsqlConnectionStringBuilder(cs).Host, new NpgsqlConnectionStringBuilder(cs).Port);
         Assert.Equal("pw", ConnectionStrings.GetPassword("Host=h;Password=pw"));
     }
+    [Theory]
+    [InlineData("Host=h;Porty=5432;Password=S3cret-pw", "'porty' is not a connection string keyword (did you mean 'Port'?)")]
+    [InlineData("Host=h;Pasword=S3cret-pw", "'pasword' is not a connection string keyword (did you mean 'Password'?)")]
+    [InlineData("Host=h;SSLMod=Require", "'sslmod' is not a connection string keyword (did you mean 'SSL Mode'?)")]
+    [InlineData("Host=h;Frobnicate=S3cret-pw", "'frobnicate' is not a connection string keyword. The keywords: https://www.npgsql.org/")]
+    [InlineData("Host=h;Port=S3cret-pw", "the value of 'Port' is not a whole number.")]
+    [InlineData("Host=h;Timeout=-5;Password=S3cret-pw", "the value of 'Timeout' is out of its range.")]
+    [InlineData("Host=h;SSL Mode=S3cret-pw", "the value of 'SSL Mode' is not one of: Disable, Allow, Prefer, Require, VerifyCA, VerifyFull.")]
+    [InlineData("Host=h;Pooling=S3cret-pw", "the value of 'Pooling' is not true or false.")]
+    [InlineData("Host=h;Password=S3cret-pw;Username", "it is not a list of Keyword=value pairs separated by ';' (from character 27 on)")]
+    [InlineData("Host=h;Username;Password=S3cret-pw", "'username;password' is not a connection string keyword")]
+    public void A_bad_keyword_string_names_the_keyword_and_what_it_takes_never_the_value(string text, string expected)
+    {
+        // Npgsql said only "Couldn't set porty (Parameter 'porty')", for a typo and for a bad value alike.
+        var normalised = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize(text));
+        Assert.Contains("The connection string is not valid: " + expected, normalised.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("S3cret-pw", normalised.Message, StringComparison.Ordinal);
+
+        // The client given the string directly says the same.
+        var client = Assert.Throws<AequorConfigurationException>(() => new AequorClient(new AequorClientOptions { ConnectionString = text, LeaseMode = LeaseMode.Optional }));
+        Assert.Equal(normalised.Message, client.Message);
+    }
 }
