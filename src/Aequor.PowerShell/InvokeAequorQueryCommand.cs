@@ -28,6 +28,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     private string _as = AsRows;
     private IReadOnlyList<object?>? _positional;
     private IReadOnlyDictionary<string, object?>? _named;
+    private PSObject? _row;
 
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = QuerySet, ValueFromPipeline = true)]
     [ValidateNotNullOrEmpty]
@@ -81,6 +82,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         }
 
         _as = kind!;
+        _row = QueryParameters.RowOf(Parameters);
         (_positional, _named) = QueryParameters.From(Parameters, this);
         _session = ResolveSession(Session);
     }
@@ -98,6 +100,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         // Again per record: a command further down this pipeline (… | Invoke-AequorQuery) is in mid-call here.
         ThrowIfStreamingHere(_session);
+        if (_row is not null)
+        {
+            _named = QueryParameters.FromRow(_row, text, this);
+        }
+
         var statement = new AequorStatement(text)
         {
             PositionalParameters = _positional,
@@ -192,6 +199,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             return "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null).";
         }
 
+        if (_row is not null && serverText.Contains("bind message supplies 0 parameters", StringComparison.Ordinal))
+        {
+            return "An object given as -Parameters binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement, or pass the values in order ($row.id, $row.name).";
+        }
+
         if (_positional is not null && (IsArrayExpected(serverText) || (ex is Aequor.Engine.AequorConfigurationException && ex.Message.Contains("positional values", StringComparison.Ordinal))))
         {
             // PowerShell unrolls: -Parameters $ids binds each id to its own placeholder, and a single id is no array at all.
@@ -224,6 +236,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             || !System.Text.RegularExpressions.Regex.IsMatch(text, $"(?<![\\w@])@{System.Text.RegularExpressions.Regex.Escape(name)}(?!\\w)", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
         {
             return null;
+        }
+
+        if (_row is not null)
+        {
+            return $"The statement uses @{name}, but the object given as -Parameters has no property {name} (it has: {QueryParameters.PropertyNames(_row)}).";
         }
 
         return _named is not null

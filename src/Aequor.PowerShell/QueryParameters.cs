@@ -6,7 +6,7 @@ using Aequor.Engine;
 namespace Aequor.PowerShell;
 
 /// <summary>-Parameters as the engine wants them: positional from a list, named from a dictionary.</summary>
-internal static class QueryParameters
+internal static partial class QueryParameters
 {
     public static (IReadOnlyList<object?>? Positional, IReadOnlyDictionary<string, object?>? Named) From(object? value, AequorCmdlet cmdlet)
     {
@@ -16,8 +16,7 @@ internal static class QueryParameters
             case null:
                 return (null, null);
             case PSCustomObject:
-                // A row (Import-Csv, ConvertFrom-Json, Select-Object) given as the parameters themselves.
-                cmdlet.ThrowInvalidParameter("-Parameters is a PSCustomObject (a row from Import-Csv, ConvertFrom-Json or Select-Object): pass a hashtable for @name placeholders (@{ id = $row.id; name = $row.name }) or an array for $1, $2 ... ($row.id, $row.name).");
+                // A row: its properties are bound per statement (FromRow), once the text is known.
                 return (null, null);
             case IDictionary dictionary:
                 var named = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -41,6 +40,64 @@ internal static class QueryParameters
                 return ([Value(value, cmdlet)], null);
         }
     }
+
+    /// <summary>
+    /// A row given as -Parameters (Import-Csv, ConvertFrom-Json, Select-Object, a row of Invoke-AequorQuery): its
+    /// properties bind the @name placeholders of that name; null for any other -Parameters.
+    /// </summary>
+    public static PSObject? RowOf(object? value) =>
+        value is PSObject { BaseObject: PSCustomObject } row && !ReferenceEquals(value, System.Management.Automation.Internal.AutomationNull.Value) ? row : null;
+
+    /// <summary>
+    /// The row's properties that <paramref name="text"/> names as @placeholders (as Npgsql matches them: ignoring
+    /// case). Only those are read and converted: a CSV or JSON row carries columns the statement does not use, and one
+    /// holding a value without a PostgreSQL type must not refuse a statement that never reads it.
+    /// </summary>
+    public static IReadOnlyDictionary<string, object?> FromRow(PSObject row, string text, AequorCmdlet cmdlet)
+    {
+        var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (System.Text.RegularExpressions.Match placeholder in Placeholder().Matches(text))
+        {
+            used.Add(placeholder.Groups[1].Value);
+        }
+
+        var named = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var property in row.Properties)
+        {
+            if (!used.Contains(property.Name) || !property.IsGettable)
+            {
+                continue;
+            }
+
+            object? value;
+            try
+            {
+                value = property.Value;
+            }
+            catch (GetValueException ex)
+            {
+                cmdlet.ThrowInvalidParameter($"-Parameters: reading its property '{property.Name}' failed: {ex.Message}");
+                return named;
+            }
+
+            if (Unwrap(value) is PSCustomObject)
+            {
+                cmdlet.ThrowInvalidParameter($"-Parameters: its property '{property.Name}' is itself an object (nested JSON?), which has no PostgreSQL type: pass it as text (ConvertTo-Json -Compress) or pick the field it means.");
+            }
+
+            named[property.Name] = Value(value, cmdlet);
+        }
+
+        return named;
+    }
+
+    /// <summary>The names a row lacks for placeholders the text uses, for the error that follows them.</summary>
+    public static string PropertyNames(PSObject row) => string.Join(", ", row.Properties.Select(p => p.Name));
+
+    // @name as Npgsql reads a named placeholder: not after a word character or another @ (@@ operators, e-mail
+    // addresses in a literal still match: an extra parameter is ignored by Npgsql, so erring that way costs nothing).
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<![\w@])@([\p{L}_][\p{L}\p{N}_$]*)")]
+    private static partial System.Text.RegularExpressions.Regex Placeholder();
 
     /// <summary>
     /// The value itself. AutomationNull is what a variable holds after a command that wrote nothing ($id = Get-Thing

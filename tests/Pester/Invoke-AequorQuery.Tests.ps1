@@ -272,16 +272,6 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         }
     }
 
-    It 'a row (Import-Csv, ConvertFrom-Json) given as -Parameters is AequorInvalidParameter saying to pass a hashtable or an array' {
-        $row = 'id,name', '5,x' | ConvertFrom-Csv
-        $err = $null
-        try { Invoke-AequorQuery 'SELECT @id::int' -Parameters $row } catch { $err = $_ }
-        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
-        "$err" | Should -Match '-Parameters is a PSCustomObject .*pass a hashtable for @name placeholders'
-        "$err" | Should -Not -Match 'ConvertTo-Json'
-        Invoke-AequorQuery 'SELECT @id::int + 1' -Parameters @{ id = $row.id } -As Scalar | Should -Be 6
-    }
-
     It 'says which @name has no value when the server reads it as a column (42703)' {
         $err = $null
         Invoke-AequorQuery 'SELECT @a::int + @b::int' @{ a = 1 } -ErrorVariable err -ErrorAction SilentlyContinue
