@@ -31,6 +31,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     private PSObject? _row;
 
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = QuerySet, ValueFromPipeline = true)]
+    [QueryText]
     [ValidateNotNullOrEmpty]
     public string Query { get; set; } = string.Empty;
 

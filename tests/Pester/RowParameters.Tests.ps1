@@ -2,10 +2,12 @@ BeforeAll {
     . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
     $null = Get-Observer
     $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name rows
-    Invoke-AequorQuery -Session $S 'CREATE TEMP TABLE people (name text PRIMARY KEY, email text, age int)'
+    # Not a temp table: the $1 case below ends in a protocol error (08P01) after which the server drops the connection.
+    Invoke-AequorQuery -Session $S 'DROP TABLE IF EXISTS people; CREATE TABLE people (name text PRIMARY KEY, email text, age int)'
 }
 
 AfterAll {
+    Invoke-AequorQuery -Session $S 'DROP TABLE IF EXISTS people'
     Disconnect-Aequor -All -Confirm:$false
 }
 
@@ -59,5 +61,52 @@ Describe 'Invoke-AequorQuery -Parameters with a row (Import-Csv, ConvertFrom-Jso
         $row = [pscustomobject]@{ id = 5 }
         Invoke-AequorQuery -Session $S 'SELECT $1::int' -Parameters $row -ErrorVariable e -ErrorAction SilentlyContinue
         "$($e[0])" | Should -Match 'binds @name placeholders by its property names; \$1-style ones get nothing'
+    }
+    It 'refuses a row or a hashtable piped (or given) as the query, before anything is sent: an open transaction goes on' {
+        Start-AequorTransaction -Session $S
+        try {
+            Invoke-AequorQuery -Session $S "INSERT INTO people VALUES ('gus', NULL, 1)"
+            $rows = 'name,email', 'hal,h@example.org' | ConvertFrom-Csv
+            $rows | Invoke-AequorQuery -Session $S -ErrorVariable e -ErrorAction SilentlyContinue
+            $e.Count | Should -Be 1
+            "$($e[0])" | Should -Match '-Query takes SQL text, and this is an object \(a row\): nothing was sent\. .* -Parameters \$_'
+            @{ name = 'x' } | Invoke-AequorQuery -Session $S -ErrorVariable e -ErrorAction SilentlyContinue
+            "$($e[0])" | Should -Match 'this is a Hashtable: nothing was sent'
+            { Invoke-AequorQuery -Session $S -Query ([pscustomobject]@{ a = 1 }) } | Should -Throw '*-Query takes SQL text*'
+            $S.InTransaction | Should -BeTrue
+            Invoke-AequorQuery -Session $S -As Scalar 'SELECT count(*) FROM people' | Should -Be 1
+        } finally {
+            Undo-AequorTransaction -Session $S
+        }
+
+        # Text still comes from the pipeline, and a file by its path.
+        'SELECT 41 + 1' | Invoke-AequorQuery -Session $S -As Scalar | Should -Be 42
+        $file = Join-Path $TestDrive 'one.sql'
+        Set-Content $file 'SELECT 7 AS seven'
+        (Get-Item $file | Invoke-AequorQuery -Session $S).seven | Should -Be 7
+    }
+}
+
+Describe 'Invoke-AequorQuery given a SQL file line by line (Get-Content without -Raw)' {
+    It 'refuses the lines, naming the file and -File, so that a DELETE never runs without the WHERE on its next line' {
+        Invoke-AequorQuery -Session $S "TRUNCATE people; INSERT INTO people VALUES ('ida', NULL, 1), ('jon', NULL, 2)"
+        $file = Join-Path $TestDrive 'fix.sql'
+        Set-Content $file "DELETE FROM people`nWHERE name = 'ida';"
+        Get-Content $file | Invoke-AequorQuery -Session $S -ErrorVariable e -ErrorAction SilentlyContinue
+        $e.Count | Should -Be 2
+        "$($e[0])" | Should -BeLike "*-Query got line 1 of '$file' from Get-Content, which sends a file line by line*Nothing was sent. Run the file whole: -File '$file'*"
+        "$($e[1])" | Should -BeLike "*-Query got line 2 of*"
+        Invoke-AequorQuery -Session $S -As Scalar 'SELECT count(*) FROM people' | Should -Be 2
+
+        # Whole, the same file does what it says.
+        Get-Content -Raw $file | Invoke-AequorQuery -Session $S
+        (Invoke-AequorQuery -Session $S 'SELECT name FROM people').name | Should -Be 'jon'
+    }
+
+    It 'runs a file of one line, with or without -Raw' {
+        $file = Join-Path $TestDrive 'one-line.sql'
+        Set-Content $file 'SELECT 5 AS five'
+        (Get-Content $file | Invoke-AequorQuery -Session $S).five | Should -Be 5
+        (Get-Content -Raw $file | Invoke-AequorQuery -Session $S).five | Should -Be 5
     }
 }
