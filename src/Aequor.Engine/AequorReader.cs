@@ -50,6 +50,37 @@ public sealed class AequorReader : IAsyncDisposable
 
     public int FieldCount => _reader.FieldCount;
 
+    /// <summary>
+    /// Whether the reader stands on a result set, which may have no columns (SELECT FROM t gives rows of none),
+    /// rather than past statements that return none (INSERT, CREATE TABLE): both have a FieldCount of 0.
+    /// </summary>
+    public bool HasResultSet
+    {
+        get
+        {
+            if (_reader.FieldCount > 0)
+            {
+                return true;
+            }
+
+            // Npgsql says which only through a column lookup: no such column in a result set (any name is missing
+            // from one of no columns), but no result set at all when its statements returned none.
+            try
+            {
+                _ = _reader.GetOrdinal("?");
+                return true;
+            }
+            catch (IndexOutOfRangeException)
+            {
+                return true;
+            }
+            catch (InvalidOperationException)
+            {
+                return false;
+            }
+        }
+    }
+
     /// <summary>Rows changed by the statements read so far; -1 for a pure select.</summary>
     public int RecordsAffected => _reader.RecordsAffected;
 

@@ -411,16 +411,15 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         }
     }
 
-    /// <summary>The rows of every result set, read as they are asked for.</summary>
+    /// <summary>
+    /// The rows of every result set, read as they are asked for. A row of no columns (SELECT FROM t WHERE ...) is an
+    /// empty object, so counting the rows or testing them with if answers an existence check; statements without a
+    /// result set (INSERT) have no rows to read.
+    /// </summary>
     private IEnumerable<PSObject> Rows(AequorReader reader)
     {
         do
         {
-            if (reader.FieldCount == 0)
-            {
-                continue;
-            }
-
             var names = ColumnNames(reader);
             while (Await(reader.ReadAsync(StopToken)))
             {
@@ -470,11 +469,12 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         }
     }
 
+    /// <summary>A table per result set, one of no columns (SELECT FROM t) too, with a row per row; none for an INSERT.</summary>
     private void ReadTables(AequorReader reader, List<DataTable> tables)
     {
         do
         {
-            if (reader.FieldCount == 0)
+            if (!reader.HasResultSet)
             {
                 continue;
             }
