@@ -32,6 +32,8 @@ public sealed class AequorReader : IAsyncDisposable
         Plain,
         Timestamp,
         TimestampUtc,
+        Inet,
+        InetArray,
     }
 
     internal AequorReader(NpgsqlDataReader reader, Func<ValueTask>? onDispose)
@@ -185,6 +187,17 @@ public sealed class AequorReader : IAsyncDisposable
             }
         }
 
+        if (reading is ColumnReading.Inet or ColumnReading.InetArray)
+        {
+            if (PostgresDatesAndAddresses.TryReadInet(_reader, ordinal, reading == ColumnReading.InetArray, out var inet))
+            {
+                return inet;
+            }
+
+            // An array of more than one dimension: the general path reads its shape, for the rest of this result set.
+            readings[ordinal] = ColumnReading.General;
+        }
+
         if (reading == ColumnReading.Plain)
         {
             try
@@ -209,8 +222,9 @@ public sealed class AequorReader : IAsyncDisposable
     /// <summary>
     /// Columns whose declared .NET type is one every value keeps as is (a number, text, a bool, a uuid):
     /// their values skip the per-value checks of <see cref="ConvertValue"/>, which a 1,000-row read paid
-    /// 3,000 times (the statement-overhead bench). Timestamps are read by <see cref="PostgresTimestamps"/>.
-    /// Anything else (intervals, arrays, Npgsql's own types, void) takes the general path.
+    /// 3,000 times (the statement-overhead bench). Timestamps are read by <see cref="PostgresTimestamps"/>, inet
+    /// and inet[] once as <see cref="NpgsqlInet"/> (the general path read each value twice: as Npgsql's IPAddress,
+    /// which has no prefix length, then again with it). Anything else (intervals, arrays, Npgsql's own types, void) takes the general path.
     /// </summary>
     private static ColumnReading[] Readings(NpgsqlDataReader reader)
     {
@@ -228,7 +242,9 @@ public sealed class AequorReader : IAsyncDisposable
                 continue;
             }
 
-            readings[i] = type == typeof(DateTime) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(i))
+            readings[i] = PostgresDatesAndAddresses.IsInet(type, reader, i) is { } array
+                    ? (array ? ColumnReading.InetArray : ColumnReading.Inet)
+                : type == typeof(DateTime) && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(i))
                     ? (PostgresTimestamps.KindOf(reader.GetDataTypeName(i)) == DateTimeKind.Utc ? ColumnReading.TimestampUtc : ColumnReading.Timestamp)
                 : type == typeof(int) || type == typeof(long) || type == typeof(short) || type == typeof(string)
                     || type == typeof(decimal) || type == typeof(double) || type == typeof(float) || type == typeof(bool)

@@ -62,6 +62,51 @@ internal static class PostgresDatesAndAddresses
         return null;
     }
 
+    /// <summary>Whether the column is an inet (false) or an inet[] (true); null when neither. Once per result set.</summary>
+    public static bool? IsInet(Type fieldType, NpgsqlDataReader reader, int ordinal) =>
+        fieldType == typeof(IPAddress) && reader.GetDataTypeName(ordinal) == "inet" ? false
+        : fieldType == typeof(Array) && reader.GetDataTypeName(ordinal) == "inet[]" ? true
+        : null;
+
+    /// <summary>
+    /// An inet, or a one-dimensional inet[], read once as what <see cref="Read"/> gives for it (GetValue's IPAddress
+    /// would need a second read for the prefix length); false for an array of more dimensions, which takes that path.
+    /// </summary>
+    public static bool TryReadInet(NpgsqlDataReader reader, int ordinal, bool array, out object? value)
+    {
+        if (!array)
+        {
+            value = reader.GetFieldValue<NpgsqlInet?>(ordinal) is { } inet ? Inet(inet, cidr: false) : null;
+            return true;
+        }
+
+        value = null;
+        if (reader.IsDBNull(ordinal))
+        {
+            return true;
+        }
+
+        NpgsqlInet?[] values;
+        try
+        {
+            values = reader.GetFieldValue<NpgsqlInet?[]>(ordinal);
+        }
+        catch (InvalidCastException)
+        {
+            // Npgsql reads a row's value again after a failed attempt: the caller's general path still has it.
+            return false;
+        }
+
+        var texts = new string?[values.Length];
+        for (var i = 0; i < texts.Length; i++)
+        {
+            texts[i] = values[i] is { } inet ? Inet(inet, cidr: false) : null;
+        }
+
+        value = texts;
+        return true;
+    }
+
     /// <summary>time_out of timetz: the time (fraction without trailing zeros), then the offset: +HH, +HH:MM when it has minutes.</summary>
     private static string TimeWithZone(DateTimeOffset value)
     {

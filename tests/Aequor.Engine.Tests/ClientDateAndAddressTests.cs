@@ -76,6 +76,50 @@ public sealed class ClientDateAndAddressTests(PostgresFixture db)
         Assert.Equal(new[] { (string)row[1]!, null }, Assert.IsType<string?[]>(row[2]));
     }
 
+    /// <summary>
+    /// inet is read once, with its prefix length: in every shape a column can take, over several rows (the reading is
+    /// chosen once per result set), as the server's text for it.
+    /// </summary>
+    [Fact]
+    public async Task Inet_in_every_shape_reads_as_the_servers_text()
+    {
+        await using var client = NewClient();
+        await using var reader = await client.ExecuteReaderAsync(new AequorStatement("""
+            SELECT i, format('%s', i), a, ARRAY(SELECT format('%s', e) FROM unnest(a) e) /* a NULL as '' */, m, format('%s', m), '10.0.0.0/8'::cidr,
+                   ARRAY['10.0.0.0/8', NULL]::cidr[]
+            FROM (VALUES (1, '10.0.0.1/24'::inet, ARRAY['10.0.0.1/24', '10.0.0.2', NULL, '::1/64']::inet[], '{{1.2.3.4/24,NULL},{::1,10.0.0.0/8}}'::inet[]),
+                         (2, '10.0.0.2/32', ARRAY['2001:db8::1/128']::inet[], '{1.2.3.4}'),
+                         (3, NULL, NULL, NULL),
+                         (4, '::ffff:1.2.3.4/120', '{}', '{{1.2.3.4}}')) AS v(n, i, a, m)
+            ORDER BY n
+            """), CancellationToken.None);
+        var rows = new List<object?[]>();
+        while (await reader.ReadAsync(CancellationToken.None))
+        {
+            rows.Add(Enumerable.Range(0, reader.FieldCount).Select(reader.GetValue).ToArray());
+        }
+
+        Assert.Equal(4, rows.Count);
+        Assert.Equal(["10.0.0.1/24", "10.0.0.2", "::ffff:1.2.3.4/120"], new[] { rows[0][0], rows[1][0], rows[3][0] });
+        foreach (var row in rows.Where(r => r[0] is not null))
+        {
+            Assert.Equal(row[1], row[0]);
+        }
+
+        Assert.Equal(new[] { "10.0.0.1/24", "10.0.0.2", null, "::1/64" }, Assert.IsType<string?[]>(rows[0][2]));
+        Assert.Equal(new[] { "2001:db8::1" }, Assert.IsType<string?[]>(rows[1][2]));
+        Assert.Empty(Assert.IsType<string?[]>(rows[3][2]));
+        Assert.All(rows.Where(r => r[2] is not null), r => Assert.Equal(((string?[])r[3]!).Select(t => t == string.Empty ? null : t), (string?[])r[2]!));
+        Assert.All([rows[2][0], rows[2][2], rows[2][4]], Assert.Null);
+
+        var square = Assert.IsType<string?[,]>(rows[0][4]);
+        Assert.Equal(new[,] { { "1.2.3.4/24", null }, { "::1", "10.0.0.0/8" } }, square);
+        Assert.Equal(new[] { "1.2.3.4" }, Assert.IsType<string?[]>(rows[1][4]));
+        Assert.Equal(new[,] { { "1.2.3.4" } }, Assert.IsType<string?[,]>(rows[3][4]));
+        Assert.Equal("10.0.0.0/8", rows[0][6]);
+        Assert.Equal(new[] { "10.0.0.0/8", null }, Assert.IsType<string?[]>(rows[0][7]));
+    }
+
     /// <summary>An IPAddress binds to an inet; text compares once cast (the server has no inet = text).</summary>
     [Fact]
     public async Task An_address_binds_and_text_compares_once_cast()
