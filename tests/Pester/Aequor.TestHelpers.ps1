@@ -60,9 +60,16 @@ function Wait-Until([scriptblock] $Condition, [int] $TimeoutMs = 10000) {
 }
 
 # A PowerShell of its own (to stop with Stop(), or to run until it ends) whose script takes the staged module's path, the
-# app role's connection string, then $ArgumentList: param($ModulePath, $Connection, ...).
-function New-ModuleShell([scriptblock] $Script, [object[]] $ArgumentList = @()) {
+# app role's connection string, then $ArgumentList: param($ModulePath, $Connection, ...). It imports nothing itself:
+# what the script does before Import-Module (or without it) is part of what some tests check.
+# Disposing it closes its runspace, and with it the runspace's sessions. With -PSHost the runspace is opened on that
+# host (to answer prompts) and is not the PowerShell's own: dispose $ps.Runspace as well.
+function New-ModuleShell([scriptblock] $Script, [object[]] $ArgumentList = @(), [System.Management.Automation.Host.PSHost] $PSHost) {
     $ps = [powershell]::Create()
+    if ($PSHost) {
+        $ps.Runspace = [runspacefactory]::CreateRunspace($PSHost)
+        $ps.Runspace.Open()
+    }
     $null = $ps.AddScript($Script).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
     foreach ($argument in $ArgumentList) { $null = $ps.AddArgument($argument) }
     $ps
@@ -73,16 +80,15 @@ function New-ModuleShell([scriptblock] $Script, [object[]] $ArgumentList = @()) 
 # whether it ended within $TimeoutMs: a call that waits for the reader its own pipeline holds never ends.
 function Invoke-InsideRows {
     param([string] $Inner, [string] $Setup = '', [int] $TimeoutMs = 20000)
-    $ps = [powershell]::Create()
-    try {
-        $null = $ps.AddScript(@"
+    $ps = New-ModuleShell ([scriptblock]::Create(@"
 param(`$ModulePath, `$Connection, `$Secret, `$Service)
 Import-Module `$ModulePath
 `$null = Connect-Aequor `$Connection -CoordinationSecret `$Secret -ServiceName `$Service -ReaperRunProbability 0
 $Setup
 Invoke-AequorQuery 'SELECT g FROM generate_series(1, 2) g' | ForEach-Object { `$_.g; $Inner }
 'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
-"@).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($script:TestSecret).AddArgument((New-TestServiceName rows))
+"@)) $script:TestSecret, (New-TestServiceName rows)
+    try {
         $sw = [Diagnostics.Stopwatch]::StartNew()
         $handle = $ps.BeginInvoke()
         $done = $handle.AsyncWaitHandle.WaitOne($TimeoutMs)
@@ -94,7 +100,6 @@ Invoke-AequorQuery 'SELECT g FROM generate_series(1, 2) g' | ForEach-Object { `$
             Errors    = @($ps.Streams.Error)
         }
     } finally {
-        # Closing its runspace closes its sessions.
         $ps.Dispose()
     }
 }

@@ -255,9 +255,8 @@ Describe 'Transaction cmdlets over several piped sessions' {
     }
 
     It 'with no session at all the command stops: a terminating AequorNoSession' {
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell { param($ModulePath) Import-Module $ModulePath; try { Undo-AequorTransaction; 'went on' } catch { $_.FullyQualifiedErrorId } }
         try {
-            $null = $ps.AddScript('Import-Module $args[0]; try { Undo-AequorTransaction; ''went on'' } catch { $_.FullyQualifiedErrorId }').AddArgument($env:AEQUOR_MODULE_PATH)
             $out = $ps.Invoke()
             @($out) | Should -HaveCount 1
             "$($out[0])" | Should -BeLike 'AequorNoSession*'

@@ -92,15 +92,14 @@ Describe 'Get-AequorSession' {
 Describe 'Sessions per runspace' {
     It 'two runspaces do not share sessions' {
         $mine = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name mine
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection)
+            Import-Module $ModulePath
+            $before = @(Get-AequorSession).Count
+            $s = Connect-Aequor $Connection -LeaseMode Optional -Name theirs
+            [pscustomobject]@{ Before = $before; Names = @(Get-AequorSession).Name; Pid = $s.BackendPid }
+        }
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection)
-                    Import-Module $ModulePath
-                    $before = @(Get-AequorSession).Count
-                    $s = Connect-Aequor $Connection -LeaseMode Optional -Name theirs
-                    [pscustomobject]@{ Before = $before; Names = @(Get-AequorSession).Name; Pid = $s.BackendPid }
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
             $theirs = $ps.Invoke()[0]
             $theirs.Before | Should -Be 0
             $theirs.Names | Should -Be @('theirs')
@@ -194,20 +193,19 @@ Describe 'Sessions per runspace' {
     It 'Remove-Module warns of each session whose open transaction it rolled back, SQL BEGIN blocks too' {
         $table = "remove_tx_$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Table)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -LeaseMode Optional -Name managed
+            $null = Connect-Aequor $Connection -LeaseMode Optional -Name sqlblock
+            $null = Connect-Aequor $Connection -LeaseMode Optional -Name idle
+            Start-AequorTransaction -Session managed
+            Invoke-AequorQuery "INSERT INTO $Table VALUES (1)" -Session managed
+            Invoke-AequorQuery 'BEGIN' -Session sqlblock
+            Invoke-AequorQuery "INSERT INTO $Table VALUES (2)" -Session sqlblock
+            Remove-Module Aequor
+        } $table
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Table)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name managed
-                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name sqlblock
-                    $null = Connect-Aequor $Connection -LeaseMode Optional -Name idle
-                    Start-AequorTransaction -Session managed
-                    Invoke-AequorQuery "INSERT INTO $Table VALUES (1)" -Session managed
-                    Invoke-AequorQuery 'BEGIN' -Session sqlblock
-                    Invoke-AequorQuery "INSERT INTO $Table VALUES (2)" -Session sqlblock
-                    Remove-Module Aequor
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($table)
             $null = $ps.Invoke()
             $ps.Streams.Error | Should -HaveCount 0
             @($ps.Streams.Warning) | Should -HaveCount 1
@@ -220,16 +218,15 @@ Describe 'Sessions per runspace' {
     }
 
     It 'Remove-Module closes the runspace''s sessions' {
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection)
+            Import-Module $ModulePath
+            $s = Connect-Aequor $Connection -LeaseMode Optional -Name removed
+            Remove-Module Aequor
+            $s.BackendPid
+            $s.State
+        }
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection)
-                    Import-Module $ModulePath
-                    $s = Connect-Aequor $Connection -LeaseMode Optional -Name removed
-                    Remove-Module Aequor
-                    $s.BackendPid
-                    $s.State
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
             $out = $ps.Invoke()
             $out[1] | Should -Be 'Closed'
             $ps.Streams.Warning | Should -HaveCount 0 -Because 'no transaction was open'

@@ -662,25 +662,24 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
     }
 
     It '-Session takes a session''s name; an unknown name fails naming the open ones; the names complete' {
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Secret)
+            Import-Module $ModulePath
+            $first = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName names -Name first
+            $second = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName names -Name second
+            [pscustomobject]@{
+                FirstPid     = $first.BackendPid
+                ByName       = Invoke-AequorQuery -Session FIRST 'SELECT pg_backend_pid()' -As Scalar
+                Default      = Invoke-AequorQuery 'SELECT pg_backend_pid()' -As Scalar
+                SecondPid    = $second.BackendPid
+                Unknown      = $(try { Invoke-AequorQuery -Session third 'SELECT 1' -ErrorAction Stop; 'no error' } catch { $_.Exception.Message })
+                # Terminating without -ErrorAction Stop: the statement has no session to run on.
+                UnknownId    = $(try { Invoke-AequorQuery -Session third 'SELECT 1'; 'no error' } catch { '{0} {1}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category })
+                InTx         = & { 'first' | Start-AequorTransaction; $first.InTransaction; Undo-AequorTransaction -Session first }
+                Completions  = (TabExpansion2 -inputScript ($line = 'Invoke-AequorQuery -Session s') -cursorColumn $line.Length).CompletionMatches.CompletionText -join ','
+            }
+        } $TestSecret
         try {
-            $null = $ps.AddScript({
-                param($module, $cs, $secret)
-                Import-Module $module
-                $first = Connect-Aequor $cs -CoordinationSecret $secret -ServiceName names -Name first
-                $second = Connect-Aequor $cs -CoordinationSecret $secret -ServiceName names -Name second
-                [pscustomobject]@{
-                    FirstPid     = $first.BackendPid
-                    ByName       = Invoke-AequorQuery -Session FIRST 'SELECT pg_backend_pid()' -As Scalar
-                    Default      = Invoke-AequorQuery 'SELECT pg_backend_pid()' -As Scalar
-                    SecondPid    = $second.BackendPid
-                    Unknown      = $(try { Invoke-AequorQuery -Session third 'SELECT 1' -ErrorAction Stop; 'no error' } catch { $_.Exception.Message })
-                    # Terminating without -ErrorAction Stop: the statement has no session to run on.
-                    UnknownId    = $(try { Invoke-AequorQuery -Session third 'SELECT 1'; 'no error' } catch { '{0} {1}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category })
-                    InTx         = & { 'first' | Start-AequorTransaction; $first.InTransaction; Undo-AequorTransaction -Session first }
-                    Completions  = (TabExpansion2 -inputScript ($line = 'Invoke-AequorQuery -Session s') -cursorColumn $line.Length).CompletionMatches.CompletionText -join ','
-                }
-            }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret)
             $r = $ps.Invoke()[0]
             $ps.Streams.Error | Should -BeNullOrEmpty
             $r.ByName | Should -Be $r.FirstPid
@@ -693,9 +692,8 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
     }
 
     It 'no session gives AequorNoSession' {
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell { param($ModulePath) Import-Module $ModulePath; try { Invoke-AequorQuery 'SELECT 1' } catch { $_.FullyQualifiedErrorId; $_.Exception.Message } }
         try {
-            $null = $ps.AddScript('Import-Module $args[0]; try { Invoke-AequorQuery "SELECT 1" } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }').AddArgument($env:AEQUOR_MODULE_PATH)
             $out = $ps.Invoke()
             $out[0] | Should -BeLike 'AequorNoSession*'
             $out[1] | Should -Match 'Connect-Aequor'
@@ -791,9 +789,8 @@ Describe 'Invoke-AequorQuery and the commands downstream of its rows' {
     }
 
     It 'another runspace sharing the session is not refused: it waits until the rows are read' {
-        $other = [powershell]::Create()
+        $other = New-ModuleShell { param($ModulePath, $Connection, $Session) Import-Module $ModulePath; Invoke-AequorQuery 'SELECT 42' -Session $Session -As Scalar } $D
         try {
-            $null = $other.AddScript('param($m, $s) Import-Module $m; Invoke-AequorQuery "SELECT 42" -Session $s -As Scalar').AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($D)
             $script:waited = $null
             $rows = Invoke-AequorQuery 'SELECT g FROM generate_series(1, 3) g' | ForEach-Object {
                 if ($_.g -eq 1) {
@@ -815,14 +812,13 @@ Describe 'Invoke-AequorQuery and the commands downstream of its rows' {
 Describe 'Invoke-AequorQuery Ctrl+C' {
     It 'stopping the pipeline cancels pg_sleep(30) on the server: its backend is idle within 5 s' {
         $marker = "ctrlc_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Marker)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -LeaseMode Optional
+            Invoke-AequorQuery "SELECT pg_sleep(30) AS $Marker"
+        } $marker
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Marker)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -LeaseMode Optional
-                    Invoke-AequorQuery "SELECT pg_sleep(30) AS $Marker"
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($marker)
             $async = $ps.BeginInvoke()
             $script:busy = $null
             Wait-Until {
@@ -841,16 +837,15 @@ Describe 'Invoke-AequorQuery Ctrl+C' {
 
     It 'inside a transaction too, while the rows stream to a slow command: the rest is not read first' {
         $marker = "ctrlc_tx_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Marker)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -LeaseMode Optional
+            Start-AequorTransaction
+            # 100 s of rows if read to the end.
+            Invoke-AequorQuery "SELECT g AS $Marker, pg_sleep(0.001) FROM generate_series(1, 100000) g" | ForEach-Object { Start-Sleep -Milliseconds 20 }
+        } $marker
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Marker)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -LeaseMode Optional
-                    Start-AequorTransaction
-                    # 100 s of rows if read to the end.
-                    Invoke-AequorQuery "SELECT g AS $Marker, pg_sleep(0.001) FROM generate_series(1, 100000) g" | ForEach-Object { Start-Sleep -Milliseconds 20 }
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($marker)
             $async = $ps.BeginInvoke()
             $script:busy = $null
             Wait-Until {
@@ -873,21 +868,20 @@ Describe 'Invoke-AequorQuery stopped by a server WARNING' {
     It '-WarningAction Stop on a WARNING raised before the first row stops the command and leaves the session usable' {
         # The reader already held the session when the warning's write threw: it was never closed, and the next
         # command on the session waited for it for ever.
-        $ps = [powershell]::Create()
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -LeaseMode Optional
+            try {
+                Invoke-AequorQuery 'DO $$ BEGIN RAISE WARNING ''careful''; END $$; SELECT 1 AS a' -WarningAction Stop
+                'not stopped'
+            } catch {
+                'stopped:' + $_.FullyQualifiedErrorId
+            }
+            'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+            'state:' + (Get-AequorSession).State
+        }
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -LeaseMode Optional
-                    try {
-                        Invoke-AequorQuery 'DO $$ BEGIN RAISE WARNING ''careful''; END $$; SELECT 1 AS a' -WarningAction Stop
-                        'not stopped'
-                    } catch {
-                        'stopped:' + $_.FullyQualifiedErrorId
-                    }
-                    'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
-                    'state:' + (Get-AequorSession).State
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION)
             $handle = $ps.BeginInvoke()
             $done = $handle.AsyncWaitHandle.WaitOne(20000)
             if (-not $done) { $ps.Stop() }

@@ -75,21 +75,17 @@ public sealed class AnswerUI : PSHostUserInterface {
         if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
         $answerHost = [AequorTest.AnswerHost]::new()
         foreach ($a in $Answers) { $answerHost.Answers.Enqueue($a) }
-        $rs = [runspacefactory]::CreateRunspace($answerHost)
-        $rs.Open()
-        $ps = [powershell]::Create()
-        $ps.Runspace = $rs
+        $ps = New-ModuleShell -PSHost $answerHost -ArgumentList $TestSecret, $Service {
+            param($ModulePath, $Connection, $Secret, $Service)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
+            Invoke-AequorReap -Confirm
+        }
         try {
-            $null = $ps.AddScript({
-                    param($ModulePath, $Connection, $Secret, $Service)
-                    Import-Module $ModulePath
-                    $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName $Service -MinConnectionIdleTimeSec 0 -ReaperRunProbability 0
-                    Invoke-AequorReap -Confirm
-                }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($env:AEQUOR_TEST_APP_CONNECTION).AddArgument($TestSecret).AddArgument($Service)
             [pscustomobject]@{ Result = $ps.Invoke()[0]; Prompts = @($answerHost.Prompts) }
         } finally {
             $ps.Dispose()
-            $rs.Dispose()
+            $ps.Runspace.Dispose()
         }
     }
 }
