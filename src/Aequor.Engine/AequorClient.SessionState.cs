@@ -12,13 +12,25 @@ public sealed partial class AequorClient
     /// Outside a transaction block only session-level advisory locks can be held (a _xact_ lock ends with its implicit
     /// transaction), so this is exact where it is asked.
     /// </summary>
-    private const string HoldsAdvisoryLockSql = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)";
+    internal const string HoldsAdvisoryLockSql = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)";
 
     private SessionStateKinds _sessionState;
     private long _sessionStateGeneration;
     private bool _advisoryLocksToCheck;
     private string? _lastScannedText;
     private SessionStatementEffect _lastScannedEffect;
+    private string? _functionsKey;
+
+    // A statement of this session redefined a function: what was learnt is forgotten again when its transaction ends,
+    // since another client's load in between did not see the change before it committed.
+    private bool _functionsRedefined;
+
+    // Names a statement that died with its connection called, before anything was known of them: judged on the
+    // replacement connection before the next statement (JudgeCallsLostWithConnectionAsync).
+    private string[]? _unjudgedCalls;
+
+    /// <summary>The database the lock-taking functions are learnt for (<see cref="AdvisoryLockFunctions"/>).</summary>
+    private string FunctionsKey => _functionsKey ??= string.Join('\n', _baseBuilder.Host, _baseBuilder.Port, _baseBuilder.Database ?? _baseBuilder.Username);
 
     /// <summary>
     /// What the client believes the current connection's session holds, read from the statements' text
@@ -42,6 +54,85 @@ public sealed partial class AequorClient
         }
 
         return _lastScannedEffect;
+    }
+
+    /// <summary>
+    /// The called names judged from what is already known, without a round trip: before the statement is sent, so that
+    /// one calling a lock-taking function right after a reconnect runs (it takes the lock again). Left for
+    /// <see cref="ResolveCallsAsync"/> when nothing fresh is known.
+    /// </summary>
+    /// <summary>
+    /// On a connection that replaced the one a failed statement died with, just before <see cref="TakeLostSessionState"/>:
+    /// whether what it called may have taken a lock, learnt from the server when nothing fresh is known.
+    /// </summary>
+    private async Task JudgeCallsLostWithConnectionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        if (_unjudgedCalls is not { } called || Generation == _sessionStateGeneration)
+        {
+            return;
+        }
+
+        _unjudgedCalls = null;
+        var judged = await ResolveCallsAsync(connection, SessionStatementEffect.None with { CalledNames = called }, Generation, cancellationToken).ConfigureAwait(false);
+        _sessionState |= judged.Sets & SessionStateKinds.AdvisoryLock;
+    }
+
+    private SessionStatementEffect ResolveKnownCalls(SessionStatementEffect effect) =>
+        effect.CalledNames is { } called && AdvisoryLockFunctions.Calls(FunctionsKey, called, Environment.TickCount64) is { } calls
+            ? effect.CallingAdvisoryLockFunction(calls)
+            : effect;
+
+    /// <summary>
+    /// After the statement ran: the called names still unjudged are judged now, learning the lock-taking functions from
+    /// the server first (one round trip, once per <see cref="AdvisoryLockFunctions.MaxAgeMs"/> and database). Not inside
+    /// a transaction block (a failed query would abort it): there, and when the server does not answer, a call counts
+    /// as one that may take a lock, and pg_locks is asked when the block ends.
+    /// </summary>
+    private async Task<SessionStatementEffect> ResolveCallsAsync(NpgsqlConnection connection, SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
+    {
+        effect = ResolveKnownCalls(effect);
+        if (effect.CalledNames is not { } called)
+        {
+            return effect;
+        }
+
+        if (InTransaction)
+        {
+            return effect.CallingAdvisoryLockFunction(true);
+        }
+
+        var version = AdvisoryLockFunctions.BeginLoad(FunctionsKey);
+        try
+        {
+            var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            var command = new NpgsqlCommand(AdvisoryLockFunctions.LoadSql, connection);
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        names.Add(reader.GetString(0));
+                    }
+                }
+            }
+
+            Touch();
+            AdvisoryLockFunctions.Store(FunctionsKey, names, version, Environment.TickCount64);
+            return effect.CallingAdvisoryLockFunction(called.Any(names.Contains));
+        }
+#pragma warning disable CA1031 // Unanswered, the call counts as one that may take a lock: the safe side. A dead connection is dropped as usual.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            if (!IsAlive(connection))
+            {
+                await MarkDeadAsync(generation, "probe", ex).ConfigureAwait(false);
+            }
+
+            return effect.CallingAdvisoryLockFunction(true);
+        }
     }
 
     /// <summary>
@@ -123,13 +214,26 @@ public sealed partial class AequorClient
     /// </summary>
     private async Task AfterSessionStatementAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
     {
+        if (effect.RedefinesFunctions)
+        {
+            AdvisoryLockFunctions.Forget(FunctionsKey);
+            _functionsRedefined = true;
+        }
+
         if (generation != Generation || _connection is not { } connection || !IsAlive(connection))
+        {
+            return;
+        }
+
+        effect = await ResolveCallsAsync(connection, effect, generation, cancellationToken).ConfigureAwait(false);
+        if (generation != Generation)
         {
             return;
         }
 
         if (generation == _sessionStateGeneration)
         {
+            _unjudgedCalls = null;
             _sessionState = (_sessionState & ~effect.Clears) | effect.Sets;
             _advisoryLocksToCheck = (_advisoryLocksToCheck && !effect.Clears.HasFlag(SessionStateKinds.AdvisoryLock)) || effect.ChecksAdvisoryLocks;
         }
@@ -159,6 +263,12 @@ public sealed partial class AequorClient
 
     private async Task SettleSessionAsync(NpgsqlConnection connection, long generation, CancellationToken cancellationToken)
     {
+        if (_functionsRedefined)
+        {
+            _functionsRedefined = false;
+            AdvisoryLockFunctions.Forget(FunctionsKey);
+        }
+
         if (_advisoryLocksToCheck && generation == _sessionStateGeneration)
         {
             await CheckAdvisoryLocksAsync(connection, generation, cancellationToken).ConfigureAwait(false);
@@ -184,6 +294,24 @@ public sealed partial class AequorClient
         if (generation != _sessionStateGeneration)
         {
             return;
+        }
+
+        // What a failed statement called is judged from what is known (a function may raise after pg_advisory_lock, and
+        // the lock outlives the rollback). Unknown on a live connection: as one that may have taken a lock, which the next
+        // statement asks pg_locks about. On a dead one the server is asked about the names on the next connection, so a
+        // plain INSERT INTO t (a) lost with its connection does not read as a lost lock.
+        effect = ResolveKnownCalls(effect);
+        if (effect.CalledNames is { } called)
+        {
+            if (_connection is { } connection && generation == Generation && IsAlive(connection))
+            {
+                effect = effect.CallingAdvisoryLockFunction(true);
+            }
+            else
+            {
+                _unjudgedCalls = called;
+                effect = effect.CallingAdvisoryLockFunction(false);
+            }
         }
 
         var locks = effect.Sets & SessionStateKinds.AdvisoryLock;

@@ -42,7 +42,7 @@ public sealed partial class AequorClient
     {
         RefuseUnusedPositionalValues(statement);
         StatementParameters.RefuseUnpairedSurrogates(statement);
-        var effect = ScanSessionState(statement.CommandText);
+        var effect = ResolveKnownCalls(ScanSessionState(statement.CommandText));
         RefuseApplicationName(effect);
         // What runs in place of the caller's statement (ending a lost transaction) is no statement of theirs: the
         // session state it finds lost is reported at their next one.
@@ -163,6 +163,7 @@ public sealed partial class AequorClient
                     connection = _connection!;
                 }
 
+                await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
                 if (callersStatement && TakeLostSessionState(effect, "The statement was not run") is { } lost)
                 {
                     throw lost;

@@ -9,14 +9,30 @@ namespace Aequor.Engine;
 internal readonly record struct SessionStatementEffect(SessionStateKinds Sets, SessionStateKinds Clears, bool ChecksAdvisoryLocks, bool SetsApplicationName)
 {
     public static readonly SessionStatementEffect None = default;
+
+    /// <summary>
+    /// The names it calls that could be user functions or procedures (<c>name(</c>, <c>app."Name"(</c>, <c>CALL name(</c>),
+    /// unquoted ones in lower case; null when none, or once they were looked up (<see cref="CallingAdvisoryLockFunction"/>).
+    /// </summary>
+    public string[]? CalledNames { get; init; }
+
+    /// <summary>It creates, replaces, alters or drops a function, procedure or extension: the known lock-taking functions may have changed.</summary>
+    public bool RedefinesFunctions { get; init; }
+
+    /// <summary>The effect once its called names are known: one of them may take or release a session advisory lock.</summary>
+    public SessionStatementEffect CallingAdvisoryLockFunction(bool calls) =>
+        calls
+            ? this with { Sets = Sets | SessionStateKinds.AdvisoryLock, ChecksAdvisoryLocks = true, CalledNames = null }
+            : this with { CalledNames = null };
 }
 
 /// <summary>
 /// Reads a statement's text for what it leaves in the PostgreSQL session: the words outside quotes, comments and
 /// dollar-quoted bodies (<see cref="StatementShape.SkipNonCode"/>), the first words of each ';'-separated statement
 /// and the advisory-lock and set_config function names anywhere; a DO block's body the same way, since it runs now.
-/// A guess from the text, by design: what a called function or procedure does inside its body is not seen, and a state that a later DROP, UNLISTEN channel or rollback removed is still
-/// remembered. Erring towards "held" costs a warning after a reconnect (for a lock, one statement refused), never a
+/// A guess from the text, by design: a called function or procedure is only named here (<see cref="SessionStatementEffect.CalledNames"/>;
+/// whether its body may take an advisory lock is the server's answer, <see cref="AdvisoryLockFunctions"/>), and a state that a
+/// later DROP, UNLISTEN channel or rollback removed is still remembered. Erring towards "held" costs a warning after a reconnect (for a lock, one statement refused), never a
 /// silent loss.
 /// </summary>
 internal static class SessionStateText
@@ -34,6 +50,9 @@ internal static class SessionStateText
         var clears = SessionStateKinds.None;
         var checks = false;
         var setsName = false;
+        var redefines = false;
+        List<string>? called = null;
+        var statementCalls = 0;
 
         // The first words of the current statement, and the two words before the current one (ON COMMIT DROP, WITH HOLD).
         var first = default(FirstWords);
@@ -54,7 +73,18 @@ internal static class SessionStateText
             {
                 if (count > 0 && first[0] == "DO" && DoBody(sql, i, next) is { } body)
                 {
-                    TakeDoBody(Scan(body, plpgsqlBody: true), ref sets, ref checks, ref setsName);
+                    var inBody = Scan(body, plpgsqlBody: true);
+                    TakeDoBody(inBody, ref sets, ref checks, ref setsName);
+                    redefines |= inBody.RedefinesFunctions;
+                    if (inBody.CalledNames is { } bodyCalls)
+                    {
+                        (called ??= []).AddRange(bodyCalls);
+                    }
+                }
+                else if (sql[i] == '"' && IsCall(sql, next))
+                {
+                    // "TakeLock"( or app."take lock"(: the name as written, quotes undone.
+                    (called ??= []).Add(sql.Substring(i + 1, next - i - 2).Replace("\"\"", "\"", StringComparison.Ordinal));
                 }
 
                 i = next;
@@ -65,6 +95,7 @@ internal static class SessionStateText
             if (c == ';')
             {
                 Close(first, count, statement, ref sets, ref clears, ref setsName);
+                EndCalls(first, count, called, ref statementCalls, ref redefines);
                 first = default;
                 count = 0;
                 previous = beforePrevious = null;
@@ -86,9 +117,17 @@ internal static class SessionStateText
             }
 
             var word = Keyword(sql.AsSpan(i, end - i));
+            if (word is not ("PG_ADVISORY_LOCK" or "PG_ADVISORY_LOCK_SHARED" or "PG_TRY_ADVISORY_LOCK" or "PG_TRY_ADVISORY_LOCK_SHARED"
+                    or "PG_ADVISORY_UNLOCK" or "PG_ADVISORY_UNLOCK_SHARED" or "PG_ADVISORY_UNLOCK_ALL" or "SET_CONFIG")
+                && IsCall(sql, end) && !NotAUserFunction.Contains(sql.AsSpan(i, end - i)))
+            {
+                (called ??= []).Add(sql.Substring(i, end - i).ToLowerInvariant());
+            }
+
             if (plpgsqlBody && word is "BEGIN" or "THEN" or "ELSE" or "LOOP")
             {
                 Close(first, count, statement, ref sets, ref clears, ref setsName);
+                EndCalls(first, count, called, ref statementCalls, ref redefines);
                 first = default;
                 count = 0;
                 previous = beforePrevious = null;
@@ -143,13 +182,100 @@ internal static class SessionStateText
         }
 
         Close(first, count, statement, ref sets, ref clears, ref setsName);
-        return new SessionStatementEffect(sets, clears, checks, setsName);
+        EndCalls(first, count, called, ref statementCalls, ref redefines);
+        return new SessionStatementEffect(sets, clears, checks, setsName)
+        {
+            CalledNames = called is { Count: > 0 } ? [.. called] : null,
+            RedefinesFunctions = redefines,
+        };
+    }
+
+    /// <summary>At a word's end: a '(' follows (blanks and comments between), so the word names something called.</summary>
+    private static bool IsCall(string sql, int end)
+    {
+        var open = end < 0 ? -1 : StatementShape.SkipBlank(sql, end);
+        return open >= 0 && sql[open] == '(';
+    }
+
+    /// <summary>
+    /// At a statement's end: CREATE [OR REPLACE] FUNCTION, ALTER PROCEDURE, DROP ROUTINE, CREATE EXTENSION … changes
+    /// which functions may take a lock; the names in its header are definitions, not calls, so they are dropped.
+    /// </summary>
+    private static void EndCalls(in FirstWords first, int count, List<string>? called, ref int statementCalls, ref bool redefines)
+    {
+        if (first[0] is "CREATE" or "ALTER" or "DROP")
+        {
+            for (var k = 1; k < Math.Min(count, FirstWords.Length); k++)
+            {
+                if (first[k] is "FUNCTION" or "PROCEDURE" or "ROUTINE" or "EXTENSION")
+                {
+                    redefines = true;
+                    called?.RemoveRange(statementCalls, called.Count - statementCalls);
+                    break;
+                }
+
+                if (first[k] is not ("OR" or "REPLACE" or "AGGREGATE"))
+                {
+                    break;
+                }
+            }
+        }
+
+        statementCalls = called?.Count ?? 0;
+    }
+
+    /// <summary>
+    /// Words before '(' that are syntax (IN (, VALUES (, numeric(10, 2)) or the most common built-in functions: no user
+    /// function is looked for under these names, so a statement made only of them never asks the server. A user function
+    /// that shares one of these names is not seen (documented in docs/client.md).
+    /// </summary>
+    private static readonly WordSet NotAUserFunction = new(
+    [
+        "IN", "VALUES", "EXISTS", "ANY", "ALL", "SOME", "ARRAY", "ROW", "AS", "ON", "USING", "OVER", "FILTER", "WITHIN",
+        "CAST", "AND", "OR", "NOT", "WHERE", "SELECT", "FROM", "JOIN", "LATERAL", "TABLE", "BY", "KEY", "UNIQUE", "CHECK",
+        "DEFAULT", "IF", "WHEN", "THEN", "ELSE", "CASE", "RETURN", "RETURNS", "SET", "INTO", "WITH", "LIKE", "ILIKE", "IS",
+        "DISTINCT", "LIMIT", "OFFSET", "HAVING", "UNION", "EXCEPT", "INTERSECT", "RETURNING", "PARTITION", "INCLUDE",
+        "COALESCE", "NULLIF", "GREATEST", "LEAST", "EXTRACT", "POSITION", "SUBSTRING", "TRIM", "OVERLAY", "ROLLUP", "CUBE",
+        "SETS", "GROUPING", "NUMERIC", "DECIMAL", "VARCHAR", "CHAR", "CHARACTER", "VARYING", "TIMESTAMP", "TIME",
+        "INTERVAL", "BIT", "FLOAT", "WHILE", "EXECUTE", "PERFORM", "RAISE", "FOREACH", "LOOP",
+        "COUNT", "SUM", "MIN", "MAX", "AVG", "NOW", "LOWER", "UPPER", "LENGTH", "ROUND", "ABS", "FORMAT", "CONCAT",
+        "STRING_AGG", "ARRAY_AGG", "JSON_AGG", "JSONB_AGG", "JSON_BUILD_OBJECT", "JSONB_BUILD_OBJECT", "ROW_NUMBER",
+        "RANK", "UNNEST", "GENERATE_SERIES", "TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "DATE_TRUNC", "PG_SLEEP",
+        "PG_BACKEND_PID", "PG_ADVISORY_XACT_LOCK", "PG_TRY_ADVISORY_XACT_LOCK", "PG_ADVISORY_XACT_LOCK_SHARED",
+        "PG_TRY_ADVISORY_XACT_LOCK_SHARED", "CURRENT_SETTING", "HASHTEXT", "PG_TERMINATE_BACKEND", "PG_CANCEL_BACKEND",
+    ]);
+
+    /// <summary>Words compared without regard to case and without a string per word (the scan runs before every statement).</summary>
+    private sealed class WordSet(string[] words)
+    {
+        private readonly string[][] _byLength = Enumerable.Range(0, words.Max(w => w.Length) + 1)
+            .Select(n => words.Where(w => w.Length == n).ToArray())
+            .ToArray();
+
+        public bool Contains(ReadOnlySpan<char> word)
+        {
+            if (word.Length >= _byLength.Length)
+            {
+                return false;
+            }
+
+            foreach (var known in _byLength[word.Length])
+            {
+                if (word.Equals(known, StringComparison.OrdinalIgnoreCase))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
     }
 
     /// <summary>
     /// The code inside a DO block's quoted body (<c>DO $$ … $$</c>, <c>DO $tag$ … $tag$</c>, <c>DO '…'</c>): it runs
     /// now, in this session, so what it takes (<c>PERFORM pg_advisory_lock(…)</c>, <c>CREATE TEMP TABLE</c>) is
-    /// the session's. A function's body (CREATE FUNCTION … AS $$ … $$) only runs when called, unseen.
+    /// the session's. A function's body (CREATE FUNCTION … AS $$ … $$) only runs when called: the server is asked about
+    /// it then (<see cref="AdvisoryLockFunctions"/>).
     /// </summary>
     private static string? DoBody(string sql, int start, int end)
     {
@@ -196,7 +322,7 @@ internal static class SessionStateText
         "DROP", "COMMIT", "ON", "HOLD", "WITH", "TEMP", "TEMPORARY", "INTO", "UNLISTEN", "SET", "LOCAL", "TRANSACTION",
         "CONSTRAINTS", "APPLICATION_NAME", "SESSION", "RESET", "ALL", "DISCARD", "LISTEN", "PREPARE", "DEALLOCATE",
         "CREATE", "SELECT", "DECLARE", "CLOSE", "OR", "REPLACE", "GLOBAL", "ROLE", "AUTHORIZATION", "NONE", "DEFAULT",
-        "DO", "BEGIN", "THEN", "ELSE", "LOOP",
+        "DO", "BEGIN", "THEN", "ELSE", "LOOP", "ALTER", "FUNCTION", "PROCEDURE", "ROUTINE", "EXTENSION", "AGGREGATE",
     ];
 
     /// <summary>A word that is none of <see cref="Keywords"/>: it still counts as a word of the statement.</summary>

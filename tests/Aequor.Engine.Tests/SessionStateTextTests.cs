@@ -115,6 +115,35 @@ public sealed class SessionStateTextTests
     public void Sees_a_statement_that_sets_application_name(string sql, bool expected) =>
         Assert.Equal(expected, SessionStateText.Scan(sql).SetsApplicationName);
 
+    [Theory]
+    [InlineData("SELECT take_job_lock(42)", "take_job_lock")]
+    [InlineData("select * from App.Take_Lock ($1)", "take_lock")]
+    [InlineData("SELECT app.\"TakeLock\"(1), \"odd\"\"name\" /* c */ (2)", "TakeLock|odd\"name")]
+    [InlineData("CALL jobs.claim(1)", "claim")]
+    [InlineData("DO $$ BEGIN PERFORM take_lock(1); END $$", "take_lock")]
+    [InlineData("CREATE OR REPLACE FUNCTION f(a int) RETURNS int LANGUAGE sql AS $$ SELECT g(a) $$; SELECT f(1)", "f")]
+    [InlineData("SELECT count(*), coalesce(max(a), 0) FROM t WHERE a IN (1, 2) AND b = ANY($1) AND c::numeric(10, 2) > 0", "")]
+    [InlineData("SELECT pg_advisory_lock(1), pg_advisory_xact_lock(2), set_config('a.b', 'c', false)", "")]
+    [InlineData("SELECT 'f(1)', \"col\" -- g(2)\n", "")]
+    [InlineData("DROP FUNCTION f(int)", "")]
+    public void Names_what_a_statement_calls_that_could_be_a_user_function(string sql, string expected)
+    {
+        var called = SessionStateText.Scan(sql).CalledNames;
+        Assert.Equal(expected, called is null ? string.Empty : string.Join('|', called));
+    }
+
+    [Theory]
+    [InlineData("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", true)]
+    [InlineData("create or replace procedure p() language plpgsql as $$ begin end $$", true)]
+    [InlineData("ALTER FUNCTION f() RENAME TO g", true)]
+    [InlineData("DROP ROUTINE IF EXISTS f", true)]
+    [InlineData("CREATE EXTENSION pgcrypto", true)]
+    [InlineData("DO $$ BEGIN CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; END $$", true)]
+    [InlineData("CREATE TABLE function (a int)", false)]
+    [InlineData("SELECT 'CREATE FUNCTION'", false)]
+    public void Sees_a_statement_that_redefines_functions(string sql, bool expected) =>
+        Assert.Equal(expected, SessionStateText.Scan(sql).RedefinesFunctions);
+
     [Fact]
     public void Describes_the_kinds_in_words()
     {
