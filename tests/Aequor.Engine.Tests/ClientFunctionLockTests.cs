@@ -226,6 +226,44 @@ public sealed class ClientFunctionLockTests(PostgresFixture db)
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_statement_that_died_with_its_connection_is_judged_by_what_it_called_on_the_next_one(bool locks)
+    {
+        // Nothing is known of the names when the statement dies (the CREATE made the process forget): the server is asked
+        // on the replacement connection. A lock-taking call is then a lost lock; a plain INSERT INTO t (id) is not.
+        var function = NewName("lock_then_sleep");
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "fn_lock_died");
+        await using var client = NewClient();
+        var lost = LostEvents(client);
+        try
+        {
+            await RunAsync(client, $"CREATE FUNCTION {function}(k bigint) RETURNS void LANGUAGE plpgsql AS $$ BEGIN {(locks ? "PERFORM pg_advisory_lock(k);" : "NULL;")} END $$");
+            var pid = client.BackendPid!.Value;
+            var run = locks
+                ? RunAsync(client, $"SELECT {function}($1), pg_sleep(30)", NewKey())
+                : RunAsync(client, $"INSERT INTO {table} (id) SELECT 1 FROM pg_sleep(30)");
+            await ClientTestKit.WaitActiveAsync(db.AdminConnectionString, pid, "%pg_sleep%");
+            Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
+            await Assert.ThrowsAsync<AequorOutcomeUnknownException>(() => run);
+
+            if (locks)
+            {
+                await AssertLockLostAsync(client);
+            }
+            else
+            {
+                Assert.Equal(1, await RunAsync(client, "SELECT 1"));
+                Assert.Empty(lost);
+            }
+        }
+        finally
+        {
+            await DropAsync(function);
+        }
+    }
+
     /// <summary>The statements Npgsql sends (its tracing: one activity per command), counted by their text.</summary>
     private sealed class SentStatements : IDisposable
     {
