@@ -57,26 +57,28 @@ public sealed partial class AequorClient
     }
 
     /// <summary>
-    /// The called names judged from what is already known, without a round trip: before the statement is sent, so that
-    /// one calling a lock-taking function right after a reconnect runs (it takes the lock again). Left for
-    /// <see cref="ResolveCallsAsync"/> when nothing fresh is known.
-    /// </summary>
-    /// <summary>
     /// On a connection that replaced the one a failed statement died with, just before <see cref="TakeLostSessionState"/>:
-    /// whether what it called may have taken a lock, learnt from the server when nothing fresh is known.
+    /// whether what it called may have taken a lock, learnt from the server when nothing fresh is known. True when there
+    /// was something to judge (the connection may have been found dead meanwhile).
     /// </summary>
-    private async Task JudgeCallsLostWithConnectionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    private async Task<bool> JudgeCallsLostWithConnectionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         if (_unjudgedCalls is not { } called || Generation == _sessionStateGeneration)
         {
-            return;
+            return false;
         }
 
         _unjudgedCalls = null;
         var judged = await ResolveCallsAsync(connection, SessionStatementEffect.None with { CalledNames = called }, Generation, cancellationToken).ConfigureAwait(false);
         _sessionState |= judged.Sets & SessionStateKinds.AdvisoryLock;
+        return true;
     }
 
+    /// <summary>
+    /// The called names judged from what is already known, without a round trip: before the statement is sent, so that
+    /// one calling a lock-taking function right after a reconnect runs (it takes the lock again). Left for
+    /// <see cref="ResolveCallsAsync"/> when nothing fresh is known.
+    /// </summary>
     private SessionStatementEffect ResolveKnownCalls(SessionStatementEffect effect) =>
         effect.CalledNames is { } called && AdvisoryLockFunctions.Calls(FunctionsKey, called, Environment.TickCount64) is { } calls
             ? effect.CallingAdvisoryLockFunction(calls)

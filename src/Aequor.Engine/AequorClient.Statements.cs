@@ -163,7 +163,12 @@ public sealed partial class AequorClient
                     connection = _connection!;
                 }
 
-                await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
+                if (await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false) && !IsAlive(connection))
+                {
+                    // Lost while the server was asked about the functions: the statement was not sent; a fresh connection takes it.
+                    throw new ConnectionReplacedSignal(_lastDeath);
+                }
+
                 if (callersStatement && TakeLostSessionState(effect, "The statement was not run") is { } lost)
                 {
                     throw lost;

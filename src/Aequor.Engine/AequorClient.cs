@@ -409,7 +409,7 @@ public sealed partial class AequorClient : IAsyncDisposable
             }
 
             var connection = await ProbedConnectionAsync("the transaction could begin", call.Token).ConfigureAwait(false);
-            await JudgeCallsLostWithConnectionAsync(connection, call.Token).ConfigureAwait(false);
+            _ = await JudgeCallsLostWithConnectionAsync(connection, call.Token).ConfigureAwait(false);
             if (TakeLostSessionState(SessionStatementEffect.None, "The transaction was not begun") is { } lost)
             {
                 throw lost;
