@@ -59,6 +59,7 @@ internal static class SessionStateText
         var count = 0;
         string? previous = null;
         string? beforePrevious = null;
+        var previousEnd = -1;
         var statement = new StatementFlags();
         var i = 0;
         while (i < sql.Length)
@@ -81,7 +82,7 @@ internal static class SessionStateText
                         (called ??= []).AddRange(bodyCalls);
                     }
                 }
-                else if (sql[i] == '"' && IsCall(sql, next))
+                else if (sql[i] == '"' && IsCall(sql, next) && !NamesARelation(sql, i, previous, previousEnd, beforePrevious))
                 {
                     // "TakeLock"( or app."take lock"(: the name as written, quotes undone.
                     (called ??= []).Add(sql.Substring(i + 1, next - i - 2).Replace("\"\"", "\"", StringComparison.Ordinal));
@@ -119,7 +120,8 @@ internal static class SessionStateText
             var word = Keyword(sql.AsSpan(i, end - i));
             if (word is not ("PG_ADVISORY_LOCK" or "PG_ADVISORY_LOCK_SHARED" or "PG_TRY_ADVISORY_LOCK" or "PG_TRY_ADVISORY_LOCK_SHARED"
                     or "PG_ADVISORY_UNLOCK" or "PG_ADVISORY_UNLOCK_SHARED" or "PG_ADVISORY_UNLOCK_ALL" or "SET_CONFIG")
-                && IsCall(sql, end) && !NotAUserFunction.Contains(sql.AsSpan(i, end - i)))
+                && IsCall(sql, end) && !NotAUserFunction.Contains(sql.AsSpan(i, end - i))
+                && !NamesARelation(sql, i, previous, previousEnd, beforePrevious))
             {
                 (called ??= []).Add(sql.Substring(i, end - i).ToLowerInvariant());
             }
@@ -178,6 +180,7 @@ internal static class SessionStateText
 
             beforePrevious = previous;
             previous = word;
+            previousEnd = end;
             i = end;
         }
 
@@ -188,6 +191,18 @@ internal static class SessionStateText
             CalledNames = called is { Count: > 0 } ? [.. called] : null,
             RedefinesFunctions = redefines,
         };
+    }
+
+    /// <summary>
+    /// A name before '(' that is a table, view or CTE with its column list, not a call: INSERT INTO t (a), INSERT INTO
+    /// app.t (a), CREATE TABLE IF NOT EXISTS t (…), COPY t (a), REFERENCES p (id), CREATE VIEW v (a), WITH c (a) AS,
+    /// AS x (a, b). Taken for a call, such a name only cost a needless look-up of the server's lock functions.
+    /// </summary>
+    private static bool NamesARelation(string sql, int nameAt, string? previous, int previousEnd, string? beforePrevious)
+    {
+        // app.t: the word that matters is the one before the schema.
+        var lead = nameAt > 0 && sql[nameAt - 1] == '.' && previousEnd == nameAt - 1 ? beforePrevious : previous;
+        return lead is "INTO" or "TABLE" or "REFERENCES" or "COPY" or "EXISTS" or "VIEW" or "AS" or "WITH";
     }
 
     /// <summary>At a word's end: a '(' follows (blanks and comments between), so the word names something called.</summary>
@@ -235,7 +250,7 @@ internal static class SessionStateText
         "CAST", "AND", "OR", "NOT", "WHERE", "SELECT", "FROM", "JOIN", "LATERAL", "TABLE", "BY", "KEY", "UNIQUE", "CHECK",
         "DEFAULT", "IF", "WHEN", "THEN", "ELSE", "CASE", "RETURN", "RETURNS", "SET", "INTO", "WITH", "LIKE", "ILIKE", "IS",
         "DISTINCT", "LIMIT", "OFFSET", "HAVING", "UNION", "EXCEPT", "INTERSECT", "RETURNING", "PARTITION", "INCLUDE",
-        "COALESCE", "NULLIF", "GREATEST", "LEAST", "EXTRACT", "POSITION", "SUBSTRING", "TRIM", "OVERLAY", "ROLLUP", "CUBE",
+        "CONFLICT", "COALESCE", "NULLIF", "GREATEST", "LEAST", "EXTRACT", "POSITION", "SUBSTRING", "TRIM", "OVERLAY", "ROLLUP", "CUBE",
         "SETS", "GROUPING", "NUMERIC", "DECIMAL", "VARCHAR", "CHAR", "CHARACTER", "VARYING", "TIMESTAMP", "TIME",
         "INTERVAL", "BIT", "FLOAT", "WHILE", "EXECUTE", "PERFORM", "RAISE", "FOREACH", "LOOP",
         "COUNT", "SUM", "MIN", "MAX", "AVG", "NOW", "LOWER", "UPPER", "LENGTH", "ROUND", "ABS", "FORMAT", "CONCAT",
@@ -323,6 +338,7 @@ internal static class SessionStateText
         "CONSTRAINTS", "APPLICATION_NAME", "SESSION", "RESET", "ALL", "DISCARD", "LISTEN", "PREPARE", "DEALLOCATE",
         "CREATE", "SELECT", "DECLARE", "CLOSE", "OR", "REPLACE", "GLOBAL", "ROLE", "AUTHORIZATION", "NONE", "DEFAULT",
         "DO", "BEGIN", "THEN", "ELSE", "LOOP", "ALTER", "FUNCTION", "PROCEDURE", "ROUTINE", "EXTENSION", "AGGREGATE",
+        "TABLE", "REFERENCES", "COPY", "EXISTS", "VIEW", "AS",
     ];
 
     /// <summary>A word that is none of <see cref="Keywords"/>: it still counts as a word of the statement.</summary>

@@ -126,6 +126,13 @@ public sealed class SessionStateTextTests
     [InlineData("SELECT pg_advisory_lock(1), pg_advisory_xact_lock(2), set_config('a.b', 'c', false)", "")]
     [InlineData("SELECT 'f(1)', \"col\" -- g(2)\n", "")]
     [InlineData("DROP FUNCTION f(int)", "")]
+    [InlineData("INSERT INTO t (a, b) VALUES (1, 2) ON CONFLICT (a) DO NOTHING", "")]
+    [InlineData("insert into app.orders (id) values ($1); insert into \"Orders\" (id) values (1)", "")]
+    [InlineData("CREATE TABLE IF NOT EXISTS t (a int REFERENCES p (id)); CREATE VIEW v (a) AS SELECT 1", "")]
+    [InlineData("COPY t (a) FROM STDIN", "")]
+    [InlineData("WITH c (a) AS (SELECT 1) SELECT * FROM c, unnest($1) AS u (x)", "")]
+    [InlineData("INSERT INTO t (a) SELECT take_lock(1)", "take_lock")]
+    [InlineData("INSERT INTO jobs (id) VALUES (app.claim(1))", "claim")]
     public void Names_what_a_statement_calls_that_could_be_a_user_function(string sql, string expected)
     {
         var called = SessionStateText.Scan(sql).CalledNames;
