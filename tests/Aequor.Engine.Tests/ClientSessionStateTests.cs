@@ -21,21 +21,11 @@ public sealed class ClientSessionStateTests(PostgresFixture db)
 
     private static long NewKey() => Random.Shared.NextInt64(1, long.MaxValue);
 
-    private static Task<object?> RunAsync(AequorClient client, string sql, params object?[] values) =>
-        client.ExecuteScalarAsync(new AequorStatement(sql) { PositionalParameters = values.Length == 0 ? null : values }, default);
+    private static Task<object?> RunAsync(AequorClient client, string sql, params object?[] values) => ClientTestKit.RunAsync(client, sql, values);
 
-    /// <summary>What an administrator (or a reaper, a restart, an idle timeout) does between two statements.</summary>
-    private async Task TerminateBetweenStatementsAsync(AequorClient client)
-    {
-        var pid = client.BackendPid!.Value;
-        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
-        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
-        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
-    }
+    private Task TerminateBetweenStatementsAsync(AequorClient client) => ClientTestKit.TerminateBetweenStatementsAsync(db.AdminConnectionString, client);
 
-    private Task<long> AdvisoryLocksOfAsync(long key) =>
-        ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND ((classid::int8 << 32) | objid::int8) = $1", key);
+    private Task<long> AdvisoryLocksOfAsync(long key) => ClientTestKit.AdvisoryLocksOfAsync(db.AdminConnectionString, key);
 
     private static List<AequorSessionStateLostEvent> LostEvents(AequorClient client)
     {

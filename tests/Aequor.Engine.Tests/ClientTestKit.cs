@@ -41,6 +41,24 @@ internal static class ClientTestKit
     public static Task<NpgsqlConnection> ZombieAsync(PostgresFixture db, string service) =>
         db.OpenAsync(db.AppConnectionString, new LeaseSigner(Secret).Sign(service, InstanceIds.Generate(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000));
 
+    /// <summary>A statement with $1, $2 … values, its first column's value returned.</summary>
+    public static Task<object?> RunAsync(AequorClient client, string sql, params object?[] values) =>
+        client.ExecuteScalarAsync(new AequorStatement(sql) { PositionalParameters = values.Length == 0 ? null : values }, default);
+
+    /// <summary>What an administrator (or a reaper, a restart, an idle timeout) does between two statements.</summary>
+    public static async Task TerminateBetweenStatementsAsync(string adminConnectionString, AequorClient client)
+    {
+        var pid = client.BackendPid!.Value;
+        Assert.True(await TerminateAsync(adminConnectionString, pid));
+        await WaitGoneAsync(adminConnectionString, pid);
+        await Task.Delay(AequorClient.DefaultProbeAfterIdleMs + 100);
+    }
+
+    /// <summary>How many backends hold the session or transaction advisory lock of a 64-bit key.</summary>
+    public static Task<long> AdvisoryLocksOfAsync(string adminConnectionString, long key) =>
+        AdminScalarAsync<long>(adminConnectionString,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND ((classid::int8 << 32) | objid::int8) = $1", key);
+
     public static Task<bool> TerminateAsync(string adminConnectionString, int pid) =>
         AdminScalarAsync<bool>(adminConnectionString, "SELECT pg_terminate_backend($1)", pid);
 
