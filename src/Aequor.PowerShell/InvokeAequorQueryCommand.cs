@@ -28,7 +28,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     private string _as = AsRows;
     private IReadOnlyList<object?>? _positional;
     private IReadOnlyDictionary<string, object?>? _named;
-    private PSObject? _row;
+    private object? _row;
 
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = QuerySet, ValueFromPipeline = true)]
     [QueryText]

@@ -15,8 +15,8 @@ internal static partial class QueryParameters
         {
             case null:
                 return (null, null);
-            case PSCustomObject:
-                // A row: its properties are bound per statement (FromRow), once the text is known.
+            case PSCustomObject or DataRow:
+                // A row: its properties (a DataRow's columns) are bound per statement (FromRow), once the text is known.
                 return (null, null);
             case IDictionary dictionary:
                 var named = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -42,18 +42,21 @@ internal static partial class QueryParameters
     }
 
     /// <summary>
-    /// A row given as -Parameters (Import-Csv, ConvertFrom-Json, Select-Object, a row of Invoke-AequorQuery): its
-    /// properties bind the @name placeholders of that name; null for any other -Parameters.
+    /// A row given as -Parameters (Import-Csv, ConvertFrom-Json, Select-Object, a row of Invoke-AequorQuery; a DataRow
+    /// of -As DataTable or of SqlServer's Invoke-Sqlcmd): its properties or columns bind the @name placeholders of that
+    /// name; null for any other -Parameters.
     /// </summary>
-    public static PSObject? RowOf(object? value) =>
-        value is PSObject { BaseObject: PSCustomObject } row && !ReferenceEquals(value, System.Management.Automation.Internal.AutomationNull.Value) ? row : null;
+    public static object? RowOf(object? value) =>
+        ReferenceEquals(value, System.Management.Automation.Internal.AutomationNull.Value) ? null
+        : value is PSObject { BaseObject: PSCustomObject } row ? row
+        : (value is PSObject wrapped ? wrapped.BaseObject : value) as DataRow;
 
     /// <summary>
     /// The row's properties that <paramref name="text"/> names as @placeholders (as Npgsql matches them: ignoring
     /// case). Only those are read and converted: a CSV or JSON row carries columns the statement does not use, and one
     /// holding a value without a PostgreSQL type must not refuse a statement that never reads it.
     /// </summary>
-    public static IReadOnlyDictionary<string, object?> FromRow(PSObject row, string text, AequorCmdlet cmdlet)
+    public static IReadOnlyDictionary<string, object?> FromRow(object row, string text, AequorCmdlet cmdlet)
     {
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (System.Text.RegularExpressions.Match placeholder in Placeholder().Matches(text))
@@ -62,9 +65,9 @@ internal static partial class QueryParameters
         }
 
         var named = new Dictionary<string, object?>(StringComparer.Ordinal);
-        foreach (var property in row.Properties)
+        foreach (var name in Names(row))
         {
-            if (!used.Contains(property.Name) || !property.IsGettable)
+            if (!used.Contains(name))
             {
                 continue;
             }
@@ -72,27 +75,31 @@ internal static partial class QueryParameters
             object? value;
             try
             {
-                value = property.Value;
+                value = row is DataRow dataRow ? dataRow[name] : ((PSObject)row).Properties[name].Value;
             }
-            catch (GetValueException ex)
+            catch (Exception ex) when (ex is GetValueException or DataException)
             {
-                cmdlet.ThrowInvalidParameter($"-Parameters: reading its property '{property.Name}' failed: {ex.Message}");
+                cmdlet.ThrowInvalidParameter($"-Parameters: reading its property '{name}' failed: {ex.Message}");
                 return named;
             }
 
             if (Unwrap(value) is PSCustomObject)
             {
-                cmdlet.ThrowInvalidParameter($"-Parameters: its property '{property.Name}' is itself an object (nested JSON?), which has no PostgreSQL type: pass it as text (ConvertTo-Json -Compress) or pick the field it means.");
+                cmdlet.ThrowInvalidParameter($"-Parameters: its property '{name}' is itself an object (nested JSON?), which has no PostgreSQL type: pass it as text (ConvertTo-Json -Compress) or pick the field it means.");
             }
 
-            named[property.Name] = Value(value, cmdlet);
+            named[name] = Value(value, cmdlet);
         }
 
         return named;
     }
 
     /// <summary>The names a row lacks for placeholders the text uses, for the error that follows them.</summary>
-    public static string PropertyNames(PSObject row) => string.Join(", ", row.Properties.Select(p => p.Name));
+    public static string PropertyNames(object row) => string.Join(", ", Names(row));
+
+    private static IEnumerable<string> Names(object row) => row is DataRow dataRow
+        ? dataRow.Table.Columns.Cast<DataColumn>().Select(c => c.ColumnName)
+        : ((PSObject)row).Properties.Where(p => p.IsGettable).Select(p => p.Name);
 
     // @name as Npgsql reads a named placeholder: not after a word character or another @ (@@ operators, e-mail
     // addresses in a literal still match: an extra parameter is ignored by Npgsql, so erring that way costs nothing).

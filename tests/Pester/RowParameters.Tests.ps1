@@ -50,6 +50,28 @@ Describe 'Invoke-AequorQuery -Parameters with a row (Import-Csv, ConvertFrom-Jso
         $back[1].age | Should -BeNullOrEmpty
     }
 
+    It 'binds a DataRow by its column names (SqlServer''s Invoke-Sqlcmd, -As DataTable), DBNull as NULL' {
+        # What Invoke-Sqlcmd writes: one DataRow per row.
+        $table = [System.Data.DataTable]::new()
+        $null = $table.Columns.Add('Name', [string])
+        $null = $table.Columns.Add('Age', [int])
+        $null = $table.Columns.Add('Email', [string])
+        $null = $table.Rows.Add('kim', 28, [DBNull]::Value)
+        foreach ($row in $table.Rows) {
+            Invoke-AequorQuery -Session $S -As NonQuery 'INSERT INTO people VALUES (@name, @email, @age)' -Parameters $row | Should -Be 1
+        }
+        $r = Invoke-AequorQuery -Session $S "SELECT * FROM people WHERE name = 'kim'"
+        $r.age | Should -Be 28
+        $r.email | Should -BeNullOrEmpty
+
+        $read = Invoke-AequorQuery -Session $S -As DataTable "SELECT 'lee' AS name, 'l@example.org' AS email, 3 AS age"
+        Invoke-AequorQuery -Session $S -As NonQuery 'INSERT INTO people VALUES (@name, @email, @age)' -Parameters $read.Rows[0] | Should -Be 1
+        Invoke-AequorQuery -Session $S -As Scalar "SELECT email FROM people WHERE name = 'lee'" | Should -Be 'l@example.org'
+
+        Invoke-AequorQuery -Session $S 'SELECT @nick' -Parameters $table.Rows[0] -ErrorVariable e -ErrorAction SilentlyContinue
+        "$($e[0])" | Should -Match 'has no property nick \(it has: Name, Age, Email\)'
+    }
+
     It 'names the property a placeholder has no value from, and what the row has' {
         $row = [pscustomobject]@{ name = 'fay'; email = 'f@example.org' }
         Invoke-AequorQuery -Session $S 'INSERT INTO people VALUES (@name, @emial)' -Parameters $row -ErrorVariable e -ErrorAction SilentlyContinue
