@@ -19,6 +19,7 @@
         'Undo-AequorTransaction'
         'Get-AequorLease'
         'Invoke-AequorReap'
+        'Write-AequorTableData'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -15,7 +15,7 @@ public static class CopyStreamText
         ArgumentNullException.ThrowIfNull(sql);
         return Find(sql) switch
         {
-            "STDIN" => "COPY … FROM STDIN needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Load the rows with INSERT (parameters, or unnest of array parameters), or COPY FROM a file on the database server.",
+            "STDIN" => "COPY … FROM STDIN needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Load rows with Write-AequorTableData (… | Write-AequorTableData -Table t: one COPY, streamed), INSERT with parameters, or COPY FROM a file on the database server.",
             "STDOUT" => "COPY … TO STDOUT needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Run the query itself (COPY (SELECT …) TO STDOUT → SELECT …) and format its rows on the client.",
             _ => null,
         };

@@ -25,4 +25,5 @@ public static class ErrorIds
     public const string ReapFailed = "AequorReapFailed";
     public const string ReapLockBusy = "AequorReapLockBusy";
     public const string DisconnectFailed = "AequorDisconnectFailed";
+    public const string TableWriteFailed = "AequorTableWriteFailed";
 }

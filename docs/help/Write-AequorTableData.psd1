@@ -1,0 +1,49 @@
+@{
+    Synopsis    = 'Loads the rows piped in into a table with one COPY: all of them or none.'
+    Description = @'
+Write-AequorTableData writes every row of its pipeline into one table with a single COPY table (columns) FROM STDIN, instead of one INSERT round trip per row. The COPY begins at the first row, each row is sent as it arrives (nothing is buffered, so a million-row CSV needs no memory for it) and it ends with the pipeline.
+
+A row is an object with properties (Import-Csv, ConvertFrom-Json, Select-Object, rows of Invoke-AequorQuery), a hashtable or dictionary, a DataRow, or a DataTable (each of its rows). Properties match the table's columns by name, in any case. Without -Column the columns are the table's columns the first row has; a later row without one of them writes NULL there; properties that are no column are ignored (named once in the Verbose stream).
+
+Values are sent as text and the server reads each by its column's type, so the strings of Import-Csv load into int, date, boolean, numeric or jsonb columns. Numbers, dates and times are written in the invariant culture (a DateTime with Kind Utc or Local with its offset, Unspecified without), booleans as t/f, byte arrays as bytea, arrays as PostgreSQL arrays; $null is NULL and an empty string stays an empty string. Tabs, newlines, backslashes and quotes in text arrive exactly. A NUL character (PostgreSQL text cannot hold one) or a nested object (put JSON text instead: ConvertTo-Json -Compress) is refused naming the row and column.
+
+COPY is one statement: when any row fails (a value the column''s type refuses, a constraint), when the command is stopped (Ctrl+C), when a command before or after it in the pipeline throws, or when the connection is lost before the end, nothing is written and the session stays usable; the error names the input row the server refused. Inside Start-AequorTransaction the COPY joins the transaction (a failure aborts it, as any failed statement does). It is never retried: a connection lost while the COPY was finishing is an AequorQueryOutcomeUnknown error (the rows may or may not have been written).
+'@
+    Parameters  = @{
+        Table          = 'The table: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table", app."Order"). Unquoted parts are folded to lower case, as PostgreSQL does. A table that does not exist is a terminating AequorInvalidParameter error, and nothing is written.'
+        InputObject    = 'A row, usually from the pipeline: an object with properties, a hashtable or dictionary, a DataRow, or a DataTable (each of its rows). $null is skipped.'
+        Column         = 'The columns to fill, by name (any case), in any order; the other columns get their defaults. A name that is no column of the table is a terminating AequorInvalidParameter error listing the table''s columns.'
+        Session        = 'The session (or its name) to write on. By default, the runspace''s default session.'
+        PassThru       = 'Writes the number of rows written (an Int64) when the COPY has ended.'
+        CommandTimeout = 'Seconds each round trip of the COPY may take; 0 waits forever. By default the connection''s command timeout.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Load a CSV file'
+            Code    = 'Import-Csv ./people.csv | Write-AequorTableData -Table people -PassThru'
+            Remarks = 'One COPY for all rows; writes the count. The CSV''s strings go into int and date columns as the server reads them.'
+        }
+        @{
+            Title   = 'Choose the columns'
+            Code    = 'Get-Content ./events.json | ConvertFrom-Json | Write-AequorTableData -Table app.events -Column name, at'
+            Remarks = 'Only name and at are filled; the other columns get their defaults.'
+        }
+        @{
+            Title   = 'Inside a transaction'
+            Code    = @'
+Start-AequorTransaction
+try {
+    Invoke-AequorQuery 'DELETE FROM staging' -As NonQuery | Out-Null
+    Import-Csv ./staging.csv | Write-AequorTableData -Table staging
+    Complete-AequorTransaction
+} catch {
+    Undo-AequorTransaction
+    throw
+}
+'@
+            Remarks = 'The delete and the load commit together or not at all.'
+        }
+    )
+    Notes       = 'Errors (all terminating, nothing written): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session: use a second session or collect the rows first), AequorInvalidParameter (a table or -Column that does not exist, a table name that cannot be parsed, a value with no text form), AequorTableWriteFailed (the server refused a row, naming it, with SqlState; the connection was lost before the end), AequorQueryOutcomeUnknown (the connection was lost while the COPY was finishing), AequorTransactionLost.'
+    Links       = @('about_Aequor', 'Invoke-AequorQuery', 'Start-AequorTransaction')
+}

@@ -1,0 +1,186 @@
+using System.Collections;
+using System.Globalization;
+using System.Numerics;
+using System.Text;
+
+namespace Aequor.Engine;
+
+/// <summary>
+/// One row in COPY's text format: values separated by tabs, NULL as \N, backslash escapes. The server parses each
+/// value by its column's type, so a string "42" lands in an int column, as it would from a CSV file; everything
+/// else is written in the invariant culture the server reads, never the caller's (a German 1,5 would be refused).
+/// </summary>
+public static class CopyRowText
+{
+    /// <summary>Appends the row and its newline. A value with no text form is refused, naming the row and column; nothing of the row is appended then.</summary>
+    /// <param name="rowNumber">1-based, for the message.</param>
+    public static void Append(StringBuilder line, IReadOnlyList<object?> values, IReadOnlyList<string> columns, long rowNumber)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(columns);
+        var start = line.Length;
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (i > 0)
+            {
+                line.Append('\t');
+            }
+
+            string? text;
+            try
+            {
+                text = Text(values[i]);
+            }
+            catch (UnwritableValueException ex)
+            {
+                line.Length = start;
+                var column = i < columns.Count ? columns[i] : "?";
+                throw new AequorConfigurationException($"Row {rowNumber}, column '{column}': {ex.Message} Nothing was written.");
+            }
+
+            if (text is null)
+            {
+                line.Append("\\N");
+            }
+            else
+            {
+                Escape(line, text);
+            }
+        }
+
+        line.Append('\n');
+    }
+
+    /// <summary>The value as the server reads it for its column's type; null for NULL.</summary>
+    public static string? Text(object? value)
+    {
+        switch (value)
+        {
+            case null or DBNull:
+                return null;
+            case string s:
+                if (s.Contains('\0', StringComparison.Ordinal))
+                {
+                    throw new UnwritableValueException(value, "the text holds a NUL character (\\0), which PostgreSQL text cannot store. Remove it (-replace \"`0\", '').");
+                }
+
+                return s;
+            case char c:
+                return c == '\0' ? throw new UnwritableValueException(value, "a NUL character, which PostgreSQL text cannot store.") : c.ToString();
+            case bool b:
+                return b ? "t" : "f";
+            case double d:
+                return d.ToString("R", CultureInfo.InvariantCulture);
+            case float f:
+                return f.ToString("R", CultureInfo.InvariantCulture);
+            case DateTime dt:
+                return dt.Kind == DateTimeKind.Unspecified
+                    ? dt.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture)
+                    : new DateTimeOffset(dt).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFFzzz", CultureInfo.InvariantCulture);
+            case DateTimeOffset dto:
+                return dto.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFFzzz", CultureInfo.InvariantCulture);
+            case DateOnly date:
+                return date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            case TimeOnly time:
+                return time.ToString("HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+            case TimeSpan span:
+                // PostgreSQL reads "-1 days 02:03:04.5" style intervals; microseconds are its precision.
+                return string.Create(CultureInfo.InvariantCulture, $"{span.Ticks / 10} microseconds");
+            case Guid g:
+                return g.ToString("D");
+            case byte[] bytes:
+                return "\\x" + Convert.ToHexString(bytes).ToLowerInvariant();
+            case Enum e:
+                return e.ToString();
+            case sbyte or byte or short or ushort or int or uint or long or ulong or decimal or BigInteger:
+                return ((IFormattable)value).ToString(null, CultureInfo.InvariantCulture);
+            case System.Net.IPAddress address:
+                return address.ToString();
+            case IDictionary:
+                throw new UnwritableValueException(value, "a dictionary is no column value. Pass it as JSON text (ConvertTo-Json -Compress) for a json or jsonb column.");
+            case IEnumerable items:
+                return ArrayLiteral(items, value);
+            case Uri or Version:
+                return value.ToString();
+            default:
+                throw new UnwritableValueException(value, $"a value of type {value.GetType().FullName} has no text form for a column. Pass text, a number, a boolean, a date and time, a uuid, bytes, an array of them, or JSON text (ConvertTo-Json -Compress).");
+        }
+    }
+
+    /// <summary>{a,"b c",NULL}: every element quoted, so commas, braces, quotes and the word NULL stay text.</summary>
+    private static string ArrayLiteral(IEnumerable items, object container)
+    {
+        var literal = new StringBuilder("{");
+        var first = true;
+        foreach (var item in items)
+        {
+            if (!first)
+            {
+                literal.Append(',');
+            }
+
+            first = false;
+            var element = item is IEnumerable and not string and not byte[] and not IDictionary
+                ? ArrayLiteral((IEnumerable)item, container)
+                : Text(item);
+            if (element is null)
+            {
+                literal.Append("NULL");
+            }
+            else if (item is IEnumerable and not string and not byte[] and not IDictionary)
+            {
+                literal.Append(element);
+            }
+            else
+            {
+                literal.Append('"');
+                foreach (var ch in element)
+                {
+                    if (ch is '"' or '\\')
+                    {
+                        literal.Append('\\');
+                    }
+
+                    literal.Append(ch);
+                }
+
+                literal.Append('"');
+            }
+        }
+
+        return literal.Append('}').ToString();
+    }
+
+    private static void Escape(StringBuilder line, string text)
+    {
+        foreach (var ch in text)
+        {
+            switch (ch)
+            {
+                case '\\':
+                    line.Append("\\\\");
+                    break;
+                case '\t':
+                    line.Append("\\t");
+                    break;
+                case '\n':
+                    line.Append("\\n");
+                    break;
+                case '\r':
+                    line.Append("\\r");
+                    break;
+                default:
+                    line.Append(ch);
+                    break;
+            }
+        }
+    }
+
+#pragma warning disable CA1032, CA1064 // Private: never leaves this class.
+    private sealed class UnwritableValueException(object? value, string message) : Exception(message)
+    {
+        public object? Value { get; } = value;
+    }
+#pragma warning restore CA1032, CA1064
+}

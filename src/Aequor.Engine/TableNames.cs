@@ -1,0 +1,104 @@
+using System.Text;
+
+namespace Aequor.Engine;
+
+/// <summary>
+/// A table name as a user writes it (people, app.people, "My Table", app."Order") quoted as quote_ident would, so it
+/// can go into SQL text: unquoted parts fold to lower case, as the server folds them; quoted parts keep their case.
+/// </summary>
+public static class TableNames
+{
+    /// <summary>The quoted name, or an <see cref="AequorConfigurationException"/> naming what cannot be parsed.</summary>
+    public static string Quote(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var parts = new List<string>();
+        var i = 0;
+        var text = name.Trim();
+        while (true)
+        {
+            var part = new StringBuilder();
+            if (i < text.Length && text[i] == '"')
+            {
+                i++;
+                var closed = false;
+                while (i < text.Length)
+                {
+                    if (text[i] == '"')
+                    {
+                        if (i + 1 < text.Length && text[i + 1] == '"')
+                        {
+                            part.Append('"');
+                            i += 2;
+                            continue;
+                        }
+
+                        closed = true;
+                        i++;
+                        break;
+                    }
+
+                    part.Append(text[i++]);
+                }
+
+                if (!closed)
+                {
+                    throw Unparsable(name, "a quoted part is not closed");
+                }
+            }
+            else
+            {
+                while (i < text.Length && text[i] != '.')
+                {
+                    var ch = text[i++];
+                    if (!(char.IsLetterOrDigit(ch) || ch is '_' or '$'))
+                    {
+                        throw Unparsable(name, $"'{ch}' is not allowed in an unquoted name (quote the part: \"{text}\")");
+                    }
+
+                    part.Append(char.ToLowerInvariant(ch));
+                }
+            }
+
+            if (part.Length == 0)
+            {
+                throw Unparsable(name, "a part of it is empty");
+            }
+
+            if (part.ToString().Contains('\0', StringComparison.Ordinal))
+            {
+                throw Unparsable(name, "it holds a NUL character");
+            }
+
+            parts.Add(Ident(part.ToString()));
+            if (i == text.Length)
+            {
+                break;
+            }
+
+            if (text[i] != '.')
+            {
+                throw Unparsable(name, "a quoted part is followed by something other than '.'");
+            }
+
+            i++;
+        }
+
+        if (parts.Count > 3)
+        {
+            throw Unparsable(name, "it has more than three parts (database.schema.table)");
+        }
+
+        return string.Join('.', parts);
+    }
+
+    /// <summary>One identifier in double quotes, a quote inside doubled.</summary>
+    public static string Ident(string identifier)
+    {
+        ArgumentNullException.ThrowIfNull(identifier);
+        return "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+    }
+
+    private static AequorConfigurationException Unparsable(string name, string why) =>
+        new($"The table name '{name}' cannot be parsed: {why}. Write it as table, schema.table, or with double quotes around a part that holds other characters or capitals (\"My Table\").");
+}

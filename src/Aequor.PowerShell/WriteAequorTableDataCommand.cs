@@ -1,0 +1,330 @@
+using System.Collections;
+using System.Data;
+using System.Diagnostics;
+using System.Management.Automation;
+using Aequor.Engine;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// Loads the rows piped in into a table with one COPY … FROM STDIN: begun at the first row, each row sent as it
+/// comes (never buffered), finished at the end of the pipeline. All rows are written or none.
+/// </summary>
+[Cmdlet(VerbsCommunications.Write, "AequorTableData")]
+[OutputType(typeof(long))]
+public sealed class WriteAequorTableDataCommand : AequorCmdlet
+{
+    private AequorSession _session = null!;
+    private AequorTableWriter? _writer;
+    private IDisposable? _listening;
+    private long _inputRows;
+    private long _startedAt;
+
+    /// <summary>table, schema.table, or with double-quoted parts ("My Table").</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Table { get; set; } = string.Empty;
+
+    /// <summary>A row: a PSCustomObject, a hashtable or dictionary, a DataRow, or a DataTable (each of its rows).</summary>
+    [Parameter(Mandatory = true, ValueFromPipeline = true)]
+    [AllowNull]
+    public object? InputObject { get; set; }
+
+    /// <summary>The columns to fill, by name (any case); by default the table's columns the first row has.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string[]? Column { get; set; }
+
+    /// <summary>A session, or its name.</summary>
+    [Parameter]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
+    public AequorSession? Session { get; set; }
+
+    /// <summary>Writes the number of rows written.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <summary>Seconds for each round trip of the COPY; 0 waits forever.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int? CommandTimeout { get; set; }
+
+    protected override void BeginProcessing() => _session = ResolveSession(Session);
+
+    protected override void ProcessRecord()
+    {
+        switch (InputObject is PSObject wrapped ? wrapped.BaseObject : InputObject)
+        {
+            case null:
+                return;
+            case DataTable table:
+                foreach (DataRow row in table.Rows)
+                {
+                    WriteOne(row);
+                }
+
+                return;
+            default:
+                WriteOne(InputObject!);
+                return;
+        }
+    }
+
+    private void WriteOne(object row)
+    {
+        _inputRows++;
+        var bag = RowBag.Of(row);
+        if (bag is null)
+        {
+            Fail(new AequorConfigurationException($"Row {_inputRows} is a {TypeName(row)}, not a row: pipe objects with properties (Import-Csv, [pscustomobject]), hashtables or DataRows. Nothing was written."));
+            return;
+        }
+
+        if (_writer is null)
+        {
+            Open(bag);
+        }
+
+        var writer = _writer!;
+        var values = new object?[writer.Columns.Count];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = bag.TryGet(writer.Columns[i], out var value) ? Plain(value) : null;
+        }
+
+        try
+        {
+            writer.WriteRow(values);
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            Fail(ex);
+        }
+    }
+
+    private void Open(RowBag first)
+    {
+        ThrowIfStreamingHere(_session);
+        _startedAt = Stopwatch.GetTimestamp();
+        _listening = _session.Listen(this);
+        _session.CountQuery();
+        string? unknownColumn = null;
+        IReadOnlyList<string>? tableColumnsSeen = null;
+        IReadOnlyList<string> Choose(IReadOnlyList<string> tableColumns)
+        {
+            tableColumnsSeen = tableColumns;
+            var chosen = new List<string>();
+            if (Column is { } asked)
+            {
+                foreach (var name in asked)
+                {
+                    var match = tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.Ordinal))
+                        ?? tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
+                    if (match is null)
+                    {
+                        unknownColumn = name;
+                        throw new AequorConfigurationException(UnknownColumn(name, tableColumns));
+                    }
+
+                    chosen.Add(match);
+                }
+
+                return chosen;
+            }
+
+            var ignored = new List<string>();
+            foreach (var name in first.Names)
+            {
+                var match = tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.Ordinal))
+                    ?? tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
+                if (match is null)
+                {
+                    ignored.Add(name);
+                }
+                else if (!chosen.Contains(match))
+                {
+                    chosen.Add(match);
+                }
+            }
+
+            if (chosen.Count == 0)
+            {
+                throw new AequorConfigurationException(
+                    $"None of the first row's properties ({string.Join(", ", first.Names)}) is a column of the table {Table}; its columns: {string.Join(", ", tableColumns)}. Nothing was written.");
+            }
+
+            if (ignored.Count > 0)
+            {
+                PostVerbose($"Properties that are no column of {Table}, ignored: {string.Join(", ", ignored)}.");
+            }
+
+            return chosen;
+        }
+
+        try
+        {
+            _writer = Blocking((_, token) => _session.Client.OpenTableWriter(Table, Choose, CommandTimeout, token), 0);
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            if (unknownColumn is not null && tableColumnsSeen is not null)
+            {
+                ThrowInvalidParameter(UnknownColumn(unknownColumn, tableColumnsSeen), unknownColumn);
+            }
+
+            Fail(ex);
+        }
+
+        // Until the COPY ends the session is busy: a query on it further up or down this pipeline would wait for ever.
+        _session.BeginStreaming();
+        WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': COPY into {_writer!.Table} ({string.Join(", ", _writer.Columns)}) begun."));
+    }
+
+    private string UnknownColumn(string name, IReadOnlyList<string> tableColumns) =>
+        $"-Column '{name}' is no column of the table {Table}; its columns: {string.Join(", ", tableColumns)}. Nothing was written.";
+
+    protected override void EndProcessing()
+    {
+        if (_writer is not { } writer)
+        {
+            if (PassThru)
+            {
+                WriteObject(0L);
+            }
+
+            return;
+        }
+
+        long rows;
+        try
+        {
+            rows = Blocking((w, _) => w.Complete(), writer);
+        }
+        catch (Exception ex) when (IsEngineFailure(ex))
+        {
+            _writer = null;
+            EndCall();
+            Fail(ex);
+            return;
+        }
+
+        _writer = null;
+        EndCall();
+        WriteVerbose($"Session '{_session.Name}': {rows} rows written into {writer.Table} in {Stopwatch.GetElapsedTime(_startedAt).TotalSeconds:0.###} s.");
+        if (PassThru)
+        {
+            WriteObject(rows);
+        }
+    }
+
+    private void EndCall()
+    {
+        _session.EndStreaming();
+        _listening?.Dispose();
+        _listening = null;
+    }
+
+    /// <summary>Cancels the COPY (nothing written) and stops the command with the error.</summary>
+    private void Fail(Exception ex)
+    {
+        if (_writer is { } writer)
+        {
+            _writer = null;
+            writer.Dispose();
+            EndCall();
+        }
+
+        ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TableWriteFailed, ErrorCategory.WriteError,
+            $"Writing rows into {Table} on session '{_session.Name}' failed", Table, _session.Redactor));
+    }
+
+    /// <summary>A value as the engine takes it: no PSObject wrappers, also not inside arrays.</summary>
+    private static object? Plain(object? value)
+    {
+        value = value is PSObject pso ? pso.BaseObject : value;
+        return value switch
+        {
+            string or byte[] or IDictionary => value,
+            IEnumerable items => items.Cast<object?>().Select(Plain).ToArray(),
+            _ => value,
+        };
+    }
+
+    private static string TypeName(object row) => (row is PSObject pso ? pso.BaseObject : row).GetType().FullName ?? "value";
+
+    /// <summary>
+    /// Stopped (Ctrl+C), or a command up or down the pipeline threw: PowerShell disposes the command without
+    /// EndProcessing, and the COPY is cancelled here, so nothing is written.
+    /// </summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && _writer is { } writer)
+        {
+            _writer = null;
+            try
+            {
+                writer.Dispose();
+            }
+#pragma warning disable CA1031 // Disposing must not throw; the server rolls back an unfinished COPY regardless.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+
+            EndCall();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    /// <summary>A row's properties by name, any case.</summary>
+    private sealed class RowBag
+    {
+        private readonly Func<string, (bool Found, object? Value)> _get;
+
+        private RowBag(IReadOnlyList<string> names, Func<string, (bool, object?)> get)
+        {
+            Names = names;
+            _get = get;
+        }
+
+        public IReadOnlyList<string> Names { get; }
+
+        public bool TryGet(string name, out object? value)
+        {
+            (var found, value) = _get(name);
+            return found;
+        }
+
+        public static RowBag? Of(object row)
+        {
+            var pso = row as PSObject;
+            var baseObject = pso?.BaseObject ?? row;
+            switch (baseObject)
+            {
+                case IDictionary dictionary:
+                    var keys = dictionary.Keys.Cast<object>().Select(k => k.ToString() ?? string.Empty).ToList();
+                    return new RowBag(keys, name =>
+                    {
+                        if (dictionary.Contains(name))
+                        {
+                            return (true, dictionary[name]);
+                        }
+
+                        var key = dictionary.Keys.Cast<object>().FirstOrDefault(k => string.Equals(k.ToString(), name, StringComparison.OrdinalIgnoreCase));
+                        return key is null ? (false, null) : (true, dictionary[key]);
+                    });
+                case DataRow dataRow:
+                    var columns = dataRow.Table.Columns.Cast<DataColumn>().Select(c => c.ColumnName).ToList();
+                    return new RowBag(columns, name => dataRow.Table.Columns.Contains(name) ? (true, dataRow[name]) : (false, null));
+                case string or ValueType:
+                    return null;
+            }
+
+            var obj = pso ?? PSObject.AsPSObject(row);
+            var names = obj.Properties.Where(p => p.IsGettable).Select(p => p.Name).ToList();
+            return new RowBag(names, name => obj.Properties[name] is { IsGettable: true } p ? (true, p.Value) : (false, null));
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Globalization;
+using System.Text;
+
+namespace Aequor.Engine.Tests;
+
+/// <summary>Values to COPY text format, and table names to quoted SQL: no server needed.</summary>
+public sealed class CopyRowTextTests
+{
+    private static string Row(params object?[] values)
+    {
+        var line = new StringBuilder();
+        CopyRowText.Append(line, values, values.Select((_, i) => "c" + i).ToList(), 1);
+        return line.ToString();
+    }
+
+    [Fact]
+    public void Escapes_what_the_text_format_gives_meaning_and_writes_null_as_backslash_N()
+    {
+        Assert.Equal("a\\tb\\nc\\rd\\\\e\t\\N\t\n", Row("a\tb\nc\rd\\e", null, string.Empty));
+    }
+
+    [Fact]
+    public void Writes_values_in_the_invariant_culture_whatever_the_current_one()
+    {
+        var before = CultureInfo.CurrentCulture;
+        CultureInfo.CurrentCulture = CultureInfo.GetCultureInfo("de-DE");
+        try
+        {
+            Assert.Equal("1.5\t0.1\t1234567.891\tt\tf\n", Row(1.5, 0.1, 1234567.891m, true, false));
+            Assert.Equal("2020-05-06T07:08:09.5\t2020-05-06T07:08:09+02:00\t2020-05-06T07:08:09+00:00\n", Row(
+                new DateTime(2020, 5, 6, 7, 8, 9, 500, DateTimeKind.Unspecified),
+                new DateTimeOffset(2020, 5, 6, 7, 8, 9, TimeSpan.FromHours(2)),
+                new DateTime(2020, 5, 6, 7, 8, 9, DateTimeKind.Utc)));
+        }
+        finally
+        {
+            CultureInfo.CurrentCulture = before;
+        }
+    }
+
+    [Fact]
+    public void Writes_bytes_guids_and_arrays_with_every_element_quoted()
+    {
+        var id = Guid.Parse("0f8fad5b-d9cb-469f-a165-70867728950e");
+        Assert.Equal("\\\\x00ff\t0f8fad5b-d9cb-469f-a165-70867728950e\t{\"a,b\",\"q\\\\\"u\",\"back\\\\\\\\\",NULL,\"NULL\",\"\"}\t{{\"1\",\"2\"},{\"3\",\"4\"}}\n",
+            Row(new byte[] { 0, 255 }, id, new object?[] { "a,b", "q\"u", "back\\", null, "NULL", string.Empty }, new[] { new[] { 1, 2 }, new[] { 3, 4 } }));
+    }
+
+    [Fact]
+    public void Refuses_a_nested_object_and_a_NUL_naming_row_and_column()
+    {
+        var line = new StringBuilder("kept");
+        var nested = Assert.Throws<AequorConfigurationException>(() => CopyRowText.Append(line, [1, new object()], ["id", "name"], 7));
+        Assert.Contains("Row 7, column 'name'", nested.Message, StringComparison.Ordinal);
+        Assert.Equal("kept", line.ToString());
+        var nul = Assert.Throws<AequorConfigurationException>(() => CopyRowText.Append(line, ["a\0b"], ["name"], 2));
+        Assert.Contains("NUL", nul.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("people", "\"people\"")]
+    [InlineData("App.People", "\"app\".\"people\"")]
+    [InlineData("\"My Table\"", "\"My Table\"")]
+    [InlineData("app.\"Or\"\"der\"", "\"app\".\"Or\"\"der\"")]
+    public void Quotes_table_names_as_the_server_folds_them(string name, string quoted) =>
+        Assert.Equal(quoted, TableNames.Quote(name));
+
+    [Theory]
+    [InlineData("people; DROP TABLE x")]
+    [InlineData("\"open")]
+    [InlineData("a..b")]
+    [InlineData("\"a\"b")]
+    [InlineData("a.b.c.d")]
+    public void Refuses_a_table_name_it_cannot_parse(string name) =>
+        Assert.Throws<AequorConfigurationException>(() => TableNames.Quote(name));
+}

@@ -1,0 +1,153 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName wt)
+    $script:Suffix = [Guid]::NewGuid().ToString('N').Substring(0, 8)
+
+    function New-People {
+        $name = "wt_people_$script:Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $name (id int PRIMARY KEY, name text, born date, active boolean, score numeric, doc jsonb, tags text[], note text DEFAULT 'none')" -Session $S
+        $name
+    }
+
+    function Get-Count([string] $Table) { Invoke-AequorQuery "SELECT count(*) FROM $Table" -As Scalar -Session $S }
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Write-AequorTableData' {
+    It 'loads CSV strings into int, text, date, bool, numeric, jsonb and text[] columns' {
+        $t = New-People
+        $csv = @'
+id,name,born,active,score,doc,tags
+1,Ann,1990-02-03,true,12.50,"{""a"": 1}","{x,""y z""}"
+2,Bob,2001-12-31,f,-0.001,[],{}
+'@
+        $rows = $csv | ConvertFrom-Csv | Write-AequorTableData -Table $t -Session $S -PassThru
+        $rows | Should -Be 2
+        $got = @(Invoke-AequorQuery "SELECT id, name, born::text AS born, active, score::text AS score, doc::text AS doc, tags, note FROM $t ORDER BY id" -Session $S)
+        $got[0].name | Should -Be 'Ann'
+        $got[0].born | Should -Be '1990-02-03'
+        $got[0].active | Should -BeTrue
+        $got[0].score | Should -Be '12.50'
+        $got[0].doc | Should -Be '{"a": 1}'
+        $got[0].tags | Should -Be @('x', 'y z')
+        $got[0].note | Should -Be 'none'
+        $got[1].active | Should -BeFalse
+        $got[1].score | Should -Be '-0.001'
+    }
+
+    It 'round-trips nasty strings exactly, an empty string apart from NULL, and .NET values and arrays' {
+        $t = New-People
+        $nasty = "tab`there`nnew line`r`nback\slash \N 'single' ""double"" ünï©ødé 🙂 , {}"
+        @(
+            [pscustomobject]@{ id = 1; name = $nasty; tags = @('a,b', 'q"uote', 'back\', 'NULL', $null, '') }
+            @{ ID = 2; Name = ''; Born = [datetime]'2020-05-06'; Active = $false; Score = 1.5e-7 }
+            [pscustomobject]@{ id = 3; name = $null }
+        ) | Write-AequorTableData -Table $t -Column id, name, tags, born, active, score -Session $S
+        $got = @(Invoke-AequorQuery "SELECT id, name, name IS NULL AS isnull, tags, born::text AS born, active, score::float8 AS score FROM $t ORDER BY id" -Session $S)
+        $got[0].name | Should -BeExactly $nasty
+        $got[0].tags.Count | Should -Be 6
+        $got[0].tags[0..3] | Should -Be @('a,b', 'q"uote', 'back\', 'NULL')
+        $got[0].tags[4] | Should -BeNullOrEmpty
+        $got[0].tags[5] | Should -BeExactly ''
+        $got[1].isnull | Should -BeFalse
+        $got[1].name | Should -BeExactly ''
+        $got[1].born | Should -Be '2020-05-06'
+        $got[1].score | Should -Be 1.5e-7
+        $got[2].isnull | Should -BeTrue
+    }
+
+    It 'writes 10,000 rows in one call' {
+        $t = New-People
+        $n = 1..10000 | ForEach-Object { [pscustomobject]@{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $t -Session $S -PassThru
+        $n | Should -Be 10000
+        Get-Count $t | Should -Be 10000
+    }
+
+    It 'writes nothing when a row in the middle is refused, names the row, and the session goes on' {
+        $t = New-People
+        $rows = 1..10000 | ForEach-Object { [pscustomobject]@{ id = if ($_ -eq 5001) { 'abc' } else { "$_" } } }
+        $err = $null
+        try { $rows | Write-AequorTableData -Table $t -Session $S } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -Match '^AequorTableWriteFailed'
+        "$err" | Should -Match 'Row 5001'
+        "$err" | Should -Match 'Nothing was written'
+        Get-Count $t | Should -Be 0
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
+    It 'writes nothing when a command upstream throws' {
+        $t = New-People
+        { 1..100 | ForEach-Object { if ($_ -eq 50) { throw 'boom' }; @{ id = $_ } } | Write-AequorTableData -Table $t -Session $S } | Should -Throw '*boom*'
+        Get-Count $t | Should -Be 0
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
+    It 'refuses a nested object and a NUL, naming the row and column, and writes nothing' {
+        $t = New-People
+        { @(@{ id = 1 }, @{ id = 2; name = [pscustomobject]@{ x = 1 } }) | Write-AequorTableData -Table $t -Column id, name -Session $S } | Should -Throw "*Row 2, column 'name'*"
+        { @(@{ id = 1; name = "a`0b" }) | Write-AequorTableData -Table $t -Session $S } | Should -Throw '*NUL*'
+        Get-Count $t | Should -Be 0
+    }
+
+    It 'joins a transaction: Undo leaves nothing' {
+        $t = New-People
+        Start-AequorTransaction -Session $S
+        1..10 | ForEach-Object { @{ id = $_ } } | Write-AequorTableData -Table $t -Session $S
+        Invoke-AequorQuery "SELECT count(*) FROM $t" -As Scalar -Session $S | Should -Be 10
+        Undo-AequorTransaction -Session $S
+        Get-Count $t | Should -Be 0
+    }
+
+    It '-Column picks the columns; a property that is no column is ignored and said so' {
+        $t = New-People
+        $verbose = @([pscustomobject]@{ ID = 1; name = 'x'; other = 'y' }, [pscustomobject]@{ id = 2 }) |
+            Write-AequorTableData -Table $t -Session $S -Verbose 4>&1
+        ($verbose -join "`n") | Should -Match 'ignored: other'
+        @(Invoke-AequorQuery "SELECT name FROM $t ORDER BY id" -Session $S).name | Should -Be @('x', $null)
+        [pscustomobject]@{ id = 3; name = 'kept out' } | Write-AequorTableData -Table $t -Column Id -Session $S
+        Invoke-AequorQuery "SELECT name IS NULL FROM $t WHERE id = 3" -As Scalar -Session $S | Should -BeTrue
+    }
+
+    It 'an unknown -Column or table is a terminating error naming it, and nothing is written' {
+        $t = New-People
+        $err = $null
+        try { @{ id = 1 } | Write-AequorTableData -Table $t -Column id, nosuch -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -Match "'nosuch'"
+        "$err" | Should -Match 'id, name, born'
+        $err = $null
+        try { @{ id = 1 } | Write-AequorTableData -Table "no_such_table_$Suffix" -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -Match "no_such_table_$Suffix"
+        Get-Count $t | Should -Be 0
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
+    It 'stopped (Ctrl+C) in mid-load writes nothing and the session goes on' {
+        $t = New-People
+        $flag = Join-Path ([IO.Path]::GetTempPath()) "wt-flag-$Suffix"
+        Remove-Item $flag -ErrorAction Ignore
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Secret, $Table, $Flag)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-stop -ReaperRunProbability 0
+            1..100000000 | ForEach-Object { if ($_ -eq 1000) { Set-Content $Flag x }; @{ id = $_ } } | Write-AequorTableData -Table $Table
+        } -ArgumentList $TestSecret, $t, $flag
+        try {
+            $handle = $ps.BeginInvoke()
+            Wait-Until { Test-Path $flag } 30000 | Should -BeTrue
+            $ps.Stop()
+            $ps.Commands.Clear()
+            $null = $ps.AddScript('Invoke-AequorQuery "SELECT 7" -As Scalar')
+            $ps.Invoke() | Should -Be 7
+        } finally {
+            $ps.Dispose()
+            Remove-Item $flag -ErrorAction Ignore
+        }
+        Get-Count $t | Should -Be 0
+    }
+}
