@@ -306,7 +306,7 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// <param name="consequence">What the command would do; by default that it would wait for ever.</param>
     private protected ErrorRecord SessionBusy(AequorSession session, string advice = CollectRowsAdvice, string? consequence = null) =>
         Errors.Create(ErrorIds.SessionBusy, ErrorCategory.ResourceBusy,
-            $"Session '{session.Name}' is streaming the rows of another query in this pipeline; " +
+            $"Session '{session.Name}' is {session.BusyWith} in this pipeline; " +
             $"{consequence ?? $"{MyInvocation.MyCommand.Name} on it inside that pipeline would wait for ever"}. {advice}",
             session);
 

@@ -159,7 +159,16 @@ public sealed class AequorSession
     internal bool IsStreamingOnThisThread => Volatile.Read(ref _streamingThread) == Environment.CurrentManagedThreadId;
 
     /// <summary>From when the reader holds the gate until just before it is disposed (which releases the gate).</summary>
-    internal void BeginStreaming() => Volatile.Write(ref _streamingThread, Environment.CurrentManagedThreadId);
+    internal void BeginStreaming(string busyWith = StreamingRows)
+    {
+        BusyWith = busyWith;
+        Volatile.Write(ref _streamingThread, Environment.CurrentManagedThreadId);
+    }
+
+    /// <summary>What holds the session on this pipeline thread, for AequorSessionBusy: rows being read, or a COPY.</summary>
+    internal string BusyWith { get; private set; } = StreamingRows;
+
+    private const string StreamingRows = "streaming the rows of another query";
 
     internal void EndStreaming() => Interlocked.CompareExchange(ref _streamingThread, 0, Environment.CurrentManagedThreadId);
 

@@ -177,7 +177,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         }
 
         // Until the COPY ends the session is busy: a query on it further up or down this pipeline would wait for ever.
-        _session.BeginStreaming();
+        _session.BeginStreaming($"loading rows into {_writer!.Table} (Write-AequorTableData)");
         WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': COPY into {_writer!.Table} ({string.Join(", ", _writer.Columns)}) begun."));
     }
 

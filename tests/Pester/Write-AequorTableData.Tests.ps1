@@ -86,6 +86,18 @@ id,name,born,active,score,doc,tags
         Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
     }
 
+    It 'a query on the same session further up the pipeline is refused naming the load, and nothing is written' {
+        $t = New-People
+        $err = $null
+        try {
+            # -As Scalar has ended its call when its value goes down the pipeline: the second one meets the open COPY.
+            1..3 | ForEach-Object { @{ id = (Invoke-AequorQuery "SELECT $_" -As Scalar -Session $S); name = 'n' } } | Write-AequorTableData -Table $t -Session $S
+        } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        "$err" | Should -BeLike "*is loading rows into *$t* (Write-AequorTableData) in this pipeline; Invoke-AequorQuery on it inside that pipeline would wait for ever.*"
+        Get-Count $t | Should -Be 0
+    }
+
     It 'refuses a nested object and a NUL, naming the row and column, and writes nothing' {
         $t = New-People
         { @(@{ id = 1 }, @{ id = 2; name = [pscustomobject]@{ x = 1 } }) | Write-AequorTableData -Table $t -Column id, name -Session $S } | Should -Throw "*Row 2, column 'name'*"
