@@ -65,9 +65,17 @@ public static class CopyRowText
                     throw new UnwritableValueException(value, "the text holds a NUL character (\\0), which PostgreSQL text cannot store. Remove it (-replace \"`0\", '').");
                 }
 
+                // The COPY stream is encoded to UTF-8 with replacement: half an emoji would be stored as U+FFFD, silently.
+                if (AequorStatement.IndexOfUnpairedSurrogate(s) is var lone and >= 0)
+                {
+                    throw new UnwritableValueException(value, $"the text holds an unpaired UTF-16 surrogate (U+{(int)s[lone]:X4}) at character {lone + 1}, half of a character such as an emoji, which PostgreSQL's UTF-8 text cannot store. Remove or replace it.");
+                }
+
                 return s;
             case char c:
-                return c == '\0' ? throw new UnwritableValueException(value, "a NUL character, which PostgreSQL text cannot store.") : c.ToString();
+                return c == '\0' ? throw new UnwritableValueException(value, "a NUL character, which PostgreSQL text cannot store.")
+                    : char.IsSurrogate(c) ? throw new UnwritableValueException(value, $"an unpaired UTF-16 surrogate (U+{(int)c:X4}), half of a character such as an emoji, which PostgreSQL's UTF-8 text cannot store.")
+                    : c.ToString();
             case bool b:
                 return b ? "t" : "f";
             case double d:

@@ -57,6 +57,21 @@ public sealed class CopyRowTextTests
         Assert.Contains("NUL", nul.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Refuses_an_unpaired_surrogate_which_UTF_8_would_silently_turn_into_a_replacement_character()
+    {
+        var line = new StringBuilder();
+        var lone = Assert.Throws<AequorConfigurationException>(() => CopyRowText.Append(line, ["ok \ud83d"], ["name"], 3));
+        Assert.Contains("Row 3, column 'name'", lone.Message, StringComparison.Ordinal);
+        Assert.Contains("unpaired UTF-16 surrogate (U+D83D) at character 4", lone.Message, StringComparison.Ordinal);
+        var inArray = Assert.Throws<AequorConfigurationException>(() => CopyRowText.Append(line, [new[] { "a", "\udc00" }], ["tags"], 4));
+        Assert.Contains("U+DC00", inArray.Message, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, line.ToString());
+
+        CopyRowText.Append(line, ["emoji \ud83d\ude00"], ["name"], 5);
+        Assert.Equal("emoji \ud83d\ude00\n", line.ToString());
+    }
+
     [Theory]
     [InlineData("people", "\"people\"")]
     [InlineData("App.People", "\"app\".\"people\"")]
