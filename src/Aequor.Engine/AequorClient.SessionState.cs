@@ -214,7 +214,28 @@ public sealed partial class AequorClient
     /// startup value it returns to is the data source's old lease, which expires and, idle, gets this session reaped.
     /// Best effort: the statement succeeded, and nothing here may turn that into an error.
     /// </summary>
-    private async Task AfterSessionStatementAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
+    private Task AfterSessionStatementAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken) =>
+        NothingToSettle(effect, generation) ? Task.CompletedTask : AfterSessionStatementCoreAsync(effect, generation, cancellationToken);
+
+    /// <summary>
+    /// What <see cref="AfterSessionStatementCoreAsync"/> and <see cref="SettleSessionAsync"/> would find with nothing to
+    /// do — a statement that left nothing in the session (most do), nothing pending, the lease in place — decided
+    /// without their three asynchronous calls: timed in place, those cost ~4 µs of a 100 µs SELECT 1 with client and
+    /// server on one core, where the same code takes well under 1 µs in a warm loop. Keep it in step with them.
+    /// </summary>
+    private bool NothingToSettle(SessionStatementEffect effect, long generation) =>
+        effect == SessionStatementEffect.None
+        && _unjudgedCalls is null
+        && !_functionsRedefined
+        && !_advisoryLocksToCheck
+        && (_signer is null
+            || generation != Generation
+            || _connection is not { } connection
+            || !IsAlive(connection)
+            || InTransaction
+            || ReadServerLease(connection) is not null);
+
+    private async Task AfterSessionStatementCoreAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
     {
         if (effect.RedefinesFunctions)
         {

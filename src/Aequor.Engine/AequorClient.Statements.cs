@@ -148,7 +148,11 @@ public sealed partial class AequorClient
                     ? open
                     : await EnsureConnectedAsync(startedAt, cancellationToken).ConfigureAwait(false);
                 generation = Generation;
-                await ReloadStaleTypesAsync(connection, synchronous, cancellationToken).ConfigureAwait(false);
+                if (_typesStale)
+                {
+                    await ReloadStaleTypesAsync(connection, synchronous, cancellationToken).ConfigureAwait(false);
+                }
+
                 var plan = inTransaction ? PlanCommitProbe(statement.CommandText) : PlanPrefix(connection, statement.CommandText);
                 if (plan is { Kind: not PrefixKind.None, Standalone: true })
                 {
@@ -163,7 +167,7 @@ public sealed partial class AequorClient
                     connection = _connection!;
                 }
 
-                if (await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false) && !IsAlive(connection))
+                if (_unjudgedCalls is not null && await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false) && !IsAlive(connection))
                 {
                     // Lost while the server was asked about the functions: the statement was not sent; a fresh connection takes it.
                     throw new ConnectionReplacedSignal(_lastDeath);
