@@ -13,7 +13,8 @@
          per-block ratios. Target: Aequor <= 1.15x the time per call. A third contender in the same blocks,
          the raw call plus 'Write-Output' (the cheapest compiled cmdlet of the same shape), measures what
          PowerShell itself charges for a command: cmdlet.floor is its ratio to raw, cmdlet.scalar_over_floor
-         Aequor's ratio to it.
+         Aequor's ratio to it. A fourth, cmdlet.scalar_piped: the same statements piped into one
+         'Invoke-AequorQuery -As Scalar' (one command, one record per statement), as a script can send many.
       3. Streaming 'select g, g::text, now() from generate_series(1,100000) g': Invoke-AequorQuery into
          Measure-Object, against a raw NpgsqlDataReader loop that builds one [pscustomobject] per row in
          script (generic over the columns, as a script that does not know the query would) into
@@ -133,6 +134,16 @@ function Measure-FloorScalar([int] $N) {
     $w.Elapsed.TotalMilliseconds
 }
 
+# The same statements piped into one Invoke-AequorQuery: PowerShell binds the pipeline parameter per record instead of
+# starting a command per call — what a script sending many statements can do instead of a loop.
+function Measure-AequorPiped([int] $N) {
+    $queries = [string[]]::new($N)
+    [array]::Fill($queries, 'select 1')
+    $w = [System.Diagnostics.Stopwatch]::StartNew()
+    $null = $queries | Invoke-AequorQuery -As Scalar
+    $w.Elapsed.TotalMilliseconds
+}
+
 function Measure-RawScalar([int] $N) {
     $w = [System.Diagnostics.Stopwatch]::StartNew()
     for ($i = 0; $i -lt $N; $i++) { $null = $rawCmd.ExecuteScalar() }
@@ -149,15 +160,17 @@ $perBlock = [math]::Max(1, [int]($Calls / $Blocks))
 $aequorUs = [System.Collections.Generic.List[double]]::new()
 $rawUs = [System.Collections.Generic.List[double]]::new()
 $floorUs = [System.Collections.Generic.List[double]]::new()
+$pipedUs = [System.Collections.Generic.List[double]]::new()
 for ($b = 0; $b -lt $Blocks; $b++) {
     # Rotate which goes first, so none always runs on a cache the others warmed.
-    $order = @('raw', 'floor', 'aequor')
-    $order = @($order[($b % 3)..2]) + @(if ($b % 3) { $order[0..(($b % 3) - 1)] })
+    $order = @('raw', 'floor', 'aequor', 'piped')
+    $order = @($order[($b % 4)..3]) + @(if ($b % 4) { $order[0..(($b % 4) - 1)] })
     foreach ($which in $order) {
         switch ($which) {
             'raw' { $rawUs.Add((Measure-RawScalar $perBlock) * 1000 / $perBlock) }
             'floor' { $floorUs.Add((Measure-FloorScalar $perBlock) * 1000 / $perBlock) }
             'aequor' { if ($haveCmdlets) { $aequorUs.Add((Measure-AequorScalar $perBlock) * 1000 / $perBlock) } }
+            'piped' { if ($haveCmdlets) { $pipedUs.Add((Measure-AequorPiped $perBlock) * 1000 / $perBlock) } }
         }
     }
 }
@@ -166,10 +179,13 @@ $floorMedian = Get-Median $floorUs
 $floorRatio = Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $floorUs[$i] / $rawUs[$i] })
 $aequorMedian = if ($haveCmdlets) { Get-Median $aequorUs } else { $null }
 $scalarRatio = if ($haveCmdlets) { Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $aequorUs[$i] / $rawUs[$i] }) } else { $null }
+$pipedMedian = if ($haveCmdlets) { Get-Median $pipedUs } else { $null }
+$pipedRatio = if ($haveCmdlets) { Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $pipedUs[$i] / $rawUs[$i] }) } else { $null }
 $overFloor = if ($haveCmdlets) { Get-Median @(for ($i = 0; $i -lt $Blocks; $i++) { $aequorUs[$i] / $floorUs[$i] }) } else { $null }
 Write-Host ('2. per call, {0} blocks of {1}: Aequor {2} us, raw {3:N1} us, ratio {4}; raw + Write-Output {5:N1} us ({6:N3}x raw), Aequor / that {7}' -f $Blocks, $perBlock,
     $(if ($null -ne $aequorMedian) { '{0:N1}' -f $aequorMedian } else { '-' }), $rawMedian, $(if ($null -ne $scalarRatio) { '{0:N3}' -f $scalarRatio } else { '-' }),
     $floorMedian, $floorRatio, $(if ($null -ne $overFloor) { '{0:N3}' -f $overFloor } else { '-' }))
+Write-Host ('   piped into one Invoke-AequorQuery: {0} us per statement, ratio to raw {1}' -f $(if ($null -ne $pipedMedian) { '{0:N1}' -f $pipedMedian } else { '-' }), $(if ($null -ne $pipedRatio) { '{0:N3}' -f $pipedRatio } else { '-' }))
 
 # 3. Streaming rows into Measure-Object.
 function Measure-AequorStream {
@@ -229,4 +245,5 @@ Write-BenchLine 'cmdlet.first2000' $coldAequor 'ms' $coldRaw '-' $null
 Write-BenchLine 'cmdlet.scalar' $aequorMedian 'us/call' $rawMedian 'ratio<=1.15' $(if ($null -ne $scalarRatio) { $scalarRatio -le 1.15 }) $scalarRatio
 Write-BenchLine 'cmdlet.floor' $floorMedian 'us/call' $rawMedian 'raw+Write-Output' $null $floorRatio
 Write-BenchLine 'cmdlet.scalar_over_floor' $aequorMedian 'us/call' $floorMedian '-' $null $overFloor
+Write-BenchLine 'cmdlet.scalar_piped' $pipedMedian 'us/stmt' $rawMedian '-' $null $pipedRatio
 Write-BenchLine 'cmdlet.stream' $aequorRowsPerSec 'rows/s' $rawRowsPerSec 'ratio>=1.3' $(if ($null -ne $streamRatio) { $streamRatio -ge 1.3 }) $streamRatio
