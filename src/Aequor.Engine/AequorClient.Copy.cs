@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Npgsql;
@@ -112,6 +113,13 @@ public sealed partial class AequorClient
         }
 
         var sql = string.Create(CultureInfo.InvariantCulture, $"COPY {quoted} ({string.Join(", ", columns.Select(TableNames.Ident))}) FROM STDIN");
+        // From here the load is a statement the events see: OnQueryStart now, then OnQueryEnd or OnQueryError.
+        var startedAt = Stopwatch.GetTimestamp();
+        if (OnQueryStart is { } start)
+        {
+            EventDispatch.Raise(start, this, new AequorQueryStartEvent(sql, 0, DateTimeOffset.UtcNow), Counters);
+        }
+
         NpgsqlCopyTextWriter copy;
         try
         {
@@ -120,12 +128,17 @@ public sealed partial class AequorClient
         catch (Exception ex) when (_connection is { } current && !IsAlive(current))
         {
             await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
-            throw new AequorCopyFailedException($"The connection was lost as the COPY into {table} began: nothing was written.", ex);
+            throw RaiseLoadError(sql, startedAt, new AequorCopyFailedException($"The connection was lost as the COPY into {table} began: nothing was written.", ex));
         }
-        catch (PostgresException ex)
+        catch (Exception ex)
         {
-            NoteTransactionError(ex);
-            ObserveServerTransaction(generation);
+            if (ex is PostgresException)
+            {
+                NoteTransactionError(ex);
+                ObserveServerTransaction(generation);
+            }
+
+            RaiseLoadError(sql, startedAt, ex);
             throw;
         }
 
@@ -134,18 +147,44 @@ public sealed partial class AequorClient
             copy.Timeout = commandTimeout.Value * 1000;
         }
 
-        return new AequorTableWriter(this, copy, generation, quoted, columns);
+        return new AequorTableWriter(this, connection, copy, generation, quoted, columns, sql, startedAt);
+    }
+
+    private Exception RaiseLoadError(string sql, long startedAt, Exception error)
+    {
+        if (OnQueryError is { } handlers)
+        {
+            EventDispatch.Raise(handlers, this, new AequorQueryErrorEvent(sql, 0, error, Stopwatch.GetElapsedTime(startedAt), 1, false), Counters);
+        }
+
+        return error;
     }
 
     /// <summary>
-    /// Ends a table writer's call and releases the gate: cancelled (<paramref name="copy"/> given, no failure), failed
-    /// while sending (both), failed while finishing (failure only) or done (neither). Returns what to throw.
+    /// Ends a table writer's call, raises its OnQueryEnd or OnQueryError and releases the gate: cancelled
+    /// (<paramref name="copy"/> given, no failure; <paramref name="cancelled"/> says why), failed while sending (both),
+    /// failed while finishing (failure only; <paramref name="cancelled"/> when the caller's token had sent the server
+    /// a cancel request) or done (neither). Returns what to throw.
     /// </summary>
-    internal Exception? EndTableWrite(long generation, NpgsqlCopyTextWriter? copy, Exception? failure, string? lostMessage, long rows = 0)
+    internal Exception? EndTableWrite(AequorTableWriter writer, NpgsqlCopyTextWriter? copy, Exception? failure, string? lostMessage, Exception? cancelled = null)
     {
         try
         {
-            return EndTableWriteCoreAsync(generation, copy, failure, lostMessage, rows).GetAwaiter().GetResult();
+            var result = EndTableWriteCoreAsync(writer, copy, failure, lostMessage, cancelled).GetAwaiter().GetResult();
+            if (result is null && copy is null)
+            {
+                if (OnQueryEnd is { } end)
+                {
+                    var rows = writer.RowsWritten;
+                    EventDispatch.Raise(end, this, new AequorQueryEndEvent(writer.CommandText, 0, (int)Math.Min(rows, int.MaxValue), 0, writer.Elapsed, 1), Counters);
+                }
+            }
+            else
+            {
+                RaiseLoadError(writer.CommandText, writer.StartedAt, result ?? cancelled ?? new OperationCanceledException("The COPY was cancelled: nothing was written."));
+            }
+
+            return result;
         }
         finally
         {
@@ -153,8 +192,10 @@ public sealed partial class AequorClient
         }
     }
 
-    private async Task<Exception?> EndTableWriteCoreAsync(long generation, NpgsqlCopyTextWriter? copy, Exception? failure, string? lostMessage, long rows)
+    private async Task<Exception?> EndTableWriteCoreAsync(AequorTableWriter writer, NpgsqlCopyTextWriter? copy, Exception? failure, string? lostMessage, Exception? cancelled)
     {
+        var generation = writer.Generation;
+        var rows = writer.RowsWritten;
         var connection = _connection;
         if (copy is not null)
         {
@@ -184,7 +225,9 @@ public sealed partial class AequorClient
                 ObserveServerTransaction(generation);
             }
 
-            return failure is null ? null : new AequorCopyFailedException(lostMessage ?? failure.Message, failure);
+            return failure is null
+                ? cancelled is OperationCanceledException ? cancelled : null
+                : new AequorCopyFailedException(lostMessage ?? failure.Message, failure);
         }
 
         if (failure is null)
@@ -198,13 +241,22 @@ public sealed partial class AequorClient
         {
             var inTransaction = _transaction is not null || SqlTransactionOpen;
             await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
+            var how = cancelled is null ? "The connection was lost" : "The COPY was cancelled and the connection was lost";
             return inTransaction
-                ? new AequorTransactionLostException($"The connection was lost while finishing a COPY of {rows} rows inside a transaction: the transaction is lost (the server rolled it back) and nothing was written or retried.", failure)
-                : new AequorOutcomeUnknownException($"The connection was lost while finishing a COPY of {rows} rows, after all of them were sent: whether they were written is unknown, and nothing was retried. Check the table.", failure);
+                ? new AequorTransactionLostException($"{how} while finishing a COPY of {rows} rows inside a transaction: the transaction is lost (the server rolled it back) and nothing was written or retried.", failure)
+                : new AequorOutcomeUnknownException($"{how} while finishing a COPY of {rows} rows, after all of them and the end of the COPY were sent: whether they were written is unknown, and nothing was retried. Check the table.", failure);
         }
 
         NoteTransactionError(failure);
         ObserveServerTransaction(generation);
+        if (cancelled is OperationCanceledException asked
+            && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException })
+        {
+            // The server answered the token's cancel request (57014) and the connection is fine: it stopped the COPY and
+            // rolled it back. Npgsql reports its own cancel's 57014 as a TimeoutException, keeping the server's error.
+            return new OperationCanceledException(asked.Message, failure, asked.CancellationToken);
+        }
+
         long? row = null;
         var serverText = failure.Message;
         if (failure is PostgresException postgres)

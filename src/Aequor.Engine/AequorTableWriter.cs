@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Npgsql;
 
@@ -7,21 +8,27 @@ namespace Aequor.Engine;
 /// One <c>COPY table (columns) FROM STDIN</c> in progress, from <see cref="AequorClient.OpenTableWriter"/>: rows are
 /// streamed as they are written, and nothing is kept in memory. <see cref="Complete"/> ends the statement; disposing
 /// without it cancels it, and then nothing is written. The client is busy (its one-call gate held) until either.
+/// Like a statement, the load raises the client's OnQueryStart (when the COPY was sent), then OnQueryEnd (the rows
+/// written) or OnQueryError, once each, with the COPY's text.
 /// </summary>
 public sealed class AequorTableWriter : IDisposable
 {
     private readonly AequorClient _client;
-    private readonly long _generation;
+    private readonly NpgsqlConnection _connection;
     private readonly StringBuilder _line = new();
     private NpgsqlCopyTextWriter? _copy;
+    private Exception? _refused;
 
-    internal AequorTableWriter(AequorClient client, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns)
+    internal AequorTableWriter(AequorClient client, NpgsqlConnection connection, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
     {
         _client = client;
+        _connection = connection;
         _copy = copy;
-        _generation = generation;
+        Generation = generation;
         Table = table;
         Columns = columns;
+        CommandText = commandText;
+        StartedAt = startedAt;
     }
 
     /// <summary>The table, quoted as it went into the COPY.</summary>
@@ -32,6 +39,13 @@ public sealed class AequorTableWriter : IDisposable
 
     /// <summary>Rows sent so far.</summary>
     public long RowsWritten { get; private set; }
+
+    internal long Generation { get; }
+
+    /// <summary>The COPY statement (no values), as the events carry it.</summary>
+    internal string CommandText { get; }
+
+    internal long StartedAt { get; }
 
     /// <summary>
     /// Sends one row: a value per <see cref="Columns"/> entry, null for NULL. A value with no text form is refused
@@ -48,7 +62,17 @@ public sealed class AequorTableWriter : IDisposable
         }
 
         _line.Clear();
-        CopyRowText.Append(_line, values, Columns, RowsWritten + 1);
+        try
+        {
+            CopyRowText.Append(_line, values, Columns, RowsWritten + 1);
+        }
+        catch (AequorConfigurationException refused)
+        {
+            // What ends the load when the caller disposes the writer next: OnQueryError carries it.
+            _refused = refused;
+            throw;
+        }
+
         try
         {
             copy.Write(_line);
@@ -56,27 +80,64 @@ public sealed class AequorTableWriter : IDisposable
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             _copy = null;
-            throw _client.EndTableWrite(_generation, copy, ex, $"The connection was lost while sending row {RowsWritten + 1} of the COPY into {Table}: nothing was written (the server rolls back a COPY that did not finish).")!;
+            throw _client.EndTableWrite(this, copy, ex, $"The connection was lost while sending row {RowsWritten + 1} of the COPY into {Table}: nothing was written (the server rolls back a COPY that did not finish).")!;
         }
 
         RowsWritten++;
     }
 
-    /// <summary>Ends the COPY: all rows are written, or (the server's error, naming the row) none.</summary>
-    public long Complete()
+    /// <summary>
+    /// Ends the COPY: all rows are written, or (the server's error, naming the row) none. A cancelled
+    /// <paramref name="cancellationToken"/> sends the server a cancel request, which also stops a COPY whose end was
+    /// sent while the server is still inserting the rows: <see cref="OperationCanceledException"/>, nothing written.
+    /// </summary>
+    public long Complete(CancellationToken cancellationToken = default)
     {
         var copy = _copy ?? throw new InvalidOperationException("The COPY has ended.");
         _copy = null;
+        if (cancellationToken.IsCancellationRequested)
+        {
+            throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken))!;
+        }
+
+        var cancel = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ServerCancel.TrySend((NpgsqlConnection)state!), _connection)
+            : default;
+        try
+        {
+            // The rows still buffered go out first, on their own: until they have, the end of the COPY (CopyDone,
+            // written after them by Dispose) cannot have reached the server, and a COPY it never saw end is rolled
+            // back. A failure here is provably "nothing written"; one from Dispose may come after the server had it.
+            copy.Flush();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            cancel.Dispose();
+            throw _client.EndTableWrite(this, copy, ex,
+                $"The connection was lost while sending the last rows of the COPY into {Table}, before its end was sent: nothing was written (the server rolls back a COPY that did not finish).")!;
+        }
+
+        Exception? failure = null;
         try
         {
             copy.Dispose();
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            throw _client.EndTableWrite(_generation, copy: null, ex, null, RowsWritten)!;
+            failure = ex;
+        }
+        finally
+        {
+            // Waits for a cancel being sent: none may reach the server after the call returned.
+            cancel.Dispose();
         }
 
-        _client.EndTableWrite(_generation, copy: null, failure: null, null, RowsWritten);
+        if (failure is not null)
+        {
+            throw _client.EndTableWrite(this, copy: null, failure, null, cancellationToken.IsCancellationRequested ? Cancelled(cancellationToken) : null)!;
+        }
+
+        _client.EndTableWrite(this, copy: null, failure: null, null);
         return RowsWritten;
     }
 
@@ -86,7 +147,13 @@ public sealed class AequorTableWriter : IDisposable
         if (_copy is { } copy)
         {
             _copy = null;
-            _client.EndTableWrite(_generation, copy, failure: null, null);
+            _client.EndTableWrite(this, copy, failure: null, null,
+                _refused ?? new AequorCopyFailedException($"The COPY into {Table} was cancelled before it ended ({RowsWritten} rows sent): nothing was written."));
         }
     }
+
+    private OperationCanceledException Cancelled(CancellationToken cancellationToken) =>
+        new($"The COPY into {Table} was cancelled ({RowsWritten} rows sent): the server stopped it, and nothing was written.", cancellationToken);
+
+    internal TimeSpan Elapsed => Stopwatch.GetElapsedTime(StartedAt);
 }

@@ -1,3 +1,5 @@
+using Aequor.Engine.Tests.Faults;
+
 namespace Aequor.Engine.Tests;
 
 /// <summary>OpenTableWriter: one COPY … FROM STDIN, all rows or none, the client usable afterwards.</summary>
@@ -111,6 +113,142 @@ public sealed class ClientCopyTests(PostgresFixture db)
         Assert.Contains("no_such_table_xyz", missing.Message, StringComparison.Ordinal);
         var table = await NewTableAsync();
         Assert.Throws<InvalidOperationException>(() => client.OpenTableWriter(table, _ => throw new InvalidOperationException("no"), null, default));
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task A_load_raises_query_start_then_end_or_error_once_with_the_COPY_text_and_no_values()
+    {
+        var table = await NewTableAsync();
+        await using var client = NewClient();
+        await client.ConnectAsync(default);
+        var events = new ClientTestKit.EventLog(client);
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            writer.WriteRow([41]);
+            writer.WriteRow([42]);
+            writer.Complete();
+        }
+
+        var start = Assert.Single(events.Of<AequorQueryStartEvent>());
+        Assert.Equal($"COPY \"{table}\" (\"id\") FROM STDIN", start.CommandText);
+        Assert.Equal(0, start.ParameterCount);
+        var end = Assert.Single(events.Of<AequorQueryEndEvent>());
+        Assert.Equal(start.CommandText, end.CommandText);
+        Assert.Equal(2, end.RecordsAffected);
+        Assert.Empty(events.Of<AequorQueryErrorEvent>());
+        Assert.DoesNotContain(events.All, e => e.ToString()!.Contains("41", StringComparison.Ordinal));
+
+        // Refused by the server at the end, cancelled by disposing, refused before sending: an error each, no end.
+        events.All.Clear();
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            writer.WriteRow(["seven"]);
+            Assert.Throws<AequorCopyFailedException>(() => writer.Complete());
+        }
+
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            writer.WriteRow([43]);
+        }
+
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            Assert.Throws<AequorConfigurationException>(() => writer.WriteRow([new object()]));
+        }
+
+        Assert.Equal(3, events.Of<AequorQueryStartEvent>().Count);
+        Assert.Empty(events.Of<AequorQueryEndEvent>());
+        var errors = events.Of<AequorQueryErrorEvent>();
+        Assert.Equal(3, errors.Count);
+        Assert.All(errors, e => Assert.Equal(start.CommandText, e.CommandText));
+        Assert.All(errors, e => Assert.False(e.WillRetry));
+        Assert.Equal("22P02", Assert.IsType<AequorCopyFailedException>(errors[0].Error).SqlState);
+        Assert.IsType<AequorConfigurationException>(errors[2].Error);
+        Assert.Equal(2, await CountAsync(table));
+    }
+
+    [Fact]
+    public async Task A_connection_lost_before_the_last_rows_left_at_the_finish_writes_nothing_and_says_so()
+    {
+        var table = await NewTableAsync();
+        var (proxy, client) = ProxiedClient.Create(db, "client-copy-lost-at-finish");
+        await using var _ = proxy;
+        await using var __ = client;
+        await client.ConnectAsync(default);
+        var pid = client.BackendPid!.Value;
+        var events = new ClientTestKit.EventLog(client);
+        using var writer = client.OpenTableWriter(table, columns => columns, 5, default);
+        for (var i = 1; i <= 10; i++)
+        {
+            // A few bytes: they wait in the client's buffers until Complete sends them.
+            writer.WriteRow([i]);
+        }
+
+        proxy.ResetAll();
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        var failed = Assert.Throws<AequorCopyFailedException>(() => writer.Complete());
+        Assert.Contains("nothing was written", failed.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await CountAsync(table));
+        Assert.IsType<AequorCopyFailedException>(Assert.Single(events.Of<AequorQueryErrorEvent>()).Error);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task A_connection_lost_after_the_end_of_the_COPY_was_sent_is_an_unknown_outcome_the_rows_may_be_written()
+    {
+        var table = await NewTableAsync();
+        var (proxy, client) = ProxiedClient.Create(db, "client-copy-lost-after-done");
+        await using var _ = proxy;
+        await using var __ = client;
+        using var writer = client.OpenTableWriter(table, columns => columns, 1, default);
+        for (var i = 1; i <= 10; i++)
+        {
+            writer.WriteRow([i]);
+        }
+
+        // The server receives the rows and the end of the COPY and commits; its answer never comes back.
+        proxy.DropReplies = true;
+        var unknown = Assert.Throws<AequorOutcomeUnknownException>(() => writer.Complete());
+        Assert.Contains("unknown", unknown.Message, StringComparison.Ordinal);
+        proxy.DropReplies = false;
+        Assert.Equal(10, await CountAsync(table));
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task A_cancelled_token_stops_a_COPY_the_server_is_still_finishing_and_nothing_is_written()
+    {
+        var table = await NewTableAsync();
+        await using var client = NewClient();
+        // Each row takes the server a second: the rows, sent only when Complete flushes them, keep it busy past the end.
+        _ = await client.ExecuteNonQueryAsync(new AequorStatement(
+            $"CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$; "
+            + $"CREATE TRIGGER {table}_slow BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_slow()"), default);
+        var pid = client.BackendPid!.Value;
+        var events = new ClientTestKit.EventLog(client);
+        using var cts = new CancellationTokenSource();
+        var writer = client.OpenTableWriter(table, columns => columns, null, default);
+        for (var i = 1; i <= 60; i++)
+        {
+            writer.WriteRow([i]);
+        }
+
+        var finishing = Task.Run(() => writer.Complete(cts.Token));
+        await ClientTestKit.WaitUntilAsync(
+            async () => await ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString,
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", pid) > 0,
+            TimeSpan.FromSeconds(30), "the trigger to run");
+        await cts.CancelAsync();
+        // Bounded only so that a cancel never sent fails here instead of after all 60 rows.
+        var done = await Task.WhenAny(finishing, Task.Delay(TimeSpan.FromSeconds(30)));
+        Assert.Same(finishing, done);
+        var cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => finishing);
+        Assert.Contains("nothing was written", cancelled.Message, StringComparison.Ordinal);
+        Assert.IsType<OperationCanceledException>(Assert.Single(events.Of<AequorQueryErrorEvent>()).Error);
+        Assert.Empty(events.Of<AequorQueryEndEvent>());
+        Assert.Equal(0, await CountAsync(table));
+        Assert.Equal(pid, client.BackendPid);
         Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
     }
 }
