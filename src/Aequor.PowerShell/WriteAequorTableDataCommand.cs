@@ -25,7 +25,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     [ValidateNotNullOrEmpty]
     public string Table { get; set; } = string.Empty;
 
-    /// <summary>A row: a PSCustomObject, a hashtable or dictionary, a DataRow, or a DataTable (each of its rows).</summary>
+    /// <summary>A row: a PSCustomObject, a hashtable or dictionary, a DataRow; or rows: a DataTable, an array or list of rows.</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]
     [AllowNull]
     public object? InputObject { get; set; }
@@ -52,9 +52,15 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
 
     protected override void BeginProcessing() => _session = ResolveSession(Session);
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => Take(InputObject);
+
+    /// <summary>
+    /// One input: a row, or rows. -InputObject $rows binds the whole array as one object (only the pipeline unrolls
+    /// it), so a collection given there is written element by element, as piped; a row is never a collection.
+    /// </summary>
+    private void Take(object? input)
     {
-        switch (InputObject is PSObject wrapped ? wrapped.BaseObject : InputObject)
+        switch (input is PSObject wrapped ? wrapped.BaseObject : input)
         {
             case null:
                 return;
@@ -65,8 +71,15 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
                 }
 
                 return;
+            case IEnumerable items and not (string or IDictionary or byte[]):
+                foreach (var item in items)
+                {
+                    Take(item);
+                }
+
+                return;
             default:
-                WriteOne(InputObject!);
+                WriteOne(input!);
                 return;
         }
     }
@@ -199,7 +212,8 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         long rows;
         try
         {
-            rows = Blocking((w, _) => w.Complete(), writer);
+            // Ctrl+C while the server is still inserting the rows (a slow trigger, a big index) sends it a cancel request.
+            rows = Blocking((w, token) => w.Complete(token), writer);
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
@@ -208,9 +222,16 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             Fail(ex);
             return;
         }
+        finally
+        {
+            if (_writer is not null)
+            {
+                // Stopped: the writer has ended either way.
+                _writer = null;
+                EndCall();
+            }
+        }
 
-        _writer = null;
-        EndCall();
         WriteVerbose($"Session '{_session.Name}': {rows} rows written into {writer.Table} in {Stopwatch.GetElapsedTime(_startedAt).TotalSeconds:0.###} s.");
         if (PassThru)
         {

@@ -162,4 +162,63 @@ id,name,born,active,score,doc,tags
         }
         Get-Count $t | Should -Be 0
     }
+
+    It 'loads a DataTable piped or given to -InputObject, and an array given to -InputObject row by row' {
+        $t = New-People
+        $dt = [Data.DataTable]::new()
+        $null = $dt.Columns.Add('id', [int]); $null = $dt.Columns.Add('name', [string])
+        1..3 | ForEach-Object { $null = $dt.Rows.Add($_, "dt$_") }
+        $dt | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 3
+        $dt.Rows.Clear(); 4..5 | ForEach-Object { $null = $dt.Rows.Add($_, "dt$_") }
+        Write-AequorTableData -Table $t -InputObject $dt -Session $S -PassThru | Should -Be 2
+        $rows = 6..8 | ForEach-Object { [pscustomobject]@{ id = $_; name = "arr$_" } }
+        Write-AequorTableData -Table $t -InputObject $rows -Session $S -PassThru | Should -Be 3
+        $list = [Collections.Generic.List[hashtable]]::new(); $list.Add(@{ id = 9; name = 'list9' }); $list.Add(@{ ID = 10 })
+        Write-AequorTableData -Table $t -InputObject $list -Session $S -PassThru | Should -Be 2
+        Write-AequorTableData -Table $t -InputObject @{ id = 11; name = 'one' } -Session $S -PassThru | Should -Be 1
+        (Invoke-AequorQuery "SELECT string_agg(coalesce(name, '-'), ',' ORDER BY id) FROM $t" -As Scalar -Session $S) |
+            Should -Be 'dt1,dt2,dt3,dt4,dt5,arr6,arr7,arr8,list9,-,one'
+    }
+
+    It '-InputObject with an array: a bad element is named by its place, and nothing is written' {
+        $t = New-People
+        { Write-AequorTableData -Table $t -InputObject @(@{ id = 1 }, 'text') -Session $S } | Should -Throw '*Row 2 is a System.String, not a row*'
+        { Write-AequorTableData -Table $t -InputObject @(@{ id = 1 }, @{ id = 'x' }) -Session $S } | Should -Throw '*Row 2 of the input was refused*'
+        Get-Count $t | Should -Be 0
+    }
+
+    It 'stopped (Ctrl+C) while the server is still finishing the COPY: the server cancels it, nothing is written, the session goes on' {
+        $t = New-People
+        # Each row takes the server a second: the rows, sent only when the pipeline ends, keep it busy past the end.
+        $null = Invoke-AequorQuery ("CREATE FUNCTION ${t}_slow() RETURNS trigger LANGUAGE plpgsql AS `$`$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END `$`$; " +
+            "CREATE TRIGGER ${t}_slow BEFORE INSERT ON $t FOR EACH ROW EXECUTE FUNCTION ${t}_slow()") -Session $S
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Secret, $Table)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-stop-finish -ReaperRunProbability 0
+            1..40 | ForEach-Object { @{ id = $_ } } | Write-AequorTableData -Table $Table
+        } -ArgumentList $TestSecret, $t
+        try {
+            $handle = $ps.BeginInvoke()
+            Wait-Until {
+                (Invoke-AequorQuery "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE 'COPY %' || `$1 || '%'" -Parameters @(, $t) -As Scalar -Session $S) -gt 0
+            } 30000 | Should -BeTrue
+            $stop = $ps.BeginStop($null, $null)
+            # Bounded only so that a cancel never sent fails here (before the connection's 30 s command timeout)
+            # instead of after the 40 rows.
+            $stop.AsyncWaitHandle.WaitOne(20000) | Should -BeTrue
+            $ps.EndStop($stop)
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            # Counted once the server has let go of the COPY: rows inserted by a COPY still running are not visible yet.
+            Wait-Until {
+                (Invoke-AequorQuery "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY %' || `$1 || '%'" -Parameters @(, $t) -As Scalar -Session $S) -eq 0
+            } 60000 | Should -BeTrue
+            Get-Count $t | Should -Be 0
+            $ps.Commands.Clear()
+            $null = $ps.AddScript('Invoke-AequorQuery "SELECT 7" -As Scalar')
+            $ps.Invoke() | Should -Be 7
+        } finally {
+            $ps.Dispose()
+        }
+    }
 }
