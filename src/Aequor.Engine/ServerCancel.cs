@@ -1,4 +1,3 @@
-using System.Linq.Expressions;
 using System.Reflection;
 using Npgsql;
 
@@ -16,44 +15,17 @@ internal static class ServerCancel
 {
     private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
 
-    private static readonly Func<NpgsqlConnection, bool>? Send = CompileSender();
+    // Plain reflection, not a compiled delegate: it runs once per cancelled load, never on a hot path.
+    private static readonly PropertyInfo? ConnectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
 
-    private static Func<NpgsqlConnection, bool>? CompileSender()
-    {
-        try
-        {
-            var connectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
-            var perform = connectorProperty?.PropertyType.GetMethod("PerformPostgresCancellation", Internal, Type.EmptyTypes);
-            if (connectorProperty is null || perform is null || perform.ReturnType != typeof(bool))
-            {
-                return null;
-            }
-
-            var connection = Expression.Parameter(typeof(NpgsqlConnection), "connection");
-            var connector = Expression.Variable(connectorProperty.PropertyType, "connector");
-            var body = Expression.Block(
-                [connector],
-                Expression.Assign(connector, Expression.Property(connection, connectorProperty)),
-                Expression.Condition(
-                    Expression.Equal(connector, Expression.Constant(null, connectorProperty.PropertyType)),
-                    Expression.Constant(false),
-                    Expression.Call(connector, perform)));
-            return Expression.Lambda<Func<NpgsqlConnection, bool>>(body, connection).Compile();
-        }
-#pragma warning disable CA1031 // Without the member, no cancel is sent and nothing else changes.
-        catch (Exception)
-#pragma warning restore CA1031
-        {
-            return null;
-        }
-    }
+    private static readonly MethodInfo? Perform = ConnectorProperty?.PropertyType.GetMethod("PerformPostgresCancellation", Internal, Type.EmptyTypes);
 
     /// <summary>Whether the request went out (not whether the server cancelled anything). Never throws.</summary>
     public static bool TrySend(NpgsqlConnection connection)
     {
         try
         {
-            return Send is not null && Send(connection);
+            return ConnectorProperty?.GetValue(connection) is { } connector && Perform?.Invoke(connector, null) is true;
         }
 #pragma warning disable CA1031 // A cancel that cannot be sent leaves the COPY to end by itself.
         catch (Exception)
