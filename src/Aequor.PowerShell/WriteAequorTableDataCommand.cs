@@ -71,7 +71,8 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
                 }
 
                 return;
-            case IEnumerable items and not (string or IDictionary or byte[]):
+            // A collection, not any IEnumerable: an XmlElement (a row of $xml.rows.row) enumerates its child nodes.
+            case ICollection items and not (IDictionary or byte[]):
                 foreach (var item in items)
                 {
                     Take(item);

@@ -176,8 +176,11 @@ id,name,born,active,score,doc,tags
         $list = [Collections.Generic.List[hashtable]]::new(); $list.Add(@{ id = 9; name = 'list9' }); $list.Add(@{ ID = 10 })
         Write-AequorTableData -Table $t -InputObject $list -Session $S -PassThru | Should -Be 2
         Write-AequorTableData -Table $t -InputObject @{ id = 11; name = 'one' } -Session $S -PassThru | Should -Be 1
+        # An XmlElement is enumerable (its child nodes) but is a row: its elements are its properties.
+        ([xml]'<rows><row><id>12</id><name>xml12</name></row><row><id>13</id><name>xml13</name></row></rows>').rows.row |
+            Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 2
         (Invoke-AequorQuery "SELECT string_agg(coalesce(name, '-'), ',' ORDER BY id) FROM $t" -As Scalar -Session $S) |
-            Should -Be 'dt1,dt2,dt3,dt4,dt5,arr6,arr7,arr8,list9,-,one'
+            Should -Be 'dt1,dt2,dt3,dt4,dt5,arr6,arr7,arr8,list9,-,one,xml12,xml13'
     }
 
     It '-InputObject with an array: a bad element is named by its place, and nothing is written' {
