@@ -2,7 +2,8 @@ namespace Aequor.Engine;
 
 /// <summary>
 /// A load of rows (<see cref="AequorTableWriter"/>) failed and wrote nothing: COPY is one statement, and the server
-/// rolls back one that did not finish. (Lost while finishing, the outcome is unknown instead: <see cref="AequorOutcomeUnknownException"/>.)
+/// rolls back one that did not finish. (Lost once the end of the COPY was sent, the outcome is unknown instead:
+/// <see cref="AequorOutcomeUnknownException"/>.)
 /// </summary>
 public sealed class AequorCopyFailedException : AequorClientException
 {
