@@ -297,7 +297,16 @@ public sealed partial class AequorClient
     /// </summary>
     private long? ReadServerLease(NpgsqlConnection connection)
     {
-        connection.PostgresParameters.TryGetValue(ApplicationNameParameter, out var name);
+        if (!ReferenceEquals(connection, _serverParametersOf))
+        {
+            // The connector's own dictionary, the same for the life of an open connection and updated in place by the
+            // server's ParameterStatus messages. NpgsqlConnection.PostgresParameters checks the connection and binds a
+            // temporary scope on every read: ~1 µs each time, twice per statement, timed in place.
+            _serverParameters = connection.PostgresParameters;
+            _serverParametersOf = connection;
+        }
+
+        _serverParameters!.TryGetValue(ApplicationNameParameter, out var name);
         if (ReferenceEquals(name, _leaseSeen))
         {
             return _leaseSeenExpiresAtMs;

@@ -29,17 +29,26 @@ public sealed partial class AequorClient
     /// Takes the gate for one call. A free gate is taken without a task on the synchronous path; a busy one is
     /// waited for (another thread's call) until the caller cancels or the client is disposed.
     /// </summary>
-    private async ValueTask<CallScope> EnterAsync(bool synchronous, CancellationToken cancellationToken)
+    private ValueTask<CallScope> EnterAsync(bool synchronous, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token) : null;
         var token = linked?.Token ?? _disposing.Token;
+
+        // The usual case of the synchronous path without a state machine: every call of a cmdlet passes here.
+        if (synchronous && !token.IsCancellationRequested && _gate.Wait(0, CancellationToken.None))
+        {
+            return new(Entered(linked, token));
+        }
+
+        return WaitForGateAsync(linked, token, cancellationToken);
+    }
+
+    private async ValueTask<CallScope> WaitForGateAsync(CancellationTokenSource? linked, CancellationToken token, CancellationToken cancellationToken)
+    {
         try
         {
-            if (!(synchronous && !token.IsCancellationRequested && _gate.Wait(0, CancellationToken.None)))
-            {
-                await _gate.WaitAsync(token).ConfigureAwait(false);
-            }
+            await _gate.WaitAsync(token).ConfigureAwait(false);
         }
         catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
         {
@@ -52,6 +61,12 @@ public sealed partial class AequorClient
             throw;
         }
 
+        return Entered(linked, token);
+    }
+
+    /// <summary>The gate is held: a dispose that came meanwhile still ends the call here.</summary>
+    private CallScope Entered(CancellationTokenSource? linked, CancellationToken token)
+    {
         if (_disposed)
         {
             ReleaseGate();

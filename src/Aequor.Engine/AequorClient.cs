@@ -63,6 +63,8 @@ public sealed partial class AequorClient : IAsyncDisposable
     private volatile bool _typesStale;
     private long _lastActivity;
     private string? _leaseSeen;
+    private IReadOnlyDictionary<string, string>? _serverParameters;
+    private NpgsqlConnection? _serverParametersOf;
     private long? _leaseSeenExpiresAtMs;
     private string? _renewalInFlight;
     private bool _renewalInFlightShared;

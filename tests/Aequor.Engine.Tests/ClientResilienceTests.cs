@@ -53,7 +53,13 @@ public sealed class ClientResilienceTests(PostgresFixture db)
         Assert.Equal(1, client.Counters.Reconnects);
         Assert.Equal(1, client.Counters.ClientDeaths);
         Assert.Empty(events.Of<AequorQueryRetryEvent>()); // a reconnect, not a retry
-        Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, newPid)));
+        var serverLease = await ClientTestKit.ApplicationNameOfAsync(db.AdminConnectionString, newPid);
+        Assert.True(new LeaseSigner(ClientTestKit.Secret).Verify(serverLease));
+
+        // What the client reports (Get-AequorLease) is the new backend's lease, not the one that died with the old.
+        Assert.Equal(serverLease, client.ApplicationName);
+        Assert.True(Lease.TryParse(serverLease, out var lease));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(lease.ExpiresAtMs), client.LeaseExpiresAt);
     }
 
     /// <summary>
