@@ -12,11 +12,12 @@ namespace Aequor.PowerShell;
 [Cmdlet(VerbsLifecycle.Invoke, "AequorQuery", DefaultParameterSetName = QuerySet)]
 // Also an int (-As NonQuery) or any value (-As Scalar): left out here, since neither has properties to show.
 [OutputType(typeof(PSObject), typeof(DataTable))]
-public sealed class InvokeAequorQueryCommand : AequorCmdlet
+public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
 {
     public const string QuerySet = "Query";
     public const string FileSet = "File";
     public const string LiteralPathSet = "LiteralPath";
+    public const string RowsSet = "QueryPerRow";
     public const string AsRows = "PSObject";
     public const string AsScalar = "Scalar";
     public const string AsNonQuery = "NonQuery";
@@ -31,6 +32,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     private object? _row;
 
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = QuerySet, ValueFromPipeline = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = RowsSet)]
     [QueryText]
     [ValidateNotNullOrEmpty]
     public string Query { get; set; } = string.Empty;
@@ -49,10 +51,19 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     /// <summary>A hashtable for <c>@name</c> placeholders, an array for <c>$1</c>, <c>$2</c> ….</summary>
     /// <remarks>Positional only after a query: with a file a stray argument is refused instead of taken for parameters.</remarks>
     [Parameter(Position = 1, ParameterSetName = QuerySet)]
+    [Parameter(Position = 1, ParameterSetName = RowsSet)]
     [Parameter(ParameterSetName = FileSet)]
     [Parameter(ParameterSetName = LiteralPathSet)]
     [AllowNull]
     public object? Parameters { get; set; }
+
+    /// <summary>
+    /// A row (PSCustomObject, hashtable, DataRow) piped in while the statement is given: it runs once per row, the
+    /// row's properties bound to its @name placeholders as -Parameters binds a row.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = RowsSet, ValueFromPipeline = true)]
+    [Parameter(ParameterSetName = FileSet, ValueFromPipeline = true)]
+    public object? InputObject { get; set; }
 
     /// <summary>A session, or its name.</summary>
     [Parameter]
@@ -84,13 +95,27 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         _as = kind!;
         _row = QueryParameters.RowOf(Parameters);
-        (_positional, _named) = QueryParameters.From(Parameters, this);
+        try
+        {
+            (_positional, _named) = QueryParameters.From(Parameters);
+        }
+        catch (ParameterValueException ex)
+        {
+            ThrowInvalidParameter(ex.Message);
+        }
+
         _session = ResolveSession(Session);
     }
 
     protected override void ProcessRecord()
     {
-        var fromFile = ParameterSetName != QuerySet;
+        if (IsPerRow)
+        {
+            ProcessRow();
+            return;
+        }
+
+        var fromFile = ParameterSetName is FileSet or LiteralPathSet;
         var source = ParameterSetName == LiteralPathSet ? LiteralPath : File;
         var text = fromFile ? ReadFile(source, ParameterSetName == FileSet) : Query;
         _sourceFile = fromFile ? source : null;
@@ -103,9 +128,22 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
         ThrowIfStreamingHere(_session);
         if (_row is not null)
         {
-            _named = QueryParameters.FromRow(_row, text, this);
+            try
+            {
+                _named = QueryParameters.FromRow(_row, text);
+            }
+            catch (ParameterValueException ex)
+            {
+                ThrowInvalidParameter(ex.Message);
+            }
         }
 
+        Run(text);
+    }
+
+    /// <summary>One statement with the parameters in hand; its failure is this input's non-terminating error.</summary>
+    private void Run(string text)
+    {
         var statement = new AequorStatement(text)
         {
             PositionalParameters = _positional,
@@ -116,7 +154,7 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
 
         var client = _session.Client;
         _session.CountQuery();
-        WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': running {Describe(text)}."));
+        WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': running {Describe(text)}{(_rowNumber > 0 ? $" for row {_rowNumber}" : string.Empty)}."));
         using var listening = _session.Listen(this);
 
         // Only the engine's calls are in a try: WriteObject runs the commands downstream on this thread, and what
@@ -186,9 +224,18 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
     // The file a failing statement came from: its error names the line in it.
     private string? _sourceFile;
 
-    private void WriteQueryFailed(Exception ex, string text) =>
+    private void WriteQueryFailed(Exception ex, string text)
+    {
+        var what = $"The query on session '{_session.Name}' failed";
+        if (_rowNumber > 0)
+        {
+            what = $"Row {_rowNumber} of the input: the query on session '{_session.Name}' failed";
+            NoteRowFailure(ex);
+        }
+
         WriteError(Errors.FromException(ex, ErrorIds.QueryFailed, ErrorCategory.InvalidOperation,
-            $"The query on session '{_session.Name}' failed", _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text), _sourceFile));
+            what, _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text), _sourceFile));
+    }
 
     /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
     private string? Advice(Exception ex)
@@ -200,9 +247,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             return "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null).";
         }
 
-        if (_row is not null && serverText.Contains("bind message supplies 0 parameters", StringComparison.Ordinal))
+        if ((_row is not null || _rowNumber > 0) && serverText.Contains("bind message supplies 0 parameters", StringComparison.Ordinal))
         {
-            return "An object given as -Parameters binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement, or pass the values in order ($row.id, $row.name).";
+            return _rowNumber > 0
+                ? "A piped row binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement."
+                : "An object given as -Parameters binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement, or pass the values in order ($row.id, $row.name).";
         }
 
         if (_positional is not null && (IsArrayExpected(serverText) || (ex is Aequor.Engine.AequorConfigurationException && ex.Message.Contains("positional values", StringComparison.Ordinal))))
@@ -237,6 +286,11 @@ public sealed class InvokeAequorQueryCommand : AequorCmdlet
             || !System.Text.RegularExpressions.Regex.IsMatch(text, $"(?<![\\w@])@{System.Text.RegularExpressions.Regex.Escape(name)}(?!\\w)", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
         {
             return null;
+        }
+
+        if (_rowNumber > 0)
+        {
+            return $"The statement uses @{name}, but row {_rowNumber} of the input has no property {name} (it has: {RowNames()}).";
         }
 
         if (_row is not null)

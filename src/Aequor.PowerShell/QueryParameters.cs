@@ -8,7 +8,18 @@ namespace Aequor.PowerShell;
 /// <summary>-Parameters as the engine wants them: positional from a list, named from a dictionary.</summary>
 internal static partial class QueryParameters
 {
-    public static (IReadOnlyList<object?>? Positional, IReadOnlyDictionary<string, object?>? Named) From(object? value, AequorCmdlet cmdlet)
+    /// <summary>What the messages of <see cref="ParameterValueException"/> call the values' holder by default.</summary>
+    public const string ParametersSubject = "-Parameters";
+
+    /// <summary>The subject for a piped row: its messages name the property (never its value), as "its property 'x'".</summary>
+    public const string RowSubject = "";
+
+    private static string Its(string subject) => subject == RowSubject ? "its" : $"{subject}: its";
+
+    private static string Holder(string subject, string name) =>
+        subject == RowSubject ? $"its property '{name}'" : subject;
+
+    public static (IReadOnlyList<object?>? Positional, IReadOnlyDictionary<string, object?>? Named) From(object? value, string subject = ParametersSubject)
     {
         value = Unwrap(value);
         switch (value)
@@ -25,19 +36,19 @@ internal static partial class QueryParameters
                     var key = Convert.ToString(Unwrap(entry.Key), System.Globalization.CultureInfo.InvariantCulture)?.TrimStart('@');
                     if (string.IsNullOrEmpty(key))
                     {
-                        cmdlet.ThrowInvalidParameter("-Parameters has an empty name; use @{ name = value } for @name placeholders.");
+                        throw new ParameterValueException($"{(subject == RowSubject ? "it" : subject)} has an empty name; use @{{ name = value }} for @name placeholders.");
                     }
 
-                    named[key!] = Value(entry.Value, cmdlet);
+                    named[key!] = Value(entry.Value, Holder(subject, key!));
                 }
 
                 return (null, named);
             case string or byte[]:
                 return ([value], null);
             case IEnumerable list:
-                return (list.Cast<object?>().Select(v => Value(v, cmdlet)).ToList(), null);
+                return (list.Cast<object?>().Select(v => Value(v, subject)).ToList(), null);
             default:
-                return ([Value(value, cmdlet)], null);
+                return ([Value(value, subject)], null);
         }
     }
 
@@ -56,7 +67,7 @@ internal static partial class QueryParameters
     /// case). Only those are read and converted: a CSV or JSON row carries columns the statement does not use, and one
     /// holding a value without a PostgreSQL type must not refuse a statement that never reads it.
     /// </summary>
-    public static IReadOnlyDictionary<string, object?> FromRow(object row, string text, AequorCmdlet cmdlet)
+    public static IReadOnlyDictionary<string, object?> FromRow(object row, string text, string subject = ParametersSubject)
     {
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (System.Text.RegularExpressions.Match placeholder in Placeholder().Matches(text))
@@ -79,16 +90,15 @@ internal static partial class QueryParameters
             }
             catch (Exception ex) when (ex is GetValueException or DataException)
             {
-                cmdlet.ThrowInvalidParameter($"-Parameters: reading its property '{name}' failed: {ex.Message}");
-                return named;
+                throw new ParameterValueException($"{Its(subject)} property '{name}' could not be read: {ex.Message}", ex);
             }
 
             if (Unwrap(value) is PSCustomObject)
             {
-                cmdlet.ThrowInvalidParameter($"-Parameters: its property '{name}' is itself an object (nested JSON?), which has no PostgreSQL type: pass it as text (ConvertTo-Json -Compress) or pick the field it means.");
+                throw new ParameterValueException($"{Its(subject)} property '{name}' is itself an object (nested JSON?), which has no PostgreSQL type: pass it as text (ConvertTo-Json -Compress) or pick the field it means.");
             }
 
-            named[name] = Value(value, cmdlet);
+            named[name] = Value(value, Holder(subject, name));
         }
 
         return named;
@@ -115,7 +125,7 @@ internal static partial class QueryParameters
         : value is PSObject wrapped ? wrapped.BaseObject
         : value;
 
-    private static object? Value(object? value, AequorCmdlet cmdlet)
+    private static object? Value(object? value, string subject)
     {
         value = Unwrap(value);
         switch (value)
@@ -123,18 +133,17 @@ internal static partial class QueryParameters
             case null or DBNull:
                 return null;
             case PSCustomObject:
-                cmdlet.ThrowInvalidParameter("-Parameters holds a PSCustomObject; pass plain values (convert it with ConvertTo-Json for a json parameter).");
-                return null;
+                throw new ParameterValueException($"{subject} holds a PSCustomObject; pass plain values (convert it with ConvertTo-Json for a json parameter).");
             case SwitchParameter flag:
                 return flag.IsPresent;
             case System.Security.SecureString or PSCredential:
                 // Npgsql would refuse it with advice to set an NpgsqlDbType; a secret must never be decrypted into SQL by accident.
-                cmdlet.ThrowInvalidParameter("-Parameters holds a SecureString or PSCredential: Aequor never sends a secret's plain text by itself. If it belongs in the database, convert it yourself (ConvertFrom-SecureString -AsPlainText).");
-                return null;
+                throw new ParameterValueException($"{subject} holds a SecureString or PSCredential: Aequor never sends a secret's plain text by itself. If it belongs in the database, convert it yourself (ConvertFrom-SecureString -AsPlainText).");
             case Enum named:
                 // Neither reading is obvious (a text column wants the name, an int column the number), and Npgsql refuses both.
-                cmdlet.ThrowInvalidParameter($"-Parameters holds the enum value [{named.GetType().Name}]::{named}, which has no PostgreSQL type: pass [string] for its name or [int] for its number.");
-                return null;
+                // A piped row's values stay out of messages: its enum is named by type only.
+                var which = subject == ParametersSubject ? $"the enum value [{named.GetType().Name}]::{named}" : $"a value of the enum [{named.GetType().Name}]";
+                throw new ParameterValueException($"{subject} holds {which}, which has no PostgreSQL type: pass [string] for its name or [int] for its number.");
             // PostgreSQL has no unsigned types and Npgsql refuses these; CIM/WMI properties (disk sizes, counters) are
             // full of them. Each widens to the signed type that holds all its values.
             case ushort small:
@@ -150,13 +159,12 @@ internal static partial class QueryParameters
                 // a timestamp without time zone, read in the server's TimeZone, off by the difference.
                 return local.ToUniversalTime();
             case IDictionary:
-                cmdlet.ThrowInvalidParameter("-Parameters holds a nested hashtable; pass plain values (ConvertTo-Json for a json parameter).");
-                return null;
+                throw new ParameterValueException($"{subject} holds a nested hashtable; pass plain values (ConvertTo-Json for a json parameter).");
             case Array typed when typed.Rank == 1 && typed.GetType().GetElementType() is { } element && KeepsItsType(element):
                 // [int[]]@() or [guid[]]: already what Npgsql needs, even empty.
                 return typed;
             case IEnumerable items:
-                return TypedArray(items.Cast<object?>().Select(v => Value(v, cmdlet)).ToList(), cmdlet);
+                return TypedArray(items.Cast<object?>().Select(v => Value(v, subject)).ToList(), subject);
             default:
                 return value;
         }
@@ -176,7 +184,7 @@ internal static partial class QueryParameters
     /// several types widen (1, 5000000000 is a bigint[]); other mixes are an error naming them. Empty or all-null
     /// stays object[]: the engine sends it untyped, for the server to type from its use.
     /// </summary>
-    private static Array TypedArray(List<object?> items, AequorCmdlet cmdlet)
+    private static Array TypedArray(List<object?> items, string subject)
     {
         var types = items.Where(i => i is not null).Select(i => i!.GetType()).Distinct().ToList();
         if (types.Count == 0)
@@ -188,14 +196,13 @@ internal static partial class QueryParameters
         {
             // Local ones are UTC by now. Npgsql sends a mix as timestamp without time zone when an Unspecified one
             // comes first (the UTC ones by their UTC wall clock, shifted by the client's offset), and refuses it otherwise.
-            cmdlet.ThrowInvalidParameter("-Parameters holds an array of [datetime] values of different kinds: instants (Get-Date, UTC) beside dates and times without a zone ([datetime]'2024-01-31'). A PostgreSQL array is timestamptz or timestamp, not both: make them one kind, e.g. each .ToUniversalTime() for timestamptz.");
+            throw new ParameterValueException($"{subject} holds an array of [datetime] values of different kinds: instants (Get-Date, UTC) beside dates and times without a zone ([datetime]'2024-01-31'). A PostgreSQL array is timestamptz or timestamp, not both: make them one kind, e.g. each .ToUniversalTime() for timestamptz.");
         }
 
         var element = types.Count == 1 ? types[0] : Widest(types);
         if (element is null)
         {
-            cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))}: a PostgreSQL array has one element type. Make it one type, e.g. [string[]] or [long[]].");
-            return items.ToArray();
+            throw new ParameterValueException($"{subject} holds an array mixing {string.Join(", ", types.Select(t => t.Name))}: a PostgreSQL array has one element type. Make it one type, e.g. [string[]] or [long[]].");
         }
 
         if (types.Count > 1)
@@ -228,7 +235,7 @@ internal static partial class QueryParameters
             }
             catch (OverflowException)
             {
-                cmdlet.ThrowInvalidParameter($"-Parameters holds an array mixing {string.Join(", ", types.Select(t => t.Name))} that no one number type holds exactly. Make it one type, e.g. [decimal[]] or [double[]].");
+                throw new ParameterValueException($"{subject} holds an array mixing {string.Join(", ", types.Select(t => t.Name))} that no one number type holds exactly. Make it one type, e.g. [decimal[]] or [double[]].");
             }
         }
 

@@ -4,9 +4,9 @@ namespace Aequor.PowerShell;
 
 /// <summary>
 /// Keeps -Query to text. PowerShell turns anything into a string for a string parameter, so a row piped in
-/// (<c>Import-Csv x.csv | Invoke-AequorQuery …</c>, meant for -Parameters) was sent as the SQL "@{name=ann; …}" and
-/// a hashtable as "System.Collections.Hashtable": a syntax error at best, and one that aborts an open transaction.
-/// Refused here, before anything is sent; so is a line of a SQL file that Get-Content sends line by line. An object
+/// with no statement given (<c>Import-Csv x.csv | Invoke-AequorQuery</c>, the statement forgotten) was sent as the SQL
+/// "@{name=ann; …}" and a hashtable as "System.Collections.Hashtable": a syntax error at best, and one that aborts an
+/// open transaction. Refused here, before anything is sent (with the statement given, the rows bind -InputObject); so is a line of a SQL file that Get-Content sends line by line. An object
 /// with a path property is let through untouched, so that a piped file still reaches -LiteralPath by its FullName or PSPath.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
@@ -33,8 +33,8 @@ public sealed class QueryTextAttribute : ArgumentTransformationAttribute
 
         var what = value is PSCustomObject ? "an object (a row)" : $"a {value.GetType().Name}";
         throw new ArgumentTransformationMetadataException(
-            $"-Query takes SQL text, and this is {what}: nothing was sent. To bind a row's values to @name placeholders, give it as -Parameters: " +
-            "... | ForEach-Object { Invoke-AequorQuery 'INSERT INTO t VALUES (@name, @email)' -Parameters $_ }.");
+            $"-Query takes SQL text, and this is {what}: nothing was sent. To run a statement once per piped row, its properties bound to the @name placeholders, " +
+            "give the statement: ... | Invoke-AequorQuery 'INSERT INTO t VALUES (@name, @email)'.");
     }
     /// <summary>
     /// Which line of a file of several lines this string is, when Get-Content sent it line by line (it marks each

@@ -91,7 +91,7 @@ Describe 'Invoke-AequorQuery -Parameters with a row (Import-Csv, ConvertFrom-Jso
             $rows = 'name,email', 'hal,h@example.org' | ConvertFrom-Csv
             $rows | Invoke-AequorQuery -Session $S -ErrorVariable e -ErrorAction SilentlyContinue
             $e.Count | Should -Be 1
-            "$($e[0])" | Should -Match '-Query takes SQL text, and this is an object \(a row\): nothing was sent\. .* -Parameters \$_'
+            "$($e[0])" | Should -Match '-Query takes SQL text, and this is an object \(a row\): nothing was sent\. .* give the statement: \.\.\. \| Invoke-AequorQuery ''INSERT'
             @{ name = 'x' } | Invoke-AequorQuery -Session $S -ErrorVariable e -ErrorAction SilentlyContinue
             "$($e[0])" | Should -Match 'this is a Hashtable: nothing was sent'
             { Invoke-AequorQuery -Session $S -Query ([pscustomobject]@{ a = 1 }) } | Should -Throw '*-Query takes SQL text*'
