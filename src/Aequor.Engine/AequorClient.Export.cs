@@ -1,0 +1,328 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>Exporting rows as CSV in one statement: COPY … TO STDOUT, streamed into the caller's writer.</summary>
+public sealed partial class AequorClient
+{
+    // Every column a SELECT would show (generated ones too), and the relation's kind: COPY t TO works on a plain table
+    // only; a view, materialized view, foreign or partitioned table goes through COPY (SELECT … FROM t).
+    private const string ExportColumnsSql =
+        "SELECT c.relkind::text, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum) FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+
+    private const int ExportBufferChars = 64 * 1024;
+
+    /// <summary>
+    /// Streams <c>COPY table (columns) TO STDOUT</c> or <c>COPY (query) TO STDOUT</c> as CSV (the server formats and
+    /// quotes every value) into <paramref name="destination"/>, nothing kept in memory. Inside a transaction it joins
+    /// it and sees its uncommitted rows. A connection found dead before the COPY is replaced as for any statement (a
+    /// table's export is also begun again once when the connection is found dead as it begins); once rows flowed, a
+    /// lost connection is an <see cref="AequorExportFailedException"/> and nothing is sent again: what reached
+    /// <paramref name="destination"/> is then a part only, for the caller to throw away. A cancelled token sends the
+    /// server a cancel request: the rows stop, <see cref="OperationCanceledException"/>, the client goes on.
+    /// </summary>
+    public AequorExportResult ExportCsv(AequorCsvExport export, TextWriter destination, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(export);
+        ArgumentNullException.ThrowIfNull(destination);
+        export.Validate();
+        using var call = EnterAsync(synchronous: true, cancellationToken).AsTask().GetAwaiter().GetResult();
+        try
+        {
+            return ExportCsvCoreAsync(export, destination, call.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
+        }
+        finally
+        {
+            ReleaseGate();
+        }
+    }
+
+    private async Task<AequorExportResult> ExportCsvCoreAsync(AequorCsvExport export, TextWriter destination, CancellationToken cancellationToken)
+    {
+        var what = export.Table is { } name ? $"the table {name}" : "the query";
+        long? startedAt = null;
+        string? sql = null;
+        for (var attempt = 1; ; attempt++)
+        {
+            var inTransaction = _transaction is not null || SqlTransactionOpen;
+            var connection = await ExportConnectionAsync(inTransaction, cancellationToken).ConfigureAwait(false);
+            var generation = Generation;
+            sql = export.Table is { } table
+                ? await TableExportSqlAsync(connection, export, table, generation, cancellationToken).ConfigureAwait(false)
+                : $"COPY (\n{ExportQueryText.Body(export.Query!)}\n) TO STDOUT {CsvOptions(export)}";
+
+            // Before the COPY is sent: a token already cancelled throws here, and nothing was sent.
+            using var cancel = CancelOnToken(() => ServerCancel.TrySend(connection), cancellationToken);
+            if (startedAt is null)
+            {
+                // Once, also when a table's export is begun again on a fresh connection: then OnQueryEnd or OnQueryError.
+                startedAt = Stopwatch.GetTimestamp();
+                if (OnQueryStart is { } start)
+                {
+                    EventDispatch.Raise(start, this, new AequorQueryStartEvent(sql, 0, DateTimeOffset.UtcNow), Counters);
+                }
+            }
+
+            TextReader reader;
+            try
+            {
+                reader = connection.BeginTextExport(sql);
+            }
+            catch (Exception ex) when (!IsAlive(connection))
+            {
+                await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
+                if (attempt == 1 && !inTransaction && export.Table is not null && !cancellationToken.IsCancellationRequested)
+                {
+                    // A read of a table, none of it seen yet: the connection died before it, and a fresh one takes it.
+                    continue;
+                }
+
+                throw RaiseLoadError(sql, startedAt.Value, inTransaction
+                    ? LostInTransaction(ex)
+                    : new AequorExportFailedException($"The connection was lost as the export of {what} began: nothing was exported, and it was not sent again.", ex));
+            }
+            catch (Exception ex)
+            {
+                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(ex, connection, generation, inTransaction, what, 0, export, cancellationToken));
+            }
+
+            if (export.CommandTimeout is > 0 && reader is NpgsqlCopyTextReader timed)
+            {
+                timed.Timeout = export.CommandTimeout.Value * 1000;
+            }
+
+            var buffer = new char[ExportBufferChars];
+            long characters = 0;
+            long lines = 0;
+            var inQuotes = false;
+            Exception? failure = null;
+            Exception? destinationFailure = null;
+            try
+            {
+                int read;
+                while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
+                {
+                    // Rows end at a line break outside quotes: the server quotes every value that holds one.
+                    foreach (var c in buffer.AsSpan(0, read))
+                    {
+                        if (c == '"')
+                        {
+                            inQuotes = !inQuotes;
+                        }
+                        else if (c == '\n' && !inQuotes)
+                        {
+                            lines++;
+                        }
+                    }
+
+                    WriteOut(destination, buffer, read, connection);
+                    characters += read;
+                }
+
+                // Reads the server's CommandComplete: only now has the COPY ended.
+                reader.Dispose();
+            }
+            catch (DestinationFailedException failed)
+            {
+                destinationFailure = failed.InnerException!;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                failure = ex;
+            }
+
+            var rows = Math.Max(0, lines - (export.Header ? 1 : 0));
+            if (destinationFailure is not null)
+            {
+                DisposeQuietly(reader);
+                if (_connection is { } current && generation == Generation && !IsAlive(current))
+                {
+                    await MarkDeadAsync(generation, "copy", destinationFailure).ConfigureAwait(false);
+                }
+                else
+                {
+                    ObserveServerTransaction(generation);
+                    if (_transaction is not null && ServerTransaction.Of(connection) == ServerTransactionStatus.Failed)
+                    {
+                        _transactionAbortedBy ??= new AequorExportFailedException("An export was stopped inside the transaction (its destination failed), which aborted it.", destinationFailure);
+                    }
+                }
+
+                RaiseLoadError(sql, startedAt.Value, destinationFailure);
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(destinationFailure).Throw();
+            }
+
+            if (failure is not null)
+            {
+                DisposeQuietly(reader);
+                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(failure, connection, generation, inTransaction, what, rows, export, cancellationToken));
+            }
+
+            AfterStatement(generation);
+            var elapsed = Stopwatch.GetElapsedTime(startedAt.Value);
+            if (OnQueryEnd is { } end)
+            {
+                EventDispatch.Raise(end, this, new AequorQueryEndEvent(sql, 0, (int)Math.Min(rows, int.MaxValue), rows, elapsed, attempt), Counters);
+            }
+
+            return new AequorExportResult(rows, characters, elapsed);
+        }
+    }
+
+    /// <summary>The caller's writer failed (a full disk): the server is told to stop sending, and the failure is the caller's.</summary>
+    private static void WriteOut(TextWriter destination, char[] buffer, int count, NpgsqlConnection connection)
+    {
+        try
+        {
+            destination.Write(buffer, 0, count);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Otherwise disposing the COPY reads all the rows still coming, to their end.
+            ServerCancel.TrySend(connection);
+            throw new DestinationFailedException(ex);
+        }
+    }
+
+    private sealed class DestinationFailedException(Exception inner) : Exception("The export's destination failed.", inner);
+
+    private static void DisposeQuietly(TextReader reader)
+    {
+        try
+        {
+            reader.Dispose();
+        }
+#pragma warning disable CA1031 // Ending a COPY that already failed must not replace the failure the caller needs to see.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    /// <summary>What a failed export throws, after the connection and the transaction were brought up to date.</summary>
+    private Exception ExportFailure(Exception failure, NpgsqlConnection connection, long generation, bool inTransaction, string what, long rows, AequorCsvExport export, CancellationToken cancellationToken)
+    {
+        var cancelled = cancellationToken.IsCancellationRequested;
+        if (generation != Generation || IsConnectionFailure(failure, connection))
+        {
+            MarkDeadAsync(generation, "copy", failure).AsTask().GetAwaiter().GetResult();
+            var how = cancelled ? "The export was cancelled and the connection was lost" : "The connection was lost";
+            return inTransaction
+                ? new AequorTransactionLostException($"{how} during the export of {what} inside a transaction, after {rows} rows: the export is incomplete, the transaction is lost (the server rolled it back) and nothing was sent again.", failure)
+                : new AequorExportFailedException($"{how} during the export of {what}, after {rows} rows: the export is incomplete and was not sent again.", failure);
+        }
+
+        NoteTransactionError(failure);
+        ObserveServerTransaction(generation);
+        if (cancelled && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException } or OperationCanceledException)
+        {
+            return new OperationCanceledException($"The export of {what} was cancelled after {rows} rows: the server stopped it.", failure, cancellationToken);
+        }
+
+        if (failure is NpgsqlException { InnerException: TimeoutException } && export.CommandTimeout is { } seconds)
+        {
+            return new AequorCommandTimeoutException($"The export of {what} ran past its command timeout of {seconds} s, after {rows} rows: the server stopped it.", failure) { TimeoutSeconds = seconds };
+        }
+
+        return failure;
+    }
+
+    /// <summary>The connection the export runs on: the transaction's, never replaced; else one probed as a statement's.</summary>
+    private async Task<NpgsqlConnection> ExportConnectionAsync(bool inTransaction, CancellationToken cancellationToken)
+    {
+        if (_transactionLost)
+        {
+            throw LostInTransaction(_transactionLostBy);
+        }
+
+        NpgsqlConnection connection;
+        if (inTransaction)
+        {
+            if (_connection is not { } open || !IsAlive(open))
+            {
+                // Never reconnect under an open transaction: the export would not see its rows.
+                await MarkDeadAsync(Generation, "state", null).ConfigureAwait(false);
+                throw LostInTransaction(_lastDeath);
+            }
+
+            connection = open;
+        }
+        else
+        {
+            connection = await ProbedConnectionAsync("the export could begin", cancellationToken).ConfigureAwait(false);
+        }
+
+        _ = await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (TakeLostSessionState(SessionStatementEffect.None, "Nothing was exported") is { } lost)
+        {
+            throw lost;
+        }
+
+        return _connection ?? connection;
+    }
+
+    /// <summary>The COPY of a table, its columns checked against the catalogue first: a missing one is named, nothing sent.</summary>
+    private async Task<string> TableExportSqlAsync(NpgsqlConnection connection, AequorCsvExport export, string table, long generation, CancellationToken cancellationToken)
+    {
+        var quoted = TableNames.Quote(table);
+        string? kind = null;
+        string[] tableColumns = [];
+        try
+        {
+            using var command = new NpgsqlCommand(ExportColumnsSql, connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = quoted, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            using var cancel = CancelOnToken(command.Cancel, cancellationToken);
+            using var reader = command.ExecuteReader();
+            if (reader.Read())
+            {
+                kind = reader.GetString(0);
+                tableColumns = reader.GetFieldValue<string[]>(1);
+            }
+        }
+        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
+        {
+            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
+            throw;
+        }
+        catch (Exception ex) when (ex is PostgresException)
+        {
+            NoteTransactionError(ex);
+            ObserveServerTransaction(generation);
+            throw;
+        }
+
+        if (kind is null)
+        {
+            throw new AequorConfigurationException($"The table {table} does not exist (or is not on the search_path; write schema.table). Nothing was exported.");
+        }
+
+        string? columnList = null;
+        if (export.Columns is { } asked)
+        {
+            var chosen = new List<string>();
+            foreach (var column in asked)
+            {
+                var match = tableColumns.FirstOrDefault(c => string.Equals(c, column, StringComparison.Ordinal))
+                    ?? tableColumns.FirstOrDefault(c => string.Equals(c, column, StringComparison.OrdinalIgnoreCase))
+                    ?? throw new AequorConfigurationException(
+                        $"'{column}' is no column of the table {table}; its columns: {string.Join(", ", tableColumns)}. Nothing was exported.");
+                chosen.Add(TableNames.Ident(match));
+            }
+
+            columnList = string.Join(", ", chosen);
+        }
+
+        return kind == "r"
+            ? string.Create(CultureInfo.InvariantCulture, $"COPY {quoted}{(columnList is null ? string.Empty : $" ({columnList})")} TO STDOUT {CsvOptions(export)}")
+            : string.Create(CultureInfo.InvariantCulture, $"COPY (SELECT {columnList ?? "*"} FROM {quoted}) TO STDOUT {CsvOptions(export)}");
+    }
+
+    private static string CsvOptions(AequorCsvExport export) =>
+        $"(FORMAT csv, HEADER {(export.Header ? "true" : "false")}, DELIMITER '{(export.Delimiter == '\'' ? "''" : export.Delimiter.ToString())}')";
+}

@@ -1,0 +1,54 @@
+namespace Aequor.Engine;
+
+/// <summary>
+/// What <see cref="AequorClient.ExportCsv"/> sends: a table (and some of its columns) or a query, as CSV the server
+/// formats and quotes itself. <see cref="Validate"/> refuses what cannot work before anything is sent.
+/// </summary>
+public sealed class AequorCsvExport
+{
+    /// <summary>table, schema.table, or with double-quoted parts ("My Table"); or null with <see cref="Query"/>.</summary>
+    public string? Table { get; init; }
+
+    /// <summary>Columns of <see cref="Table"/> by name (any case), in this order; null: all of them.</summary>
+    public IReadOnlyList<string>? Columns { get; init; }
+
+    /// <summary>One SELECT, VALUES, WITH or TABLE statement; or null with <see cref="Table"/>.</summary>
+    public string? Query { get; init; }
+
+    /// <summary>A first line with the column names.</summary>
+    public bool Header { get; init; } = true;
+
+    public char Delimiter { get; init; } = ',';
+
+    /// <summary>Seconds for each round trip of the COPY; null or 0: none.</summary>
+    public int? CommandTimeout { get; init; }
+
+    /// <summary>An <see cref="AequorConfigurationException"/> naming the first problem; nothing is sent.</summary>
+    public void Validate()
+    {
+        if ((Table is null) == (Query is null))
+        {
+            throw new AequorConfigurationException("Give a table or a query to export, not both and not neither. Nothing was exported.");
+        }
+
+        // The server takes a one-byte delimiter, and one that is a quote or a line break would make the CSV unreadable.
+        if (Delimiter is '"' or '\r' or '\n' or '\0' || Delimiter > 127)
+        {
+            throw new AequorConfigurationException(
+                $"The delimiter '{Delimiter}' cannot separate CSV fields: it must be one ASCII character other than a double quote or a line break (',' ';' '|' or a tab). Nothing was exported.");
+        }
+
+        if (Table is { } table)
+        {
+            _ = TableNames.Quote(table);
+            if (Columns is { Count: 0 })
+            {
+                throw new AequorConfigurationException($"No column of the table {table} was chosen. Nothing was exported.");
+            }
+        }
+        else if (ExportQueryText.Refusal(Query!) is { } refusal)
+        {
+            throw new AequorConfigurationException(refusal);
+        }
+    }
+}
