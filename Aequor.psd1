@@ -20,6 +20,7 @@
         'Get-AequorLease'
         'Invoke-AequorReap'
         'Write-AequorTableData'
+        'Export-AequorTableData'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -26,4 +26,6 @@ public static class ErrorIds
     public const string ReapLockBusy = "AequorReapLockBusy";
     public const string DisconnectFailed = "AequorDisconnectFailed";
     public const string TableWriteFailed = "AequorTableWriteFailed";
+    public const string TableExportFailed = "AequorTableExportFailed";
+    public const string FileExists = "AequorFileExists";
 }

@@ -1,0 +1,45 @@
+@{
+    Synopsis    = 'Writes a table or a query to a CSV file with one COPY: streamed, the server formats the values.'
+    Description = @'
+Export-AequorTableData writes the rows of a table (-Table, optionally some of its -Column) or of a query (-Query) to a CSV file with a single COPY … TO STDOUT (FORMAT csv). The server formats and quotes every value and the rows stream straight into the file, so millions of rows need no memory and no objects: it is the mirror of Write-AequorTableData, and much faster than Invoke-AequorQuery … | Export-Csv.
+
+The file is UTF-8 without a byte order mark, with a first line of column names unless -NoHeader, fields separated by -Delimiter (a comma by default). Values are written as PostgreSQL prints them (dates as 2024-02-29, numeric in full, booleans as t/f, arrays as {a,b}, jsonb as its text); NULL is an empty field and an empty string is "" (two quotes), so Write-AequorTableData and COPY FROM read them back apart. Import-Csv reads both as an empty string.
+
+-Path is relative to the current location (Set-Location), not to the process's directory. The rows go to a temporary file in the destination's folder, moved over the destination only when the COPY has ended: when the export fails (a table or column that does not exist, an error in the query), is stopped (Ctrl+C sends the server a cancel request: the rows stop at once) or loses its connection, the temporary file is deleted and an existing file is left as it was. An existing file is replaced, as Export-Csv does, unless -NoClobber. A missing folder, -NoClobber on an existing file, an unknown table or column and a query that cannot be exported are refused before anything is sent; -WhatIf sends nothing and writes no file.
+
+-Query takes one SELECT, VALUES, WITH or TABLE statement. It cannot hold placeholders ($1, @name): a COPY binds no values, so write the value into the query. A query with a second statement after a ';', or that is itself a COPY, is refused.
+
+A connection found dead before the export begins is replaced, as for any statement. Once the rows flow a lost connection is an AequorTableExportFailed error, the file unchanged, and the export is not sent again (a query may call functions that write). Inside Start-AequorTransaction the export joins the transaction and sees its uncommitted rows. The session stays usable after every failure.
+'@
+    Parameters  = @{
+        Path           = 'The CSV file to write: a file system path, relative to the current location. Its folder must exist.'
+        Table          = 'The table (or view) to export: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table"). A table that does not exist is a terminating AequorInvalidParameter error, nothing sent, no file written.'
+        Column         = 'The table''s columns to export, by name (any case), in this order. By default every column. A name that is no column of the table is a terminating AequorInvalidParameter error listing its columns.'
+        Query          = 'One SELECT, VALUES, WITH or TABLE statement, without placeholders and without a second statement; its column names make the header.'
+        Session        = 'The session (or its name) to export on. By default, the runspace''s default session.'
+        NoHeader       = 'Writes no first line with the column names.'
+        NoClobber      = 'Refuses to replace an existing file: a terminating AequorFileExists error, nothing sent.'
+        Delimiter      = 'The character between fields: one ASCII character other than a double quote or a line break. A comma by default.'
+        PassThru       = 'Writes the number of rows exported (an Int64, the header line not counted) once the file is in place.'
+        CommandTimeout = 'Seconds each round trip of the COPY may take; 0 waits forever. By default the connection''s command timeout.'
+    }
+    Examples    = @(
+        @{
+            Title   = 'Export a table'
+            Code    = 'Export-AequorTableData -Path ./people.csv -Table people -PassThru'
+            Remarks = 'One COPY for all rows; writes the count. Import-Csv ./people.csv reads it back.'
+        }
+        @{
+            Title   = 'Export a query, semicolon-separated, without a header'
+            Code    = 'Export-AequorTableData ./paid.csv -Query "SELECT id, total FROM orders WHERE paid_at >= date ''2024-01-01''" -Delimiter '';'' -NoHeader'
+            Remarks = 'The value is written into the query: a COPY cannot bind placeholders.'
+        }
+        @{
+            Title   = 'Some columns, never replacing a file'
+            Code    = 'Export-AequorTableData -Path ./emails.csv -Table app.customers -Column id, email -NoClobber'
+            Remarks = 'Fails with AequorFileExists, sending nothing, when ./emails.csv exists.'
+        }
+    )
+    Notes       = 'Errors (all terminating; the destination is left as it was): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter (a table or -Column that does not exist, a query that cannot be exported, a bad delimiter, a -Path that is not a file system path or is a folder), AequorFileNotFound (the folder of -Path does not exist), AequorFileExists (-NoClobber on an existing file), AequorTableExportFailed (the server''s error, with SqlState; the connection was lost during the export; the file could not be written), AequorTransactionLost.'
+    Links       = @('about_Aequor', 'Write-AequorTableData', 'Invoke-AequorQuery')
+}

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Management.Automation;
+using System.Text;
+using Aequor.Engine;
+using Microsoft.PowerShell.Commands;
+
+namespace Aequor.PowerShell;
+
+/// <summary>
+/// Writes a table or a query to a CSV file with one COPY … TO STDOUT, streamed: the server formats and quotes the
+/// values, nothing is kept in memory. The rows go to a temporary file beside the destination, moved over it only
+/// when the COPY ended: a failure, Ctrl+C or a lost connection leaves the destination as it was.
+/// </summary>
+[Cmdlet(VerbsData.Export, "AequorTableData", SupportsShouldProcess = true, DefaultParameterSetName = TableSet)]
+[OutputType(typeof(long))]
+public sealed class ExportAequorTableDataCommand : AequorCmdlet
+{
+    private const string TableSet = "Table";
+    private const string QuerySet = "Query";
+
+    /// <summary>The CSV file to write; relative to the current location.</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = string.Empty;
+
+    /// <summary>table, schema.table, or with double-quoted parts ("My Table").</summary>
+    [Parameter(Mandatory = true, ParameterSetName = TableSet)]
+    [ValidateNotNullOrEmpty]
+    public string Table { get; set; } = string.Empty;
+
+    /// <summary>The table's columns to export, by name (any case), in this order; by default all.</summary>
+    [Parameter(ParameterSetName = TableSet)]
+    [ValidateNotNullOrEmpty]
+    public string[]? Column { get; set; }
+
+    /// <summary>One SELECT, VALUES, WITH or TABLE statement, without placeholders.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = QuerySet)]
+    [ValidateNotNullOrEmpty]
+    public string Query { get; set; } = string.Empty;
+
+    /// <summary>A session, or its name.</summary>
+    [Parameter]
+    [SessionTransformation]
+    [ArgumentCompleter(typeof(SessionNameCompleter))]
+    public AequorSession? Session { get; set; }
+
+    /// <summary>No first line with the column names.</summary>
+    [Parameter]
+    public SwitchParameter NoHeader { get; set; }
+
+    /// <summary>Refuses to replace an existing file.</summary>
+    [Parameter]
+    public SwitchParameter NoClobber { get; set; }
+
+    /// <summary>The character between fields; a comma by default.</summary>
+    [Parameter]
+    public char Delimiter { get; set; } = ',';
+
+    /// <summary>Writes the number of rows exported.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <summary>Seconds for each round trip of the COPY; 0 waits forever.</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int? CommandTimeout { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var session = ResolveSession(Session);
+        var export = new AequorCsvExport
+        {
+            Table = ParameterSetName == TableSet ? Table : null,
+            Columns = Column,
+            Query = ParameterSetName == QuerySet ? Query : null,
+            Header = !NoHeader,
+            Delimiter = Delimiter,
+            CommandTimeout = CommandTimeout,
+        };
+        try
+        {
+            export.Validate();
+        }
+        catch (AequorConfigurationException refused)
+        {
+            ThrowInvalidParameter(refused.Message, ParameterSetName == TableSet ? Table : Query);
+        }
+
+        var destination = Destination();
+        var source = ParameterSetName == TableSet ? $"the table {Table}" : "the query";
+        if (!ShouldProcess(destination, $"Export {source} as CSV"))
+        {
+            return;
+        }
+
+        var folder = System.IO.Path.GetDirectoryName(destination)!;
+        var temporary = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(destination)}.{Guid.NewGuid():N}.tmp");
+        var moved = false;
+        IDisposable? listening = null;
+        try
+        {
+            AequorExportResult result;
+            long bytes;
+            using (var file = OpenTemporary(temporary, destination))
+            {
+                using var text = new StreamWriter(file, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024);
+                listening = session.Listen(this);
+                session.CountQuery();
+                try
+                {
+                    result = Blocking((_, token) => session.Client.ExportCsv(export, text, token), 0);
+                    text.Flush();
+                    // On disk before it replaces the destination: a crash then leaves the old file or the whole new one.
+                    file.Flush(flushToDisk: true);
+                    bytes = file.Length;
+                }
+                catch (Exception ex) when (IsEngineFailure(ex))
+                {
+                    ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TableExportFailed, ErrorCategory.ReadError,
+                        $"Exporting {source} to {destination} on session '{session.Name}' failed", destination, session.Redactor, Unchanged(destination)));
+                    return;
+                }
+            }
+
+            try
+            {
+                File.Move(temporary, destination, overwrite: !NoClobber);
+                moved = true;
+            }
+            catch (IOException) when (NoClobber && File.Exists(destination))
+            {
+                ThrowTerminatingError(Exists(destination));
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                ThrowTerminatingError(Errors.Create(ErrorIds.TableExportFailed, ErrorCategory.WriteError,
+                    $"The rows of {source} could not replace {destination}: {ex.Message} {Unchanged(destination)}", destination, ex));
+            }
+
+            WriteVerbose(session.Redactor.Redact(
+                $"Session '{session.Name}': {result.Rows} rows ({bytes} bytes) of {source} exported to {destination} in {result.Elapsed.TotalSeconds:0.###} s."));
+            if (PassThru)
+            {
+                WriteObject(result.Rows);
+            }
+        }
+        finally
+        {
+            listening?.Dispose();
+            if (!moved)
+            {
+                TryDelete(temporary);
+            }
+        }
+    }
+
+    /// <summary>The file system path of -Path, its folder checked: a terminating error before anything is sent.</summary>
+    private string Destination()
+    {
+        string resolved;
+        ProviderInfo provider;
+        try
+        {
+            resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path, out provider, out _);
+        }
+        catch (Exception ex) when (ex is ItemNotFoundException or System.Management.Automation.DriveNotFoundException or ProviderNotFoundException or NotSupportedException or ArgumentException or PSInvalidOperationException)
+        {
+            ThrowInvalidParameter($"-Path '{Path}' cannot be resolved: {ex.Message} Nothing was exported.", Path);
+            return string.Empty;
+        }
+
+        if (provider.ImplementingType != typeof(FileSystemProvider))
+        {
+            ThrowInvalidParameter($"-Path '{Path}' is on the {provider.Name} provider, not a file system: nothing was exported.", Path);
+        }
+
+        if (Directory.Exists(resolved))
+        {
+            ThrowInvalidParameter($"-Path '{Path}' is a folder ({resolved}): give a file name. Nothing was exported.", Path);
+        }
+
+        var folder = System.IO.Path.GetDirectoryName(resolved);
+        if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
+        {
+            ThrowTerminatingError(Errors.Create(ErrorIds.FileNotFound, ErrorCategory.ObjectNotFound,
+                $"The folder {folder} of -Path '{Path}' does not exist: nothing was exported.", Path));
+        }
+
+        if (NoClobber && File.Exists(resolved))
+        {
+            ThrowTerminatingError(Exists(resolved));
+        }
+
+        return resolved;
+    }
+
+    private FileStream OpenTemporary(string temporary, string destination)
+    {
+        try
+        {
+            return new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ThrowTerminatingError(Errors.Create(ErrorIds.TableExportFailed, ErrorCategory.WriteError,
+                $"A file could not be created beside {destination} ({ex.Message}): nothing was exported. {Unchanged(destination)}", destination, ex));
+            throw; // not reached
+        }
+    }
+
+    private static ErrorRecord Exists(string destination) =>
+        Errors.Create(ErrorIds.FileExists, ErrorCategory.ResourceExists,
+            $"The file {destination} exists and -NoClobber was given: nothing was exported, the file is unchanged.", destination);
+
+    private static string Unchanged(string destination) =>
+        File.Exists(destination) ? $"Nothing was written to {destination}; it is unchanged." : $"No file {destination} was created.";
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+#pragma warning disable CA1031 // The export's own outcome matters more than a temporary file left behind.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+}

@@ -1,0 +1,188 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName et)
+    $script:Suffix = [Guid]::NewGuid().ToString('N').Substring(0, 8)
+    $script:Nasty = "comma, ""double"" 'single'`nnew line`r`ncrlf tab`there back\slash \N ünï©ødé 🙂 {}"
+
+    function New-People {
+        $name = "et_people_$script:Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $name (id int PRIMARY KEY, name text, born date, score numeric, doc jsonb, tags text[])" -Session $S
+        @(
+            [pscustomobject]@{ id = 1; name = 'Ann'; born = '1990-02-03'; score = '12.50'; doc = '{"a": [1, "b,c"]}'; tags = @('x', 'y z') }
+            [pscustomobject]@{ id = 2; name = $script:Nasty; born = $null; score = $null; doc = $null; tags = @('a,b', 'q"uote', $null, '') }
+            [pscustomobject]@{ id = 3; name = ''; born = '1999-12-31'; score = '-0.001'; doc = 'null'; tags = @() }
+        ) | Write-AequorTableData -Table $name -Session $S
+        $name
+    }
+
+    # A function that leaves a trace when a query calling it runs: proof that nothing was sent.
+    $script:Probe = "et_probe_$script:Suffix"
+    $null = Invoke-AequorQuery ("CREATE TABLE ${Probe}_log (at timestamptz DEFAULT now()); " +
+        "CREATE FUNCTION $Probe() RETURNS int LANGUAGE sql AS 'INSERT INTO ${Probe}_log DEFAULT VALUES RETURNING 1'") -Session $S
+    function Get-ProbeCalls { Invoke-AequorQuery "SELECT count(*) FROM ${Probe}_log" -As Scalar -Session $S }
+
+    # What a failed export must leave: the old file as it was and no temporary file beside it.
+    function Assert-Untouched([string] $File, [string] $Content) {
+        Get-Content -LiteralPath $File -Raw | Should -BeExactly $Content
+        @(Get-ChildItem -LiteralPath (Split-Path $File) -Force -Filter '*.tmp') | Should -BeNullOrEmpty
+    }
+}
+
+AfterAll {
+    Disconnect-Aequor -All -Confirm:$false
+}
+
+Describe 'Export-AequorTableData' {
+    It 'exports int, text, date, numeric, jsonb, text[] and NULL so that Import-Csv reads the values back, NULL apart from an empty string' {
+        $t = New-People
+        $file = Join-Path $TestDrive 'people.csv'
+        Export-AequorTableData -Path $file -Table $t -Session $S -PassThru | Should -Be 3
+        $back = @(Import-Csv -LiteralPath $file)
+        $expected = @(Invoke-AequorQuery "SELECT id::text, coalesce(name, '') AS name, coalesce(born::text, '') AS born, coalesce(score::text, '') AS score, coalesce(doc::text, '') AS doc, coalesce(tags::text, '') AS tags FROM $t ORDER BY id" -Session $S)
+        $back.Count | Should -Be 3
+        for ($i = 0; $i -lt 3; $i++) {
+            foreach ($p in 'id', 'name', 'born', 'score', 'doc', 'tags') {
+                $back[$i].$p | Should -BeExactly $expected[$i].$p -Because "row $($i + 1), column $p"
+            }
+        }
+        $back[1].name | Should -BeExactly $Nasty
+        $back[1].tags | Should -BeExactly '{"a,b","q\"uote",NULL,""}'
+        # NULL is an empty field, an empty string two quotes: COPY FROM (and Write-AequorTableData) tell them apart.
+        $lines = (Get-Content -LiteralPath $file -Raw) -split "`n"
+        $lines[0] | Should -BeExactly 'id,name,born,score,doc,tags'
+        $lines[-2] | Should -BeExactly '3,"",1999-12-31,-0.001,null,{}'
+        (Get-Content -LiteralPath $file -Raw) | Should -BeLike '*,,,,"{""a,b"",""q\""uote"",NULL,""""}"*'
+        [IO.File]::ReadAllBytes($file)[0] | Should -Be ([byte][char]'i') -Because 'UTF-8 without a byte order mark'
+    }
+
+    It 'round-trips through Write-AequorTableData into a copy of the table, EXCEPT finding no difference' {
+        $t = New-People
+        $copy = "${t}_copy"
+        $null = Invoke-AequorQuery "CREATE TABLE $copy (LIKE $t)" -Session $S
+        $file = Join-Path $TestDrive 'roundtrip.csv'
+        # NULL only where Import-Csv's empty string is NULL again: text columns keep '' apart from NULL, so compare those via -Query.
+        Export-AequorTableData -Path $file -Query "SELECT id, name, born, score, doc, tags FROM $t WHERE id <> 2" -Session $S | Should -BeNullOrEmpty
+        Import-Csv -LiteralPath $file | Write-AequorTableData -Table $copy -Session $S -PassThru | Should -Be 2
+        Invoke-AequorQuery "SELECT count(*) FROM (SELECT * FROM $t WHERE id <> 2 EXCEPT SELECT * FROM $copy) d" -As Scalar -Session $S | Should -Be 0
+        Invoke-AequorQuery "SELECT count(*) FROM (SELECT * FROM $copy EXCEPT SELECT * FROM $t) d" -As Scalar -Session $S | Should -Be 0
+    }
+
+    It 'exports a query, chosen columns in their order, without a header and with another delimiter' {
+        $t = New-People
+        $file = Join-Path $TestDrive 'cols.csv'
+        Export-AequorTableData -Path $file -Table $t -Column SCORE, id -Delimiter ';' -Session $S
+        (Get-Content -LiteralPath $file) | Should -Be @('score;id', '12.50;1', ';2', '-0.001;3')
+        Export-AequorTableData -Path $file -Query "SELECT id, born FROM $t WHERE born IS NOT NULL ORDER BY id;" -NoHeader -Session $S -PassThru | Should -Be 2
+        (Get-Content -LiteralPath $file) | Should -Be @('1,1990-02-03', '3,1999-12-31')
+    }
+
+    It 'replaces an existing file, and with -NoClobber refuses before anything is sent' {
+        $file = Join-Path $TestDrive 'clobber.csv'
+        Set-Content -LiteralPath $file -Value 'old' -NoNewline
+        Export-AequorTableData -Path $file -Query 'SELECT 1 AS one' -Session $S
+        Get-Content -LiteralPath $file -Raw | Should -BeExactly "one`n1`n"
+        Set-Content -LiteralPath $file -Value 'old' -NoNewline
+        $calls = Get-ProbeCalls
+        { Export-AequorTableData -Path $file -Query "SELECT $Probe()" -NoClobber -Session $S } |
+            Should -Throw -ErrorId 'AequorFileExists,Aequor.PowerShell.ExportAequorTableDataCommand'
+        Assert-Untouched $file 'old'
+        Get-ProbeCalls | Should -Be $calls
+        Export-AequorTableData -Path (Join-Path $TestDrive 'fresh.csv') -Query "SELECT $Probe() AS p" -NoClobber -Session $S -PassThru | Should -Be 1
+        Get-ProbeCalls | Should -Be ($calls + 1)
+    }
+
+    It 'leaves an existing file intact and the session usable when the table, a column or the query fails' {
+        $t = New-People
+        $file = Join-Path $TestDrive 'kept.csv'
+        Set-Content -LiteralPath $file -Value 'precious' -NoNewline
+        { Export-AequorTableData -Path $file -Table "no_such_$Suffix" -Session $S } |
+            Should -Throw -ErrorId 'AequorInvalidParameter,Aequor.PowerShell.ExportAequorTableDataCommand' -ExpectedMessage "*no_such_$Suffix*"
+        { Export-AequorTableData -Path $file -Table $t -Column id, nope -Session $S } |
+            Should -Throw -ExpectedMessage "*'nope' is no column*born*"
+        # Rows flow, then the server fails at row 5000: what was written so far is thrown away.
+        $err = $null
+        try { Export-AequorTableData -Path $file -Query 'SELECT g, 1 / (g - 5000) AS x FROM generate_series(1, 10000) g' -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Be 'AequorTableExportFailed,Aequor.PowerShell.ExportAequorTableDataCommand'
+        $err.Exception.SqlState | Should -Be '22012'
+        $err.Exception.Message | Should -BeLike "*Nothing was written to $file; it is unchanged*"
+        Assert-Untouched $file 'precious'
+        { Export-AequorTableData -Path $file -Query 'SELECT $1' -Session $S } | Should -Throw -ExpectedMessage '*placeholder $1*'
+        { Export-AequorTableData -Path $file -Query 'SELECT 1; SELECT 2' -Session $S } | Should -Throw -ExpectedMessage '*more than one statement*'
+        Assert-Untouched $file 'precious'
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
+    It 'refuses a missing folder before anything is sent, and -WhatIf sends nothing and writes no file' {
+        $calls = Get-ProbeCalls
+        $missing = Join-Path $TestDrive "no-such-folder/x.csv"
+        { Export-AequorTableData -Path $missing -Query "SELECT $Probe()" -Session $S } |
+            Should -Throw -ErrorId 'AequorFileNotFound,Aequor.PowerShell.ExportAequorTableDataCommand' -ExpectedMessage '*does not exist*'
+        $whatIf = Join-Path $TestDrive 'whatif.csv'
+        Export-AequorTableData -Path $whatIf -Query "SELECT $Probe()" -Session $S -WhatIf
+        Test-Path -LiteralPath $whatIf | Should -BeFalse
+        Get-ProbeCalls | Should -Be $calls
+    }
+
+    It 'resolves a relative -Path against the current location, and a PowerShell drive path' {
+        $folder = Join-Path $TestDrive 'relative'
+        $null = New-Item -ItemType Directory $folder
+        Push-Location $folder
+        try {
+            Export-AequorTableData -Path './rel.csv' -Query 'SELECT 1 AS one' -Session $S
+            Export-AequorTableData -Path 'TestDrive:/relative/drive.csv' -Query 'SELECT 2 AS two' -Session $S
+        } finally { Pop-Location }
+        Get-Content -LiteralPath (Join-Path $folder 'rel.csv') -Raw | Should -BeExactly "one`n1`n"
+        Get-Content -LiteralPath (Join-Path $folder 'drive.csv') -Raw | Should -BeExactly "two`n2`n"
+    }
+
+    It 'joins an open transaction and sees its uncommitted rows' {
+        $t = New-People
+        $file = Join-Path $TestDrive 'tx.csv'
+        Start-AequorTransaction -Session $S
+        try {
+            $null = Invoke-AequorQuery "INSERT INTO $t (id, name) VALUES (4, 'uncommitted')" -Session $S
+            Export-AequorTableData -Path $file -Table $t -Column name -Session $S -PassThru | Should -Be 4
+        } finally { Undo-AequorTransaction -Session $S }
+        (Get-Content -LiteralPath $file)[-1] | Should -Be 'uncommitted'
+        Export-AequorTableData -Path $file -Table $t -Session $S -PassThru | Should -Be 3
+    }
+
+    It 'stopped mid-export (Ctrl+C) cancels the rows on the server, leaves the existing file intact and the session usable' {
+        $folder = Join-Path $TestDrive 'stop'
+        $null = New-Item -ItemType Directory $folder
+        $file = Join-Path $folder 'big.csv'
+        Set-Content -LiteralPath $file -Value 'before' -NoNewline
+        $marker = "et_stop_$Suffix"
+        $ps = New-ModuleShell {
+            param($ModulePath, $Connection, $Secret, $File, $Marker)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName et-stop -ReaperRunProbability 0
+            Export-AequorTableData -Path $File -Query "SELECT g, repeat('x', 500) AS pad, '$Marker' AS m, pg_sleep(0.0005) FROM generate_series(1, 1000000) g"
+        } -ArgumentList $TestSecret, $file, $marker
+        try {
+            $handle = $ps.BeginInvoke()
+            # Rows have reached the temporary file: the export is well under way.
+            Wait-Until { @(Get-ChildItem -LiteralPath $folder -Force -Filter '*.tmp' | Where-Object Length -gt 0).Count -gt 0 } 30000 | Should -BeTrue
+            $stop = $ps.BeginStop($null, $null)
+            # Bounded only so that a cancel never sent fails here instead of after the million rows.
+            $stop.AsyncWaitHandle.WaitOne(20000) | Should -BeTrue
+            $ps.EndStop($stop)
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            Wait-Until {
+                (Invoke-AequorQuery "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || `$1 || '%' AND pid <> pg_backend_pid()" -Parameters @(, $marker) -As Scalar -Session $S) -eq 0
+            } 10000 | Should -BeTrue -Because 'the server stopped the COPY'
+            Assert-Untouched $file 'before'
+            $ps.Commands.Clear()
+            $null = $ps.AddScript('Invoke-AequorQuery "SELECT 7" -As Scalar')
+            $ps.Invoke() | Should -Be 7
+        } finally {
+            $ps.Dispose()
+        }
+    }
+
+    It 'reports rows, bytes and time in the Verbose stream' {
+        $file = Join-Path $TestDrive 'verbose.csv'
+        $verbose = Export-AequorTableData -Path $file -Query 'SELECT g FROM generate_series(1, 3) g' -Session $S -Verbose 4>&1
+        "$verbose" | Should -Match '3 rows \(8 bytes\) of the query exported to .*verbose\.csv in [\d.]+ s'
+    }
+}
