@@ -16,7 +16,7 @@ public static class CopyStreamText
         return Find(sql) switch
         {
             "STDIN" => "COPY … FROM STDIN needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Load rows with Write-AequorTableData (… | Write-AequorTableData -Table t: one COPY, streamed), INSERT with parameters, or COPY FROM a file on the database server.",
-            "STDOUT" => "COPY … TO STDOUT needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Run the query itself (COPY (SELECT …) TO STDOUT → SELECT …) and format its rows on the client.",
+            "STDOUT" => "COPY … TO STDOUT needs PostgreSQL's COPY protocol, which a statement cannot use: sent, it would break the connection (and lose an open transaction). Nothing was sent. Export rows to a CSV file with Export-AequorTableData (-Table t or -Query 'SELECT …': one COPY, streamed), or run the query itself (COPY (SELECT …) TO STDOUT → SELECT …).",
             _ => null,
         };
     }

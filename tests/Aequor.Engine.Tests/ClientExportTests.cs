@@ -186,6 +186,12 @@ public sealed class ClientExportTests(PostgresFixture db)
         Assert.Equal("one\n1\n", after.ToString());
     }
 
+    [Fact]
+    public void A_COPY_TO_STDOUT_refused_as_a_statement_points_to_the_export()
+    {
+        Assert.Contains("Export-AequorTableData", CopyStreamText.Refusal("COPY (SELECT 1) TO STDOUT"), StringComparison.Ordinal);
+    }
+
     /// <summary>Counts what is written and calls back once, at the first write (the rows are flowing).</summary>
     private sealed class CallbackWriter(Action first) : TextWriter
     {

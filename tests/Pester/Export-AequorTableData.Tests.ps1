@@ -180,6 +180,15 @@ Describe 'Export-AequorTableData' {
         }
     }
 
+    It 'inside a pipeline streaming the rows of a query on the same session fails with AequorSessionBusy, writing no file' {
+        $file = Join-Path $TestDrive 'busy.csv'
+        $r = Invoke-InsideRows "Export-AequorTableData -Path '$file' -Query 'SELECT 1'"
+        $r.Done | Should -BeTrue -Because 'it must not wait for ever for the reader its own pipeline holds'
+        $r.Output | Should -Be @('1', '2', 'after:7')
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionBusy*'
+        Test-Path -LiteralPath $file | Should -BeFalse
+    }
+
     It 'reports rows, bytes and time in the Verbose stream' {
         $file = Join-Path $TestDrive 'verbose.csv'
         $verbose = Export-AequorTableData -Path $file -Query 'SELECT g FROM generate_series(1, 3) g' -Session $S -Verbose 4>&1
