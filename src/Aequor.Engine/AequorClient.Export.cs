@@ -53,9 +53,32 @@ public sealed partial class AequorClient
             var inTransaction = _transaction is not null || SqlTransactionOpen;
             var connection = await ExportConnectionAsync(inTransaction, cancellationToken).ConfigureAwait(false);
             var generation = Generation;
-            sql = export.Table is { } table
-                ? await TableExportSqlAsync(connection, export, table, generation, cancellationToken).ConfigureAwait(false)
-                : $"COPY (\n{ExportQueryText.Body(export.Query!)}\n) TO STDOUT {CsvOptions(export)}";
+            if (export.Table is { } table)
+            {
+                try
+                {
+                    sql = await TableExportSqlAsync(connection, export, table, generation, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not AequorConfigurationException && !IsAlive(connection))
+                {
+                    // The catalogue query found the connection dead (and dropped it): nothing of the export was sent.
+                    if (inTransaction)
+                    {
+                        throw LostInTransaction(ex);
+                    }
+
+                    if (attempt == 1 && !cancellationToken.IsCancellationRequested)
+                    {
+                        continue;
+                    }
+
+                    throw new AequorExportFailedException($"The connection was lost before the export of {what} began: nothing was exported.", ex);
+                }
+            }
+            else
+            {
+                sql = $"COPY (\n{ExportQueryText.Body(export.Query!)}\n) TO STDOUT {CsvOptions(export)}";
+            }
 
             // Before the COPY is sent: a token already cancelled throws here, and nothing was sent.
             using var cancel = CancelOnToken(() => ServerCancel.TrySend(connection), cancellationToken);

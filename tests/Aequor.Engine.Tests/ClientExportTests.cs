@@ -155,6 +155,31 @@ public sealed class ClientExportTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_connection_dead_under_the_COPY_as_it_begins_exports_a_table_on_a_fresh_one_but_never_resends_a_query()
+    {
+        await using var client = NewClient();
+        var table = await NewTableAsync(client);
+        // No probe ahead of the COPY: the dead connection is found by the COPY itself.
+        client.ProbeAfterIdleMs = int.MaxValue;
+        var events = new ClientTestKit.EventLog(client);
+        var pid = client.BackendPid!.Value;
+        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        var csv = new StringWriter();
+        Assert.Equal(3, client.ExportCsv(new AequorCsvExport { Table = table }, csv, default).Rows);
+        Assert.NotEqual(pid, client.BackendPid);
+        Assert.Single(events.Of<AequorQueryStartEvent>());
+        Assert.Single(events.Of<AequorQueryEndEvent>());
+
+        pid = client.BackendPid!.Value;
+        Assert.True(await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid));
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        var failed = Assert.Throws<AequorExportFailedException>(() => client.ExportCsv(new AequorCsvExport { Query = $"SELECT * FROM {table}" }, new StringWriter(), default));
+        Assert.Contains("not sent again", failed.Message, StringComparison.Ordinal);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
     public async Task Inside_a_transaction_it_sees_the_transaction_s_own_rows()
     {
         await using var client = NewClient();
