@@ -47,35 +47,8 @@ public sealed partial class AequorClient
 
     private async Task<AequorTableWriter> OpenTableWriterCoreAsync(string table, string quoted, Func<IReadOnlyList<string>, IReadOnlyList<string>> chooseColumns, int? commandTimeout, CancellationToken cancellationToken)
     {
-        if (_transactionLost)
-        {
-            throw LostInTransaction(_transactionLostBy);
-        }
-
         var inTransaction = _transaction is not null || SqlTransactionOpen;
-        NpgsqlConnection connection;
-        if (inTransaction)
-        {
-            if (_connection is not { } open || !IsAlive(open))
-            {
-                // Never reconnect under an open transaction: the rows would be written outside it.
-                await MarkDeadAsync(Generation, "state", null).ConfigureAwait(false);
-                throw LostInTransaction(_lastDeath);
-            }
-
-            connection = open;
-        }
-        else
-        {
-            connection = await ProbedConnectionAsync("the COPY could begin", cancellationToken).ConfigureAwait(false);
-        }
-
-        _ = await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
-        if (TakeLostSessionState(SessionStatementEffect.None, "Nothing was written") is { } lost)
-        {
-            throw lost;
-        }
-
+        var connection = await CopyConnectionAsync(inTransaction, "the COPY could begin", "Nothing was written", cancellationToken).ConfigureAwait(false);
         var generation = Generation;
         bool exists;
         string[] tableColumns;
@@ -275,4 +248,41 @@ public sealed partial class AequorClient
 
     [GeneratedRegex(@"\bline (\d+)", RegexOptions.CultureInvariant)]
     private static partial Regex LineOf();
+
+    /// <summary>
+    /// The connection a COPY (a table load or an export) runs on: the open transaction's, never replaced — the COPY would
+    /// run outside it; else one probed as a statement's. Session state a reconnect lost is reported first
+    /// (<paramref name="notDone"/>: "Nothing was written").
+    /// </summary>
+    private async Task<NpgsqlConnection> CopyConnectionAsync(bool inTransaction, string beginning, string notDone, CancellationToken cancellationToken)
+    {
+        if (_transactionLost)
+        {
+            throw LostInTransaction(_transactionLostBy);
+        }
+
+        NpgsqlConnection connection;
+        if (inTransaction)
+        {
+            if (_connection is not { } open || !IsAlive(open))
+            {
+                await MarkDeadAsync(Generation, "state", null).ConfigureAwait(false);
+                throw LostInTransaction(_lastDeath);
+            }
+
+            connection = open;
+        }
+        else
+        {
+            connection = await ProbedConnectionAsync(beginning, cancellationToken).ConfigureAwait(false);
+        }
+
+        _ = await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (TakeLostSessionState(SessionStatementEffect.None, notDone) is { } lost)
+        {
+            throw lost;
+        }
+
+        return connection;
+    }
 }

@@ -256,37 +256,10 @@ public sealed partial class AequorClient
         return failure;
     }
 
-    /// <summary>The connection the export runs on: the transaction's, never replaced; else one probed as a statement's.</summary>
+    /// <summary>The connection the export runs on (<see cref="CopyConnectionAsync"/>); one the function look-up found dead is left to the COPY to report.</summary>
     private async Task<NpgsqlConnection> ExportConnectionAsync(bool inTransaction, CancellationToken cancellationToken)
     {
-        if (_transactionLost)
-        {
-            throw LostInTransaction(_transactionLostBy);
-        }
-
-        NpgsqlConnection connection;
-        if (inTransaction)
-        {
-            if (_connection is not { } open || !IsAlive(open))
-            {
-                // Never reconnect under an open transaction: the export would not see its rows.
-                await MarkDeadAsync(Generation, "state", null).ConfigureAwait(false);
-                throw LostInTransaction(_lastDeath);
-            }
-
-            connection = open;
-        }
-        else
-        {
-            connection = await ProbedConnectionAsync("the export could begin", cancellationToken).ConfigureAwait(false);
-        }
-
-        _ = await JudgeCallsLostWithConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
-        if (TakeLostSessionState(SessionStatementEffect.None, "Nothing was exported") is { } lost)
-        {
-            throw lost;
-        }
-
+        var connection = await CopyConnectionAsync(inTransaction, "the export could begin", "Nothing was exported", cancellationToken).ConfigureAwait(false);
         return _connection ?? connection;
     }
 
