@@ -198,7 +198,24 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
     {
         try
         {
-            return new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024);
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024 };
+            UnixFileMode? replacedMode = null;
+            if (!OperatingSystem.IsWindows() && File.Exists(destination))
+            {
+                // The file replaced keeps its permissions (an export of sensitive rows over a 0600 file stays 0600; a
+                // rename would otherwise leave the umask's 0644), and the rows are never in a file more open than that.
+                replacedMode = File.GetUnixFileMode(destination);
+                options.UnixCreateMode = replacedMode;
+            }
+
+            var stream = new FileStream(temporary, options);
+            if (!OperatingSystem.IsWindows() && replacedMode is { } exact)
+            {
+                // Created under the umask: set exactly (a group-writable 0664 stays 0664).
+                File.SetUnixFileMode(temporary, exact);
+            }
+
+            return stream;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -91,6 +91,30 @@ Describe 'Export-AequorTableData' {
         Get-ProbeCalls | Should -Be ($calls + 1)
     }
 
+    It 'keeps the permissions of the file it replaces (0600 stays 0600, 0664 stays 0664)' -Skip:$IsWindows {
+        foreach ($mode in [IO.UnixFileMode[]]@('UserRead, UserWrite', 'UserRead, UserWrite, GroupRead, GroupWrite, OtherRead')) {
+            $path = Join-Path $TestDrive "mode-$([int]$mode).csv"
+            Set-Content -LiteralPath $path -Value 'old'
+            [IO.File]::SetUnixFileMode($path, $mode)
+            Export-AequorTableData -Query 'SELECT 1 AS one' -Path $path -Session $S
+            [IO.File]::GetUnixFileMode($path) | Should -Be $mode
+            Get-Content -LiteralPath $path | Should -Be @('one', '1')
+        }
+    }
+
+    It 'exports a view and a partitioned table given as -Table, as their rows' {
+        $t = New-People
+        $view = "${t}_v"
+        $parted = "${t}_p"
+        $null = Invoke-AequorQuery "CREATE VIEW $view AS SELECT id, name FROM $t WHERE id < 3" -Session $S
+        $null = Invoke-AequorQuery "CREATE TABLE $parted (id int, name text) PARTITION BY RANGE (id); CREATE TABLE ${parted}_1 PARTITION OF $parted FOR VALUES FROM (0) TO (10); INSERT INTO $parted VALUES (1, 'one'), (2, 'two')" -Session $S
+        $file = Join-Path $TestDrive 'view.csv'
+        Export-AequorTableData -Path $file -Table $view -Column id -Session $S -PassThru | Should -Be 2
+        Get-Content -LiteralPath $file | Should -Be @('id', '1', '2')
+        Export-AequorTableData -Path $file -Table $parted -Session $S -PassThru | Should -Be 2
+        (Import-Csv -LiteralPath $file | Sort-Object id | ForEach-Object { "$($_.id)=$($_.name)" }) | Should -Be @('1=one', '2=two')
+    }
+
     It 'leaves an existing file intact and the session usable when the table, a column or the query fails' {
         $t = New-People
         $file = Join-Path $TestDrive 'kept.csv'
