@@ -50,29 +50,11 @@ public sealed partial class AequorClient
         var inTransaction = _transaction is not null || SqlTransactionOpen;
         var connection = await CopyConnectionAsync(inTransaction, "the COPY could begin", "Nothing was written", cancellationToken).ConfigureAwait(false);
         var generation = Generation;
-        bool exists;
-        string[] tableColumns;
-        try
+        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, generation, reader =>
         {
-            using var command = new NpgsqlCommand(ColumnsSql, connection);
-            command.Parameters.Add(new NpgsqlParameter { Value = quoted, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            using var cancel = CancelOnToken(command.Cancel, cancellationToken);
-            using var reader = command.ExecuteReader();
             reader.Read();
-            exists = reader.GetBoolean(0);
-            tableColumns = reader.GetFieldValue<string[]>(1);
-        }
-        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
-        {
-            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
-            throw;
-        }
-        catch (Exception ex) when (ex is PostgresException)
-        {
-            NoteTransactionError(ex);
-            ObserveServerTransaction(generation);
-            throw;
-        }
+            return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1));
+        }, cancellationToken).ConfigureAwait(false);
 
         if (!exists)
         {
@@ -284,5 +266,32 @@ public sealed partial class AequorClient
         }
 
         return connection;
+    }
+
+    /// <summary>
+    /// A catalogue query about the table a COPY names (<paramref name="quoted"/> as $1), before the COPY: a connection
+    /// found dead here is marked so, and a server error counts as the transaction's, as a statement's would.
+    /// </summary>
+    private async Task<T> ReadCatalogueAsync<T>(NpgsqlConnection connection, string sql, string quoted, long generation, Func<NpgsqlDataReader, T> read, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var command = new NpgsqlCommand(sql, connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = quoted, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            using var cancel = CancelOnToken(command.Cancel, cancellationToken);
+            using var reader = command.ExecuteReader();
+            return read(reader);
+        }
+        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
+        {
+            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
+            throw;
+        }
+        catch (Exception ex) when (ex is PostgresException)
+        {
+            NoteTransactionError(ex);
+            ObserveServerTransaction(generation);
+            throw;
+        }
     }
 }

@@ -267,31 +267,8 @@ public sealed partial class AequorClient
     private async Task<string> TableExportSqlAsync(NpgsqlConnection connection, AequorCsvExport export, string table, long generation, CancellationToken cancellationToken)
     {
         var quoted = TableNames.Quote(table);
-        string? kind = null;
-        string[] tableColumns = [];
-        try
-        {
-            using var command = new NpgsqlCommand(ExportColumnsSql, connection);
-            command.Parameters.Add(new NpgsqlParameter { Value = quoted, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            using var cancel = CancelOnToken(command.Cancel, cancellationToken);
-            using var reader = command.ExecuteReader();
-            if (reader.Read())
-            {
-                kind = reader.GetString(0);
-                tableColumns = reader.GetFieldValue<string[]>(1);
-            }
-        }
-        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
-        {
-            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
-            throw;
-        }
-        catch (Exception ex) when (ex is PostgresException)
-        {
-            NoteTransactionError(ex);
-            ObserveServerTransaction(generation);
-            throw;
-        }
+        var (kind, tableColumns) = await ReadCatalogueAsync(connection, ExportColumnsSql, quoted, generation, reader =>
+            reader.Read() ? ((string?)reader.GetString(0), reader.GetFieldValue<string[]>(1)) : (null, []), cancellationToken).ConfigureAwait(false);
 
         if (kind is null)
         {
