@@ -460,7 +460,9 @@ function Invoke-Bench {
 
     $scripts = @(
         @{ Label = 'import cost'; Path = (Join-Path $Root 'bench/ImportCost.ps1'); Pin = $false },
-        @{ Label = 'cmdlet layer'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true })
+        @{ Label = 'cmdlet layer'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true },
+        @{ Label = 'table load'; Path = (Join-Path $Root 'bench/TableData.ps1'); Pin = $false },
+        @{ Label = 'table export'; Path = (Join-Path $Root 'bench/TableExport.ps1'); Pin = $false })
     if ($scripts | Where-Object { Test-Path $_.Path }) {
         $db = $null
         try {

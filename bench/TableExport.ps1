@@ -5,7 +5,8 @@
     Run on demand (not a test), in a fresh process, against a throwaway database:
         dotnet pwsh -NoProfile -File bench/TableExport.ps1 -ModulePath out/Aequor/<v>/Aequor.psd1 -ConnectionString '...'
     Both write the same rows (id int, name text, born date, score numeric) of one table to a CSV file each. Prints
-    seconds for each and the ratio, also as a BENCH|name|value|unit|baseline|ratio line.
+    seconds for each and the ratio, also as a BENCH|name|value|unit|baseline|ratio|target|met line
+    (ratio = value / the Export-Csv baseline).
 #>
 [CmdletBinding()]
 param(
@@ -26,7 +27,8 @@ try {
     $objects = Measure-Command { Invoke-AequorQuery "SELECT * FROM $t" | Export-Csv -Path (Join-Path $folder 'objects.csv') }
     $ratio = $objects.TotalSeconds / $copy.TotalSeconds
     '{0:N0} rows: Export-AequorTableData {1:N2} s, Invoke-AequorQuery | Export-Csv {2:N2} s ({3:N1}x faster)' -f $Rows, $copy.TotalSeconds, $objects.TotalSeconds, $ratio
-    'BENCH|table_export.copy_{0}|{1:F3}|s|{2:F3}|{3:F1}' -f $Rows, $copy.TotalSeconds, $objects.TotalSeconds, $ratio
+    # value / baseline, as every other bench line: below 1 is faster than objects through Export-Csv.
+    'BENCH|table_export.copy_{0}|{1:F3}|s|{2:F3}|{3:F3}|-|-' -f $Rows, $copy.TotalSeconds, $objects.TotalSeconds, ($copy.TotalSeconds / $objects.TotalSeconds)
 } finally {
     $null = Invoke-AequorQuery "DROP TABLE $t"
     Remove-Item -Recurse -Force $folder
