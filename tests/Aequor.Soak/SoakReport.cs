@@ -25,6 +25,9 @@ public sealed class SoakReport
 
     public int KilledWhileLive { get; set; }
 
+    /// <summary>Statements begun with a valid lease (or none yet) whose worker the harness froze meanwhile, then cut off.</summary>
+    public int KilledWhileFrozen { get; set; }
+
     public int NeighbourTerminations { get; set; }
 
     public int NeighbourErrors { get; set; }
@@ -48,7 +51,7 @@ public sealed class SoakReport
         var sb = new StringBuilder();
         sb.AppendLine($"soak: {Elapsed.TotalSeconds:0} s, workers started {WorkersStarted}, SIGKILL {SigKills}, SIGSTOP {SigStops}");
         sb.AppendLine($"  inserts acknowledged {AckedInserts}, outcome unknown {UnknownOutcomes}, rows {RowsWritten}, duplicate keys {DuplicateKeys}, acknowledged but missing {AckedMissing}");
-        sb.AppendLine($"  reaper kills {ReaperKills}, live workers cut off {KilledWhileLive}, neighbour/plain terminations {NeighbourTerminations}, neighbour errors {NeighbourErrors}");
+        sb.AppendLine($"  reaper kills {ReaperKills}, live workers cut off {KilledWhileLive} (frozen meanwhile {KilledWhileFrozen}), neighbour/plain terminations {NeighbourTerminations}, neighbour errors {NeighbourErrors}");
         sb.AppendLine($"  unhandled exceptions in workers {UnhandledInWorkers}, workers exiting badly {WorkersExitedBadly}, leftover backends {LeftoverBackends}");
         sb.AppendLine($"  worker errors by kind: {(ErrorsByKind.Count == 0 ? "none" : string.Join(", ", ErrorsByKind.Select(kv => $"{kv.Key} {kv.Value}")))}");
         foreach (var e in ErrorSamples)

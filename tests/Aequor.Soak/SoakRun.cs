@@ -72,6 +72,7 @@ public sealed class SoakRun
                     if (DateTime.UtcNow >= until && stopped.TryRemove(pid, out _))
                     {
                         Signals.Send(pid, Signals.SigCont);
+                        WorkerOf(pid)?.Continued(DateTime.UtcNow);
                     }
                 }
 
@@ -93,6 +94,7 @@ public sealed class SoakRun
                 else if (fate < 0.85)
                 {
                     Signals.Send(victim.Process.Id, Signals.SigStop);
+                    victim.Stopped(DateTime.UtcNow);
                     stopped[victim.Process.Id] = DateTime.UtcNow.AddMilliseconds(rng.Next(_o.LeaseTtlMs + (_o.MinIdleSec * 1000) + 500, 9_000));
                     _report.SigStops++;
                 }
@@ -101,6 +103,7 @@ public sealed class SoakRun
             foreach (var pid in stopped.Keys)
             {
                 Signals.Send(pid, Signals.SigCont);
+                WorkerOf(pid)?.Continued(DateTime.UtcNow);
             }
         }
         finally
@@ -170,7 +173,7 @@ public sealed class SoakRun
         {
             if (e.Data is not null)
             {
-                _lines.Enqueue(e.Data);
+                _lines.Enqueue(FrozenDuring(w, e.Data));
             }
         };
         p.ErrorDataReceived += (_, e) =>
@@ -254,6 +257,10 @@ public sealed class SoakRun
                     if (f[5] == "live=True")
                     {
                         _report.KilledWhileLive++;
+                    }
+                    else if (f[5] == "live=frozen")
+                    {
+                        _report.KilledWhileFrozen++;
                     }
 
                     break;
@@ -370,12 +377,69 @@ public sealed class SoakRun
         return await cmd.ExecuteScalarAsync();
     }
 
+    private WorkerProcess? WorkerOf(int pid) => _workers.Values.FirstOrDefault(w => w.Process.Id == pid);
+
+    /// <summary>
+    /// A worker counts its statement live when its lease was valid as it began (a fresh client's first statement has
+    /// none yet), but only the harness knows it froze the worker meanwhile: a statement that spanned a SIGSTOP is a
+    /// frozen worker's, which the reapers may end by design. Marked so here, as its line arrives (a 2 s margin for
+    /// the line's own delay), and counted apart.
+    /// </summary>
+    private static string FrozenDuring(WorkerProcess worker, string line)
+    {
+        var f = line.Split(' ');
+        if (f.Length > 6 && f[0] == "ERROR" && f[5] == "live=True" && f[6].EndsWith("ms", StringComparison.Ordinal)
+            && long.TryParse(f[6][..^2], NumberStyles.None, CultureInfo.InvariantCulture, out var elapsedMs))
+        {
+            var now = DateTime.UtcNow;
+            if (worker.WasFrozenWithin(now.AddMilliseconds(-elapsedMs - 2_000), now))
+            {
+                f[5] = "live=frozen";
+                return string.Join(' ', f);
+            }
+        }
+
+        return line;
+    }
+
     private sealed class WorkerProcess(int id, Process process)
     {
+        private readonly Lock _gate = new();
+        private readonly List<(DateTime From, DateTime To)> _frozen = [];
+        private DateTime? _stoppedAt;
+
         public int Id { get; } = id;
 
         public Process Process { get; } = process;
 
         public bool Killed { get; set; }
+
+        public void Stopped(DateTime at)
+        {
+            lock (_gate)
+            {
+                _stoppedAt = at;
+            }
+        }
+
+        public void Continued(DateTime at)
+        {
+            lock (_gate)
+            {
+                if (_stoppedAt is { } from)
+                {
+                    _frozen.Add((from, at));
+                    _stoppedAt = null;
+                }
+            }
+        }
+
+        public bool WasFrozenWithin(DateTime from, DateTime to)
+        {
+            lock (_gate)
+            {
+                return (_stoppedAt is { } since && since <= to) || _frozen.Any(x => x.From <= to && x.To >= from);
+            }
+        }
     }
 }
