@@ -304,26 +304,26 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// has arrived; the client is busy until the reader is disposed. See <see cref="AequorReader"/> for the retry rule.
     /// </summary>
     public Task<AequorReader> ExecuteReaderAsync(AequorStatement statement, CancellationToken cancellationToken) =>
-        ReaderCoreAsync(statement, synchronous: false, cancellationToken);
+        RunStatementAsync<AequorReader>(statement, StatementMode.Reader, synchronous: false, takeGate: true, cancellationToken);
 
     /// <summary>Runs a statement to its end and returns the rows it changed. The whole run is within the retry scope.</summary>
     public Task<int> ExecuteNonQueryAsync(AequorStatement statement, CancellationToken cancellationToken) =>
-        NonQueryCoreAsync(statement, synchronous: false, cancellationToken);
+        RunStatementAsync<int>(statement, StatementMode.NonQuery, synchronous: false, takeGate: true, cancellationToken);
 
     /// <summary>Runs a statement to its end and returns the first column of its first row (null when none).</summary>
     public Task<object?> ExecuteScalarAsync(AequorStatement statement, CancellationToken cancellationToken) =>
-        ScalarCoreAsync(statement, synchronous: false, cancellationToken);
+        RunStatementAsync<object?>(statement, StatementMode.Scalar, synchronous: false, takeGate: true, cancellationToken);
 
     /// <summary>
     /// <see cref="ExecuteReaderAsync"/> on the calling thread. See <see cref="ExecuteScalar"/> for what that means;
     /// the rows are then read with <see cref="AequorReader.ReadAsync"/> as usual.
     /// </summary>
     public AequorReader ExecuteReader(AequorStatement statement, CancellationToken cancellationToken) =>
-        ReaderCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
+        RunStatementAsync<AequorReader>(statement, StatementMode.Reader, synchronous: true, takeGate: true, cancellationToken).GetAwaiter().GetResult();
 
     /// <summary><see cref="ExecuteNonQueryAsync"/> on the calling thread. See <see cref="ExecuteScalar"/>.</summary>
     public int ExecuteNonQuery(AequorStatement statement, CancellationToken cancellationToken) =>
-        NonQueryCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
+        RunStatementAsync<int>(statement, StatementMode.NonQuery, synchronous: true, takeGate: true, cancellationToken).GetAwaiter().GetResult();
 
     /// <summary>
     /// <see cref="ExecuteScalarAsync"/> on the calling thread, for callers that wait for the result anyway (a
@@ -334,67 +334,7 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// <see cref="OperationCanceledException"/>.
     /// </summary>
     public object? ExecuteScalar(AequorStatement statement, CancellationToken cancellationToken) =>
-        ScalarCoreAsync(statement, synchronous: true, cancellationToken).GetAwaiter().GetResult();
-
-    private async Task<AequorReader> ReaderCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(statement);
-        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
-        var handedOut = false;
-        try
-        {
-            var reader = (AequorReader)(await RunStatementAsync(statement, StatementMode.Reader, synchronous, call.Token).ConfigureAwait(false))!;
-            handedOut = true;
-            return reader;
-        }
-        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
-        {
-            throw ClientDisposed(ex);
-        }
-        finally
-        {
-            if (!handedOut)
-            {
-                ReleaseGate();
-            }
-        }
-    }
-
-    private async Task<int> NonQueryCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(statement);
-        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            return (int)(await RunStatementAsync(statement, StatementMode.NonQuery, synchronous, call.Token).ConfigureAwait(false))!;
-        }
-        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
-        {
-            throw ClientDisposed(ex);
-        }
-        finally
-        {
-            ReleaseGate();
-        }
-    }
-
-    private async Task<object?> ScalarCoreAsync(AequorStatement statement, bool synchronous, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(statement);
-        using var call = await EnterAsync(synchronous, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            return await RunStatementAsync(statement, StatementMode.Scalar, synchronous, call.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
-        {
-            throw ClientDisposed(ex);
-        }
-        finally
-        {
-            ReleaseGate();
-        }
-    }
+        RunStatementAsync<object?>(statement, StatementMode.Scalar, synchronous: true, takeGate: true, cancellationToken).GetAwaiter().GetResult();
 
     /// <summary>
     /// Opens a transaction. A renewal that is due (soft or hard) is made first, in a round trip of its own:
@@ -493,7 +433,7 @@ public sealed partial class AequorClient : IAsyncDisposable
                 // Opened by BEGIN in SQL: ended the same way (a COMMIT of an aborted block rolls back and throws).
                 try
                 {
-                    _ = await RunStatementAsync(new AequorStatement(commit ? "COMMIT" : "ROLLBACK"), StatementMode.NonQuery, synchronous: false, cancellationToken).ConfigureAwait(false);
+                    _ = await RunStatementAsync<int>(new AequorStatement(commit ? "COMMIT" : "ROLLBACK"), StatementMode.NonQuery, synchronous: false, takeGate: false, cancellationToken).ConfigureAwait(false);
                 }
                 catch (AequorTransactionLostException lost) when (_transactionLost)
                 {
