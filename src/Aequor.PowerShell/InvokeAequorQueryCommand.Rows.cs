@@ -16,6 +16,7 @@ public sealed partial class InvokeAequorQueryCommand
     private string? _rowText;
     private IDictionary? _rowDictionary;
     private long? _abortedAtRow;
+    private bool _transactionLost;
     private long _rowsNotSent;
 
     /// <summary>Whether the input is rows for the statement: -Query given with input piped, or -File with input piped.</summary>
@@ -108,14 +109,16 @@ public sealed partial class InvokeAequorQueryCommand
         : string.Empty;
 
     /// <summary>
-    /// A failed row inside a transaction: the server has aborted it (what the engine refuses unsent, it has not), so the rows
-    /// after it are not sent; EndProcessing says how many.
+    /// A failed row inside a transaction: the server has aborted it (what the engine refuses unsent, it has not), or
+    /// the connection was lost with it, so the rows after it are not sent; EndProcessing says how many.
     /// </summary>
     private void NoteRowFailure(Exception ex)
     {
         if (ex is not Aequor.Engine.AequorConfigurationException && _session.InTransaction)
         {
             _abortedAtRow = _rowNumber;
+            // Lost, not aborted: an outcome-unknown loss (a batch that may have committed) keeps the general words.
+            _transactionLost = ex is Aequor.Engine.AequorTransactionLostException && _session.Client.TransactionLost;
         }
     }
 
@@ -124,6 +127,15 @@ public sealed partial class InvokeAequorQueryCommand
         if (_rowsNotSent > 0 && _abortedAtRow is { } failed)
         {
             var range = _rowsNotSent == 1 ? $"Row {failed + 1} of the input was" : $"Rows {failed + 1} to {failed + _rowsNotSent} of the input ({_rowsNotSent}) were";
+            if (_transactionLost)
+            {
+                // Not the row's fault, and no row to fix: the engine would refuse each of them with the same loss.
+                WriteError(Errors.Create(ErrorIds.TransactionLost, ErrorCategory.OperationStopped,
+                    $"{range} not sent: the connection was lost at row {failed} inside the transaction on session '{_session.Name}', which the server rolled back: nothing of it was committed. " +
+                    "End it (Undo-AequorTransaction, or ROLLBACK for a transaction begun in SQL), then run all the rows again.", $"row {failed + 1}"));
+                return;
+            }
+
             WriteError(Errors.Create(ErrorIds.QueryFailed, ErrorCategory.OperationStopped,
                 $"{range} not sent: row {failed} failed inside the transaction on session '{_session.Name}', and PostgreSQL refuses every statement after an error until the transaction ends. " +
                 "Undo-AequorTransaction ends it; nothing of it can be committed. Fix that row and run them all again.", $"row {failed + 1}"));

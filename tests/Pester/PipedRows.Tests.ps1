@@ -211,3 +211,136 @@ Describe 'Invoke-AequorQuery with rows piped inside a transaction' {
         (Get-Users).id | Should -Be @(1, 3)
     }
 }
+
+Describe 'Invoke-AequorQuery with rows piped in: the connection lost while row 3 runs' {
+    BeforeAll {
+        # Each row's statement takes the next number of piped_sends once it is past the gate: a row sent again, or an
+        # earlier row re-run, takes another. Row 3 waits at the gate on an advisory lock the killer holds, and the
+        # killer terminates the backend waiting there (once), then lets go.
+        Invoke-AequorQuery -Session $P @'
+DROP SEQUENCE IF EXISTS piped_sends;
+CREATE SEQUENCE piped_sends;
+CREATE OR REPLACE FUNCTION piped_gate(id int, gate int) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF id = gate THEN PERFORM pg_advisory_xact_lock(7370, 3); END IF;
+    RETURN nextval('piped_sends');
+END $$;
+'@
+        $script:Insert = 'INSERT INTO piped_users (id, email, n) VALUES (@id, @email, piped_gate(@id, 3)) ON CONFLICT (id) DO NOTHING'
+
+        # A thread job holding the advisory lock (7370, 3) on a superuser session of its own: it terminates the first
+        # backend it blocks, waits until that backend is gone, then lets go. Returns once the lock is held.
+        function Start-RowKiller {
+            $job = Start-ThreadJob -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_CONNECTION {
+                param($ModulePath, $Connection)
+                Import-Module $ModulePath
+                $o = Connect-Aequor $Connection -LeaseMode Optional -Name "killer-$([Guid]::NewGuid().ToString('N').Substring(0, 6))"
+                try {
+                    $null = Invoke-AequorQuery 'SELECT pg_advisory_lock(7370, 3)' -Session $o
+                    'locked'
+                    $sw = [Diagnostics.Stopwatch]::StartNew()
+                    $victim = $null
+                    while (-not $victim -and $sw.ElapsedMilliseconds -lt 20000) {
+                        Start-Sleep -Milliseconds 50
+                        $victim = Invoke-AequorQuery 'SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid)) LIMIT 1' -Session $o -As Scalar
+                    }
+                    if ($victim) {
+                        $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' @(, $victim) -Session $o
+                        while ((Invoke-AequorQuery 'SELECT count(*) FROM pg_stat_activity WHERE pid = $1' @(, $victim) -Session $o -As Scalar) -gt 0 -and $sw.ElapsedMilliseconds -lt 30000) {
+                            Start-Sleep -Milliseconds 20
+                        }
+                        "killed $victim"
+                    }
+                } finally {
+                    Disconnect-Aequor -Session $o -Confirm:$false
+                }
+            }
+            $locked = Wait-Until { @(Receive-Job $job -Keep) -contains 'locked' } -TimeoutMs 20000
+            $locked | Should -BeTrue -Because 'the killer holds the gate before the rows are piped'
+            $job
+        }
+
+        function Get-Sends { Invoke-AequorQuery -Session $P -As Scalar 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM piped_sends' }
+        function New-Rows { 1..5 | ForEach-Object { New-Row $_ "secret-$_@example.org" } }
+    }
+
+    BeforeEach {
+        Invoke-AequorQuery -Session $P 'TRUNCATE piped_users; SELECT setval(''piped_sends'', 1, false)'
+        $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "lost-$([Guid]::NewGuid().ToString('N').Substring(0, 6))"
+    }
+
+    AfterEach {
+        Disconnect-Aequor -Session $S -Confirm:$false
+        Get-Job | Remove-Job -Force
+    }
+
+    It 'with -Idempotent, row 3 is sent again on a fresh connection: every row lands once, no earlier row runs again, no error' {
+        $killer = Start-RowKiller
+        $old = $S.BackendPid
+        New-Rows | Invoke-AequorQuery $Insert -Session $S -Idempotent -ErrorVariable e -WarningVariable w -WarningAction SilentlyContinue
+        $killed = $killer | Wait-Job -Timeout 30 | Receive-Job
+        $killed | Should -Contain "killed $old" -Because 'row 3 was cut off on the first connection'
+        $e.Count | Should -Be 0
+        @($w | Where-Object Message -Match 'retrying a statement').Count | Should -Be 1
+        $S.BackendPid | Should -Not -Be $old
+        $rows = Invoke-AequorQuery -Session $P 'SELECT id, count(*) AS c, min(n) AS n FROM piped_users GROUP BY id ORDER BY id'
+        $rows.id | Should -Be @(1, 2, 3, 4, 5)
+        $rows.c | Should -Be @(1, 1, 1, 1, 1)
+        # Past the gate once each: row 3's first send died waiting at it, its second took number 3.
+        $rows.n | Should -Be @(1, 2, 3, 4, 5)
+        Get-Sends | Should -Be 5 -Because 'rows 1 and 2 were not run again, nor row 3 twice past the gate'
+    }
+
+    It 'without -Idempotent, row 3 is an outcome-unknown error naming the row, not its values; rows 4 and 5 run on a fresh connection' {
+        $killer = Start-RowKiller
+        $old = $S.BackendPid
+        New-Rows | Invoke-AequorQuery $Insert -Session $S -As NonQuery -ErrorVariable e -ErrorAction SilentlyContinue | Should -Be @(1, 1, 1, 1)
+        $killed = $killer | Wait-Job -Timeout 30 | Receive-Job
+        $killed | Should -Contain "killed $old"
+        $e.Count | Should -Be 1
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryOutcomeUnknown*'
+        "$($e[0])" | Should -BeLike "Row 3 of the input: the query on session '$($S.Name)' failed*outcome is unknown*"
+        "$($e[0])`n$($e[0].Exception.Message)`n$($e[0].TargetObject)`n$($e[0].ErrorDetails)" | Should -Not -Match 'secret'
+        $S.BackendPid | Should -Not -Be $old
+        $rows = Invoke-AequorQuery -Session $P 'SELECT id, n FROM piped_users ORDER BY id'
+        $rows.id | Should -Be @(1, 2, 4, 5)
+        $rows.n | Should -Be @(1, 2, 3, 4) -Because 'row 3 never got past the gate, and rows 1 and 2 were not run again'
+        Get-Sends | Should -Be 4
+    }
+
+    It 'without -Idempotent and with -ErrorAction Stop, the run stops at row 3' {
+        $killer = Start-RowKiller
+        $err = $null
+        try { New-Rows | Invoke-AequorQuery $Insert -Session $S -ErrorAction Stop } catch { $err = $_ }
+        $null = $killer | Wait-Job -Timeout 30
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorQueryOutcomeUnknown*'
+        "$err" | Should -BeLike 'Row 3 of the input: *outcome is unknown*'
+        (Get-Users).id | Should -Be @(1, 2)
+        Get-Sends | Should -Be 2
+    }
+
+    It 'inside a transaction (<How>), the lost connection at row 3 stops the run with the transaction-lost error: no later row is sent, nothing is committed' -TestCases @(
+        @{ How = 'Start-AequorTransaction'; Begin = { Start-AequorTransaction -Session $S }; End = { Undo-AequorTransaction -Session $S } }
+        @{ How = 'BEGIN in SQL'; Begin = { Invoke-AequorQuery 'BEGIN' -Session $S }; End = { Invoke-AequorQuery 'ROLLBACK' -Session $S } }
+    ) {
+        param($How, $Begin, $End)
+        $killer = Start-RowKiller
+        . $Begin
+        New-Rows | Invoke-AequorQuery $Insert -Session $S -Idempotent -ErrorVariable e -ErrorAction SilentlyContinue -WarningVariable w -WarningAction SilentlyContinue
+        $null = $killer | Wait-Job -Timeout 30
+        $e.Count | Should -Be 2
+        $e[0].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionLost*'
+        "$($e[0])" | Should -BeLike "Row 3 of the input: the query on session '$($S.Name)' failed*the transaction is lost (the server rolled it back) and nothing was retried*"
+        $e[1].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionLost*'
+        "$($e[1])" | Should -BeLike "Rows 4 to 5 of the input (2) were not sent: the connection was lost at row 3 inside the transaction on session '$($S.Name)'*nothing of it was committed*"
+        "$($e[1])" | Should -Not -Match 'Fix that row'
+        ($e | Out-String) | Should -Not -Match 'secret'
+        @($w | Where-Object Message -Match 'retrying a statement').Count | Should -Be 0 -Because 'nothing is resent inside a transaction, -Idempotent or not'
+        Get-Sends | Should -Be 2 -Because 'rows 4 and 5 were not sent'
+        $S.InTransaction | Should -BeTrue -Because 'the lost transaction is ended by its owner, never by a fresh connection in autocommit'
+        . $End
+        $S.InTransaction | Should -BeFalse
+        (Get-Users) | Should -BeNullOrEmpty -Because 'nothing was committed'
+        Get-Sends | Should -Be 2
+    }
+}
