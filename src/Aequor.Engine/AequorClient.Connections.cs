@@ -178,7 +178,7 @@ public sealed partial class AequorClient
     /// </summary>
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var shared = SharedDataSources.For(_dataSourceKey, _baseBuilder.ConnectionString, _signer, ServiceName, _options.LeaseTtlMs, _clock.DatabaseNowMs());
+        var shared = SharedDataSources.For(_dataSourceKey, _baseBuilder.ConnectionString, _signer, ServiceName, StartupLeaseTtlMs, _clock.DatabaseNowMs());
         NpgsqlConnection? connection = null;
         try
         {
@@ -223,6 +223,18 @@ public sealed partial class AequorClient
 
         return connection;
     }
+
+    /// <summary>
+    /// How long the lease in a connection's startup packet lasts: the lease TTL plus the connect timeout. That lease is
+    /// the backend's from the startup until the connect's first statement (<see cref="ConnectSql"/>) puts this
+    /// client's own in its place, and a live connect may take up to the connect timeout (a slow network, or TLS, the
+    /// authentication and the first connection's type catalogue on a loaded box): signed for the TTL alone, it expired
+    /// under a connect that took longer, and a reaper of the service cut off a live client's backend, idle between two
+    /// of the connect's round trips (SlowConnectReapTests; the soak once saw a first statement cut off by 57P01 after a
+    /// 13.9 s connect under 3 s leases, and a connect that outlasts the connect budget is not tried again). A process
+    /// frozen there is still reaped, the connect timeout later. Timeout 0 (no limit) counts as Npgsql's default 15 s.
+    /// </summary>
+    internal int StartupLeaseTtlMs => (int)Math.Min(int.MaxValue, _options.LeaseTtlMs + (1_000L * (_baseBuilder.Timeout > 0 ? _baseBuilder.Timeout : 15)));
 
     /// <summary>
     /// REAPER HOOK: after every successful connect, on the new connection, before the caller's statement and

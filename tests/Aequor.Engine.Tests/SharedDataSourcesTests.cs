@@ -156,9 +156,12 @@ public sealed class SharedDataSourcesTests(PostgresFixture db)
         });
         await client.ConnectAsync(default);
 
-        var used = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 60_000, ReaperKit.NowMs);
+        // The client's data source (its key names the TTL) signs its startup lease for the TTL plus the connect timeout.
+        var key = SharedDataSources.KeyFor(Base(db.AppConnectionString), Signer, service, 60_000);
+        var ttl = client.StartupLeaseTtlMs;
+        var used = SharedDataSources.For(key, Base(db.AppConnectionString), Signer, service, ttl, ReaperKit.NowMs);
         used.Release();
-        var next = SharedDataSources.For(Base(db.AppConnectionString), Signer, service, 60_000, ReaperKit.NowMs + 6_001);
+        var next = SharedDataSources.For(key, Base(db.AppConnectionString), Signer, service, ttl, ReaperKit.NowMs + (ttl / 10) + 1);
         next.Release();
 
         Assert.NotSame(used, next);
