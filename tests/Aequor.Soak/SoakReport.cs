@@ -44,6 +44,12 @@ public sealed class SoakReport
 
     public List<string> ErrorSamples { get; } = new();
 
+    /// <summary>
+    /// For each statement of a worker cut off by 57P01 (live, or frozen meanwhile): its backend pids, its time line and
+    /// the reaper decisions that killed them, so the next such run says what happened.
+    /// </summary>
+    public List<string> CutOffs { get; } = new();
+
     public TimeSpan Elapsed { get; set; }
 
     public override string ToString()
@@ -57,6 +63,11 @@ public sealed class SoakReport
         foreach (var e in ErrorSamples)
         {
             sb.AppendLine("    " + e);
+        }
+
+        foreach (var c in CutOffs)
+        {
+            sb.AppendLine("  cut off: " + c);
         }
 
         sb.Append(Problems.Count == 0 ? "  every promise held" : "  PROBLEMS: " + string.Join("; ", Problems));

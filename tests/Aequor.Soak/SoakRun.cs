@@ -230,6 +230,9 @@ public sealed class SoakRun
     {
         var acked = new HashSet<(int, int)>();
         var killedPids = new List<(int Pid, string App, long ExpiredMsAgo)>();
+        var kills = new List<string[]>();
+        var timelines = new Dictionary<(string Worker, string Seq), string[]>();
+        var cutOff = new List<string[]>();
         foreach (var line in _lines)
         {
             var f = line.Split(' ');
@@ -257,15 +260,21 @@ public sealed class SoakRun
                     if (f[5] == "live=True")
                     {
                         _report.KilledWhileLive++;
+                        cutOff.Add(f);
                     }
                     else if (f[5] == "live=frozen")
                     {
                         _report.KilledWhileFrozen++;
+                        cutOff.Add(f);
                     }
 
                     break;
                 case "KILLED":
                     killedPids.Add((int.Parse(f[1], CultureInfo.InvariantCulture), f[2], long.Parse(f[3]["expiredMsAgo=".Length..], CultureInfo.InvariantCulture)));
+                    kills.Add(f);
+                    break;
+                case "TIMELINE":
+                    timelines[(f[1], f[2])] = f[3..];
                     break;
                 case "STACK":
                     _report.ErrorSamples.Add(line);
@@ -277,6 +286,12 @@ public sealed class SoakRun
                     _report.Problems.Add("worker wrote to stderr: " + line[7..Math.Min(line.Length, 200)]);
                     break;
             }
+        }
+
+        foreach (var f in cutOff)
+        {
+            var worker = _workers.GetValueOrDefault(int.Parse(f[1], CultureInfo.InvariantCulture));
+            _report.CutOffs.Add(SoakCutOff.Describe(f, timelines.GetValueOrDefault((f[1], f[2])), kills, worker is null ? null : worker.DescribeFrozen));
         }
 
         _report.AckedInserts = acked.Count;
@@ -431,6 +446,22 @@ public sealed class SoakRun
                     _frozen.Add((from, at));
                     _stoppedAt = null;
                 }
+            }
+        }
+
+        /// <summary>The SIGSTOP windows overlapping [from, to], each as relative times.</summary>
+        public string DescribeFrozen(DateTime from, DateTime to, Func<long, string> relative)
+        {
+            static long Ms(DateTime t) => new DateTimeOffset(DateTime.SpecifyKind(t, DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+            lock (_gate)
+            {
+                var windows = _frozen.Where(x => x.From <= to && x.To >= from).Select(x => $"{relative(Ms(x.From))} to {relative(Ms(x.To))}").ToList();
+                if (_stoppedAt is { } since && since <= to)
+                {
+                    windows.Add($"{relative(Ms(since))} (still stopped)");
+                }
+
+                return windows.Count == 0 ? "none" : string.Join(", ", windows);
             }
         }
 
