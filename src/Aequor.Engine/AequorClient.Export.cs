@@ -92,14 +92,28 @@ public sealed partial class AequorClient
                 }
             }
 
+            // Its own timeout, not Npgsql's (ExportReadTimeout): null takes the connection's, 0 waits forever.
+            using var timeout = new ExportReadTimeout(connection, export.CommandTimeout ?? _baseBuilder.CommandTimeout);
             TextReader reader;
             try
             {
+                timeout.Arm();
                 reader = connection.BeginTextExport(sql);
+                timeout.Disarm();
             }
             catch (Exception ex) when (!IsAlive(connection))
             {
                 await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
+                if (ex is NpgsqlException { InnerException: TimeoutException } && !inTransaction)
+                {
+                    // Npgsql bounds the wait for the COPY's start by the session's timeout, and breaks the connection
+                    // at its end: the server had not sent a row yet (it flushes the start with the first rows).
+                    var seconds = _baseBuilder.CommandTimeout;
+                    throw RaiseLoadError(sql, startedAt.Value, new AequorCommandTimeoutException(
+                        $"The export of {what} sent no rows within the session's command timeout of {seconds} s: nothing was exported, and it was not sent again (the connection was replaced). The wait for the first rows is bounded by the session's command timeout whatever the export's own; connect with a longer -CommandTimeout for a query slow to start.",
+                        ex) { TimeoutSeconds = seconds });
+                }
+
                 if (attempt == 1 && !inTransaction && export.Table is not null && !cancellationToken.IsCancellationRequested)
                 {
                     // A read of a table, none of it seen yet: the connection died before it, and a fresh one takes it.
@@ -112,12 +126,12 @@ public sealed partial class AequorClient
             }
             catch (Exception ex)
             {
-                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(ex, connection, generation, inTransaction, what, 0, export, cancellationToken));
+                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(ex, connection, generation, inTransaction, what, 0, timeout, cancellationToken));
             }
 
-            if (export.CommandTimeout is > 0 && reader is NpgsqlCopyTextReader timed)
+            if (reader is NpgsqlCopyTextReader timed)
             {
-                timed.Timeout = export.CommandTimeout.Value * 1000;
+                timed.Timeout = 0;
             }
 
             var buffer = new char[ExportBufferChars];
@@ -129,8 +143,16 @@ public sealed partial class AequorClient
             try
             {
                 int read;
-                while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
+                while (true)
                 {
+                    timeout.Arm();
+                    read = reader.Read(buffer, 0, buffer.Length);
+                    timeout.Disarm();
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
                     // Rows end at a line break outside quotes: the server quotes every value that holds one.
                     foreach (var c in buffer.AsSpan(0, read))
                     {
@@ -149,7 +171,9 @@ public sealed partial class AequorClient
                 }
 
                 // Reads the server's CommandComplete: only now has the COPY ended.
+                timeout.Arm();
                 reader.Dispose();
+                timeout.Disarm();
             }
             catch (DestinationFailedException failed)
             {
@@ -184,7 +208,7 @@ public sealed partial class AequorClient
             if (failure is not null)
             {
                 DisposeQuietly(reader);
-                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(failure, connection, generation, inTransaction, what, rows, export, cancellationToken));
+                throw RaiseLoadError(sql, startedAt.Value, ExportFailure(failure, connection, generation, inTransaction, what, rows, timeout, cancellationToken));
             }
 
             AfterStatement(generation);
@@ -229,7 +253,7 @@ public sealed partial class AequorClient
     }
 
     /// <summary>What a failed export throws, after the connection and the transaction were brought up to date.</summary>
-    private Exception ExportFailure(Exception failure, NpgsqlConnection connection, long generation, bool inTransaction, string what, long rows, AequorCsvExport export, CancellationToken cancellationToken)
+    private Exception ExportFailure(Exception failure, NpgsqlConnection connection, long generation, bool inTransaction, string what, long rows, ExportReadTimeout timeout, CancellationToken cancellationToken)
     {
         var cancelled = cancellationToken.IsCancellationRequested;
         if (generation != Generation || IsConnectionFailure(failure, connection))
@@ -241,19 +265,22 @@ public sealed partial class AequorClient
                 : new AequorExportFailedException($"{how} during the export of {what}, after {rows} rows: the export is incomplete and was not sent again.", failure);
         }
 
-        NoteTransactionError(failure);
-        ObserveServerTransaction(generation);
+        Exception thrown = failure;
         if (cancelled && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException } or OperationCanceledException)
         {
-            return new OperationCanceledException($"The export of {what} was cancelled after {rows} rows: the server stopped it.", failure, cancellationToken);
+            thrown = new OperationCanceledException($"The export of {what} was cancelled after {rows} rows: the server stopped it.", failure, cancellationToken);
         }
-
-        if (failure is NpgsqlException { InnerException: TimeoutException } && export.CommandTimeout is { } seconds)
+        else if (timeout.Fired && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException })
         {
-            return new AequorCommandTimeoutException($"The export of {what} ran past its command timeout of {seconds} s, after {rows} rows: the server stopped it.", failure) { TimeoutSeconds = seconds };
+            // The server's own statement_timeout is a 57014 too, but says so in its message: that one stays the server's.
+            thrown = new AequorCommandTimeoutException(
+                $"The export of {what} ran past its command timeout of {timeout.Seconds} s (waiting for the server), after {rows} rows: the server stopped it{(inTransaction ? ", which aborted the transaction" : string.Empty)}.",
+                failure) { TimeoutSeconds = timeout.Seconds };
         }
 
-        return failure;
+        NoteTransactionError(thrown is OperationCanceledException ? failure : thrown);
+        ObserveServerTransaction(generation);
+        return thrown;
     }
 
     /// <summary>The connection the export runs on (<see cref="CopyConnectionAsync"/>); one the function look-up found dead is left to the COPY to report.</summary>
