@@ -9,7 +9,11 @@ The file is UTF-8 without a byte order mark, with a first line of column names u
 
 -Query takes one SELECT, VALUES, WITH or TABLE statement. It cannot hold placeholders ($1, @name): a COPY binds no values, so write the value into the query. A query with a second statement after a ';', or that is itself a COPY, is refused.
 
-A connection found dead before the export begins is replaced, as for any statement. Once the rows flow a lost connection is an AequorTableExportFailed error, the file unchanged, and the export is not sent again (a query may call functions that write). Inside Start-AequorTransaction the export joins the transaction and sees its uncommitted rows. The session stays usable after every failure.
+A connection found dead before the export begins is replaced, as for any statement. Once the rows flow a lost connection is an AequorTableExportFailed error, the file unchanged, and the export is not sent again (a query may call functions that write; Invoke-AequorQuery does not send a statement again either once its rows were read). Inside Start-AequorTransaction (or a BEGIN sent as a statement) the export joins the transaction and sees its uncommitted rows; a connection lost during it is an AequorTransactionLost error, and every statement after it fails the same way, never run outside the transaction, until Undo-AequorTransaction (or ROLLBACK). The session stays usable after every failure.
+
+-CommandTimeout counts the seconds the export waits for the server (for the first rows, each next chunk, the end), not the time spent writing the file. Past it the server is told to cancel the COPY: an AequorTableExportFailed error with the category OperationTimeout that names the timeout, the file unchanged, the connection kept (inside a transaction, the transaction is aborted: undo it). The server's own statement_timeout ends the export the same way, as its error 57014. Until the server sends its first rows, the wait is also bounded by the session's command timeout (Connect-Aequor -CommandTimeout): a query slow to start needs a session connected with a longer one.
+
+When the file cannot be written (a full disk, an I/O error), the COPY is cancelled on the server at once and the error (AequorTableExportFailed, category WriteError) names the file and the cause; the temporary file is deleted and an existing file is left as it was.
 '@
     Parameters  = @{
         Path           = 'The CSV file to write: a file system path, relative to the current location. Its folder must exist.'
@@ -21,7 +25,7 @@ A connection found dead before the export begins is replaced, as for any stateme
         NoClobber      = 'Refuses to replace an existing file: a terminating AequorFileExists error, nothing sent.'
         Delimiter      = 'The character between fields: one ASCII character other than a double quote or a line break. A comma by default.'
         PassThru       = 'Writes the number of rows exported (an Int64, the header line not counted) once the file is in place.'
-        CommandTimeout = 'Seconds each round trip of the COPY may take; 0 waits forever. By default the connection''s command timeout.'
+        CommandTimeout = 'Seconds the export may wait for the server at a time (its first rows, each next chunk, its end); 0 waits forever. By default the session''s command timeout. Past it the COPY is cancelled on the server: a terminating AequorTableExportFailed error of category OperationTimeout, the file unchanged, the session kept.'
     }
     Examples    = @(
         @{
@@ -40,6 +44,6 @@ A connection found dead before the export begins is replaced, as for any stateme
             Remarks = 'Fails with AequorFileExists, sending nothing, when ./emails.csv exists.'
         }
     )
-    Notes       = 'Errors (all terminating; the destination is left as it was): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter (a table or -Column that does not exist, a query that cannot be exported, a bad delimiter, a -Path that is not a file system path or is a folder), AequorFileNotFound (the folder of -Path does not exist), AequorFileExists (-NoClobber on an existing file), AequorTableExportFailed (the server''s error, with SqlState; the connection was lost during the export; the file could not be written), AequorTransactionLost.'
+    Notes       = 'Errors (all terminating; the destination is left as it was): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter (a table or -Column that does not exist, a query that cannot be exported, a bad delimiter, a -Path that is not a file system path or is a folder), AequorFileNotFound (the folder of -Path does not exist), AequorFileExists (-NoClobber on an existing file), AequorTableExportFailed (the server''s error, with SqlState, 57014 for its statement_timeout; -CommandTimeout passed, category OperationTimeout; the connection was lost during the export; the file could not be written, category WriteError), AequorTransactionLost (the connection was lost during an export inside a transaction). After each the destination is unchanged, no temporary file is left, and the session runs the next statement; -PassThru counts the rows by the line breaks outside quoted values, so a value holding a line break is one row.'
     Links       = @('about_Aequor', 'Write-AequorTableData', 'Invoke-AequorQuery')
 }

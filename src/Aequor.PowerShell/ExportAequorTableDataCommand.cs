@@ -101,25 +101,36 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
         {
             AequorExportResult result;
             long bytes;
-            using (var file = OpenTemporary(temporary, destination))
+            var file = OpenTemporary(temporary, destination);
+            var text = new FileText(file);
+            try
             {
-                using var text = new StreamWriter(file, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024);
                 listening = session.Listen(this);
                 session.CountQuery();
-                try
+                result = Blocking((_, token) => session.Client.ExportCsv(export, text, token), 0);
+                text.FlushToDisk();
+                bytes = file.Length;
+                text.Dispose();
+            }
+            catch (Exception ex) when (IsEngineFailure(ex))
+            {
+                // Closed quietly first: on a full disk, closing would try the buffered bytes again and its IOException
+                // would replace this error with a bare one.
+                text.Abandon();
+                if (text.Failure is { } written)
                 {
-                    result = Blocking((_, token) => session.Client.ExportCsv(export, text, token), 0);
-                    text.Flush();
-                    // On disk before it replaces the destination: a crash then leaves the old file or the whole new one.
-                    file.Flush(flushToDisk: true);
-                    bytes = file.Length;
+                    ThrowTerminatingError(Errors.Create(ErrorIds.TableExportFailed, ErrorCategory.WriteError,
+                        $"Exporting {source} to {destination} on session '{session.Name}' failed: the file could not be written ({session.Redactor.Redact(written.Message)}); the export was stopped. {Unchanged(destination)}",
+                        destination, written));
                 }
-                catch (Exception ex) when (IsEngineFailure(ex))
-                {
-                    ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TableExportFailed, ErrorCategory.ReadError,
-                        $"Exporting {source} to {destination} on session '{session.Name}' failed", destination, session.Redactor, Unchanged(destination)));
-                    return;
-                }
+
+                ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TableExportFailed, ErrorCategory.ReadError,
+                    $"Exporting {source} to {destination} on session '{session.Name}' failed", destination, session.Redactor, Unchanged(destination)));
+                return;
+            }
+            finally
+            {
+                text.Abandon();
             }
 
             try
@@ -242,6 +253,77 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
         catch (Exception)
 #pragma warning restore CA1031
         {
+        }
+    }
+
+    /// <summary>The temporary file's text: remembers why a write failed (a full disk) and closes without throwing once abandoned.</summary>
+    private sealed class FileText(FileStream file) : StreamWriter(file, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024)
+    {
+        private bool _abandoned;
+
+        public Exception? Failure { get; private set; }
+
+        public override void Write(char[] buffer, int index, int count)
+        {
+            try
+            {
+                base.Write(buffer, index, count);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Failure ??= ex;
+                throw;
+            }
+        }
+
+        public override void Flush()
+        {
+            try
+            {
+                base.Flush();
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException && !_abandoned)
+            {
+                Failure ??= ex;
+                throw;
+            }
+        }
+
+        /// <summary>On disk before it replaces the destination: a crash then leaves the old file or the whole new one.</summary>
+        public void FlushToDisk()
+        {
+            Flush();
+            try
+            {
+                file.Flush(flushToDisk: true);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Failure ??= ex;
+                throw;
+            }
+        }
+
+        public void Abandon()
+        {
+            _abandoned = true;
+            try
+            {
+                Dispose();
+            }
+#pragma warning disable CA1031 // The bytes are thrown away with the temporary file; the export's own error is the one to show.
+            catch (Exception)
+            {
+                try
+                {
+                    // Closes the handle even when its own last write fails again.
+                    file.Dispose();
+                }
+                catch (Exception)
+                {
+                }
+            }
+#pragma warning restore CA1031
         }
     }
 }

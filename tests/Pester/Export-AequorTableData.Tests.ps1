@@ -204,6 +204,158 @@ Describe 'Export-AequorTableData' {
         }
     }
 
+    It 'past -CommandTimeout, or cut by the server''s statement_timeout, fails naming the timeout, leaves no file and the session usable' {
+        $file = Join-Path $TestDrive 'timeout.csv'
+        Set-Content -LiteralPath $file -Value 'precious' -NoNewline
+        $pid0 = $S.BackendPid
+        $err = $null
+        try { Export-AequorTableData -Path $file -Query 'SELECT g, pg_sleep(0.01) FROM generate_series(1, 1000) g' -CommandTimeout 1 -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Be 'AequorTableExportFailed,Aequor.PowerShell.ExportAequorTableDataCommand'
+        $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
+        $err.Exception.Message | Should -BeLike '*command timeout of 1 s*'
+        Assert-Untouched $file 'precious'
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+        $S.BackendPid | Should -Be $pid0 -Because 'a timeout cancels the COPY; it does not break the connection'
+
+        $cut = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName et) -Name "et-cut-$Suffix"
+        try {
+            $null = Invoke-AequorQuery "SET statement_timeout = '300ms'" -Session $cut
+            $err = $null
+            try { Export-AequorTableData -Path $file -Query 'SELECT g, pg_sleep(0.01) FROM generate_series(1, 1000) g' -Session $cut } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -Be 'AequorTableExportFailed,Aequor.PowerShell.ExportAequorTableDataCommand'
+            $err.Exception.SqlState | Should -Be '57014'
+            $err.Exception.Message | Should -BeLike '*statement timeout*'
+            Assert-Untouched $file 'precious'
+            Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $cut | Should -Be 7
+        } finally { Disconnect-Aequor -Session $cut -Confirm:$false }
+    }
+
+    It 'loses its connection mid-export (terminated by another connection): <Case>' -ForEach @(
+        @{ Case = 'outside a transaction: a clear error, never sent again'; Begin = ''; End = ''; ErrorId = 'AequorTableExportFailed'; Message = '*connection was lost during the export*not sent again*' }
+        @{ Case = 'inside Start-AequorTransaction: the transaction is lost until it is undone'; Begin = 'Start-AequorTransaction'; End = 'Undo-AequorTransaction'; ErrorId = 'AequorTransactionLost'; Message = '*transaction is lost*' }
+        @{ Case = 'inside BEGIN: the transaction is lost until ROLLBACK'; Begin = '$null = Invoke-AequorQuery BEGIN'; End = '$null = Invoke-AequorQuery ROLLBACK'; ErrorId = 'AequorTransactionLost'; Message = '*transaction is lost*' }
+    ) {
+        $folder = Join-Path $TestDrive "lost-$([Guid]::NewGuid().ToString('N').Substring(0, 6))"
+        $null = New-Item -ItemType Directory $folder
+        $file = Join-Path $folder 'lost.csv'
+        Set-Content -LiteralPath $file -Value 'before' -NoNewline
+        $marker = "et_lost_$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $sequence = "${marker}_calls"
+        $null = Invoke-AequorQuery "CREATE SEQUENCE $sequence" -Session $S
+        $ps = New-ModuleShell ([scriptblock]::Create(@"
+param(`$ModulePath, `$Connection, `$Secret, `$File)
+Import-Module `$ModulePath
+`$null = Connect-Aequor `$Connection -CoordinationSecret `$Secret -ServiceName et-lost -ReaperRunProbability 0
+$Begin
+try {
+    Export-AequorTableData -Path `$File -Query "SELECT g, repeat('x', 500) AS pad, '$marker' AS m, pg_sleep(0.0005) FROM generate_series(1, 1000000) g, (SELECT nextval('$sequence')) AS n"
+} catch { `$_ }
+try { 'next:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar -ErrorAction Stop) } catch { `$_ }
+$End
+'after:' + (Invoke-AequorQuery 'SELECT 7' -As Scalar)
+"@)) -ArgumentList $TestSecret, $file
+        try {
+            $handle = $ps.BeginInvoke()
+            Wait-Until { @(Get-ChildItem -LiteralPath $folder -Force -Filter '*.tmp' | Where-Object Length -gt 0).Count -gt 0 } 30000 | Should -BeTrue -Because 'rows are flowing'
+            Invoke-AequorQuery "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || `$1 || '%' AND pid <> pg_backend_pid()" -Parameters @(, $marker) -As Scalar -Session (Get-Observer) | Should -Be 1
+            $handle.AsyncWaitHandle.WaitOne(60000) | Should -BeTrue
+            $out = @($ps.EndInvoke($handle))
+            $out[0].FullyQualifiedErrorId | Should -Be "$ErrorId,Aequor.PowerShell.ExportAequorTableDataCommand"
+            $out[0].Exception.Message | Should -BeLike $Message
+            if ($Begin) {
+                # Never a silent retry outside the transaction: the next statement fails too, until the transaction is ended.
+                $out[1].FullyQualifiedErrorId | Should -BeLike 'AequorTransactionLost,*'
+            } else {
+                $out[1] | Should -Be 'next:7'
+            }
+            $out[-1] | Should -Be 'after:7'
+            Assert-Untouched $file 'before'
+            Invoke-AequorQuery "SELECT last_value FROM $sequence" -As Scalar -Session $S | Should -Be 1 -Because 'the query was sent once'
+        } finally {
+            $ps.Dispose()
+        }
+    }
+
+    It 'on a full disk names the file and the cause, stops the COPY at once and leaves no file, also when the last bytes fail' -Skip:(-not $IsLinux) {
+        # A file size limit (ulimit -f, in KiB) makes writes fail as a full disk does, without mounting anything; the
+        # process must ignore SIGXFSZ to see the error, and W^X off keeps the runtime's own mappings under the limit.
+        $folder = Join-Path $TestDrive 'full'
+        $null = New-Item -ItemType Directory $folder
+        $script = Join-Path $TestDrive 'full.ps1'
+        Set-Content -LiteralPath $script -Value @'
+param($ModulePath, $Connection, $Secret, $Folder)
+Import-Module $ModulePath
+$s = ConvertTo-SecureString $Secret -AsPlainText -Force
+$null = Connect-Aequor $Connection -CoordinationSecret $s -ServiceName et-full -ReaperRunProbability 0
+$pid0 = (Get-AequorSession).BackendPid
+$results = foreach ($case in @(
+        # 50 million rows: had the COPY not been cancelled, closing it would read them all.
+        @{ Name = 'midway'; Query = "SELECT g, repeat('x', 100) FROM generate_series(1, 50000000) g" }
+        # 2,070,000 bytes: 31 full 64 KiB writes fit under the 2,048,000-byte limit, the last, partial one at the end does not.
+        @{ Name = 'last'; Query = "SELECT repeat('x', 99) FROM generate_series(1, 20700)" })) {
+    $file = Join-Path $Folder "$($case.Name).csv"
+    Set-Content -LiteralPath $file -Value 'precious' -NoNewline
+    $err = $null
+    try { Export-AequorTableData -Path $file -Query $case.Query -NoHeader } catch { $err = $_ }
+    [pscustomobject]@{
+        Name = $case.Name
+        ErrorId = $err.FullyQualifiedErrorId
+        Category = "$($err.CategoryInfo.Category)"
+        Message = $err.Exception.Message
+        Content = Get-Content -LiteralPath $file -Raw
+        Temporary = @(Get-ChildItem -LiteralPath $Folder -Force -Filter '*.tmp').Count
+        Next = Invoke-AequorQuery 'SELECT 7' -As Scalar
+        SameBackend = (Get-AequorSession).BackendPid -eq $pid0
+    }
+}
+$results | ConvertTo-Json -Compress
+'@
+        $pwsh = [Environment]::ProcessPath
+        $arguments = @(if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { Join-Path $PSHOME 'pwsh.dll' }) +
+            @('-NoProfile', '-NonInteractive', '-File', $script, $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $TestSecretText, $folder)
+        $env:DOTNET_EnableWriteXorExecute = '0'
+        try {
+            $json = & bash -c 'trap "" XFSZ; ulimit -f 2000; exec "$0" "$@"' $pwsh @arguments 2>&1
+        } finally { Remove-Item Env:DOTNET_EnableWriteXorExecute }
+        $LASTEXITCODE | Should -Be 0 -Because "$json"
+        $results = @("$json" | ConvertFrom-Json)
+        $results.Count | Should -Be 2
+        foreach ($r in $results) {
+            $r.ErrorId | Should -Be 'AequorTableExportFailed,Aequor.PowerShell.ExportAequorTableDataCommand' -Because $r.Name
+            $r.Category | Should -Be 'WriteError' -Because $r.Name
+            $r.Message | Should -BeLike "*$(Join-Path $folder "$($r.Name).csv")*could not be written (*too large*)*unchanged*" -Because $r.Name
+            $r.Content | Should -BeExactly 'precious' -Because $r.Name
+            $r.Temporary | Should -Be 0 -Because $r.Name
+            $r.Next | Should -Be 7 -Because $r.Name
+            $r.SameBackend | Should -BeTrue -Because "$($r.Name): the COPY was cancelled, the connection kept"
+        }
+    }
+
+    It 'counts rows (-PassThru) by line breaks outside quotes: newlines, quotes, delimiters, NULL and empty strings, a header with a line break' {
+        $t = "et_count_$Suffix"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, ""two`nlines"" text, b text)" -Session $S
+        $null = Invoke-AequorQuery (@"
+INSERT INTO $t VALUES
+ (1, E'a\nb', 'plain'), (2, E'quote "" and \r\n crlf', ''), (3, NULL, 'x;y,z'), (4, '', NULL),
+ (5, E'\n', '"'), (6, '""', E'"\n"'), (7, 'end', E'\\.')
+"@) -Session $S
+        foreach ($delimiter in ',', ';') {
+            $file = Join-Path $TestDrive "count$([int][char]$delimiter).csv"
+            $rows = Export-AequorTableData -Path $file -Table $t -Delimiter $delimiter -Session $S -PassThru
+            $rows | Should -Be (Invoke-AequorQuery "SELECT count(*) FROM $t" -As Scalar -Session $S)
+            $back = @(Import-Csv -LiteralPath $file -Delimiter $delimiter)
+            $back.Count | Should -Be $rows
+            # Import-Csv reads NULL and '' both as '' (the documented rule); every other value comes back as it was.
+            $expected = @(Invoke-AequorQuery "SELECT id::text AS id, coalesce(""two`nlines"", '') AS two, coalesce(b, '') AS b FROM $t ORDER BY id" -Session $S)
+            for ($i = 0; $i -lt $expected.Count; $i++) {
+                $back[$i].id | Should -BeExactly $expected[$i].id
+                $back[$i]."two`nlines" | Should -BeExactly $expected[$i].two -Because "row $($i + 1)"
+                $back[$i].b | Should -BeExactly $expected[$i].b -Because "row $($i + 1)"
+            }
+        }
+        Export-AequorTableData -Path (Join-Path $TestDrive 'none.csv') -Query "SELECT * FROM $t WHERE false" -Session $S -PassThru | Should -Be 0
+    }
+
     It 'inside a pipeline streaming the rows of a query on the same session fails with AequorSessionBusy, writing no file' {
         $file = Join-Path $TestDrive 'busy.csv'
         $r = Invoke-InsideRows "Export-AequorTableData -Path '$file' -Query 'SELECT 1'"
