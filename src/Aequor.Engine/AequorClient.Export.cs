@@ -131,6 +131,7 @@ public sealed partial class AequorClient
 
             if (reader is NpgsqlCopyTextReader timed)
             {
+                // No Npgsql timeout under the rows (it would break the connection): ExportReadTimeout counts instead.
                 timed.Timeout = 0;
             }
 
@@ -272,7 +273,7 @@ public sealed partial class AequorClient
         }
         else if (timeout.Fired && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException })
         {
-            // The server's own statement_timeout is a 57014 too, but says so in its message: that one stays the server's.
+            // Only when the export's timer sent the cancel: the server's statement_timeout is a 57014 too, and stays its own error.
             thrown = new AequorCommandTimeoutException(
                 $"The export of {what} ran past its command timeout of {timeout.Seconds} s (waiting for the server), after {rows} rows: the server stopped it{(inTransaction ? ", which aborted the transaction" : string.Empty)}.",
                 failure) { TimeoutSeconds = timeout.Seconds };

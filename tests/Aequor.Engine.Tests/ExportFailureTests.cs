@@ -43,6 +43,19 @@ public sealed class ExportFailureTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_command_timeout_inside_a_transaction_aborts_it_and_keeps_the_connection()
+    {
+        await using var client = NewClient();
+        await client.BeginTransactionAsync(default);
+        var pid = client.BackendPid!.Value;
+        Assert.Throws<AequorCommandTimeoutException>(() => client.ExportCsv(new AequorCsvExport { Query = Slow, CommandTimeout = 1 }, new StringWriter(), default));
+        var aborted = Assert.Throws<AequorTransactionAbortedException>(() => client.CommitAsync(default).GetAwaiter().GetResult());
+        Assert.IsType<AequorCommandTimeoutException>(aborted.InnerException);
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+        Assert.Equal(pid, client.BackendPid);
+    }
+
+    [Fact]
     public async Task A_COPY_slow_to_start_times_out_by_a_cancel_and_with_no_timeout_waits()
     {
         await using var client = NewClient();

@@ -315,7 +315,7 @@ $results | ConvertTo-Json -Compress
             @('-NoProfile', '-NonInteractive', '-File', $script, $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $TestSecretText, $folder)
         $env:DOTNET_EnableWriteXorExecute = '0'
         try {
-            $json = & bash -c 'trap "" XFSZ; ulimit -f 2000; exec "$0" "$@"' $pwsh @arguments 2>&1
+            $json = & sh -c 'trap "" XFSZ; ulimit -f 2000; exec "$0" "$@"' $pwsh @arguments 2>&1
         } finally { Remove-Item Env:DOTNET_EnableWriteXorExecute }
         $LASTEXITCODE | Should -Be 0 -Because "$json"
         $results = @("$json" | ConvertFrom-Json)
