@@ -268,6 +268,12 @@ public sealed class AequorReader : IAsyncDisposable
                 return null;
             }
 
+            if (value is string || value.GetType().IsPrimitive)
+            {
+                // Text, integers, floats and booleans are as Npgsql reads them: what most columns are, spared the checks below.
+                return value;
+            }
+
             if (value is TimeSpan or TimeSpan[] or TimeSpan?[] && IsInterval(reader, ordinal))
             {
                 // Npgsql reads an interval with negative months as a TimeSpan without them: read it whole.
