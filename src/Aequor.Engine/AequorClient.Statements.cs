@@ -157,51 +157,39 @@ public sealed partial class AequorClient
                         (reader, command) = await SendBehindPrefixAsync(connection, statement, plan.Kind, attempt, synchronous, cancellationToken).ConfigureAwait(false);
                     }
 
-                    switch (mode)
+                    if (mode == StatementMode.Reader)
                     {
-                        case StatementMode.Reader:
-                            var first = await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
-                            var handedOut = new AequorReader(reader, first, NewCompletion(statement, effect, parameterCount, generation, startedAt, attemptNumber, command));
-                            reader = null;
-                            command = null;
-                            releaseGate = false;
-                            return (T)(object)handedOut;
-                        case StatementMode.Scalar:
-                            object? value = null;
-                            if (reader.FieldCount > 0 && await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
-                            {
-                                try
-                                {
-                                    value = AequorReader.ConvertValue(reader, 0);
-                                }
-                                catch (InvalidCastException) when (UnknownTypes.IsUnknown(reader, 0))
-                                {
-                                    _typesStale = true;
-                                    throw;
-                                }
-                            }
-
-                            var rowsScalar = value is null ? 0 : 1;
-                            await DrainAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
-                            var recordsScalar = reader.RecordsAffected;
-                            await CloseAsync(reader, synchronous).ConfigureAwait(false);
-                            reader = null;
-                            AfterStatement(generation);
-                            _transactionAbortedBy = null;
-                            await AfterSessionStatementAsync(effect, generation, cancellationToken).ConfigureAwait(false);
-                            RaiseQueryEnd(statement, parameterCount, recordsScalar, rowsScalar, startedAt, attemptNumber);
-                            return (T)value!;
-                        default:
-                            await DrainAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
-                            var records = reader.RecordsAffected;
-                            await CloseAsync(reader, synchronous).ConfigureAwait(false);
-                            reader = null;
-                            AfterStatement(generation);
-                            _transactionAbortedBy = null;
-                            await AfterSessionStatementAsync(effect, generation, cancellationToken).ConfigureAwait(false);
-                            RaiseQueryEnd(statement, parameterCount, records, 0, startedAt, attemptNumber);
-                            return (T)(object)records;
+                        var first = await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
+                        var handedOut = new AequorReader(reader, first, NewCompletion(statement, effect, parameterCount, generation, startedAt, attemptNumber, command));
+                        reader = null;
+                        command = null;
+                        releaseGate = false;
+                        return (T)(object)handedOut;
                     }
+
+                    object? value = null;
+                    if (mode == StatementMode.Scalar && reader.FieldCount > 0 && await ReadAsync(reader, synchronous, cancellationToken).ConfigureAwait(false))
+                    {
+                        try
+                        {
+                            value = AequorReader.ConvertValue(reader, 0);
+                        }
+                        catch (InvalidCastException) when (UnknownTypes.IsUnknown(reader, 0))
+                        {
+                            _typesStale = true;
+                            throw;
+                        }
+                    }
+
+                    await DrainAsync(reader, synchronous, cancellationToken).ConfigureAwait(false);
+                    var records = reader.RecordsAffected;
+                    await CloseAsync(reader, synchronous).ConfigureAwait(false);
+                    reader = null;
+                    AfterStatement(generation);
+                    _transactionAbortedBy = null;
+                    await AfterSessionStatementAsync(effect, generation, cancellationToken).ConfigureAwait(false);
+                    RaiseQueryEnd(statement, parameterCount, records, value is null ? 0 : 1, startedAt, attemptNumber);
+                    return mode == StatementMode.Scalar ? (T)value! : (T)(object)records;
                 }
                 catch (Exception ex)
                 {
