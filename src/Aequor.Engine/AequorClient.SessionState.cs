@@ -228,12 +228,16 @@ public sealed partial class AequorClient
         && _unjudgedCalls is null
         && !_functionsRedefined
         && !_advisoryLocksToCheck
-        && (_signer is null
-            || generation != Generation
-            || _connection is not { } connection
-            || !IsAlive(connection)
-            || InTransaction
-            || ReadServerLease(connection) is not null);
+        && (InTransaction || LeaseToPutBack(generation) is null);
+
+    /// <summary>
+    /// The connection whose lease a statement reset (RESET ALL, DISCARD ALL, a function setting application_name) and
+    /// <see cref="SettleSessionAsync"/> puts back; null when the lease is in place or nothing can be done about it.
+    /// </summary>
+    private NpgsqlConnection? LeaseToPutBack(long generation) =>
+        _signer is not null && generation == Generation && _connection is { } connection && IsAlive(connection) && ReadServerLease(connection) is null
+            ? connection
+            : null;
 
     private async Task AfterSessionStatementCoreAsync(SessionStatementEffect effect, long generation, CancellationToken cancellationToken)
     {
@@ -297,7 +301,7 @@ public sealed partial class AequorClient
             await CheckAdvisoryLocksAsync(connection, generation, cancellationToken).ConfigureAwait(false);
         }
 
-        if (_signer is not null && generation == Generation && _connection is { } current && IsAlive(current) && ReadServerLease(current) is null)
+        if (LeaseToPutBack(generation) is { } current)
         {
             try
             {
