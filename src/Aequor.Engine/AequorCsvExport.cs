@@ -46,6 +46,19 @@ public sealed class AequorCsvExport
                 throw new AequorConfigurationException($"No column of the table {table} was chosen. Nothing was exported.");
             }
         }
+        else if (Query!.IndexOf('\0', StringComparison.Ordinal) is var nul and >= 0)
+        {
+            // The server answers a NUL in SQL text with a protocol violation and drops the connection (an open
+            // transaction with it); the client sees it first.
+            throw new AequorConfigurationException(
+                $"The query holds a NUL character (U+0000) at character {nul + 1}: PostgreSQL takes none in SQL text, and sending one would break the connection. Nothing was exported.");
+        }
+        else if (AequorStatement.IndexOfUnpairedSurrogate(Query) is var lone and >= 0)
+        {
+            // Npgsql cannot encode it and fails half-way through the message, which breaks the connection.
+            throw new AequorConfigurationException(
+                $"The query holds an unpaired UTF-16 surrogate (U+{(int)Query[lone]:X4}) at character {lone + 1}, half of a character such as an emoji: it is not valid Unicode, and sending it would break the connection. Nothing was exported: remove or replace it.");
+        }
         else if (ExportQueryText.Refusal(Query!) is { } refusal)
         {
             throw new AequorConfigurationException(refusal);

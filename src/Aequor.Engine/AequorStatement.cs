@@ -56,6 +56,14 @@ public sealed class AequorStatement
         }
     }
 
+    /// <summary>
+    /// The highest <c>$n</c> placeholder of <paramref name="commandText"/> outside quotes, comments and dollar-quoted
+    /// bodies (0 for none), or null when the text cannot be read to its end. Fewer positional values than that is a
+    /// Bind the server answers with 08P01, after which Npgsql drops the connection (an open transaction with it): a
+    /// caller checks before sending.
+    /// </summary>
+    public static int? HighestPlaceholder(string commandText) => StatementShape.HighestPlaceholder(commandText);
+
     public string CommandText { get; }
 
     public IReadOnlyList<object?>? PositionalParameters { get; init; }

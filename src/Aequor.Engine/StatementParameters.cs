@@ -12,9 +12,11 @@ namespace Aequor.Engine;
 internal static class StatementParameters
 {
     /// <summary>
-    /// Refuses a text value holding half of a surrogate pair (a string cut in the middle of an emoji), before anything
-    /// is sent. Npgsql finds out only while encoding the message, with an EncoderFallbackException ("Unable to
-    /// translate Unicode character \uD800 at index 1 to specified code page") naming neither the parameter nor the cause.
+    /// Refuses a text value PostgreSQL cannot store, before anything is sent: half of a surrogate pair (a string cut in
+    /// the middle of an emoji), or a NUL. Npgsql finds the first only while encoding the message, with an
+    /// EncoderFallbackException ("Unable to translate Unicode character \uD800 at index 1 to specified code page")
+    /// naming neither the parameter nor the cause; the server answers the second with 22021 (invalid byte sequence for
+    /// encoding "UTF8": 0x00), naming no parameter, and aborts an open transaction for a value the client could see.
     /// </summary>
     public static void RefuseUnpairedSurrogates(AequorStatement statement)
     {
@@ -66,10 +68,10 @@ internal static class StatementParameters
             case string text:
                 Refuse(text, name, position, element);
                 break;
-            case char single when char.IsSurrogate(single):
+            case char single when char.IsSurrogate(single) || single == '\0':
                 Refuse(single.ToString(), name, position, element);
                 break;
-            case char[] chars when AequorStatement.IndexOfUnpairedSurrogate(chars) >= 0:
+            case char[] chars when AequorStatement.IndexOfUnpairedSurrogate(chars) >= 0 || chars.AsSpan().Contains('\0'):
                 Refuse(new string(chars), name, position, element);
                 break;
         }
@@ -86,12 +88,25 @@ internal static class StatementParameters
 
     private static void Refuse(string? text, string? name, int position, int? element)
     {
-        if (text is null || AequorStatement.IndexOfUnpairedSurrogate(text) is not (var index and >= 0))
+        if (text is null)
         {
             return;
         }
 
         var parameter = name is null ? $"Parameter ${position}" : $"Parameter '{name}'";
+        if (text.IndexOf('\0', StringComparison.Ordinal) is var nul and >= 0)
+        {
+            var at = element is null ? $"at index {nul}" : $"at index {nul} of its element [{element}]";
+            throw new AequorConfigurationException(
+                $"{parameter} holds a NUL character (U+0000) {at}: PostgreSQL text cannot store it. Nothing was sent. " +
+                "Remove it (-replace \"`0\", ''), or send binary data as a [byte[]] to a bytea.");
+        }
+
+        if (AequorStatement.IndexOfUnpairedSurrogate(text) is not (var index and >= 0))
+        {
+            return;
+        }
+
         var where = element is null ? $"at index {index}" : $"at index {index} of its element [{element}]";
         throw new AequorConfigurationException(
             $"{parameter} holds an unpaired UTF-16 surrogate (U+{(int)text[index]:X4}) {where}: PostgreSQL text is UTF-8 and cannot store it. " +

@@ -12,6 +12,19 @@ public static class TableNames
     public static string Quote(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        if (name.Contains('\0', StringComparison.Ordinal))
+        {
+            // No identifier holds one, and echoed into a message it would cut that message short in C-string and XML
+            // consumers (a Pester or CI report).
+            throw Unparsable(name, "it holds a NUL character (U+0000), which no PostgreSQL name can hold");
+        }
+
+        if (AequorStatement.IndexOfUnpairedSurrogate(name) is var lone and >= 0)
+        {
+            // Npgsql cannot encode it: sent in the COPY's text it would break the connection.
+            throw Unparsable(name, $"it holds an unpaired UTF-16 surrogate (U+{(int)name[lone]:X4}), half of a character such as an emoji");
+        }
+
         var parts = new List<string>();
         var i = 0;
         var text = name.Trim();
@@ -65,11 +78,6 @@ public static class TableNames
                 throw Unparsable(name, "a part of it is empty");
             }
 
-            if (part.ToString().Contains('\0', StringComparison.Ordinal))
-            {
-                throw Unparsable(name, "it holds a NUL character");
-            }
-
             parts.Add(Ident(part.ToString()));
             if (i == text.Length)
             {
@@ -100,5 +108,8 @@ public static class TableNames
     }
 
     private static AequorConfigurationException Unparsable(string name, string why) =>
-        new($"The table name '{name}' cannot be parsed: {why}. Write it as table, schema.table, or with double quotes around a part that holds other characters or capitals (\"My Table\").");
+        new($"The table name '{Printable(name)}' cannot be parsed: {why}. Write it as table, schema.table, or with double quotes around a part that holds other characters or capitals (\"My Table\").");
+
+    private static string Printable(string name) =>
+        name.Replace("\0", "\\0", StringComparison.Ordinal);
 }

@@ -170,6 +170,12 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
     {
         string resolved;
         ProviderInfo provider;
+        if (Path.Contains('\0', StringComparison.Ordinal))
+        {
+            // No file system takes one; .NET would refuse it later with a bare ArgumentException ("Null character in path").
+            ThrowInvalidParameter($"-Path '{Path.Replace("\0", "\\0", StringComparison.Ordinal)}' holds a NUL character (U+0000), which no file name can hold: nothing was exported.", Path);
+        }
+
         try
         {
             resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path, out provider, out _);

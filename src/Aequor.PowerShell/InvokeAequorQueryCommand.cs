@@ -344,6 +344,16 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             return false;
         }
 
+        if (_positional is { } values && AequorStatement.HighestPlaceholder(text) is { } highest && highest > values.Count)
+        {
+            // PostgreSQL refuses such a Bind with 08P01, after which Npgsql drops the connection: an open transaction
+            // (or a SET) would be lost over a count the client can see.
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidArgument,
+                $"The statement uses placeholders up to ${highest} but -Parameters gives {values.Count} {(values.Count == 1 ? "value" : "values")}. Nothing was sent: give one value per placeholder, in order ($1 is the first).",
+                file ?? (object)text));
+            return false;
+        }
+
         if (file is not null && string.IsNullOrWhiteSpace(text))
         {
             // A placeholder in a migrations folder: nothing to run, and worth a word rather than an error.

@@ -258,7 +258,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         }
 
         ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TableWriteFailed, ErrorCategory.WriteError,
-            $"Writing rows into {Table} on session '{_session.Name}' failed", Table, _session.Redactor));
+            $"Writing rows into {Table.Replace("\0", "\\0", StringComparison.Ordinal)} on session '{_session.Name}' failed", Table, _session.Redactor));
     }
 
     /// <summary>A value as the engine takes it: no PSObject wrappers, also not inside arrays.</summary>

@@ -635,13 +635,12 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         "$($err[0])" | Should -Match 'HINT: No function matches the given name and argument types'
     }
 
-    It 'too few -Parameters is the server''s 08P01 bind error, not an unknown outcome, and the session goes on' {
+    It 'too few -Parameters is refused before sending (the server''s 08P01 would cost the connection), and the session goes on' {
         $errs = $null
         Invoke-AequorQuery 'SELECT $1::int, $2::int' -Parameters 1 -ErrorVariable errs -ErrorAction SilentlyContinue
         $errs.Count | Should -Be 1
-        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorQueryFailed*'
-        $errs[0].Exception.SqlState | Should -Be '08P01'
-        $errs[0].Exception.Message | Should -Match 'bind message supplies 1 parameters'
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        $errs[0].Exception.Message | Should -Match 'placeholders up to \$2 but -Parameters gives 1 value'
         Invoke-AequorQuery 'SELECT 1' -As Scalar | Should -Be 1
     }
 

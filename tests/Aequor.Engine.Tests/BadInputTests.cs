@@ -1,0 +1,63 @@
+namespace Aequor.Engine.Tests;
+
+/// <summary>
+/// Text PostgreSQL cannot take (a NUL, half a surrogate pair) in a parameter, an export's query or a table name:
+/// refused before anything is sent, naming where it is, so an open transaction and the connection go on.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class BadInputTests(PostgresFixture db)
+{
+    private AequorClient NewClient() => new(new AequorClientOptions
+    {
+        ConnectionString = db.AppConnectionString,
+        LeaseMode = LeaseMode.Optional,
+        Reaper = false,
+    });
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_NUL_in_a_text_parameter_is_refused_naming_it_and_the_transaction_goes_on(bool named)
+    {
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement("CREATE TEMP TABLE kept (v text)"), default);
+        var pid = await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default);
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("INSERT INTO kept VALUES ('row')"), default);
+
+        var bad = named
+            ? new AequorStatement("SELECT @v::text[]") { NamedParameters = new Dictionary<string, object?> { ["v"] = new[] { "ok", "a\0b" } } }
+            : new AequorStatement("SELECT $1::text") { PositionalParameters = ["a\0b"] };
+        var error = await Assert.ThrowsAsync<AequorConfigurationException>(() => client.ExecuteScalarAsync(bad, default));
+        Assert.Contains(named ? "Parameter 'v' holds a NUL character (U+0000) at index 1 of its element [1]" : "Parameter $1 holds a NUL character (U+0000) at index 1", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Nothing was sent", error.Message, StringComparison.Ordinal);
+
+        await client.CommitAsync(default);
+        Assert.Equal(pid, await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default));
+        Assert.Equal(1L, await client.ExecuteScalarAsync(new AequorStatement("SELECT count(*) FROM kept"), default));
+    }
+
+    [Theory]
+    [InlineData("SELECT 'a", 0, "NUL character (U+0000) at character 10")]
+    [InlineData("SELECT '", 0xD800, "unpaired UTF-16 surrogate (U+D800) at character 9")]
+    public void An_export_query_PostgreSQL_cannot_take_is_refused_before_sending(string before, int character, string named)
+    {
+        // Built here: xUnit's theory data cannot carry a lone surrogate intact.
+        var query = before + (char)character + "'";
+        var error = Assert.Throws<AequorConfigurationException>(() => new AequorCsvExport { Query = query }.Validate());
+        Assert.Contains("The query holds " + (named.StartsWith('N') ? "a " : "an ") + named, error.Message, StringComparison.Ordinal);
+        Assert.Contains("Nothing was exported", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("people", "", 0, "NUL character (U+0000)")]
+    [InlineData("\"peo", "ple\"", 0, "NUL character (U+0000)")]
+    [InlineData("\"people", "\"", 0xDC00, "unpaired UTF-16 surrogate (U+DC00)")]
+    public void A_table_name_PostgreSQL_cannot_take_is_refused_and_the_message_holds_no_NUL(string before, string after, int character, string named)
+    {
+        var table = before + (char)character + after;
+        var error = Assert.Throws<AequorConfigurationException>(() => TableNames.Quote(table));
+        Assert.Contains(named, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\0', error.Message);
+    }
+}

@@ -1,0 +1,111 @@
+# Input a demanding user gets wrong: each is refused before anything is sent, with an error naming the problem,
+# and the connection (with an open transaction on it) goes on untouched.
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'Aequor.TestHelpers.ps1')
+    $script:S = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badinput
+    Invoke-AequorQuery -Session $S 'DROP TABLE IF EXISTS badinput_t; CREATE TABLE badinput_t (id int PRIMARY KEY, name text)'
+    $script:Dir = Join-Path ([IO.Path]::GetTempPath()) "aequor-badinput-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+    $null = New-Item -ItemType Directory -Path $Dir
+
+    # Runs $Bad inside a transaction that already wrote a row, and returns its error: the transaction must still be
+    # open on the same backend, and its row committed by Complete-AequorTransaction.
+    function Invoke-InTransaction([int] $Id, [scriptblock] $Bad) {
+        $pid0 = $S.BackendPid
+        Start-AequorTransaction -Session $S
+        Invoke-AequorQuery -Session $S 'INSERT INTO badinput_t VALUES ($1, ''kept'')' -Parameters @(, $Id) -As NonQuery | Should -Be 1
+        $err = $null
+        try { & $Bad } catch { $err = $_ }
+        $S.InTransaction | Should -BeTrue -Because 'bad input must not end the transaction'
+        Complete-AequorTransaction -Session $S
+        $S.BackendPid | Should -Be $pid0 -Because 'bad input must not cost the connection'
+        Invoke-AequorQuery -Session $S 'SELECT name FROM badinput_t WHERE id = $1' -Parameters @(, $Id) -As Scalar | Should -Be 'kept'
+        $err
+    }
+}
+
+AfterAll {
+    Invoke-AequorQuery -Session $S 'DROP TABLE IF EXISTS badinput_t'
+    Disconnect-Aequor -All -Confirm:$false
+    Remove-Item -LiteralPath $Dir -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Invoke-AequorQuery with fewer positional values than placeholders' {
+    It 'refuses $2 with one value before sending: the transaction and the connection go on' {
+        $err = Invoke-InTransaction 1 { Invoke-AequorQuery -Session $S 'SELECT $1::int, $2::int' -Parameters 1 -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$err" | Should -Match 'uses placeholders up to \$2 but -Parameters gives 1 value'
+        "$err" | Should -Match 'Nothing was sent'
+    }
+
+    It 'refuses an empty -Parameters array for $1, on the same connection' {
+        $pid0 = $S.BackendPid
+        $err = $null
+        try { Invoke-AequorQuery -Session $S 'SELECT $1' -Parameters @() -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'uses placeholders up to \$1 but -Parameters gives 0 values'
+        $S.BackendPid | Should -Be $pid0
+    }
+
+    It 'still binds a $n inside a quote or a comment as nothing: only real placeholders count' {
+        Invoke-AequorQuery -Session $S 'SELECT $1::int + 1 AS v, ''$2'' AS t -- $3' -Parameters 41 | ForEach-Object { $_.v, $_.t } | Should -Be @(42, '$2')
+    }
+}
+
+Describe 'A NUL character in a text parameter' {
+    It 'is refused naming the parameter, before sending: the transaction and the connection go on' -ForEach @(
+        @{ Case = 'named'; Id = 11; Bad = { Invoke-AequorQuery -Session $S 'SELECT @v::text' -Parameters @{ v = "a`0b" } -ErrorAction Stop }; Names = "Parameter 'v'" }
+        @{ Case = 'positional'; Id = 12; Bad = { Invoke-AequorQuery -Session $S 'SELECT $1::text' -Parameters @(, "a`0b") -ErrorAction Stop }; Names = 'Parameter \$1' }
+        @{ Case = 'array element'; Id = 13; Bad = { Invoke-AequorQuery -Session $S 'SELECT @v::text[]' -Parameters @{ v = @('x', "a`0b") } -ErrorAction Stop }; Names = "Parameter 'v'" }
+        @{ Case = 'piped row'; Id = 14; Bad = { [pscustomobject]@{ v = "a`0b" } | Invoke-AequorQuery -Session $S 'SELECT @v::text' -ErrorAction Stop }; Names = "Parameter 'v'" }
+    ) {
+        $err = Invoke-InTransaction $Id $Bad
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match "$Names holds a NUL character \(U\+0000\) at index 1"
+        "$err" | Should -Match 'Nothing was sent'
+    }
+}
+
+Describe 'Export-AequorTableData with text PostgreSQL cannot take' {
+    It 'refuses a query holding a NUL before sending: no file, the transaction and the connection go on' {
+        $path = Join-Path $Dir 'nul.csv'
+        $err = Invoke-InTransaction 21 { Export-AequorTableData -Session $S -Path $path -Query "SELECT 'a`0b'" -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'The query holds a NUL character \(U\+0000\) at character 10'
+        Test-Path -LiteralPath $path | Should -BeFalse
+    }
+
+    It 'refuses a query holding half a surrogate pair before sending, on the same connection' {
+        $path = Join-Path $Dir 'surrogate.csv'
+        $err = Invoke-InTransaction 22 { Export-AequorTableData -Session $S -Path $path -Query "SELECT '$([char]0xD800)'" -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'The query holds an unpaired UTF-16 surrogate \(U\+D800\) at character 9'
+        Test-Path -LiteralPath $path | Should -BeFalse
+    }
+
+    It 'refuses a table name holding a NUL before sending, on the same connection' {
+        $path = Join-Path $Dir 'table.csv'
+        $err = Invoke-InTransaction 23 { Export-AequorTableData -Session $S -Path $path -Table "badinput_t`0" -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'NUL character'
+        Test-Path -LiteralPath $path | Should -BeFalse
+    }
+
+    It 'refuses a -Path holding a NUL as AequorInvalidParameter naming -Path, not a bare ArgumentException' {
+        $err = $null
+        try { Export-AequorTableData -Session $S -Path (Join-Path $Dir "a`0b.csv") -Table badinput_t -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$err" | Should -Match '-Path .* holds a NUL character'
+        @(Get-ChildItem -LiteralPath $Dir).Count | Should -Be 0
+    }
+}
+
+Describe 'Write-AequorTableData into a table name PostgreSQL cannot take' {
+    It 'refuses a table name holding a NUL before sending: nothing written, the transaction and the connection go on' {
+        $err = Invoke-InTransaction 31 { [pscustomobject]@{ id = 32; name = 'x' } | Write-AequorTableData -Session $S -Table "badinput_t`0" -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'NUL character'
+        Invoke-AequorQuery -Session $S 'SELECT count(*) FROM badinput_t WHERE id = 32' -As Scalar | Should -Be 0
+    }
+}
