@@ -313,6 +313,12 @@ public sealed partial class AequorClient
                     ?? tableColumns.FirstOrDefault(c => string.Equals(c, column, StringComparison.OrdinalIgnoreCase))
                     ?? throw new AequorConfigurationException(
                         $"'{column}' is no column of the table {table}; its columns: {string.Join(", ", tableColumns)}. Nothing was exported.");
+                if (chosen.Contains(TableNames.Ident(match)))
+                {
+                    // COPY refuses it with 42701, which would abort an open transaction over a repeated name.
+                    throw new AequorConfigurationException($"The column '{match}' is chosen twice ('{column}'): name each column once. Nothing was exported.");
+                }
+
                 chosen.Add(TableNames.Ident(match));
             }
 

@@ -79,6 +79,8 @@ public static class ConnectionStrings
     public static string WithCredential(string connectionString, string userName, string? password)
     {
         var builder = Parse(Normalize(connectionString));
+        RefuseNul(userName, "user name");
+        RefuseNul(password, "password");
         builder.Username = userName;
         builder.Password = string.IsNullOrEmpty(password) ? null : password;
         return builder.ConnectionString;
@@ -112,7 +114,10 @@ public static class ConnectionStrings
 
     private static string FromHostAndPort(string host, int port, string? database, string? userName, string? password)
     {
-
+        RefuseNul(host, "server name");
+        RefuseNul(database, "database name");
+        RefuseNul(userName, "user name");
+        RefuseNul(password, "password");
         if (port is < 1 or > 65535)
         {
             throw new AequorConfigurationException($"The port {port.ToString(CultureInfo.InvariantCulture)} is not between 1 and 65535.");
@@ -135,6 +140,18 @@ public static class ConnectionStrings
         }
 
         return builder.ConnectionString;
+    }
+
+    /// <summary>
+    /// Npgsql refuses a NUL in a setting with an ArgumentException ("The value contains embedded nulls") naming its
+    /// property, which reaches the user as a bare .NET error. The value itself stays out of the message: it may be a password.
+    /// </summary>
+    private static void RefuseNul(string? value, string what)
+    {
+        if (value is not null && value.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new AequorConfigurationException($"The {what} holds a NUL character (U+0000), which no connection setting can hold.");
+        }
     }
 
     /// <summary>The Application Name the string carries, if any: a leased connection replaces it with its lease.</summary>

@@ -176,6 +176,12 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             ThrowInvalidParameter($"-Path '{Path.Replace("\0", "\\0", StringComparison.Ordinal)}' holds a NUL character (U+0000), which no file name can hold: nothing was exported.", Path);
         }
 
+        if (string.IsNullOrWhiteSpace(Path))
+        {
+            // Taken as written it is a file named by blanks in the current folder, which nobody means.
+            ThrowInvalidParameter($"-Path '{Path}' is blank: give a file name. Nothing was exported.", Path);
+        }
+
         try
         {
             resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path, out provider, out _);

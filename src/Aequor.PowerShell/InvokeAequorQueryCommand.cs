@@ -237,6 +237,14 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             what, _session.Redactor.Redact(text), _session.Redactor, Advice(ex) ?? MissingNameAdvice(ex, text), _sourceFile));
     }
 
+    /// <summary>Why the given values bind no $n placeholder, and what to write instead; null without -Parameters or rows.</summary>
+    private string? NothingBindsDollarPlaceholders() =>
+        IsPerRow ? "A piped row binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement."
+        : _row is not null ? "An object given as -Parameters binds @name placeholders by its property names; $1-style ones get nothing from it: write @id in the statement, or pass the values in order ($row.id, $row.name)."
+        : _named is not null ? "A hashtable given as -Parameters binds @name placeholders by its keys; $1-style ones get nothing from it: write @id in the statement, or pass the values in order as an array (-Parameters 5, 'x')."
+        : MyInvocation.BoundParameters.ContainsKey(nameof(Parameters)) ? "-Parameters was $null, which passes no parameters: to bind NULL to $1, pass -Parameters @($null)."
+        : null;
+
     /// <summary>What to do about the two parameter mistakes whose server error does not say it.</summary>
     private string? Advice(Exception ex)
     {
@@ -350,6 +358,16 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             // (or a SET) would be lost over a count the client can see.
             WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidArgument,
                 $"The statement uses placeholders up to ${highest} but -Parameters gives {values.Count} {(values.Count == 1 ? "value" : "values")}. Nothing was sent: give one value per placeholder, in order ($1 is the first).",
+                file ?? (object)text));
+            return false;
+        }
+
+        if (_positional is null && NothingBindsDollarPlaceholders() is { } advice && AequorStatement.HighestPlaceholder(text) is { } dollar and > 0)
+        {
+            // Sent, its Bind would carry fewer values than the $n need: the same 08P01 and dropped connection. Without
+            // -Parameters at all it goes as written: PREPARE p AS SELECT $1 has no parameters of its own.
+            WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidArgument,
+                $"The statement uses placeholders up to ${dollar}, but nothing binds them. {advice} Nothing was sent.",
                 file ?? (object)text));
             return false;
         }

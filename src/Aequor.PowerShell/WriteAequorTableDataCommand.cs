@@ -141,6 +141,12 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
                         throw new AequorConfigurationException(UnknownColumn(name, tableColumns));
                     }
 
+                    if (chosen.Contains(match))
+                    {
+                        // COPY refuses it with 42701, which would abort an open transaction over a repeated name.
+                        throw new AequorConfigurationException($"-Column names the column '{match}' twice ('{name}'): name each column once. Nothing was written.");
+                    }
+
                     chosen.Add(match);
                 }
 

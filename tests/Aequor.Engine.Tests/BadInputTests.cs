@@ -60,4 +60,30 @@ public sealed class BadInputTests(PostgresFixture db)
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\0', error.Message);
     }
+
+    [Theory]
+    [InlineData("db\0x", null, "database name")]
+    [InlineData(null, "u\0x", "user name")]
+    public void A_NUL_in_a_connection_setting_is_refused_naming_the_setting_never_the_value(string? database, string? user, string named)
+    {
+        var error = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.FromParameters("127.0.0.1", 5432, database, user, "hunter2-nul"));
+        Assert.Equal($"The {named} holds a NUL character (U+0000), which no connection setting can hold.", error.Message);
+        error = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.WithCredential(db.AppConnectionString, "u\0x", "hunter2-nul"));
+        Assert.Contains("user name holds a NUL", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_export_naming_a_column_twice_is_refused_before_the_COPY_and_the_transaction_goes_on()
+    {
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement("CREATE TEMP TABLE twice (id int, name text)"), default);
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("INSERT INTO twice VALUES (1, 'row')"), default);
+        using var text = new StringWriter();
+        var error = Assert.Throws<AequorConfigurationException>(() => client.ExportCsv(new AequorCsvExport { Table = "twice", Columns = ["id", "name", "ID"] }, text, default));
+        Assert.Contains("The column 'id' is chosen twice ('ID')", error.Message, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, text.ToString());
+        await client.CommitAsync(default);
+        Assert.Equal(1L, await client.ExecuteScalarAsync(new AequorStatement("SELECT count(*) FROM twice"), default));
+    }
 }

@@ -109,3 +109,70 @@ Describe 'Write-AequorTableData into a table name PostgreSQL cannot take' {
         Invoke-AequorQuery -Session $S 'SELECT count(*) FROM badinput_t WHERE id = 32' -As Scalar | Should -Be 0
     }
 }
+
+Describe 'Invoke-AequorQuery with $n placeholders and values that bind only @name ones' {
+    It 'refuses <Case> before sending: the transaction and the connection go on' -ForEach @(
+        @{ Case = 'a hashtable'; Id = 41; Bad = { Invoke-AequorQuery -Session $S 'SELECT $1::int' -Parameters @{ a = 5 } -ErrorAction Stop }; Says = 'A hashtable given as -Parameters binds @name placeholders by its keys' }
+        @{ Case = 'an explicit $null'; Id = 42; Bad = { Invoke-AequorQuery -Session $S 'SELECT $1::int' -Parameters $null -ErrorAction Stop }; Says = '-Parameters was \$null, which passes no parameters' }
+        @{ Case = 'an object'; Id = 43; Bad = { Invoke-AequorQuery -Session $S 'SELECT $1::int' -Parameters ([pscustomobject]@{ a = 5 }) -ErrorAction Stop }; Says = 'An object given as -Parameters binds @name placeholders' }
+        @{ Case = 'piped rows'; Id = 44; Bad = { [pscustomobject]@{ a = 5 }, [pscustomobject]@{ a = 6 } | Invoke-AequorQuery -Session $S 'SELECT $1::int' -ErrorAction Stop }; Says = 'A piped row binds @name placeholders' }
+    ) {
+        $err = Invoke-InTransaction $Id $Bad
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match 'uses placeholders up to \$1, but nothing binds them'
+        "$err" | Should -Match $Says
+        "$err" | Should -Match 'Nothing was sent'
+    }
+
+    It 'still sends a $n without -Parameters as written (PREPARE has no parameters of its own)' {
+        Invoke-AequorQuery -Session $S 'PREPARE badinput_p(int) AS SELECT $1 + 1' -As NonQuery
+        Invoke-AequorQuery -Session $S 'EXECUTE badinput_p(41)' -As Scalar | Should -Be 42
+        Invoke-AequorQuery -Session $S 'DEALLOCATE badinput_p' -As NonQuery
+    }
+}
+
+Describe 'A column named twice in -Column' {
+    It 'is refused by Write-AequorTableData before the COPY: nothing written, the transaction and the connection go on' {
+        $err = Invoke-InTransaction 51 { [pscustomobject]@{ id = 52; name = 'x' } | Write-AequorTableData -Session $S -Table badinput_t -Column id, name, ID -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match "-Column names the column 'id' twice \('ID'\)"
+        Invoke-AequorQuery -Session $S 'SELECT count(*) FROM badinput_t WHERE id = 52' -As Scalar | Should -Be 0
+    }
+
+    It 'is refused by Export-AequorTableData before the COPY: no file, the transaction and the connection go on' {
+        $path = Join-Path $Dir 'twice.csv'
+        $err = Invoke-InTransaction 53 { Export-AequorTableData -Session $S -Path $path -Table badinput_t -Column id, id -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match "The column 'id' is chosen twice"
+        Test-Path -LiteralPath $path | Should -BeFalse
+    }
+}
+
+Describe 'Export-AequorTableData -Path that is blank' {
+    It 'is refused naming -Path, and no file named by blanks is made' {
+        Push-Location -LiteralPath $Dir
+        try {
+            $err = $null
+            try { Export-AequorTableData -Session $S -Path '   ' -Table badinput_t -ErrorAction Stop } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+            "$err" | Should -Match "-Path '   ' is blank"
+            @(Get-ChildItem -LiteralPath $Dir -Force).Count | Should -Be 0
+        } finally { Pop-Location }
+    }
+}
+
+Describe 'Connect-Aequor with a NUL in a setting' {
+    It 'refuses <Case> as AequorInvalidParameter naming the setting, never the value, not a bare ArgumentException' -ForEach @(
+        @{ Case = '-Database'; Connect = { Connect-Aequor -Server 127.0.0.1 -Database "db`0x" -LeaseMode Optional -Name badnul -ErrorAction Stop }; Names = 'database name' }
+        @{ Case = '-Server'; Connect = { Connect-Aequor -Server "127.0.0.1`0x" -LeaseMode Optional -Name badnul -ErrorAction Stop }; Names = 'server name' }
+        @{ Case = 'a -Credential user name'; Connect = { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -Credential ([pscredential]::new("u`0x", (ConvertTo-SecureString 'hunter2-badnul' -AsPlainText -Force))) -LeaseMode Optional -Name badnul -ErrorAction Stop }; Names = 'user name' }
+    ) {
+        $err = $null
+        try { & $Connect } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$err" | Should -Match "The $Names holds a NUL character"
+        "$err" | Should -Not -Match 'hunter2'
+        Get-AequorSession -Name badnul -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+}
