@@ -19,7 +19,7 @@ The engine options keep pg-aequor's names in PascalCase. The password and the se
         PreviousCoordinationSecret   = 'The secret before a rotation: leases signed with it still count as valid, so workers holding the old secret keep being recognised (and reaped) until they are gone. Default: the AEQUOR_PREVIOUS_COORDINATION_SECRET environment variable.'
         ServiceName                  = 'The service name written into leases; a reaper pass only ever terminates leases of its own service. Default: AEQUOR_SERVICE_NAME, then AWS_LAMBDA_FUNCTION_NAME, then sls_pg. Names with characters outside [A-Za-z0-9:_-] or too long are normalised as pg-aequor does.'
         LeaseMode                    = 'Required (default): a coordination secret is mandatory. Optional: without a secret the connection is plain, with no lease, reaper or heartbeat.'
-        Name                         = 'The session name, unique in the runspace (case-insensitive). It may not hold the wildcard characters * ? [ ] or ` (Get-AequorSession and Disconnect-Aequor read -Name as a pattern): such a name is an AequorInvalidParameter error. Default: default.'
+        Name                         = 'The session name, unique in the runspace (case-insensitive). It may not hold the wildcard characters * ? [ ] or ` (Get-AequorSession and Disconnect-Aequor read -Name as a pattern), nor a NUL character: such a name is an AequorInvalidParameter error. Default: default.'
         LeaseTtlMs                   = 'How long a lease lasts, in milliseconds. Default: 90000.'
         HeartbeatSoftRemainingMs     = 'When less than this is left on the lease, the next statement renews it on the way. Default: 30000, or a third of -LeaseTtlMs when that is shorter than 90 s.'
         HeartbeatHardWaitRemainingMs = 'When less than this is left, a statement waits for the renewal before it runs. Default: 5000, or an eighteenth of -LeaseTtlMs when that is shorter than 90 s.'
@@ -38,7 +38,7 @@ The engine options keep pg-aequor's names in PascalCase. The password and the se
         MaxConnectRetryTimeMs        = 'The total time a connect may spend retrying. Default: 15000.'
         MaxQueryRetryTimeMs          = 'The total time a statement may spend retrying. Default: 15000.'
         RetrySerializationFailures   = 'Also retry serialization failures and deadlocks (40001, 40P01); only when the statement can safely run again.'
-        CommandTimeout               = 'The default statement timeout in seconds for this session; 0 waits forever. Default: the connection string''s (Npgsql: 30).'
+        CommandTimeout               = 'The default statement timeout in seconds for this session; 0 waits forever. At most 4294967 (about 49 days, the longest Npgsql can arm; the connection string''s Command Timeout too): a longer one is an AequorInvalidParameter error. Default: the connection string''s (Npgsql: 30).'
     }
     Examples    = @(
         @{

@@ -47,6 +47,12 @@ public sealed class AequorClientOptions
     /// <summary>Seconds; 0 means no limit. Null keeps the connection string's (Npgsql's default is 30 s).</summary>
     public int? CommandTimeout { get; init; }
 
+    /// <summary>
+    /// The longest command timeout Npgsql can arm: it cancels through CancellationTokenSource.CancelAfter, which takes at
+    /// most 2^32 - 2 ms. One longer fails every connect with a bare ArgumentOutOfRangeException ("Parameter 'delay'").
+    /// </summary>
+    public const int MaxCommandTimeoutSeconds = 4_294_967;
+
     public bool Reaper { get; init; } = true;
 
     public double ReaperRunProbability { get; init; } = 0.1;
@@ -129,6 +135,11 @@ public sealed class AequorClientOptions
         if (CommandTimeout is < 0)
         {
             throw new AequorConfigurationException($"CommandTimeout is {CommandTimeout} s; give 0 (no limit) or more.");
+        }
+
+        if (CommandTimeout is > MaxCommandTimeoutSeconds)
+        {
+            throw new AequorConfigurationException($"CommandTimeout is {CommandTimeout} s; it can be at most {MaxCommandTimeoutSeconds} s (about 49 days): give 0 for no limit.");
         }
 
         if (ReaperRunProbability is < 0 or > 1 || double.IsNaN(ReaperRunProbability))

@@ -67,6 +67,12 @@ public static class ConnectionStrings
             throw new AequorConfigurationException($"The port {builder.Port.ToString(CultureInfo.InvariantCulture)} is not between 1 and 65535.");
         }
 
+        if (builder.CommandTimeout > AequorClientOptions.MaxCommandTimeoutSeconds)
+        {
+            throw new AequorConfigurationException(
+                $"The connection string's Command Timeout is {builder.CommandTimeout.ToString(CultureInfo.InvariantCulture)} s; it can be at most {AequorClientOptions.MaxCommandTimeoutSeconds.ToString(CultureInfo.InvariantCulture)} s (about 49 days): give 0 for no limit.");
+        }
+
         if (builder.Multiplexing)
         {
             throw new AequorConfigurationException("Multiplexing is not supported: each Aequor session owns one connection, whose backend its lease names. Remove Multiplexing from the connection string.");

@@ -86,4 +86,17 @@ public sealed class BadInputTests(PostgresFixture db)
         await client.CommitAsync(default);
         Assert.Equal(1L, await client.ExecuteScalarAsync(new AequorStatement("SELECT count(*) FROM twice"), default));
     }
+
+    [Fact]
+    public async Task A_command_timeout_Npgsql_cannot_arm_is_refused_up_front_and_the_longest_one_connects()
+    {
+        var options = new AequorClientOptions { ConnectionString = db.AppConnectionString, LeaseMode = LeaseMode.Optional, Reaper = false, CommandTimeout = 4_294_968 };
+        var error = Assert.Throws<AequorConfigurationException>(options.Validate);
+        Assert.Contains("it can be at most 4294967 s", error.Message, StringComparison.Ordinal);
+        error = Assert.Throws<AequorConfigurationException>(() => ConnectionStrings.Normalize(db.AppConnectionString + ";Command Timeout=4294968"));
+        Assert.Contains("Command Timeout is 4294968 s", error.Message, StringComparison.Ordinal);
+
+        await using var longest = new AequorClient(new AequorClientOptions { ConnectionString = db.AppConnectionString, LeaseMode = LeaseMode.Optional, Reaper = false, CommandTimeout = AequorClientOptions.MaxCommandTimeoutSeconds });
+        Assert.Equal(1, await longest.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
 }

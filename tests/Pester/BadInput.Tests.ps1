@@ -176,3 +176,45 @@ Describe 'Connect-Aequor with a NUL in a setting' {
         Get-AequorSession -Name badnul -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 }
+
+Describe 'A session -CommandTimeout past what Npgsql can arm' {
+    It 'is refused by Connect-Aequor <Case> as AequorInvalidParameter naming the limit, not a connect failure with a bare ArgumentOutOfRangeException' -ForEach @(
+        @{ Case = '-CommandTimeout'; Connect = { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badtimeout -CommandTimeout 4294968 -ErrorAction Stop }; Says = 'CommandTimeout is 4294968 s; it can be at most 4294967 s' }
+        @{ Case = 'in the connection string'; Connect = { Connect-Aequor "$($env:AEQUOR_TEST_APP_CONNECTION);Command Timeout=2147483647" -LeaseMode Optional -Name badtimeout -ErrorAction Stop }; Says = 'Command Timeout is 2147483647 s; it can be at most 4294967 s' }
+    ) {
+        $err = $null
+        try { & $Connect } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match $Says
+        "$err" | Should -Not -Match 'ArgumentOutOfRange'
+        Get-AequorSession -Name badtimeout -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'still connects with the longest one' {
+        $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name longtimeout -CommandTimeout 4294967
+        Invoke-AequorQuery -Session $s 'SELECT 1' -As Scalar | Should -Be 1
+        Disconnect-Aequor -Session $s
+    }
+}
+
+Describe 'A session name or -Name pattern holding a NUL' {
+    It 'is refused by Connect-Aequor -Name, without the raw NUL in the message' {
+        $err = $null
+        try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name "bad`0name" -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match "The session name 'bad\\0name' holds a NUL character"
+        "$err".Contains([char]0) | Should -BeFalse
+    }
+
+    It 'matches no session in Get-AequorSession and Disconnect-Aequor -Name: the session ''badinput'' stays open' {
+        $err = $null
+        $found = Get-AequorSession -Name "badin`0put" -ErrorVariable err -ErrorAction SilentlyContinue
+        $found | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        Disconnect-Aequor -Name "badin`0put" -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$($err[0])" | Should -Match 'holds a NUL character \(U\+0000\), which no session name holds'
+        $S.State | Should -Not -Be 'Closed'
+        Invoke-AequorQuery -Session $S 'SELECT 1' -As Scalar | Should -Be 1
+    }
+}
