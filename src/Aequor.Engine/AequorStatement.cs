@@ -4,7 +4,7 @@ namespace Aequor.Engine;
 /// One statement (or several separated by semicolons) with its parameters: positional (<c>$1</c>, <c>$2</c> …)
 /// or named (<c>@name</c>), never both. Values are sent as parameters, never spliced into the text.
 /// </summary>
-public sealed class AequorStatement
+public sealed partial class AequorStatement
 {
     public AequorStatement(string commandText)
     {
@@ -58,11 +58,26 @@ public sealed class AequorStatement
 
     /// <summary>
     /// The highest <c>$n</c> placeholder of <paramref name="commandText"/> outside quotes, comments and dollar-quoted
-    /// bodies (0 for none), or null when the text cannot be read to its end. Fewer positional values than that is a
+    /// bodies (0 for none), or null when the text cannot be read to its end or numbers its own parameters (PREPARE,
+    /// CREATE FUNCTION or PROCEDURE): nothing is judged from it then. Fewer positional values than that is a
     /// Bind the server answers with 08P01, after which Npgsql drops the connection (an open transaction with it): a
     /// caller checks before sending.
     /// </summary>
-    public static int? HighestPlaceholder(string commandText) => StatementShape.HighestPlaceholder(commandText);
+    public static int? HighestPlaceholder(string commandText)
+    {
+        ArgumentNullException.ThrowIfNull(commandText);
+        return DeclaresItsOwnParameters(commandText) ? null : StatementShape.HighestPlaceholder(commandText);
+    }
+
+    /// <summary>
+    /// PREPARE p(int) AS SELECT $1, and a CREATE FUNCTION or PROCEDURE body (BEGIN ATOMIC … $1 … END), number
+    /// parameters of their own: the statement itself takes none, whatever $n it holds.
+    /// </summary>
+    private static bool DeclaresItsOwnParameters(string commandText) =>
+        StatementShape.SkipBlank(commandText, 0) is var start and >= 0 && OwnParameters().IsMatch(commandText, start);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\G(?:PREPARE|CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE))\b", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex OwnParameters();
 
     public string CommandText { get; }
 

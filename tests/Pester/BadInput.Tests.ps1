@@ -124,6 +124,14 @@ Describe 'Invoke-AequorQuery with $n placeholders and values that bind only @nam
         "$err" | Should -Match 'Nothing was sent'
     }
 
+    It 'still sends the $n that PREPARE or a CREATE FUNCTION body numbers itself, whatever -Parameters gives' {
+        Invoke-AequorQuery -Session $S '/* own */ PREPARE badinput_q(int, int) AS SELECT $1 + $2' -Parameters @() -As NonQuery
+        Invoke-AequorQuery -Session $S 'EXECUTE badinput_q(40, 2)' -As Scalar | Should -Be 42
+        Invoke-AequorQuery -Session $S 'DEALLOCATE badinput_q' -As NonQuery
+        Invoke-AequorQuery -Session $S 'create or replace function pg_temp.badinput_f(int) RETURNS int LANGUAGE sql RETURN $1 + 1' -Parameters @{} -As NonQuery
+        Invoke-AequorQuery -Session $S 'SELECT pg_temp.badinput_f(41)' -As Scalar | Should -Be 42
+    }
+
     It 'still sends a $n without -Parameters as written (PREPARE has no parameters of its own)' {
         Invoke-AequorQuery -Session $S 'PREPARE badinput_p(int) AS SELECT $1 + 1' -As NonQuery
         Invoke-AequorQuery -Session $S 'EXECUTE badinput_p(41)' -As Scalar | Should -Be 42
