@@ -58,7 +58,7 @@ public sealed partial class AequorClient
         var releaseGate = takeGate;
         try
         {
-            RefuseUnusedPositionalValues(statement);
+            RefusePlaceholderMismatch(statement);
             StatementParameters.RefuseUnpairedSurrogates(statement);
             var effect = ResolveKnownCalls(ScanSessionState(statement.CommandText));
             RefuseApplicationName(effect);
@@ -759,23 +759,51 @@ public sealed partial class AequorClient
     }
 
     /// <summary>
-    /// More positional values than the statement has placeholders: the server binds them without a word and uses the
-    /// first ones only, so an array meant for ANY($1) given as its elements would silently match its first element
-    /// (a DELETE … WHERE id = $1 deleting one row of three). Refused before anything is sent. No placeholder at all
-    /// is the server's own error (08P01).
+    /// Values that do not match the statement's <c>$n</c> placeholders, refused before anything is sent:
+    /// fewer positional values than the highest <c>$n</c>, or <c>$n</c> with named values (which bind <c>@name</c>
+    /// only), is a Bind the server answers with 08P01, after which Npgsql drops the connection — an open transaction
+    /// with it — over a count the client can see; more positional values than placeholders the server binds without a
+    /// word and uses the first ones only, so an array meant for ANY($1) given as its elements would silently match its
+    /// first element (a DELETE … WHERE id = $1 deleting one row of three). PREPARE and CREATE FUNCTION or PROCEDURE
+    /// number parameters of their own (<see cref="AequorStatement.HighestPlaceholder"/>): never too few. A statement
+    /// with no values at all goes as written.
     /// </summary>
-    private static void RefuseUnusedPositionalValues(AequorStatement statement)
+    private static void RefusePlaceholderMismatch(AequorStatement statement)
     {
-        if (statement.PositionalParameters is not { Count: > 1 } values
-            || StatementShape.HighestPlaceholder(statement.CommandText) is not ({ } highest and > 0)
-            || highest >= values.Count)
+        var positional = statement.PositionalParameters;
+        if (positional is null && statement.NamedParameters is null)
         {
             return;
         }
 
-        throw new AequorConfigurationException(
-            $"The statement has placeholders up to ${highest} but {values.Count} positional values were given: the server would ignore the last {values.Count - highest} without a word. " +
-            $"Nothing was sent. To bind an array to one placeholder (= ANY(${highest})), pass the array as a single value.");
+        var highest = AequorStatement.HighestPlaceholder(statement.CommandText);
+        if (positional is null)
+        {
+            if (highest is > 0)
+            {
+                throw new AequorConfigurationException(
+                    $"The statement uses placeholders up to ${highest} but its values are named, and a named value binds @name only: the server would refuse the statement and drop the connection. " +
+                    "Nothing was sent. Give the values in order as positional values, or write @name in the statement.");
+            }
+
+            return;
+        }
+
+        if (highest is { } needed && needed > positional.Count)
+        {
+            throw new AequorConfigurationException(
+                $"The statement uses placeholders up to ${needed} but {positional.Count} positional {(positional.Count == 1 ? "value was" : "values were")} given: the server would refuse the statement and drop the connection. " +
+                $"Nothing was sent. Give one value per placeholder, in order ($1 is the first).");
+        }
+
+        if (positional.Count > 1
+            && (highest ?? StatementShape.HighestPlaceholder(statement.CommandText)) is { } used and > 0
+            && used < positional.Count)
+        {
+            throw new AequorConfigurationException(
+                $"The statement has placeholders up to ${used} but {positional.Count} positional values were given: the server would ignore the last {positional.Count - used} without a word. " +
+                $"Nothing was sent. To bind an array to one placeholder (= ANY(${used})), pass the array as a single value.");
+        }
     }
 
     /// <summary>

@@ -99,4 +99,41 @@ public sealed class BadInputTests(PostgresFixture db)
         await using var longest = new AequorClient(new AequorClientOptions { ConnectionString = db.AppConnectionString, LeaseMode = LeaseMode.Optional, Reaper = false, CommandTimeout = AequorClientOptions.MaxCommandTimeoutSeconds });
         Assert.Equal(1, await longest.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
     }
+
+    [Theory]
+    [InlineData("positional")]
+    [InlineData("empty")]
+    [InlineData("named")]
+    public async Task Values_too_few_for_the_placeholders_are_refused_before_sending_and_the_transaction_goes_on(string given)
+    {
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement("CREATE TEMP TABLE kept_few (v int)"), default);
+        var pid = await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default);
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement("INSERT INTO kept_few VALUES (1)"), default);
+
+        var bad = given switch
+        {
+            "positional" => new AequorStatement("INSERT INTO kept_few VALUES ($1), ($2)") { PositionalParameters = [2] },
+            "empty" => new AequorStatement("INSERT INTO kept_few VALUES ($1), ($2)") { PositionalParameters = [] },
+            _ => new AequorStatement("INSERT INTO kept_few VALUES ($1), ($2)") { NamedParameters = new Dictionary<string, object?> { ["v"] = 2 } },
+        };
+        var error = await Assert.ThrowsAsync<AequorConfigurationException>(() => client.ExecuteNonQueryAsync(bad, default));
+        Assert.Contains("placeholders up to $2", error.Message, StringComparison.Ordinal);
+        Assert.Contains(given == "named" ? "its values are named" : given == "empty" ? "but 0 positional values were given" : "but 1 positional value was given", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Nothing was sent", error.Message, StringComparison.Ordinal);
+
+        await client.CommitAsync(default);
+        Assert.Equal(pid, await client.ExecuteScalarAsync(new AequorStatement("SELECT pg_backend_pid()"), default));
+        Assert.Equal(1L, await client.ExecuteScalarAsync(new AequorStatement("SELECT count(*) FROM kept_few"), default));
+    }
+
+    [Fact]
+    public async Task A_statement_that_numbers_its_own_parameters_is_not_judged_by_its_placeholders()
+    {
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement("PREPARE own_params(int, int) AS SELECT $1 + $2") { PositionalParameters = [] }, default);
+        Assert.Equal(5, await client.ExecuteScalarAsync(new AequorStatement("EXECUTE own_params(2, 3)"), default));
+        Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT $1::int + $2::int") { PositionalParameters = [3, 4] }, default));
+    }
 }

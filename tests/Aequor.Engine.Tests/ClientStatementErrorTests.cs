@@ -114,20 +114,20 @@ public sealed class ClientStatementErrorTests(PostgresFixture db)
     }
 
     [Fact]
-    public async Task A_bind_with_too_few_parameters_reports_the_servers_error_not_an_unknown_outcome_and_is_not_retried()
+    public async Task A_bind_with_too_few_parameters_is_refused_before_sending_not_retried_and_the_connection_kept()
     {
         await using var client = NewClient();
         await client.ConnectAsync(CancellationToken.None);
+        var pid = client.BackendPid;
 
-        // 08P01 at severity ERROR; Npgsql drops the connection after it, but the server rejected the statement.
-        var error = await Assert.ThrowsAsync<PostgresException>(() =>
+        // The server would answer it with 08P01, after which Npgsql drops the connection: refused before it is sent.
+        var error = await Assert.ThrowsAsync<AequorConfigurationException>(() =>
             client.ExecuteScalarAsync(new AequorStatement("SELECT $1::int, $2::int") { PositionalParameters = [1], Idempotent = true }, CancellationToken.None));
-        Assert.Equal("08P01", error.SqlState);
-        Assert.Contains("bind message supplies 1 parameters", error.MessageText, StringComparison.Ordinal);
+        Assert.Contains("placeholders up to $2 but 1 positional value was given", error.Message, StringComparison.Ordinal);
         Assert.Equal(0, client.Counters.Retries);
 
-        // The session goes on: the next statement gets a fresh connection if the old one was dropped.
         Assert.Equal(7, await client.ExecuteScalarAsync(new AequorStatement("SELECT 7"), CancellationToken.None));
+        Assert.Equal(pid, client.BackendPid);
     }
 
     [Fact]
