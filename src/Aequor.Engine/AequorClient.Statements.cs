@@ -59,7 +59,7 @@ public sealed partial class AequorClient
         try
         {
             RefusePlaceholderMismatch(statement);
-            StatementParameters.RefuseUnpairedSurrogates(statement);
+            StatementParameters.RefuseUnstorableText(statement);
             var effect = ResolveKnownCalls(ScanSessionState(statement.CommandText));
             RefuseApplicationName(effect);
             // What runs in place of the caller's statement (ending a lost transaction) is no statement of theirs: the

@@ -18,25 +18,25 @@ internal static class StatementParameters
     /// naming neither the parameter nor the cause; the server answers the second with 22021 (invalid byte sequence for
     /// encoding "UTF8": 0x00), naming no parameter, and aborts an open transaction for a value the client could see.
     /// </summary>
-    public static void RefuseUnpairedSurrogates(AequorStatement statement)
+    public static void RefuseUnstorableText(AequorStatement statement)
     {
         if (statement.PositionalParameters is { } positional)
         {
             for (var i = 0; i < positional.Count; i++)
             {
-                RefuseUnpairedSurrogate(positional[i], null, i + 1);
+                RefuseUnstorableValue(positional[i], null, i + 1);
             }
         }
         else if (statement.NamedParameters is { } named)
         {
             foreach (var (name, value) in named)
             {
-                RefuseUnpairedSurrogate(value, name.TrimStart('@'), 0);
+                RefuseUnstorableValue(value, name.TrimStart('@'), 0);
             }
         }
     }
 
-    private static void RefuseUnpairedSurrogate(object? value, string? name, int position)
+    private static void RefuseUnstorableValue(object? value, string? name, int position)
     {
         switch (value)
         {
