@@ -13,7 +13,7 @@ public sealed class DisconnectAequorCommand : AequorCmdlet
     /// <summary>Sessions, or their names (from the pipeline too), as every other cmdlet's -Session takes them.</summary>
     [Parameter(Mandatory = true, ParameterSetName = SessionSet, ValueFromPipeline = true)]
     [ValidateNotNull]
-    [SessionTransformation]
+    [SessionTransformation(Several = true)]
     [ArgumentCompleter(typeof(SessionNameCompleter))]
     public AequorSession[] Session { get; set; } = [];
 

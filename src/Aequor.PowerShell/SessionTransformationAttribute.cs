@@ -14,10 +14,27 @@ namespace Aequor.PowerShell;
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
 public sealed class SessionTransformationAttribute : ArgumentTransformationAttribute
 {
+    /// <summary>The parameter takes several sessions (Disconnect-Aequor); every other -Session takes one.</summary>
+    public bool Several { get; set; }
+
     public override object? Transform(EngineIntrinsics engineIntrinsics, object? inputData)
     {
         ArgumentNullException.ThrowIfNull(engineIntrinsics);
         var value = inputData is PSObject wrapped ? wrapped.BaseObject : inputData;
+        if (!Several && value is object?[] given)
+        {
+            // Left to the binder, -Session $a, $b fails with "Cannot convert 'System.Object[]' … Specified method is not
+            // supported." Said here, it names the problem and what to do instead.
+            if (given.Length != 1)
+            {
+                throw new ArgumentTransformationMetadataException(
+                    $"-Session takes one session, and {given.Length} were given. To run the command on several, pipe them: $sessions | ForEach-Object {{ <command> -Session $_ … }}.");
+            }
+
+            inputData = given[0];
+            value = inputData is PSObject one ? one.BaseObject : inputData;
+        }
+
         return value switch
         {
             string name => Resolve(engineIntrinsics, name),

@@ -226,3 +226,41 @@ Describe 'A session name or -Name pattern holding a NUL' {
         Invoke-AequorQuery -Session $S 'SELECT 1' -As Scalar | Should -Be 1
     }
 }
+
+Describe 'Several sessions given to a -Session that takes one' {
+    BeforeAll {
+        $script:Other = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badinput2
+    }
+
+    AfterAll {
+        Disconnect-Aequor -Session $Other
+    }
+
+    It 'is refused by <Case> naming -Session and the count, not "Specified method is not supported"' -ForEach @(
+        @{ Case = 'Invoke-AequorQuery'; Run = { Invoke-AequorQuery -Session $S, $Other 'SELECT 1' -ErrorAction Stop } }
+        @{ Case = 'Get-AequorLease'; Run = { Get-AequorLease -Session $S, $Other -ErrorAction Stop } }
+        @{ Case = 'Start-AequorTransaction'; Run = { Start-AequorTransaction -Session $S, $Other -ErrorAction Stop } }
+        @{ Case = 'Invoke-AequorQuery, an empty array'; Run = { Invoke-AequorQuery -Session @() 'SELECT 1' -ErrorAction Stop } }
+    ) {
+        $err = $null
+        try { & $Run } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentTransformationError,*'
+        "$err" | Should -Match "-Session takes one session, and $(if ($Case -like '*empty*') { 0 } else { 2 }) were given"
+        "$err" | Should -Not -Match 'Specified method is not supported'
+        $S.InTransaction | Should -BeFalse
+    }
+
+    It 'takes a one-element array, or a one-element array holding a name, as that session' {
+        Invoke-AequorQuery -Session @($S) 'SELECT 41 + 1' -As Scalar | Should -Be 42
+        Invoke-AequorQuery -Session @('badinput2') 'SELECT pg_backend_pid()' -As Scalar | Should -Be $Other.BackendPid
+    }
+
+    It 'still lets Disconnect-Aequor take several' {
+        $x = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badinput3
+        $y = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badinput4
+        Disconnect-Aequor -Session $x, $y
+        $x.State | Should -Be 'Closed'
+        $y.State | Should -Be 'Closed'
+    }
+}
