@@ -160,6 +160,10 @@ internal static partial class QueryParameters
                 return local.ToUniversalTime();
             case IDictionary:
                 throw new ParameterValueException($"{subject} holds a nested hashtable; pass plain values (ConvertTo-Json for a json parameter).");
+            case System.Xml.XmlNode node:
+                // [xml] and its elements are enumerable (their child nodes): unrolled, they became arrays of arrays that
+                // no PostgreSQL type takes ("Object[][]"). Their markup is what an xml or text column wants.
+                return node.OuterXml;
             case Array typed when typed.Rank == 1 && typed.GetType().GetElementType() is { } element && KeepsItsType(element):
                 // [int[]]@() or [guid[]]: already what Npgsql needs, even empty.
                 return typed;

@@ -264,3 +264,15 @@ Describe 'Several sessions given to a -Session that takes one' {
         $y.State | Should -Be 'Closed'
     }
 }
+
+Describe 'An [xml] document or element as a parameter value' {
+    It 'is sent as its markup (<Case>), not unrolled into arrays no PostgreSQL type takes' -ForEach @(
+        @{ Case = 'a document'; Value = { [xml]'<order id="7"><item>tea</item></order>' }; Expected = '<order id="7"><item>tea</item></order>' }
+        @{ Case = 'an element'; Value = { ([xml]'<order id="7"><item>tea</item></order>').order.SelectSingleNode('item') }; Expected = '<item>tea</item>' }
+    ) {
+        $value = & $Value
+        Invoke-AequorQuery -Session $S 'SELECT $1::xml::text' -Parameters @(, $value) -As Scalar | Should -Be $Expected
+        Invoke-AequorQuery -Session $S 'SELECT @doc::xml::text' -Parameters @{ doc = $value } -As Scalar | Should -Be $Expected
+    }
+}
+
