@@ -278,7 +278,7 @@ public sealed partial class AequorClient
         {
             using var command = new NpgsqlCommand(sql, connection);
             command.Parameters.Add(new NpgsqlParameter { Value = quoted, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            using var cancel = CancelOnToken(command.Cancel, cancellationToken);
+            using var cancel = CancelOnToken(command, cancellationToken);
             using var reader = command.ExecuteReader();
             return read(reader);
         }

@@ -382,8 +382,9 @@ public sealed class AequorReader : IAsyncDisposable
 
     private static bool IsPlain(object value)
     {
+        // Text and primitives never get here (ConvertValue hands them out first).
         var type = value.GetType();
-        if (type.IsPrimitive || type == typeof(string) || type == typeof(decimal) || type == typeof(DateTime))
+        if (type == typeof(decimal) || type == typeof(DateTime))
         {
             return true;
         }
