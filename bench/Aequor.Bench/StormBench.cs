@@ -72,6 +72,7 @@ internal static class StormBench
         Console.WriteLine("Aequor passes (ms after the burst began: locked, killed, duration):");
         Console.WriteLine("  " + string.Join("; ", aequor.PassLog.OrderBy(p => p.AtMs).Select(p => $"{p.AtMs}: {(p.Locked ? "locked" : "busy")}, {p.Killed}, {p.DurationMs} ms{(p.Error is null ? string.Empty : " error " + p.Error)}")));
         Console.WriteLine("Aequor served at (ms): " + string.Join(' ', aequor.ServedAtMs.Order()));
+        WriteFailures("Aequor", aequor);
 
         BenchLine.Write("storm.served", aequor.Served, "clients/30", raw.Served, "value>=30", aequor.Served == Burst);
         // The baseline never serves everyone: its time is until each plain client was served or refused
@@ -83,6 +84,7 @@ internal static class StormBench
         if (shells is not null)
         {
             Console.WriteLine("Cmdlets served at (ms): " + string.Join(' ', shells.ServedAtMs.Order()));
+            WriteFailures("Cmdlets", shells);
             BenchLine.Write("storm.cmdlets.served", shells.Served, "clients/30", raw.Served, "value>=30", shells.Served == Burst);
             // Baseline: the engine's burst of tasks in this run; the ratio is what 30 runspaces of cmdlets add to it.
             BenchLine.Write("storm.cmdlets.all_served", shells.AllServedMs, "ms", aequor.AllServedMs, "value<=2000", shells.AllServedMs is <= TargetMs);
@@ -152,6 +154,7 @@ internal static class StormBench
                     else
                     {
                         result.FinalErrors.AddOrUpdate(r.ErrorId ?? "unknown", 1, (_, n) => n + 1);
+                        result.FailureMessages.Add($"{r.Ms} ms: {r.Message}");
                     }
                 }
             }
@@ -171,6 +174,14 @@ internal static class StormBench
         return result;
     }
 
+    private static void WriteFailures(string side, StormResult result)
+    {
+        foreach (var message in result.FailureMessages.Order(StringComparer.Ordinal))
+        {
+            Console.WriteLine($"{side} failed at {message}");
+        }
+    }
+
     private sealed record PassRecord(long AtMs, bool Locked, int Killed, long DurationMs, string? Error);
 
     private sealed class StormResult(Side side)
@@ -182,6 +193,9 @@ internal static class StormBench
         public ConcurrentDictionary<string, int> FinalErrors { get; } = new();
 
         public ConcurrentBag<PassRecord> PassLog { get; } = [];
+
+        /// <summary>Why each Aequor or cmdlet client failed, to read beside the counts (the plain clients' 53300s are expected).</summary>
+        public ConcurrentBag<string> FailureMessages { get; } = [];
 
         public int Retried53300;
 
@@ -264,6 +278,7 @@ internal static class StormBench
                 catch (Exception ex)
                 {
                     result.FinalErrors.AddOrUpdate(Kind(ex), 1, (_, n) => n + 1);
+                    result.FailureMessages.Add($"{clock.ElapsedMilliseconds} ms: {ex.Message}");
                 }
 
                 await release.Task;

@@ -18,7 +18,7 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
     /// <summary>The child's own lines that are not results (its errors, if any), for the report.</summary>
     public List<string> OtherLines { get; } = [];
 
-    public sealed record Result(bool Served, long Ms, int Retried53300, string? ErrorId);
+    public sealed record Result(bool Served, long Ms, int Retried53300, string? ErrorId, string? Message);
 
     public static async Task<StormRunspaceBurst> StartAsync(
         string pwshDll, string module, string script, string connectionString, string service, string secret, int burst, int minIdleSec, CancellationToken ct)
@@ -90,7 +90,8 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
                 parts[1] == "served",
                 long.Parse(parts[2], CultureInfo.InvariantCulture),
                 int.Parse(parts[3], CultureInfo.InvariantCulture),
-                parts.Length > 4 ? parts[4] : null));
+                parts.Length > 4 ? parts[4] : null,
+                parts.Length > 5 ? parts[5] : null));
         }
 
         return results;
