@@ -307,8 +307,27 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
         }
 
         return _named is not null
-            ? $"The statement uses @{name}, but -Parameters has no value named {name}: add it to the hashtable (@{{ {name} = ... }})."
+            ? $"The statement uses @{name}, but -Parameters has no value named {name}: add it to the hashtable (@{{ {name} = ... }}).{UnreachableKeys(_named, name)}"
             : $"The statement uses @{name}, which only a hashtable binds: -Parameters @{{ {name} = ... }}.";
+    }
+
+    /// <summary>
+    /// The hashtable's keys that no @name can reach (a placeholder is letters, digits and _): '@a b' reads as @a then
+    /// b, so @{ 'a b' = 1 } left @a unbound with nothing to say why. Such keys stay allowed, unused, as the columns
+    /// of an Import-Csv row with spaces in their names are.
+    /// </summary>
+    private static string UnreachableKeys(IReadOnlyDictionary<string, object?> named, string name)
+    {
+        var keys = named.Keys
+            .Where(k => k.Length > 0 && !k.All(c => char.IsLetterOrDigit(c) || c == '_'))
+            .OrderBy(k => k.StartsWith(name, StringComparison.OrdinalIgnoreCase) ? 0 : 1)
+            .ThenBy(k => k, StringComparer.Ordinal)
+            .Take(3)
+            .Select(k => $"'{k}'")
+            .ToList();
+        return keys.Count == 0
+            ? string.Empty
+            : $" -Parameters has {string.Join(", ", keys)}, which no @name can name: a placeholder is letters, digits and _ only, so rename the key (and the @name) to one of those.";
     }
 
     /// <summary>The server's words for a scalar where an array belongs: ANY($1) (42809), $1::int[] (42846).</summary>

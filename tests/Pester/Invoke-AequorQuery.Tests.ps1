@@ -277,9 +277,14 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         Invoke-AequorQuery 'SELECT @a::int + @b::int' @{ a = 1 } -ErrorVariable err -ErrorAction SilentlyContinue
         "$($err[0])" | Should -Match 'column "b" does not exist'
         "$($err[0])" | Should -Match 'The statement uses @b, but -Parameters has no value named b'
+        "$($err[0])" | Should -Not -Match 'which no @name can name'
         $err = $null
         Invoke-AequorQuery 'SELECT @a::int' 1 -ErrorVariable err -ErrorAction SilentlyContinue
         "$($err[0])" | Should -Match 'The statement uses @a, which only a hashtable binds'
+        # A key with a space cannot be reached: '@a b' is @a, then b.
+        $err = $null
+        Invoke-AequorQuery 'SELECT @a b' @{ 'a b' = 1; 'order-id' = 2; c = 3 } -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match "no value named a: .* -Parameters has 'a b', 'order-id', which no @name can name: a placeholder is letters, digits and _ only"
         $err = $null
         Invoke-AequorQuery 'SELECT no_such_column' -ErrorVariable err -ErrorAction SilentlyContinue
         "$($err[0])" | Should -Not -Match 'The statement uses'
