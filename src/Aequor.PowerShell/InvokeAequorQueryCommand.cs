@@ -312,14 +312,14 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
     }
 
     /// <summary>
-    /// The hashtable's keys that no @name can reach (a placeholder is letters, digits and _): '@a b' reads as @a then
-    /// b, so @{ 'a b' = 1 } left @a unbound with nothing to say why. Such keys stay allowed, unused, as the columns
+    /// The hashtable's keys that no @name can reach (Npgsql reads a placeholder's name as letters, digits, _ and .; a $
+    /// was seen to bind too): '@a b' reads as @a then b, so @{ 'a b' = 1 } left @a unbound with nothing to say why. Such keys stay allowed, unused, as the columns
     /// of an Import-Csv row with spaces in their names are.
     /// </summary>
     private static string UnreachableKeys(IReadOnlyDictionary<string, object?> named, string name)
     {
         var keys = named.Keys
-            .Where(k => k.Length > 0 && !k.All(c => char.IsLetterOrDigit(c) || c == '_'))
+            .Where(k => k.Length > 0 && !k.All(c => char.IsLetterOrDigit(c) || c is '_' or '.' or '$'))
             .OrderBy(k => k.StartsWith(name, StringComparison.OrdinalIgnoreCase) ? 0 : 1)
             .ThenBy(k => k, StringComparer.Ordinal)
             .Take(3)
@@ -327,7 +327,7 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             .ToList();
         return keys.Count == 0
             ? string.Empty
-            : $" -Parameters has {string.Join(", ", keys)}, which no @name can name: a placeholder is letters, digits and _ only, so rename the key (and the @name) to one of those.";
+            : $" -Parameters has {string.Join(", ", keys)}, which no @name can name: a placeholder's name is letters, digits, _ and . only, so rename the key (and the @name).";
     }
 
     /// <summary>The server's words for a scalar where an array belongs: ANY($1) (42809), $1::int[] (42846).</summary>

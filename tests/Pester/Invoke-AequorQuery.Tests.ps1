@@ -283,8 +283,10 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         "$($err[0])" | Should -Match 'The statement uses @a, which only a hashtable binds'
         # A key with a space cannot be reached: '@a b' is @a, then b.
         $err = $null
-        Invoke-AequorQuery 'SELECT @a b' @{ 'a b' = 1; 'order-id' = 2; c = 3 } -ErrorVariable err -ErrorAction SilentlyContinue
-        "$($err[0])" | Should -Match "no value named a: .* -Parameters has 'a b', 'order-id', which no @name can name: a placeholder is letters, digits and _ only"
+        Invoke-AequorQuery 'SELECT @a b' @{ 'a b' = 1; 'order-id' = 2; c = 3; 'x.y' = 4 } -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match "no value named a: .* -Parameters has 'a b', 'order-id', which no @name can name: a placeholder's name is letters, digits, _ and \. only"
+        # A dotted key is one Npgsql binds: not listed.
+        Invoke-AequorQuery 'SELECT @x.y::int' @{ 'x.y' = 4 } -As Scalar | Should -Be 4
         $err = $null
         Invoke-AequorQuery 'SELECT no_such_column' -ErrorVariable err -ErrorAction SilentlyContinue
         "$($err[0])" | Should -Not -Match 'The statement uses'
