@@ -453,7 +453,8 @@ function Invoke-Bench {
 
     $psd1 = Join-Path (Get-StagedModuleDir) 'Aequor.psd1'
     Invoke-BenchStep 'statement overhead' 'dotnet' @($benchDll, 'overhead', '150')
-    # The storm twice over: the engine's burst of tasks, then 30 runspaces of the staged module (cmdlets).
+    # The storm twice over: the engine's burst of tasks, then 30 runspaces of the staged module (cmdlets), and those
+    # again with no storm (the control row storm.cmdlets.no_storm: what the fresh pwsh costs alone).
     Invoke-BenchStep 'storm' 'dotnet' @($benchDll, 'storm', '--pwsh-dll', $PwshDll, '--module', $psd1, '--script', (Join-Path $Root 'bench/StormRunspaces.ps1'))
     Invoke-BenchStep 'reaper scaling' 'dotnet' @($benchDll, 'reaper', '5')
     Invoke-BenchStep 'connect' 'dotnet' @($benchDll, 'connect', '15')

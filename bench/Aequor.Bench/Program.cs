@@ -6,7 +6,8 @@ using Aequor.Bench;
 //   dotnet run -c Release --project bench/Aequor.Bench -- overhead [rounds]   statement overhead vs raw Npgsql (default)
 //   dotnet run -c Release --project bench/Aequor.Bench -- storm [--pwsh-dll P --module M --script bench/StormRunspaces.ps1]
 //                                                                            zombie storm: 50 frozen leases, 30 new clients (tasks; with the
-//                                                                            options also 30 runspaces of the staged module)
+//                                                                            options also 30 runspaces of the staged module,
+//                                                                            and those again with no storm as a control)
 //   dotnet run -c Release --project bench/Aequor.Bench -- reaper [passes]     one reaper pass at 100 and 1,000 idle leases
 //   dotnet run -c Release --project bench/Aequor.Bench -- connect [rounds]    a new connection + first statement vs raw Npgsql
 //   (holder: internal, the frozen process of the storm; see StormHolder.cs)

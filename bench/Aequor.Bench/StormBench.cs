@@ -17,9 +17,10 @@ namespace Aequor.Bench;
 /// the whole burst is over (a worker does not give its slot back after one statement). Baseline: the same storm,
 /// fresh, with plain Npgsql clients (Pooling=false, no retry). Target: 30/30 served within 2 s, no error except
 /// retried 53300s. Every other AequorClient option is at its default (ReaperRunProbability 0.1, Retries 3,
-/// MinBackoff 100, MaxBackoff 2000, MaxIdleConnectionsToKill 10).
+/// MinBackoff 100, MaxBackoff 2000, MaxIdleConnectionsToKill 10). With --pwsh-dll/--module/--script, the burst
+/// again through the cmdlets (StormBench.Cmdlets.cs), in a storm and in a no-storm control.
 /// </summary>
-internal static class StormBench
+internal static partial class StormBench
 {
     private const int MaxConnections = 60;
     private const int Frozen = 50;
@@ -30,15 +31,18 @@ internal static class StormBench
     private const string Service = "storm";
     private const string Secret = "storm-bench-coordination-secret-0123";
 
+    /// <summary>From the freeze to the burst: the leases expired on the database clock and the backends idled past the threshold, with a margin.</summary>
+    private static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(Math.Max(HolderLeaseMs, MinIdleSec * 1000) + 700);
+
     private enum Side
     {
         Npgsql,
         Aequor,
         Cmdlets,
-    }
 
-    /// <summary>Where the cmdlet side's pwsh, staged module and script are (build.ps1 Bench passes them); null skips that side.</summary>
-    private sealed record CmdletSide(string PwshDll, string Module, string Script);
+        /// <summary>The cmdlets' burst with no storm (no holder): the control for what a fresh pwsh costs.</summary>
+        NoStorm,
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -56,23 +60,21 @@ internal static class StormBench
         var raw = await RunStormAsync(server, Side.Npgsql, ct);
         var aequor = await RunStormAsync(server, Side.Aequor, ct);
         var shells = cmdlets is null ? null : await RunCmdletStormAsync(server, cmdlets, ct);
+        var control = cmdlets is null ? null : await RunCmdletControlAsync(server, cmdlets, ct);
 
         Console.WriteLine();
         Console.WriteLine($"{"side",-8} {"served",7} {"all served ms",14} {"last done ms",13} {"53300 retried",14} {"final errors",-28} {"passes (locked)",16} {"killed",7} {"frozen left",12}");
-        foreach (var r in shells is null ? new[] { raw, aequor } : new[] { raw, aequor, shells })
+        foreach (var r in new[] { raw, aequor, shells, control }.OfType<StormResult>())
         {
-            // The cmdlet side's passes run in the child pwsh: only their effect (frozen left) is seen here.
-            var passes = r.Side == Side.Cmdlets ? "-" : $"{r.Passes} ({r.LockedPasses})";
-            var killed = r.Side == Side.Cmdlets ? "-" : r.Killed.ToString(CultureInfo.InvariantCulture);
+            // The cmdlet sides' passes run in the child pwsh: it tells how many, not which took the lock nor what they killed.
+            var cmdletSide = r.Side is Side.Cmdlets or Side.NoStorm;
+            var passes = cmdletSide ? $"{r.PassConnects.Sum(p => p.Count)} (-)" : $"{r.Passes} ({r.LockedPasses})";
+            var killed = cmdletSide ? "-" : r.Killed.ToString(CultureInfo.InvariantCulture);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Side,-8} {r.Served,4}/{Burst} {(r.AllServedMs?.ToString(CultureInfo.InvariantCulture) ?? "-"),14} {r.LastDoneMs,13} {r.Retried53300,14} {r.FinalErrorsText,-28} {passes,16} {killed,7} {r.FrozenLeft,12}"));
+                $"{r.Label,-8} {r.Served,4}/{Burst} {(r.AllServedMs?.ToString(CultureInfo.InvariantCulture) ?? "-"),14} {r.LastDoneMs,13} {r.Retried53300,14} {r.FinalErrorsText,-28} {passes,16} {killed,7} {r.FrozenLeft,12}"));
         }
 
-        Console.WriteLine();
-        Console.WriteLine("Aequor passes (ms after the burst began: locked, killed, duration):");
-        Console.WriteLine("  " + string.Join("; ", aequor.PassLog.OrderBy(p => p.AtMs).Select(p => $"{p.AtMs}: {(p.Locked ? "locked" : "busy")}, {p.Killed}, {p.DurationMs} ms{(p.Error is null ? string.Empty : " error " + p.Error)}")));
-        Console.WriteLine("Aequor served at (ms): " + string.Join(' ', aequor.ServedAtMs.Order()));
-        WriteFailures("Aequor", aequor);
+        WriteTimeline("Aequor", aequor);
 
         BenchLine.Write("storm.served", aequor.Served, "clients/30", raw.Served, "value>=30", aequor.Served == Burst);
         // The baseline never serves everyone: its time is until each plain client was served or refused
@@ -81,13 +83,17 @@ internal static class StormBench
         BenchLine.Write("storm.final_errors", aequor.FinalErrors.Values.Sum(), "errors", raw.FinalErrors.Values.Sum(), "value==0", aequor.FinalErrors.Count == 0);
         BenchLine.Write("storm.retried_53300", aequor.Retried53300, "retries", null, "-", null);
         BenchLine.Write("storm.reaper_kills", aequor.Killed, "backends", null, $"passes={aequor.Passes}", null);
-        if (shells is not null)
+        if (shells is not null && control is not null)
         {
-            Console.WriteLine("Cmdlets served at (ms): " + string.Join(' ', shells.ServedAtMs.Order()));
-            WriteFailures("Cmdlets", shells);
+            WriteTimeline("Cmdlets", shells);
+            WriteTimeline("No-storm", control);
             BenchLine.Write("storm.cmdlets.served", shells.Served, "clients/30", raw.Served, "value>=30", shells.Served == Burst);
             // Baseline: the engine's burst of tasks in this run; the ratio is what 30 runspaces of cmdlets add to it.
             BenchLine.Write("storm.cmdlets.all_served", shells.AllServedMs, "ms", aequor.AllServedMs, "value<=2000", shells.AllServedMs is <= TargetMs);
+            // The split of all_served, both over it: the control's ratio is the share a fresh pwsh's 30 first connects
+            // take with no storm at all, storm_cost's the share the storm adds (the two ratios sum to 1).
+            BenchLine.Write("storm.cmdlets.no_storm", control.AllServedMs, "ms", shells.AllServedMs, "control: fresh pwsh, no storm", null);
+            BenchLine.Write("storm.cmdlets.storm_cost", shells.AllServedMs - control.AllServedMs, "ms", shells.AllServedMs, "all_served - no_storm", null);
             BenchLine.Write("storm.cmdlets.final_errors", shells.FinalErrors.Values.Sum(), "errors", raw.FinalErrors.Values.Sum(), "value==0", shells.FinalErrors.IsEmpty);
             BenchLine.Write("storm.cmdlets.retried_53300", shells.Retried53300, "retries", null, "-", null);
         }
@@ -95,87 +101,22 @@ internal static class StormBench
         return 0;
     }
 
-    private static CmdletSide? CmdletSideFrom(string[] args)
+    /// <summary>When the passes ran and each client was served, then why any failed.</summary>
+    private static void WriteTimeline(string side, StormResult result)
     {
-        string? Value(string name)
+        Console.WriteLine();
+        if (result.Side is Side.Cmdlets or Side.NoStorm)
         {
-            var i = Array.IndexOf(args, name);
-            return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+            Console.WriteLine($"{side}: connects that ran a reaper pass returned at (ms after the burst began, passes): "
+                + (result.PassConnects.IsEmpty ? "none" : string.Join("; ", result.PassConnects.OrderBy(p => p.ConnectReturnedMs).Select(p => $"{p.ConnectReturnedMs} ({p.Count})"))));
+        }
+        else
+        {
+            Console.WriteLine($"{side} passes (ms after the burst began: locked, killed, duration):");
+            Console.WriteLine("  " + string.Join("; ", result.PassLog.OrderBy(p => p.AtMs).Select(p => $"{p.AtMs}: {(p.Locked ? "locked" : "busy")}, {p.Killed}, {p.DurationMs} ms{(p.Error is null ? string.Empty : " error " + p.Error)}")));
         }
 
-        var (pwsh, module, script) = (Value("--pwsh-dll"), Value("--module"), Value("--script"));
-        if (pwsh is null || module is null || script is null)
-        {
-            Console.WriteLine("storm: no --pwsh-dll/--module/--script: the burst through the cmdlets (30 runspaces) is skipped");
-            return null;
-        }
-
-        foreach (var path in new[] { pwsh, module, script })
-        {
-            if (!File.Exists(path))
-            {
-                throw new FileNotFoundException($"storm: {path} does not exist.", path);
-            }
-        }
-
-        return new CmdletSide(pwsh, module, script);
-    }
-
-    /// <summary>
-    /// The same storm, fresh, with the burst made by 30 runspaces of one pwsh (bench/StormRunspaces.ps1), each
-    /// Connect-Aequor + Invoke-AequorQuery -As Scalar 'select 1'. The pwsh is started and its runspaces have imported
-    /// the module before the holder is frozen, so the clock covers the connects, not the imports.
-    /// </summary>
-    private static async Task<StormResult> RunCmdletStormAsync(TestPostgres server, CmdletSide side, CancellationToken ct)
-    {
-        await WaitForNoClientsAsync(server.AdminConnectionString, ct);
-        var result = new StormResult(Side.Cmdlets);
-        await using (var holder = await FrozenHolder.StartAsync(server.AppConnectionString, Secret, Service, Frozen, HolderLeaseMs, ct))
-        {
-            var burst = await StormRunspaceBurst.StartAsync(side.PwshDll, side.Module, side.Script, server.AppConnectionString, Service, Secret, Burst, MinIdleSec, ct);
-            try
-            {
-                await holder.FreezeAsync();
-                await Task.Delay(Math.Max(HolderLeaseMs, MinIdleSec * 1000) + 700, ct);
-                var frozen = await CountFrozenAsync(server.AdminConnectionString, ct);
-                if (frozen != Frozen)
-                {
-                    throw new InvalidOperationException($"Expected {Frozen} frozen backends before the burst, found {frozen}.");
-                }
-
-                foreach (var r in await burst.GoAsync(Burst, ct))
-                {
-                    result.Retried53300 += r.Retried53300;
-                    result.LastDoneMs = Math.Max(result.LastDoneMs, r.Ms);
-                    if (r.Served)
-                    {
-                        result.ServedAtMs.Add(r.Ms);
-                    }
-                    else
-                    {
-                        result.FinalErrors.AddOrUpdate(r.ErrorId ?? "unknown", 1, (_, n) => n + 1);
-                        result.FailureMessages.Add($"{r.Ms} ms: {r.Message}");
-                    }
-                }
-            }
-            finally
-            {
-                // The runspaces disconnect and pwsh exits: only the holder's backends are left to count.
-                await burst.DisposeAsync();
-                foreach (var line in burst.OtherLines)
-                {
-                    Console.WriteLine("  pwsh: " + line);
-                }
-            }
-
-            result.FrozenLeft = await CountFrozenAsync(server.AdminConnectionString, ct);
-        }
-
-        return result;
-    }
-
-    private static void WriteFailures(string side, StormResult result)
-    {
+        Console.WriteLine($"{side} served at (ms): " + string.Join(' ', result.ServedAtMs.Order()));
         foreach (var message in result.FailureMessages.Order(StringComparer.Ordinal))
         {
             Console.WriteLine($"{side} failed at {message}");
@@ -188,11 +129,16 @@ internal static class StormBench
     {
         public Side Side { get; } = side;
 
+        public string Label => Side == Side.NoStorm ? "no-storm" : Side.ToString();
+
         public ConcurrentBag<long> ServedAtMs { get; } = [];
 
         public ConcurrentDictionary<string, int> FinalErrors { get; } = new();
 
         public ConcurrentBag<PassRecord> PassLog { get; } = [];
+
+        /// <summary>The cmdlet sides' passes: the connects that ran one, from the child pwsh.</summary>
+        public ConcurrentBag<StormRunspaceBurst.Pass> PassConnects { get; } = [];
 
         /// <summary>Why each Aequor or cmdlet client failed, to read beside the counts (the plain clients' 53300s are expected).</summary>
         public ConcurrentBag<string> FailureMessages { get; } = [];
@@ -224,8 +170,7 @@ internal static class StormBench
         {
             await holder.FreezeAsync();
 
-            // Expired on the database clock and idle past the threshold, with a margin.
-            await Task.Delay(Math.Max(HolderLeaseMs, MinIdleSec * 1000) + 700, ct);
+            await Task.Delay(Settle, ct);
             var frozen = await CountFrozenAsync(server.AdminConnectionString, ct);
             if (frozen != Frozen)
             {
@@ -345,13 +290,15 @@ internal static class StormBench
     private static async Task<int> CountFrozenAsync(string admin, CancellationToken ct) =>
         Convert.ToInt32(await ScalarAsync(admin, $"SELECT count(*) FROM pg_stat_activity WHERE left(application_name, {Service.Length + 3}) = 's={Service};'", ct), CultureInfo.InvariantCulture);
 
+    private static async Task<int> CountClientsAsync(string admin, CancellationToken ct) =>
+        Convert.ToInt32(await ScalarAsync(admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()", ct), CultureInfo.InvariantCulture);
+
     /// <summary>The storms start from the same state: no client backend but the one asking.</summary>
     private static async Task WaitForNoClientsAsync(string admin, CancellationToken ct)
     {
         for (var i = 0; i < 300; i++)
         {
-            var n = Convert.ToInt32(await ScalarAsync(admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()", ct), CultureInfo.InvariantCulture);
-            if (n == 0)
+            if (await CountClientsAsync(admin, ct) == 0)
             {
                 return;
             }

@@ -7,7 +7,8 @@ namespace Aequor.Bench;
 /// The storm's burst through the cmdlets: a child pwsh (bench/StormRunspaces.ps1) with 30 runspaces of the staged
 /// module, each Connect-Aequor + Invoke-AequorQuery. The child is started and every runspace has imported the module
 /// before the storm is set up (<see cref="StartAsync"/>: it prints READY); <see cref="GoAsync"/> then releases the
-/// burst and reads one RESULT line per runspace. Killed with its process tree on dispose, whatever happened.
+/// burst and reads the PASS lines (the connects that ran a reaper pass) and one RESULT line per runspace. Disposed,
+/// and when it never gets ready, it is told to end (stdin closed) and killed with its process tree after 30 s.
 /// </summary>
 internal sealed class StormRunspaceBurst : IAsyncDisposable
 {
@@ -18,7 +19,13 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
     /// <summary>The child's own lines that are not results (its errors, if any), for the report.</summary>
     public List<string> OtherLines { get; } = [];
 
+    /// <summary>The connects that ran a reaper pass, as the runspaces reported them (<see cref="GoAsync"/> fills it).</summary>
+    public List<Pass> Passes { get; } = [];
+
     public sealed record Result(bool Served, long Ms, int Retried53300, string? ErrorId, string? Message);
+
+    /// <summary>A connect that ran <see cref="Count"/> passes (locked or not) and returned <see cref="ConnectReturnedMs"/> after GO, right after them.</summary>
+    public sealed record Pass(long ConnectReturnedMs, int Count);
 
     public static async Task<StormRunspaceBurst> StartAsync(
         string pwshDll, string module, string script, string connectionString, string service, string secret, int burst, int minIdleSec, CancellationToken ct)
@@ -54,18 +61,27 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
             }
         }, CancellationToken.None);
 
-        using var ready = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        ready.CancelAfter(TimeSpan.FromSeconds(120));
-        while (true)
+        try
         {
-            var line = await process.StandardOutput.ReadLineAsync(ready.Token).ConfigureAwait(false)
-                ?? throw new InvalidOperationException("pwsh ended before its runspaces were ready: " + string.Join(" / ", burstProcess.OtherLines));
-            if (line == "READY")
+            using var ready = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            ready.CancelAfter(TimeSpan.FromSeconds(120));
+            while (true)
             {
-                return burstProcess;
-            }
+                var line = await process.StandardOutput.ReadLineAsync(ready.Token).ConfigureAwait(false)
+                    ?? throw new InvalidOperationException("pwsh ended before its runspaces were ready: " + string.Join(" / ", burstProcess.OtherLines));
+                if (line == "READY")
+                {
+                    return burstProcess;
+                }
 
-            burstProcess.OtherLines.Add(line);
+                burstProcess.OtherLines.Add(line);
+            }
+        }
+        catch
+        {
+            // The caller gets no handle to dispose: a child that never got ready (or a Ctrl+C meanwhile) ends here.
+            await burstProcess.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
     }
 
@@ -80,6 +96,12 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
         while (results.Count < burst && await _process.StandardOutput.ReadLineAsync(done.Token).ConfigureAwait(false) is { } line)
         {
             var parts = line.Split('|');
+            if (parts[0] == "PASS" && parts.Length >= 3)
+            {
+                Passes.Add(new Pass(long.Parse(parts[1], CultureInfo.InvariantCulture), int.Parse(parts[2], CultureInfo.InvariantCulture)));
+                continue;
+            }
+
             if (parts[0] != "RESULT" || parts.Length < 4)
             {
                 OtherLines.Add(line);
@@ -99,7 +121,16 @@ internal sealed class StormRunspaceBurst : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _process.StandardInput.Close();
+        try
+        {
+            // End of stdin: a child still waiting for GO gives up at once; one past it finishes its cleanup.
+            _process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // The child is already gone (a broken pipe): nothing to tell it.
+        }
+
         if (!_process.WaitForExit(TimeSpan.FromSeconds(30)))
         {
             _process.Kill(entireProcessTree: true);
