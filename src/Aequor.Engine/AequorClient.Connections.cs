@@ -38,8 +38,22 @@ public sealed partial class AequorClient
             var slotsFreedBefore = _reaper?.Schedule.SlotsFreedCount ?? 0;
             try
             {
-                var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-                await RunReaperAsync(connection, sawTooManyConnections ? ReapTrigger.AfterTooManyConnections : ReapTrigger.AfterConnect, cancellationToken).ConfigureAwait(false);
+                NpgsqlConnection connection;
+
+                // Counted only where it may run a pass, and ended before a refusal's wait below: the attempts a
+                // refused client waits for are its neighbours'.
+                var passing = _options.Reaper && _signer is not null ? _reaper?.Schedule : null;
+                passing?.ConnectStarting();
+                try
+                {
+                    connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+                    await RunReaperAsync(connection, sawTooManyConnections ? ReapTrigger.AfterTooManyConnections : ReapTrigger.AfterConnect, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    passing?.ConnectEnded();
+                }
+
                 if (IsAlive(connection))
                 {
                     return connection;

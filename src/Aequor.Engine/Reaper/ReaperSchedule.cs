@@ -104,11 +104,12 @@ public sealed class ReaperSchedule
     /// <summary>
     /// The retry delay after a 53300, cut short when a pass of this scope frees slots: at once if one did since
     /// <paramref name="freedCountBeforeAttempt"/> was read, else when the next one does or after
-    /// <paramref name="delay"/>. While a pass is under way the wait may run up to <paramref name="longest"/>
-    /// instead: the server stays full until a pass frees slots, so an attempt before then is refused for sure.
-    /// When the last pass ends without freeing any, the client goes back to its own delay: the jitter still
-    /// spreads the retries of a crowd refused by a server full of live clients. The retry is still taken from
-    /// the caller's budget; only the sleep changes.
+    /// <paramref name="delay"/>. While a pass is under way, or a neighbour's connect that may get in and run one
+    /// (<see cref="ConnectStarting"/>), the wait may run up to <paramref name="longest"/> instead: the server stays
+    /// full until a pass frees slots, so an attempt before then is refused for sure and spends a retry. When the
+    /// last of them ends without freeing any, the client goes back to its own delay: the jitter still spreads the
+    /// retries of a crowd refused by a server full of live clients. The retry is still taken from the caller's
+    /// budget; only the sleep changes.
     /// </summary>
     public async Task WaitForRetryAsync(TimeSpan delay, long freedCountBeforeAttempt, TimeSpan longest, CancellationToken cancellationToken)
     {
@@ -122,7 +123,7 @@ public sealed class ReaperSchedule
                 return;
             }
 
-            var left = (_freed.PassUnderWay ? stretched : delay) - _time.GetElapsedTime(start);
+            var left = (_freed.PassUnderWay || _freed.ConnectUnderWay ? stretched : delay) - _time.GetElapsedTime(start);
             if (left <= TimeSpan.Zero)
             {
                 return;
@@ -135,6 +136,12 @@ public sealed class ReaperSchedule
             cancellationToken.ThrowIfCancellationRequested();
         }
     }
+
+    /// <summary>A connect attempt of this client begins, with the pass it may run; end it with <see cref="ConnectEnded"/>.</summary>
+    public void ConnectStarting() => _freed.ConnectStarted();
+
+    /// <summary>The attempt of <see cref="ConnectStarting"/> ended (connected, refused or failed), its pass with it.</summary>
+    public void ConnectEnded() => _freed.ConnectEnded();
 
     /// <summary>
     /// Whether a pass is due after a successful connect. True means run a pass now; the cooldown is then

@@ -21,6 +21,7 @@ public sealed class FaultProxy : IAsyncDisposable
     private volatile bool _dropReplies;
     private volatile bool _swallowNewLinks;
     private volatile int _delayMs;
+    private volatile int _newLinkDelayMs;
 
     public FaultProxy(string targetHost, int targetPort)
     {
@@ -68,6 +69,16 @@ public sealed class FaultProxy : IAsyncDisposable
     {
         get => TimeSpan.FromMilliseconds(_delayMs);
         set => _delayMs = (int)value.TotalMilliseconds;
+    }
+
+    /// <summary>
+    /// Held up on top of <see cref="Delay"/>, for their whole life, by the links accepted while this is set: one
+    /// client's slow connection beside fast ones through the same proxy (one host and port, one storm scope).
+    /// </summary>
+    public TimeSpan NewLinkDelay
+    {
+        get => TimeSpan.FromMilliseconds(_newLinkDelayMs);
+        set => _newLinkDelayMs = (int)value.TotalMilliseconds;
     }
 
     /// <summary>Resets every link with a TCP RST, both towards the client and the server.</summary>
@@ -148,9 +159,10 @@ public sealed class FaultProxy : IAsyncDisposable
 
         var id = Interlocked.Increment(ref _nextId);
         _links[id] = (client, server);
+        var linkDelayMs = _newLinkDelayMs;
         using var linkStop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        var up = PumpAsync(client, server, toClient: false, linkStop.Token);
-        var down = PumpAsync(server, client, toClient: true, linkStop.Token);
+        var up = PumpAsync(client, server, toClient: false, linkDelayMs, linkStop.Token);
+        var down = PumpAsync(server, client, toClient: true, linkDelayMs, linkStop.Token);
         await Task.WhenAny(up, down);
         await linkStop.CancelAsync();
         if (_links.TryRemove(id, out _))
@@ -179,7 +191,7 @@ public sealed class FaultProxy : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(TcpClient from, TcpClient to, bool toClient, CancellationToken ct)
+    private async Task PumpAsync(TcpClient from, TcpClient to, bool toClient, int linkDelayMs, CancellationToken ct)
     {
         var buffer = new byte[16 * 1024];
         try
@@ -201,9 +213,9 @@ public sealed class FaultProxy : IAsyncDisposable
                     n = 0;
                 }
 
-                if (_delayMs > 0)
+                if (_delayMs + linkDelayMs > 0)
                 {
-                    await Task.Delay(_delayMs, ct);
+                    await Task.Delay(_delayMs + linkDelayMs, ct);
                 }
 
                 if (toClient && _dropReplies)

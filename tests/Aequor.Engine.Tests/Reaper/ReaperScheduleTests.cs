@@ -383,6 +383,49 @@ public sealed class ReaperScheduleTests
     }
 
     [Fact]
+    public async Task A_refused_client_waits_for_a_neighbours_connect_that_may_run_the_pass_not_only_for_a_pass()
+    {
+        var scope = "host|5432|db|svc-" + Guid.NewGuid().ToString("N");
+        ReaperOptions Scoped() => new() { ServiceName = "svc", CoordinationSecret = "schedule-test-secret-00000", StormScope = scope };
+        var refused = new ReaperSchedule(Scoped());
+        var gotIn = new ReaperSchedule(Scoped());
+        var before = refused.SlotsFreedCount;
+
+        // A neighbour's connect under way (a cold process's, seconds before it can run the pass): the short delay
+        // is stretched, so the retry is not spent on a server that is still full.
+        gotIn.ConnectStarting();
+        var waiting = refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMinutes(5), CancellationToken.None);
+        await Task.Delay(300);
+        Assert.False(waiting.IsCompleted);
+
+        // Its pass starts and frees slots before the connect returns: the waiter is woken at once.
+        gotIn.PassStarting();
+        gotIn.PassFinished(freed: true);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+        gotIn.ConnectEnded();
+
+        // A connect that ends with no pass (it was refused too, or rolled none): the waiter goes back to its own delay.
+        before = refused.SlotsFreedCount;
+        gotIn.ConnectStarting();
+        waiting = refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMinutes(5), CancellationToken.None);
+        await Task.Delay(300);
+        Assert.False(waiting.IsCompleted);
+        gotIn.ConnectEnded();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(before, refused.SlotsFreedCount);
+
+        // Never longer than the longest wait given (MaxBackoff, or what is left of the connect budget).
+        gotIn.ConnectStarting();
+        await refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMilliseconds(200), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        gotIn.ConnectEnded();
+
+        // A client's own attempts, ended before its wait, never stretch it.
+        refused.ConnectStarting();
+        refused.ConnectEnded();
+        await refused.WaitForRetryAsync(TimeSpan.FromMilliseconds(20), before, TimeSpan.FromMinutes(5), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public void A_client_reaper_gets_its_storm_scope_from_server_database_and_service()
     {
         ReaperOptions For(string cs, string service) => ReaperOptions.ForClient(new AequorClientOptions

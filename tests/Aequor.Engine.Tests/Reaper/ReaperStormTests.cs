@@ -1,4 +1,5 @@
 using Aequor.Engine.Reaper;
+using Aequor.Engine.Tests.Faults;
 using Aequor.TestServer;
 using Npgsql;
 
@@ -121,6 +122,97 @@ public sealed class ReaperStormTests
         // A superuser's session counts though the app role cannot see its details.
         await using var admin = await kit.OpenObserverAsync();
         Assert.Equal(2, (await reaper.RunNowAsync(conn)).ConnectionsUsed);
+    }
+
+    [Fact]
+    public async Task A_refused_client_waits_for_the_pass_a_neighbours_slow_connect_will_run_instead_of_spending_its_retries()
+    {
+        // Both clients through one proxy (one storm scope: same host, port, database and service); the first one's
+        // packets held 300 ms each way: it gets the last slot and takes seconds to finish its connect and run the
+        // storm pass, as a cold process's first connect does under a burst. The other one is refused at once.
+        await using var server = await TestPostgres.StartLocalAsync(MaxConnections);
+        await using var kit = new ReaperKit(server.AdminConnectionString, server.AppConnectionString);
+        var zombies = new List<NpgsqlConnection>();
+        for (var i = 0; i < 15; i++)
+        {
+            zombies.Add(await kit.ZombieAsync(ReaperKit.NowMs - 60_000 + i));
+        }
+
+        // A superuser's session takes a plain slot while one is free: the observer takes the 16th of 17 before the
+        // slow client knocks, so the 17th is the slow client's.
+        await using var observer = await kit.OpenObserverAsync();
+        var b = new NpgsqlConnectionStringBuilder(server.AppConnectionString);
+        await using var proxy = new FaultProxy(b.Host!, b.Port) { NewLinkDelay = TimeSpan.FromMilliseconds(300) };
+        AequorClientOptions Options() => new()
+        {
+            ConnectionString = new NpgsqlConnectionStringBuilder(proxy.Rewrite(server.AppConnectionString)) { Timeout = 30, CommandTimeout = 30 }.ConnectionString,
+            CoordinationSecret = ReaperKit.Secret,
+            ServiceName = kit.Service,
+            MinConnectionIdleTimeSec = 0,
+            ReaperRunProbability = 0, // only storm mode starts a pass
+            Retries = 1,
+            MinBackoff = 100,
+            MaxBackoff = 20_000,
+            MaxConnectRetryTimeMs = 60_000,
+        };
+        await using var slow = new AequorClient(Options());
+        await using var refused = new AequorClient(Options());
+        var refusals = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var timeline = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        refused.OnReconnect += (_, e) =>
+        {
+            Interlocked.Increment(ref refusals);
+            timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: refused client retries after {e.Delay.TotalMilliseconds:0} ms ({e.Error?.Message})");
+        };
+        refused.OnConnect += (_, _) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: refused client connected");
+        slow.OnConnect += (_, _) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: slow client connected");
+        slow.OnReap += (_, e) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: slow client's pass ended, {e.Killed} killed in {e.Duration.TotalMilliseconds:0} ms");
+
+        var first = slow.ExecuteScalarAsync(new AequorStatement("SELECT 1"), CancellationToken.None);
+        await ClientTestKit.WaitUntilAsync(() => Task.FromResult(proxy.OpenLinks > 0), TimeSpan.FromSeconds(10), "the slow client's link");
+        proxy.NewLinkDelay = TimeSpan.Zero;
+        {
+            // The slow client's backend holds the last slot before the other one knocks. A backend under authentication has no user name yet, so all client backends but this one are counted.
+            var seen = "";
+            try
+            {
+                await ClientTestKit.WaitUntilAsync(
+                    async () =>
+                    {
+                        seen = $"{await ReaperKit.ScalarAsync(observer, "SELECT string_agg(coalesce(usename, '-') || ':' || coalesce(state, '-'), ', ') FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")}";
+                        return Convert.ToInt64(await ReaperKit.ScalarAsync(observer, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")) >= zombies.Count + 1;
+                    },
+                    TimeSpan.FromSeconds(10),
+                    "the slow client's backend to take the last slot");
+            }
+            catch (TimeoutException ex)
+            {
+                throw new TimeoutException($"{ex.Message}; backends: {seen}; slow client: {first.Status} {first.Exception?.GetBaseException().Message}", ex);
+            }
+        }
+
+        timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: the slow client holds the last slot; the other one starts");
+        var second = refused.ExecuteScalarAsync(new AequorStatement("SELECT 1"), CancellationToken.None);
+        try
+        {
+            await second.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch (Exception ex)
+        {
+            Assert.Fail($"{ex.Message}\n{string.Join("\n", timeline)}");
+        }
+
+
+        // Without the wait its one retry went ~0.1-0.3 s after the 53300, into a server still full, and it failed.
+        Assert.Equal(1, await second.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Equal(1, await first.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(refusals == 1, string.Join("\n", timeline));
+        Assert.True(slow.Counters.BackendsKilled >= zombies.Count, $"the slow client's storm pass killed {slow.Counters.BackendsKilled}");
+        foreach (var z in zombies)
+        {
+            await z.DisposeAsync();
+        }
     }
 
     private static async Task<NpgsqlConnection> OpenWithinAsync(string connectionString, string applicationName)
