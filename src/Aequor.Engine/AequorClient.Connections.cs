@@ -246,7 +246,7 @@ public sealed partial class AequorClient
     /// under a connect that took longer, and a reaper of the service cut off a live client's backend, idle between two
     /// of the connect's round trips (SlowConnectReapTests; the soak once saw a first statement cut off by 57P01 after a
     /// 13.9 s connect under 3 s leases, and a connect that outlasts the connect budget is not tried again). A process
-    /// frozen there is still reaped, the connect timeout later. Timeout 0 (no limit) counts as Npgsql's default 15 s.
+    /// frozen there is still reaped, the connect timeout later (MidConnectFreezeReapTests). Timeout 0 (no limit) counts as Npgsql's default 15 s.
     /// </summary>
     internal int StartupLeaseTtlMs => (int)Math.Min(int.MaxValue, _options.LeaseTtlMs + (1_000L * (_baseBuilder.Timeout > 0 ? _baseBuilder.Timeout : 15)));
 

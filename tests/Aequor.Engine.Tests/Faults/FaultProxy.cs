@@ -20,6 +20,8 @@ public sealed class FaultProxy : IAsyncDisposable
     private volatile bool _blackHole;
     private volatile bool _dropReplies;
     private volatile bool _swallowNewLinks;
+    private volatile bool _freezeAtFirstStatement;
+    private int _frozenLinks;
     private volatile int _delayMs;
     private volatile int _newLinkDelayMs;
 
@@ -64,6 +66,20 @@ public sealed class FaultProxy : IAsyncDisposable
         get => _swallowNewLinks;
         set => _swallowNewLinks = value;
     }
+
+    /// <summary>
+    /// New connections get through the startup and the authentication; from the client's first statement on, what
+    /// it sends is swallowed and its closing is not passed on: the server is left with a backend whose client froze
+    /// mid-connect, its socket open and silent. Needs an unencrypted connection (<see cref="FirstStatementCut"/>).
+    /// </summary>
+    public bool FreezeAtFirstStatement
+    {
+        get => _freezeAtFirstStatement;
+        set => _freezeAtFirstStatement = value;
+    }
+
+    /// <summary>Links <see cref="FreezeAtFirstStatement"/> has frozen so far.</summary>
+    public int FrozenLinks => Volatile.Read(ref _frozenLinks);
 
     public TimeSpan Delay
     {
@@ -161,7 +177,8 @@ public sealed class FaultProxy : IAsyncDisposable
         _links[id] = (client, server);
         var linkDelayMs = _newLinkDelayMs;
         using var linkStop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        var up = PumpAsync(client, server, toClient: false, linkDelayMs, linkStop.Token);
+        var cut = _freezeAtFirstStatement ? new FirstStatementCut() : null;
+        var up = PumpAsync(client, server, toClient: false, linkDelayMs, linkStop.Token, cut);
         var down = PumpAsync(server, client, toClient: true, linkDelayMs, linkStop.Token);
         await Task.WhenAny(up, down);
         await linkStop.CancelAsync();
@@ -191,7 +208,7 @@ public sealed class FaultProxy : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(TcpClient from, TcpClient to, bool toClient, int linkDelayMs, CancellationToken ct)
+    private async Task PumpAsync(TcpClient from, TcpClient to, bool toClient, int linkDelayMs, CancellationToken ct, FirstStatementCut? cut = null)
     {
         var buffer = new byte[16 * 1024];
         try
@@ -223,9 +240,20 @@ public sealed class FaultProxy : IAsyncDisposable
                     n = 0;
                 }
 
+                if (cut is not null)
+                {
+                    n = cut.Forwardable(buffer.AsSpan(0, n));
+                }
+
                 if (n > 0)
                 {
                     await output.WriteAsync(buffer.AsMemory(0, n), ct);
+                }
+
+                if (cut is { Reached: true })
+                {
+                    await HoldAsync(input, ct);
+                    return;
                 }
             }
         }
@@ -233,6 +261,27 @@ public sealed class FaultProxy : IAsyncDisposable
         {
             // A reset or a stop ends the pump; the other side sees it as the network would.
         }
+    }
+
+    /// <summary>
+    /// A frozen link's client side: what it still sends is dropped, and its leaving (a close or a reset) leaves the
+    /// server's end open until the server ends the link (a terminated backend closes it) or the proxy stops.
+    /// </summary>
+    private async Task HoldAsync(Stream input, CancellationToken ct)
+    {
+        Interlocked.Increment(ref _frozenLinks);
+        var sink = new byte[1024];
+        try
+        {
+            while (await input.ReadAsync(sink, ct) > 0)
+            {
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        await Task.Delay(Timeout.Infinite, ct);
     }
 
     public async ValueTask DisposeAsync()
