@@ -20,6 +20,11 @@ internal static partial class ConnectionStringErrors
 
     public static AequorConfigurationException From(ArgumentException ex, string keywords)
     {
+        if (NulIn(keywords, ex) is { } nul)
+        {
+            return nul;
+        }
+
         if (FormatError().Match(ex.Message) is { Success: true } format
             && int.TryParse(format.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var index))
         {
@@ -44,6 +49,61 @@ internal static partial class ConnectionStringErrors
 
         return new AequorConfigurationException($"{Prefix}the value of '{known.Name}' {WhatIsWrong(known.Property.PropertyType, ValueOf(keywords, key))}.", ex);
     }
+
+    /// <summary>
+    /// A NUL anywhere in a keyword string fails the parse as a format error at its index, which sends the user looking
+    /// for a stray ';' or quote. Named instead: the setting whose value holds it, found by parsing the string with
+    /// each NUL replaced by a character it does not hold.
+    /// </summary>
+    private static AequorConfigurationException? NulIn(string keywords, ArgumentException ex)
+    {
+        if (!keywords.Contains('\0', StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var what = "connection string";
+        // From the private use area: no real setting holds one of these, and a string cannot hold them all.
+        for (var marker = '\uE000'; marker < '\uF8FF'; marker++)
+        {
+            if (keywords.Contains(marker, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            try
+            {
+                var raw = new DbConnectionStringBuilder { ConnectionString = keywords.Replace('\0', marker) };
+                foreach (string key in raw.Keys)
+                {
+                    if (raw[key]?.ToString()?.Contains(marker, StringComparison.Ordinal) == true)
+                    {
+                        what = SettingName(key) + " in the connection string";
+                        break;
+                    }
+                }
+            }
+            catch (ArgumentException)
+            {
+                // Not a keyword string even without its NULs: the string as a whole is named.
+            }
+
+            break;
+        }
+
+        return new AequorConfigurationException($"The {what} holds a NUL character (U+0000), which no connection setting can hold.", ex);
+    }
+
+    /// <summary>The words <see cref="ConnectionStrings"/> uses for a setting, so a NUL is reported alike whichever way it came.</summary>
+    private static string SettingName(string key) =>
+        (Keywords.Value.TryGetValue(Normalise(key), out var known) ? known.Name : key) switch
+        {
+            "Password" => "password",
+            "Username" => "user name",
+            "Database" => "database name",
+            "Host" => "server name",
+            var name => $"value of '{name}'",
+        };
 
     private static string WhatIsWrong(Type type, string? value)
     {

@@ -276,7 +276,7 @@ public static class ConnectionStrings
             {
                 var eqAt = pair.IndexOf('=', StringComparison.Ordinal);
                 var name = Decode(eqAt >= 0 ? pair[..eqAt] : pair, "option name");
-                var value = eqAt >= 0 ? Decode(pair[(eqAt + 1)..], "option value") : string.Empty;
+                var value = eqAt >= 0 ? Decode(pair[(eqAt + 1)..], $"'{name}' option's value") : string.Empty;
                 SetOption(builder, name, value);
             }
         }
@@ -347,13 +347,18 @@ public static class ConnectionStrings
 
     private static string Decode(string text, string what)
     {
+        string decoded;
         try
         {
-            return Uri.UnescapeDataString(text);
+            decoded = Uri.UnescapeDataString(text);
         }
         catch (UriFormatException ex)
         {
             throw new AequorConfigurationException($"The URI's {what} is not valid percent-encoding.", ex);
         }
+
+        // A %00 decodes to a NUL, which Npgsql's setters refuse with a bare ArgumentException.
+        RefuseNul(decoded, what);
+        return decoded;
     }
 }
