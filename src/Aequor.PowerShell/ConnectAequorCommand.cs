@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using System.Net;
 using System.Security;
 using System.Text;
 using Aequor.Engine;
@@ -142,9 +141,9 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             Credential = null;
         }
 
-        var password = Credential?.GetNetworkCredential()?.Password;
-        var secret = Reveal(CoordinationSecret) ?? Environment.GetEnvironmentVariable(SecretVariable);
-        var previous = Reveal(PreviousCoordinationSecret) ?? Environment.GetEnvironmentVariable(PreviousSecretVariable);
+        var password = SecureStrings.Reveal(Credential?.Password);
+        var secret = SecureStrings.Reveal(CoordinationSecret) ?? Environment.GetEnvironmentVariable(SecretVariable);
+        var previous = SecureStrings.Reveal(PreviousCoordinationSecret) ?? Environment.GetEnvironmentVariable(PreviousSecretVariable);
         var connectionString = BuildConnectionString(password);
         password ??= ConnectionStrings.GetPassword(connectionString);
         var redactor = new Redactor([password, secret, previous]);
@@ -329,7 +328,4 @@ public sealed class ConnectAequorCommand : AequorCmdlet
             CommandTimeout = CommandTimeout,
         };
     }
-
-    private static string? Reveal(SecureString? value) =>
-        value is null ? null : new NetworkCredential(string.Empty, value).Password;
 }

@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using System.Net;
 using System.Security;
 using Aequor.Engine;
 
@@ -66,10 +65,10 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
         _signersRead = true;
         var secret = CoordinationSecret is null
             ? Environment.GetEnvironmentVariable(SecretVariable)
-            : new NetworkCredential(string.Empty, CoordinationSecret).Password;
+            : SecureStrings.Reveal(CoordinationSecret);
         var previous = PreviousCoordinationSecret is null
             ? Environment.GetEnvironmentVariable(ConnectAequorCommand.PreviousSecretVariable)
-            : new NetworkCredential(string.Empty, PreviousCoordinationSecret).Password;
+            : SecureStrings.Reveal(PreviousCoordinationSecret);
         // Without a secret, leases are read but never shown as valid.
         _signer = NewSigner(secret);
         _previousSigner = NewSigner(previous);

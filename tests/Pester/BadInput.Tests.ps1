@@ -185,6 +185,77 @@ Describe 'Connect-Aequor with a NUL in a setting' {
     }
 }
 
+Describe 'Connect-Aequor with a NUL in the password' {
+    BeforeAll {
+        # Built char by char, so no conversion on the way can have dropped the NUL.
+        $script:NulPassword = [securestring]::new()
+        foreach ($c in "hunter2`0nul".ToCharArray()) { $NulPassword.AppendChar($c) }
+    }
+
+    BeforeEach {
+        # A server that never answers, one per case: a connect that got as far as the network is left pending here.
+        $script:Listener = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
+        $Listener.Start()
+        $script:ListenerPort = $Listener.LocalEndpoint.Port
+        $script:ListenerCs = "Host=127.0.0.1;Port=$ListenerPort;Database=db;Username=u;Timeout=2"
+    }
+
+    AfterEach {
+        $Listener.Stop()
+    }
+
+    Context 'given in a -Credential' {
+        It 'is refused <Case> naming the password, never echoing it, with nothing sent' -ForEach @(
+            @{ Case = 'with -ConnectionString (ConvertTo-SecureString)'; Connect = { Connect-Aequor $ListenerCs -Credential ([pscredential]::new('u', (ConvertTo-SecureString "hunter2`0nul" -AsPlainText -Force))) -LeaseMode Optional -Name badnulpw -Retries 0 -ErrorAction Stop } }
+            @{ Case = 'with -ConnectionString (AppendChar)'; Connect = { Connect-Aequor $ListenerCs -Credential ([pscredential]::new('u', $NulPassword)) -LeaseMode Optional -Name badnulpw -Retries 0 -ErrorAction Stop } }
+            @{ Case = 'with -Server'; Connect = { Connect-Aequor -Server 127.0.0.1 -Port $ListenerPort -Database db -Credential ([pscredential]::new('u', $NulPassword)) -LeaseMode Optional -Name badnulpw -Retries 0 -ErrorAction Stop } }
+        ) {
+            $err = $null
+            try { & $Connect } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+            $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            "$err" | Should -Match 'The password holds a NUL character \(U\+0000\)'
+            ($err | Out-String) + $err.Exception.ToString() | Should -Not -Match 'hunter2'
+            $Listener.Pending() | Should -BeFalse -Because 'nothing may reach the server'
+            Get-AequorSession -Name badnulpw -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        }
+    }
+
+    Context 'in the connection string' {
+        It 'is refused <Case> naming the password, never echoing it, with nothing sent' -ForEach @(
+            @{ Case = 'as Password='; Cs = { "$ListenerCs;Password=hunter2`0nul" }; Names = 'password in the connection string' }
+            @{ Case = 'as a quoted Password='; Cs = { "$ListenerCs;Password=`"hunter2`0nul`"" }; Names = 'password in the connection string' }
+            @{ Case = 'in a postgres:// URI'; Cs = { "postgres://u:hunter2%00nul@127.0.0.1:$ListenerPort/db?connect_timeout=2" }; Names = 'password' }
+        ) {
+            $err = $null
+            try { Connect-Aequor (& $Cs) -LeaseMode Optional -Name badnulpw -Retries 0 -ErrorAction Stop } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+            "$err" | Should -Match "The $Names holds a NUL character \(U\+0000\)"
+            ($err | Out-String) + $err.Exception.ToString() | Should -Not -Match 'hunter2'
+            $Listener.Pending() | Should -BeFalse -Because 'nothing may reach the server'
+            Get-AequorSession -Name badnulpw -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        }
+    }
+
+    Context 'and a -CoordinationSecret holding a NUL' {
+        It 'signs with the whole secret, not the part before the NUL, and Get-AequorLease judges with the whole secret too' {
+            $text = "abc`0defghijklmnopqrstu"
+            $secret = ConvertTo-SecureString $text -AsPlainText -Force
+            $service = New-TestServiceName 'nulsecret'
+            $s = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $secret -ServiceName $service -NoReaper -Name badnulsecret -ErrorAction Stop
+            try {
+                $app = Invoke-AequorQuery -Session $s "SELECT current_setting('application_name')" -As Scalar
+                $fields = @{}
+                foreach ($pair in $app.Split(';')) { $k, $v = $pair.Split('=', 2); $fields[$k] = $v }
+                New-TestLease -Service $fields.s -ExpiresAtMs $fields.e -Instance $fields.i -Secret $text | Should -Be $app
+                (Get-AequorLease -ApplicationName $app -CoordinationSecret $secret -ErrorAction Stop).IsSignatureValid | Should -BeTrue
+            } finally {
+                Disconnect-Aequor -Session $s
+            }
+        }
+    }
+}
+
 Describe 'A session -CommandTimeout past what Npgsql can arm' {
     It 'is refused by Connect-Aequor <Case> as AequorInvalidParameter naming the limit, not a connect failure with a bare ArgumentOutOfRangeException' -ForEach @(
         @{ Case = '-CommandTimeout'; Connect = { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name badtimeout -CommandTimeout 4294968 -ErrorAction Stop }; Says = 'CommandTimeout is 4294968 s; it can be at most 4294967 s' }
