@@ -42,7 +42,7 @@ public sealed partial class AequorClient
 
                 // Counted only where it may run a pass, and ended before a refusal's wait below: the attempts a
                 // refused client waits for are its neighbours'.
-                var passing = _options.Reaper && _signer is not null ? _reaper?.Schedule : null;
+                var passing = PassAfterConnect is null ? null : _reaper?.Schedule;
                 passing?.ConnectStarting();
                 try
                 {
@@ -254,9 +254,12 @@ public sealed partial class AequorClient
     /// REAPER HOOK: after every successful connect, on the new connection, before the caller's statement and
     /// outside any transaction. Best effort: a failing pass never fails the connect unless ReaperErrorMode is Throw.
     /// </summary>
+    /// <summary>What runs a pass after this client's connect, or null where none may run (reaper off, no secret, inside a transaction).</summary>
+    private ReaperHook? PassAfterConnect => Reaper is { } reaper && _options.Reaper && _signer is not null && _transaction is null ? reaper : null;
+
     private async Task RunReaperAsync(NpgsqlConnection connection, ReapTrigger trigger, CancellationToken cancellationToken)
     {
-        if (Reaper is not { } reaper || !_options.Reaper || _signer is null || _transaction is not null)
+        if (PassAfterConnect is not { } reaper)
         {
             return;
         }

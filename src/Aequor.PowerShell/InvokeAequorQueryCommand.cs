@@ -313,8 +313,8 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
 
     /// <summary>
     /// The hashtable's keys that no @name can reach (Npgsql reads a placeholder's name as letters, digits, _ and .; a $
-    /// was seen to bind too): '@a b' reads as @a then b, so @{ 'a b' = 1 } left @a unbound with nothing to say why. Such keys stay allowed, unused, as the columns
-    /// of an Import-Csv row with spaces in their names are.
+    /// was seen to bind too): '@a b' reads as @a then b, so @{ 'a b' = 1 } left @a unbound with nothing to say why.
+    /// Such keys stay allowed, unused, as the columns of an Import-Csv row with spaces in their names are.
     /// </summary>
     private static string UnreachableKeys(IReadOnlyDictionary<string, object?> named, string name)
     {
