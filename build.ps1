@@ -461,7 +461,11 @@ function Invoke-Bench {
 
     $scripts = @(
         @{ Label = 'import cost'; Path = (Join-Path $Root 'bench/ImportCost.ps1'); Pin = $false },
-        @{ Label = 'cmdlet layer'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true },
+        # Pinned, .NET sees one CPU and delays tier-up tenfold (bench/CmdletLayer.ps1, .NOTES): the measured run gets
+        # the tiering of this machine's cores; the control run, the runtime's defaults and no settling.
+        @{ Label = 'cmdlet layer'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true; Tiering = '1' },
+        @{ Label = 'cmdlet layer, one-CPU defaults'; Path = (Join-Path $Root 'bench/CmdletLayer.ps1'); Pin = $true
+            Arguments = @('-ScalarOnly', '-SettleSeconds', '0', '-RowPrefix', 'cmdlet.one_cpu_default') },
         @{ Label = 'table load'; Path = (Join-Path $Root 'bench/TableData.ps1'); Pin = $false },
         @{ Label = 'table export'; Path = (Join-Path $Root 'bench/TableExport.ps1'); Pin = $false })
     if ($scripts | Where-Object { Test-Path $_.Path }) {
@@ -474,8 +478,9 @@ function Invoke-Bench {
                     continue
                 }
                 $file = 'dotnet'
-                $arguments = @($PwshDll, '-NoProfile', '-NonInteractive', '-File', $s.Path, '-ModulePath', $psd1)
+                $arguments = @($PwshDll, '-NoProfile', '-NonInteractive', '-File', $s.Path, '-ModulePath', $psd1) + @($s['Arguments'] | Where-Object { $_ })
                 $env:AEQUOR_BENCH_SERVER_CORES = $null
+                $env:DOTNET_TC_DelaySingleProcMultiplier = $s['Tiering']
                 if ($s.Pin -and $taskset) {
                     # Client and server on core 0: backends are forked by the postmaster and inherit its affinity.
                     $pidFile = if ($env:AEQUOR_TEST_PGDATA) { Join-Path $env:AEQUOR_TEST_PGDATA 'postmaster.pid' }
@@ -487,7 +492,11 @@ function Invoke-Bench {
                     $arguments = @('-c', '0', 'dotnet') + $arguments
                     $file = $taskset.Source
                 }
-                Invoke-BenchStep $s.Label $file $arguments
+                try {
+                    Invoke-BenchStep $s.Label $file $arguments
+                } finally {
+                    $env:DOTNET_TC_DelaySingleProcMultiplier = $null
+                }
             }
         } catch {
             $rows.Add([pscustomobject]@{ Bench = 'pwsh benches'; Value = "failed: $($_.Exception.Message)"; Unit = ''; Baseline = ''; Ratio = ''; Target = ''; Met = 'no' })
@@ -512,6 +521,8 @@ function Invoke-Bench {
         '.NET'         = [Environment]::Version.ToString()
     }
     if ($info['cmdlet-pinning']) { $machine['pinning (cmdlet layer)'] = $info['cmdlet-pinning'] }
+    if ($info['cmdlet-tiering']) { $machine['JIT (cmdlet layer)'] = $info['cmdlet-tiering'] }
+    if ($info['cmdlet.one_cpu_default-tiering']) { $machine['JIT (cmdlet.one_cpu_default)'] = $info['cmdlet.one_cpu_default-tiering'] }
 
     $table = $rows | Select-Object Bench, Value, Unit, Baseline, Ratio, Target, Met
     Write-Host ''
