@@ -70,6 +70,46 @@ public sealed class ClientFaultTests(PostgresFixture db)
     }
 
     /// <summary>
+    /// A server that takes the connection and never answers (a black-holed route, a frozen host): every attempt ends
+    /// at the connection string's Timeout, the retries stop at MaxConnectRetryTimeMs, and the caller gets one
+    /// AequorConnectFailedException that says the attempts timed out - never a hang, never Npgsql's own exception.
+    /// The same client connects once the network is back.
+    /// </summary>
+    [Fact]
+    public async Task A_connect_that_never_gets_an_answer_fails_by_its_timeouts_with_one_clear_error_and_the_client_recovers()
+    {
+        var b = new NpgsqlConnectionStringBuilder(db.AppConnectionString);
+        await using var proxy = new FaultProxy(b.Host!, b.Port);
+        await using var client = new AequorClient(new AequorClientOptions
+        {
+            ConnectionString = new NpgsqlConnectionStringBuilder(proxy.Rewrite(db.AppConnectionString)) { Timeout = 1 }.ConnectionString,
+            CoordinationSecret = ClientTestKit.Secret,
+            ServiceName = "client-faults",
+            Reaper = false,
+            MinBackoff = 50,
+            MaxBackoff = 100,
+            MaxConnectRetryTimeMs = 2_500,
+        });
+
+        proxy.BlackHole = true;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var error = await Assert.ThrowsAsync<AequorConnectFailedException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+        clock.Stop();
+
+        // Each attempt waits its 1 s; the budget of 2.5 s leaves room for two or three of them, not for the fourth.
+        Assert.InRange(error.Attempts, 2, 3);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1.9), TimeSpan.FromSeconds(6));
+        // Npgsql words it "The operation has timed out" or "Timeout during connection attempt", by where it was.
+        Assert.Matches("(?i)timed out|timeout", error.Message);
+        Assert.DoesNotContain("Npgsql", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, client.Counters.Connects);
+
+        proxy.BlackHole = false;
+        Assert.Equal(2, await client.ExecuteScalarAsync(new AequorStatement("SELECT 2"), default));
+        Assert.Equal(1, client.Counters.Connects);
+    }
+
+    /// <summary>
     /// A cancel the server's answer never reaches: Npgsql gives up after its cancellation timeout and breaks the
     /// connection. The write was sent and may have committed, so the caller hears "outcome unknown", not a bare
     /// cancellation it could take for "nothing happened".

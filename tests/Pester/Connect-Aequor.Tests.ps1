@@ -204,6 +204,32 @@ Describe 'Connect-Aequor failures' {
         $warnings[0].Message | Should -Not -Match 'Npgsql'
     }
 
+    It 'a server that never answers ends each attempt at the connect timeout and says so, within the retry budget, naming no Npgsql type' {
+        # A listener that never accepts: the kernel completes the handshake, and the startup message gets no answer.
+        $silent = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
+        $silent.Start()
+        try {
+            $cs = "Host=127.0.0.1;Port=$($silent.LocalEndpoint.Port);Database=db;Username=u;Password=p;Timeout=1"
+            $err = $null
+            $warnings = $null
+            $clock = [System.Diagnostics.Stopwatch]::StartNew()
+            try { Connect-Aequor $cs -LeaseMode Optional -Name silentserver -Retries 1 -MinBackoff 10 -MaxBackoff 20 -WarningVariable warnings -WarningAction SilentlyContinue } catch { $err = $_ }
+            $clock.Stop()
+            $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+            # Npgsql words it 'The operation has timed out' or 'Timeout during connection attempt', by where it was.
+            $err.Exception.Message | Should -Match 'timed out|timeout'
+            $err.Exception.Message | Should -Match '2 attempt'
+            $err.Exception.Message | Should -Not -Match 'Npgsql'
+            @($warnings).Count | Should -Be 1
+            $warnings[0].Message | Should -Match 'timed out|timeout'
+            $clock.Elapsed.TotalSeconds | Should -BeGreaterOrEqual 1.9 -Because 'each of the 2 attempts waits its 1 s'
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 8
+            Get-AequorSession -Name silentserver -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        } finally {
+            $silent.Stop()
+        }
+    }
+
     It 'a secret under 16 bytes gives AequorSecretTooShort and is never echoed' {
         $err = $null
         try { Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret (ConvertTo-SecureString 'short-secret' -AsPlainText -Force) } catch { $err = $_ }
