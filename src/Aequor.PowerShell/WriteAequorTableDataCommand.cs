@@ -20,6 +20,9 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     private long _inputRows;
     private long _startedAt;
 
+    // Without -Column: the table's columns left out of the COPY, so that a later row holding one is refused, not emptied.
+    private HashSet<string>? _columnsLeftOut;
+
     /// <summary>table, schema.table, or with double-quoted parts ("My Table").</summary>
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNullOrEmpty]
@@ -67,9 +70,12 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             case DataTable table:
                 foreach (DataRow row in table.Rows)
                 {
-                    WriteOne(row);
+                    Take(row);
                 }
 
+                return;
+            // Deleted from its DataTable (still in Rows until AcceptChanges): no row any more, and its values cannot be read.
+            case DataRow { RowState: DataRowState.Deleted }:
                 return;
             // A collection, not any IEnumerable: an XmlElement (a row of $xml.rows.row) enumerates its child nodes.
             case ICollection items and not (IDictionary or byte[]):
@@ -101,6 +107,19 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         }
 
         var writer = _writer!;
+        if (_columnsLeftOut is { Count: > 0 } leftOut && _inputRows > 1)
+        {
+            foreach (var name in bag.Names)
+            {
+                if (leftOut.Contains(name))
+                {
+                    Fail(new AequorConfigurationException(
+                        $"Row {_inputRows} has the property '{name}', a column of the table {Table} that the first row did not have: the COPY fills only the first row's columns ({string.Join(", ", writer.Columns)}), and its value would be lost. Name the columns with -Column, or give every row the same properties. Nothing was written."));
+                    return;
+                }
+            }
+        }
+
         var values = new object?[writer.Columns.Count];
         for (var i = 0; i < values.Length; i++)
         {
@@ -174,6 +193,8 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
                     $"None of the first row's properties ({string.Join(", ", first.Names)}) is a column of the table {Table}; its columns: {string.Join(", ", tableColumns)}. Nothing was written.");
             }
 
+            _columnsLeftOut = new HashSet<string>(tableColumns.Where(c => !chosen.Contains(c)), StringComparer.OrdinalIgnoreCase);
+            _columnsLeftOut.ExceptWith(chosen);
             if (ignored.Count > 0)
             {
                 PostVerbose($"Properties that are no column of {Table}, ignored: {string.Join(", ", ignored)}.");

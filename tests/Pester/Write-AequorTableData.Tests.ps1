@@ -124,6 +124,32 @@ id,name,born,active,score,doc,tags
         Invoke-AequorQuery "SELECT name IS NULL FROM $t WHERE id = 3" -As Scalar -Session $S | Should -BeTrue
     }
 
+    It 'without -Column, a later row with a column the first row lacked is refused, naming the row and the property, and nothing is written' {
+        $t = New-People
+        $err = $null
+        try { @{ id = 1 }, @{ id = 2 }, [pscustomobject]@{ id = 3; Note = 'kept?' } | Write-AequorTableData -Table $t -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -BeLike "*Row 3 has the property 'Note', a column of the table $t that the first row did not have*-Column*Nothing was written.*"
+        Get-Count $t | Should -Be 0
+        # A property that is no column, a property the first row had, and -Column: still written.
+        @{ id = 1 }, @{ id = 2; other = 'x' }, @{ ID = 3 } | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 3
+        @{ id = 4 }, @{ id = 5; note = 'n5' } | Write-AequorTableData -Table $t -Column id, note -Session $S -PassThru | Should -Be 2
+        (Invoke-AequorQuery "SELECT string_agg(id || '=' || coalesce(note, '-'), ',' ORDER BY id) FROM $t" -As Scalar -Session $S) | Should -Be '1=none,2=none,3=none,4=-,5=n5'
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
+    It 'skips the rows deleted from a DataTable, as they are no rows of it any more' {
+        $t = New-People
+        $dt = [Data.DataTable]::new()
+        $null = $dt.Columns.Add('id', [int]); $null = $dt.Columns.Add('name', [string])
+        1..4 | ForEach-Object { $null = $dt.Rows.Add($_, "dt$_") }
+        $dt.AcceptChanges()
+        $dt.Rows[0].Delete(); $dt.Rows[2].Delete()
+        $dt | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 2
+        @($dt.Rows)[0, 2] | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 0
+        (Invoke-AequorQuery "SELECT string_agg(name, ',' ORDER BY id) FROM $t" -As Scalar -Session $S) | Should -Be 'dt2,dt4'
+    }
+
     It 'an unknown -Column or table is a terminating error naming it, and nothing is written' {
         $t = New-People
         $err = $null
