@@ -202,6 +202,10 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             ThrowInvalidParameter($"-Path '{Path}' is a folder ({resolved}): give a file name. Nothing was exported.", Path);
         }
 
+        // The rows are moved over the destination: over a link that would replace the link, leaving the file it points
+        // to as it was. Written through it instead, as Export-Csv does: the file at the end of the links is replaced.
+        resolved = FollowLinks(resolved);
+
         var folder = System.IO.Path.GetDirectoryName(resolved);
         if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
         {
@@ -214,7 +218,60 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             ThrowTerminatingError(Exists(resolved));
         }
 
+        if (File.Exists(resolved) && NotRegularFile(resolved) is { } kind)
+        {
+            // Moved over, a device would be replaced by a plain file: run as root, an export to /dev/null deleted it.
+            ThrowInvalidParameter(
+                $"-Path '{Path}' is {kind}, not a regular file: the export writes its rows to a new file beside the destination and moves it over it, which would replace {resolved}. Give the path of a file. Nothing was exported.", Path);
+        }
+
         return resolved;
+    }
+
+    private string FollowLinks(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget is null ? path : File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
+        }
+        catch (IOException ex)
+        {
+            // A loop of links, or too many of them.
+            ThrowInvalidParameter($"-Path '{Path}' is a symbolic link that cannot be followed ({ex.Message.TrimEnd('.')}): nothing was exported.", Path);
+            return path;
+        }
+    }
+
+    /// <summary>What the existing file is when it is no regular file (a device, a named pipe, a socket); null for a file or when unknown.</summary>
+    private string? NotRegularFile(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        object? type;
+        try
+        {
+            // .NET tells no file type apart from a folder; PowerShell's file system items carry the stat's (UnixStat).
+            var items = InvokeProvider.Item.Get([path], force: true, literalPath: true);
+            var stat = items.Count == 1 ? items[0].Properties["UnixStat"]?.Value : null;
+            type = stat is null ? null : PSObject.AsPSObject(stat).Properties["ItemType"]?.Value;
+        }
+        catch (Exception ex) when (ex is ProviderInvocationException or ItemNotFoundException or IOException or UnauthorizedAccessException or PSNotSupportedException)
+        {
+            return null;
+        }
+
+        return type?.ToString() switch
+        {
+            null or "File" => null,
+            "CharacterDevice" => "a character device",
+            "BlockDevice" => "a block device",
+            "NamedPipe" => "a named pipe (FIFO)",
+            "Socket" => "a socket",
+            var other => $"a {other}",
+        };
     }
 
     private FileStream OpenTemporary(string temporary, string destination)

@@ -102,6 +102,42 @@ Describe 'Export-AequorTableData' {
         }
     }
 
+    It 'writes through a symbolic link: the file it points to is replaced, its mode kept, and the link stays a link' -Skip:$IsWindows {
+        $folder = Join-Path $TestDrive 'links'
+        $real = Join-Path $folder 'real'
+        $null = New-Item -ItemType Directory $real
+        $target = Join-Path $real 'data.csv'
+        Set-Content -LiteralPath $target -Value 'old'
+        [IO.File]::SetUnixFileMode($target, 'UserRead, UserWrite')
+        $link = Join-Path $folder 'link.csv'
+        # Relative, as ln -s writes them; and a link to that link.
+        $null = New-Item -ItemType SymbolicLink -Path $link -Target 'real/data.csv'
+        $chain = Join-Path $folder 'chain.csv'
+        $null = New-Item -ItemType SymbolicLink -Path $chain -Target $link
+        Export-AequorTableData -Path $chain -Query 'SELECT 1 AS one' -Session $S -PassThru | Should -Be 1
+        Export-AequorTableData -Path $link -Query 'SELECT 2 AS two' -Session $S -PassThru | Should -Be 1
+        (Get-Item -LiteralPath $link).LinkType | Should -Be 'SymbolicLink'
+        (Get-Item -LiteralPath $chain).LinkType | Should -Be 'SymbolicLink'
+        Get-Content -LiteralPath $target -Raw | Should -BeExactly "two`n2`n"
+        [IO.File]::GetUnixFileMode($target) | Should -Be ([IO.UnixFileMode]'UserRead, UserWrite')
+        @(Get-ChildItem -LiteralPath $folder, $real -Force -Filter '*.tmp') | Should -BeNullOrEmpty
+        { Export-AequorTableData -Path $link -Query 'SELECT 3 AS three' -NoClobber -Session $S } |
+            Should -Throw -ErrorId 'AequorFileExists,Aequor.PowerShell.ExportAequorTableDataCommand'
+        Get-Content -LiteralPath $target -Raw | Should -BeExactly "two`n2`n"
+    }
+
+    It 'refuses a destination that is no regular file (a named pipe) before anything is sent, and leaves it as it was' -Skip:(-not $IsLinux) {
+        $fifo = Join-Path $TestDrive 'pipe.csv'
+        & mkfifo $fifo
+        $LASTEXITCODE | Should -Be 0
+        $calls = Get-ProbeCalls
+        { Export-AequorTableData -Path $fifo -Query "SELECT $Probe()" -Session $S } |
+            Should -Throw -ErrorId 'AequorInvalidParameter,Aequor.PowerShell.ExportAequorTableDataCommand' -ExpectedMessage '*is a named pipe (FIFO), not a regular file*Nothing was exported*'
+        Get-ProbeCalls | Should -Be $calls
+        & stat -c %F $fifo | Should -Be 'fifo'
+        @(Get-ChildItem -LiteralPath $TestDrive -Force -Filter '*.tmp') | Should -BeNullOrEmpty
+    }
+
     It 'exports a view and a partitioned table given as -Table, as their rows' {
         $t = New-People
         $view = "${t}_v"
