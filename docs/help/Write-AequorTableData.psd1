@@ -12,7 +12,7 @@ COPY is one statement: when any row fails (a value the column''s type refuses, a
 Ctrl+C while the COPY is finishing (the server still inserting the rows: a slow trigger, a big index) sends the server a cancel request: the load stops, nothing is written and the session stays usable.
 '@
     Parameters  = @{
-        Table          = 'The table: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table", app."Order"). Unquoted parts are folded to lower case, as PostgreSQL does. A table that does not exist is a terminating AequorInvalidParameter error, and nothing is written.'
+        Table          = 'The table: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table", app."Order"). Unquoted parts are folded to lower case as PostgreSQL does in a UTF-8 database: A-Z only (ÜBER names "Über"). A table that does not exist is a terminating AequorInvalidParameter error, and nothing is written.'
         InputObject    = 'A row, usually from the pipeline: an object with properties, a hashtable or dictionary, or a DataRow. A DataTable gives each of its rows; an array or list given here (-InputObject $rows) gives each of its elements, as piping it would. $null is skipped.'
         Column         = 'The columns to fill, by name (any case), in any order; the other columns get their defaults, and the rows'' other properties are ignored. Without it, the columns are those of the first row. A name that is no column of the table is a terminating AequorInvalidParameter error listing the table''s columns.'
         Session        = 'The session (or its name) to write on. By default, the runspace''s default session.'

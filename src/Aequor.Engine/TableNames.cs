@@ -69,7 +69,8 @@ public static class TableNames
                         throw Unparsable(name, $"'{ch}' is not allowed in an unquoted name (quote the part: \"{text}\")");
                     }
 
-                    part.Append(char.ToLowerInvariant(ch));
+                    // As the server folds it in a UTF-8 database: A-Z only ("ÜBER" is "Über"; a wider fold names another table).
+                    part.Append(ch is >= 'A' and <= 'Z' ? (char)(ch + ('a' - 'A')) : ch);
                 }
             }
 

@@ -77,6 +77,9 @@ public sealed class CopyRowTextTests
     [InlineData("App.People", "\"app\".\"people\"")]
     [InlineData("\"My Table\"", "\"My Table\"")]
     [InlineData("app.\"Or\"\"der\"", "\"app\".\"Or\"\"der\"")]
+    // A UTF-8 server folds only A-Z: ÜBER names "Über", never "über" (another table, or none).
+    [InlineData("ÜBER.Straße", "\"Über\".\"straße\"")]
+    [InlineData("ÉTÉ_İ", "\"ÉtÉ_İ\"")]
     public void Quotes_table_names_as_the_server_folds_them(string name, string quoted) =>
         Assert.Equal(quoted, TableNames.Quote(name));
 
