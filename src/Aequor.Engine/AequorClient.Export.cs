@@ -7,10 +7,12 @@ namespace Aequor.Engine;
 /// <summary>Exporting rows as CSV in one statement: COPY … TO STDOUT, streamed into the caller's writer.</summary>
 public sealed partial class AequorClient
 {
-    // Every column a SELECT would show (generated ones too), and the relation's kind: COPY t TO works on a plain table
-    // only; a view, materialized view, foreign or partitioned table goes through COPY (SELECT … FROM t).
+    // Every column a SELECT would show (generated ones too), the relation's kind and whether it has generated columns:
+    // COPY t TO works on a plain table only, and leaves out its generated columns (refuses them when listed); a view,
+    // materialized view, foreign or partitioned table, or a table with generated columns goes through COPY (SELECT … FROM t).
     private const string ExportColumnsSql =
-        "SELECT c.relkind::text, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum) FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+        "SELECT c.relkind::text, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum), " +
+        "EXISTS(SELECT FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated <> '') FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
 
     private const int ExportBufferChars = 64 * 1024;
 
@@ -295,8 +297,8 @@ public sealed partial class AequorClient
     private async Task<string> TableExportSqlAsync(NpgsqlConnection connection, AequorCsvExport export, string table, long generation, CancellationToken cancellationToken)
     {
         var quoted = TableNames.Quote(table);
-        var (kind, tableColumns) = await ReadCatalogueAsync(connection, ExportColumnsSql, quoted, generation, reader =>
-            reader.Read() ? ((string?)reader.GetString(0), reader.GetFieldValue<string[]>(1)) : (null, []), cancellationToken).ConfigureAwait(false);
+        var (kind, tableColumns, generated) = await ReadCatalogueAsync(connection, ExportColumnsSql, quoted, generation, reader =>
+            reader.Read() ? ((string?)reader.GetString(0), reader.GetFieldValue<string[]>(1), reader.GetBoolean(2)) : (null, [], false), cancellationToken).ConfigureAwait(false);
 
         if (kind is null)
         {
@@ -325,7 +327,7 @@ public sealed partial class AequorClient
             columnList = string.Join(", ", chosen);
         }
 
-        return kind == "r"
+        return kind == "r" && !generated
             ? string.Create(CultureInfo.InvariantCulture, $"COPY {quoted}{(columnList is null ? string.Empty : $" ({columnList})")} TO STDOUT {CsvOptions(export)}")
             : string.Create(CultureInfo.InvariantCulture, $"COPY (SELECT {columnList ?? "*"} FROM {quoted}) TO STDOUT {CsvOptions(export)}");
     }

@@ -138,6 +138,16 @@ Describe 'Export-AequorTableData' {
         @(Get-ChildItem -LiteralPath $TestDrive -Force -Filter '*.tmp') | Should -BeNullOrEmpty
     }
 
+    It 'exports the generated columns of a table too, by default and when -Column names one' {
+        $t = "et_gen_$Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, qty int, total int GENERATED ALWAYS AS (qty * 10) STORED); INSERT INTO $t (id, qty) VALUES (1, 2), (2, NULL)" -Session $S
+        $file = Join-Path $TestDrive 'generated.csv'
+        Export-AequorTableData -Path $file -Table $t -Session $S -PassThru | Should -Be 2
+        Get-Content -LiteralPath $file | Should -Be @('id,qty,total', '1,2,20', '2,,')
+        Export-AequorTableData -Path $file -Table $t -Column TOTAL, id -Session $S -PassThru | Should -Be 2
+        Get-Content -LiteralPath $file | Should -Be @('total,id', '20,1', ',2')
+    }
+
     It 'exports a view and a partitioned table given as -Table, as their rows' {
         $t = New-People
         $view = "${t}_v"
