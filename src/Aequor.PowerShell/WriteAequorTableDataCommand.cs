@@ -123,7 +123,16 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         var values = new object?[writer.Columns.Count];
         for (var i = 0; i < values.Length; i++)
         {
-            values[i] = bag.TryGet(writer.Columns[i], out var value) ? Plain(value) : null;
+            try
+            {
+                values[i] = bag.TryGet(writer.Columns[i], out var value) ? Plain(value) : null;
+            }
+            catch (GetValueException ex)
+            {
+                // A script property's getter threw: its bare error named neither the row nor that the load was undone.
+                Fail(new AequorConfigurationException($"Row {_inputRows}, column '{writer.Columns[i]}': the property could not be read ({ex.Message}). Nothing was written."));
+                return;
+            }
         }
 
         try

@@ -138,6 +138,18 @@ id,name,born,active,score,doc,tags
         Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
     }
 
+    It 'a property whose getter throws is named with its row, nothing is written, and the session goes on' {
+        $t = New-People
+        $bad = [pscustomobject]@{ id = 2 }
+        $bad | Add-Member ScriptProperty name { throw 'getter boom' }
+        $err = $null
+        try { [pscustomobject]@{ id = 1; name = 'a' }, $bad | Write-AequorTableData -Table $t -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -BeLike "*Row 2, column 'name': the property could not be read (*getter boom*). Nothing was written.*"
+        Get-Count $t | Should -Be 0
+        Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
+    }
+
     It 'skips the rows deleted from a DataTable, as they are no rows of it any more' {
         $t = New-People
         $dt = [Data.DataTable]::new()
