@@ -206,7 +206,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             _columnsLeftOut.ExceptWith(chosen);
             if (ignored.Count > 0)
             {
-                PostVerbose($"Properties that are no column of {Table}, ignored: {string.Join(", ", ignored)}.");
+                PostVerbose($"Properties that are no column of {Table} that rows can fill (generated columns are computed), ignored: {string.Join(", ", ignored)}.");
             }
 
             return chosen;
@@ -232,7 +232,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     }
 
     private string UnknownColumn(string name, IReadOnlyList<string> tableColumns) =>
-        $"-Column '{name}' is no column of the table {Table}; its columns: {string.Join(", ", tableColumns)}. Nothing was written.";
+        $"-Column '{name}' is no column of the table {Table} that rows can fill (a generated column is computed by the server); its columns: {string.Join(", ", tableColumns)}. Nothing was written.";
 
     protected override void EndProcessing()
     {

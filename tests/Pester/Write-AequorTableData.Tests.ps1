@@ -169,6 +169,11 @@ id,name,born,active,score,doc,tags
         $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
         "$err" | Should -Match "'nosuch'"
         "$err" | Should -Match 'id, name, born'
+        $null = Invoke-AequorQuery "ALTER TABLE $t ADD COLUMN twice int GENERATED ALWAYS AS (id * 2) STORED" -Session $S
+        $err = $null
+        try { @{ id = 1 } | Write-AequorTableData -Table $t -Column id, twice -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -BeLike "*'twice' is no column of the table $t that rows can fill (a generated column is computed by the server)*"
         $err = $null
         try { @{ id = 1 } | Write-AequorTableData -Table "no_such_table_$Suffix" -Session $S } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
