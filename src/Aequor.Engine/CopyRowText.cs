@@ -93,8 +93,7 @@ public static class CopyRowText
             case TimeOnly time:
                 return time.ToString("HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
             case TimeSpan span:
-                // PostgreSQL reads "-1 days 02:03:04.5" style intervals; microseconds are its precision.
-                return string.Create(CultureInfo.InvariantCulture, $"{span.Ticks / 10} microseconds");
+                return Duration(span);
             case Guid g:
                 return g.ToString("D");
             case byte[] bytes:
@@ -114,6 +113,18 @@ public static class CopyRowText
             default:
                 throw new UnwritableValueException(value, $"a value of type {value.GetType().FullName} has no text form for a column. Pass text, a number, a boolean, a date and time, a uuid, bytes, an array of them, or JSON text (ConvertTo-Json -Compress).");
         }
+    }
+
+    /// <summary>
+    /// [-]hours:mm:ss.ffffff: an interval reads it exactly, and a time column as the time of day (under 24 hours),
+    /// which "N microseconds" was not. Microseconds are the server's precision.
+    /// </summary>
+    private static string Duration(TimeSpan span)
+    {
+        var micro = span.Ticks / 10;
+        var size = (ulong)Math.Abs(micro);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{(micro < 0 ? "-" : string.Empty)}{size / 3_600_000_000}:{size / 60_000_000 % 60:00}:{size / 1_000_000 % 60:00}.{size % 1_000_000:000000}");
     }
 
     /// <summary>{a,"b c",NULL}: every element quoted, so commas, braces, quotes and the word NULL stay text.</summary>

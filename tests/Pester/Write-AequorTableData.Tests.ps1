@@ -59,6 +59,19 @@ id,name,born,active,score,doc,tags
         $got[2].isnull | Should -BeTrue
     }
 
+    It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
+        $t = "wt_span_$Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
+        @(
+            @{ id = 1; at = [timespan]'08:30:00'; span = [timespan]'1.02:03:04.5000010' }
+            @{ id = 2; at = [timespan]::new(0, 23, 59, 59, 999); span = [timespan]::FromMinutes(-90) }
+            @{ id = 3; at = [timespan]::Zero; span = [timespan]::MaxValue }
+        ) | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 3
+        $got = @(Invoke-AequorQuery "SELECT at::text AS at, extract(epoch FROM span)::text AS seconds FROM $t ORDER BY id" -Session $S)
+        $got.at | Should -Be @('08:30:00', '23:59:59.999', '00:00:00')
+        $got.seconds | Should -Be @('93784.500001', '-5400.000000', '922337203685.477580')
+    }
+
     It 'writes 10,000 rows in one call' {
         $t = New-People
         $n = 1..10000 | ForEach-Object { [pscustomobject]@{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $t -Session $S -PassThru
