@@ -28,7 +28,9 @@ internal static class SessionStore
     public static RunspaceSessions For(PSCmdlet cmdlet)
     {
         ArgumentNullException.ThrowIfNull(cmdlet);
-        return For(cmdlet.SessionState, cmdlet.WriteWarning);
+        var sessions = For(cmdlet.SessionState, cmdlet.WriteWarning);
+        sessions.HostWarning ??= cmdlet.Host?.UI is { } ui ? ui.WriteWarningLine : null;
+        return sessions;
     }
 
     /// <summary>
@@ -118,9 +120,19 @@ internal static class SessionStore
     {
         if (sender is Runspace runspace
             && e.RunspaceStateInfo.State is RunspaceState.Closing or RunspaceState.Closed or RunspaceState.Broken
-            && Table.TryGetValue(runspace, out var sessions))
+            && Table.TryGetValue(runspace, out var sessions)
+            && sessions.CloseAll() is { Count: > 0 } rolledBack
+            && sessions.HostWarning is { } warn)
         {
-            sessions.CloseAll();
+            try
+            {
+                warn(RolledBackWarning(rolledBack, "the runspace closed (its script ended without Complete-AequorTransaction or Undo-AequorTransaction)"));
+            }
+#pragma warning disable CA1031 // A host that can no longer write must not stop the runspace from closing.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
         }
     }
 }
@@ -135,6 +147,12 @@ internal sealed class RunspaceSessions
     public object? Marker { get; set; }
 
     public AequorSession? Default { get; private set; }
+
+    /// <summary>
+    /// The runspace's host, for what must be said when the runspace closes: no pipeline runs then, and without it a
+    /// script that ended with a transaction open would lose the transaction without a word.
+    /// </summary>
+    public Action<string>? HostWarning { get; set; }
 
     public IReadOnlyList<AequorSession> Snapshot()
     {
