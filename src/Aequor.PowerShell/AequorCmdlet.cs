@@ -280,9 +280,10 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
         return store.Default!;
     }
 
-    private static ErrorRecord SessionClosed(AequorSession session) =>
-        Errors.Create(ErrorIds.SessionClosed, ErrorCategory.ResourceUnavailable,
-            $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session);
+    private protected static ErrorRecord SessionClosed(AequorSession session) =>
+        Errors.Create(ErrorIds.SessionClosed, ErrorCategory.ResourceUnavailable, session.ClosedInTransaction
+            ? $"The session '{session.Name}' is closed, and the transaction that was open on it when it closed was rolled back by the server: nothing of it was committed. Connect again with Connect-Aequor and run the transaction again."
+            : $"The session '{session.Name}' is closed; connect again with Connect-Aequor.", session);
 
     /// <summary>
     /// A terminating AequorSessionBusy when this command runs downstream of Invoke-AequorQuery's rows on the same

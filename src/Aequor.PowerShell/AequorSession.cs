@@ -26,6 +26,7 @@ public sealed class AequorSession
     private readonly AequorClient _client;
     private long _queries;
     private int _closed;
+    private int _closedInTransaction;
     private int _streamingThread;
     private AequorCmdlet? _listener;
 
@@ -148,6 +149,13 @@ public sealed class AequorSession
 
     internal bool IsClosed => Volatile.Read(ref _closed) != 0;
 
+    /// <summary>
+    /// A transaction was open when the session closed (Disconnect-Aequor from another runspace, a Connect-Aequor that
+    /// replaced it by name, Remove-Module): the server rolled it back. The script that opened it may hear of the close only
+    /// when it next uses the session, and must then hear that nothing was committed.
+    /// </summary>
+    internal bool ClosedInTransaction => Volatile.Read(ref _closedInTransaction) != 0;
+
     internal void CountQuery() => Interlocked.Increment(ref _queries);
 
     /// <summary>
@@ -206,9 +214,15 @@ public sealed class AequorSession
     /// <summary>Closes the connection once; never throws (a dead socket is already closed).</summary>
     internal void Close()
     {
+        var openTransaction = _client.InTransaction;
         if (Interlocked.Exchange(ref _closed, 1) != 0)
         {
             return;
+        }
+
+        if (openTransaction)
+        {
+            Volatile.Write(ref _closedInTransaction, 1);
         }
 
         try

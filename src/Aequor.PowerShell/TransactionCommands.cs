@@ -15,6 +15,9 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>The command commits: its failure stops the command (see <see cref="Run"/>).</summary>
+    private protected virtual bool Commits => false;
+
     private protected override string BusyAdvice =>
         "Start, complete or undo the transaction outside that pipeline. To abandon it from inside, throw: the throw ends the query, and a catch around the pipeline can run Undo-AequorTransaction.";
 
@@ -24,6 +27,13 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
     // would go on as if a commit had happened that did not.
     private protected void Run(bool wantOpen, string action, string done, Func<AequorSession, CancellationToken, Task> call)
     {
+        if (Commits && Session is { IsClosed: true, ClosedInTransaction: true, NotFound: null } closed)
+        {
+            // A commit that cannot happen, as any other: closing the session (from another runspace, say) rolled the
+            // transaction back, and a script going on under Continue would report work that was never committed.
+            ThrowTerminatingError(SessionClosed(closed));
+        }
+
         if (ResolveInputSession(Session) is not { } session)
         {
             return;
@@ -71,6 +81,8 @@ public sealed class StartAequorTransactionCommand : AequorTransactionCmdlet
 [OutputType(typeof(AequorSession))]
 public sealed class CompleteAequorTransactionCommand : AequorTransactionCmdlet
 {
+    private protected override bool Commits => true;
+
     protected override void ProcessRecord() => Run(true, "commit", "committed", (s, ct) => s.Client.CommitAsync(ct));
 }
 

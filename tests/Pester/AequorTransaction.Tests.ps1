@@ -254,6 +254,38 @@ Describe 'Transaction cmdlets over several piped sessions' {
         $pc.InTransaction | Should -BeFalse
     }
 
+    It 'a session closed elsewhere with its transaction open: Complete stops the command saying nothing was committed; Undo and a query say so too' {
+        $t = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name closed-elsewhere
+        $idle = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name closed-idle
+        Start-AequorTransaction -Session $t
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (53)' -Session $t
+        # Another runspace holding the session object closes it: its warning goes there, not to this script.
+        $module = $env:AEQUOR_MODULE_PATH
+        1 | ForEach-Object -Parallel { Import-Module $using:module; Disconnect-Aequor -Session $using:t, $using:idle -WarningAction SilentlyContinue }
+        $t.State | Should -Be 'Closed'
+        & $Rows 53 | Should -Be 0
+
+        $caught = $null
+        $after = $false
+        try {
+            Complete-AequorTransaction -Session $t -ErrorAction SilentlyContinue
+            $after = $true
+        } catch { $caught = $_ }
+        $after | Should -BeFalse -Because 'a commit that cannot happen stops the script, as a failed COMMIT does'
+        $caught.FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
+        "$caught" | Should -Be "The session 'closed-elsewhere' is closed, and the transaction that was open on it when it closed was rolled back by the server: nothing of it was committed. Connect again with Connect-Aequor and run the transaction again."
+
+        $errs = $null
+        Undo-AequorTransaction -Session $t -ErrorVariable errs -ErrorAction SilentlyContinue
+        "$($errs[0])" | Should -BeLike '*rolled back by the server: nothing of it was committed*'
+        { Invoke-AequorQuery 'SELECT 1' -Session $t -ErrorAction Stop } | Should -Throw '*rolled back by the server: nothing of it was committed*'
+
+        # Closed with no transaction open: nothing was lost, and Complete stays that session's own error.
+        $errs = $null
+        Complete-AequorTransaction -Session $idle -ErrorVariable errs -ErrorAction SilentlyContinue
+        "$($errs[0])" | Should -Be "The session 'closed-idle' is closed; connect again with Connect-Aequor."
+    }
+
     It 'with no session at all the command stops: a terminating AequorNoSession' {
         $ps = New-ModuleShell { param($ModulePath) Import-Module $ModulePath; try { Undo-AequorTransaction; 'went on' } catch { $_.FullyQualifiedErrorId } }
         try {
