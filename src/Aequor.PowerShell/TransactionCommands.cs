@@ -56,8 +56,13 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
+            // A COMMIT the server answered with an error (a deferred constraint, a serialization failure) ended the
+            // transaction with a rollback: said here, or the user is left to guess whether it is still open, or kept.
+            var refused = Commits && ex is System.Data.Common.DbException { SqlState.Length: > 0 } && !session.InTransaction
+                ? ": the server refused the COMMIT and rolled the transaction back, so nothing of it was committed"
+                : string.Empty;
             ThrowTerminatingError(Errors.FromException(ex, ErrorIds.TransactionFailed, ErrorCategory.InvalidOperation,
-                $"Could not {action} the transaction on session '{session.Name}'", session, session.Redactor));
+                $"Could not {action} the transaction on session '{session.Name}'{refused}", session, session.Redactor));
         }
 
         WriteVerbose($"Session '{session.Name}': transaction {done}.");

@@ -135,6 +135,7 @@ Describe 'The error of a refused commit' {
             $e = $err.Exception
             $e | Should -BeOfType 'Aequor.PowerShell.AequorException'
             $e.Message | Should -Match 'duplicate key value violates unique constraint'
+            "$err" | Should -BeLike "Could not commit the transaction on session '$($S.Name)': the server refused the COMMIT and rolled the transaction back, so nothing of it was committed: 23505: duplicate key*" -Because 'the user must not have to guess whether the transaction is still open, or kept'
             $e.SqlState | Should -Be '23505'
             $e.ConstraintName | Should -Be "${t}_uq"
             $e.TableName | Should -Be $t
