@@ -29,7 +29,19 @@ internal static class SessionStore
     {
         ArgumentNullException.ThrowIfNull(cmdlet);
         var sessions = For(cmdlet.SessionState, cmdlet.WriteWarning);
-        sessions.HostWarning ??= cmdlet.Host?.UI is { } ui ? ui.WriteWarningLine : null;
+        if (sessions.HostWarning is null && cmdlet.Host?.UI is { } ui)
+        {
+            // Read when the warning is due: by then the runspace is closing, and its SessionStateProxy refuses.
+            var variables = cmdlet.SessionState.PSVariable;
+            sessions.HostWarning = message =>
+            {
+                if (!WarningsSilenced(variables))
+                {
+                    ui.WriteWarningLine(message);
+                }
+            };
+        }
+
         return sessions;
     }
 
@@ -113,6 +125,25 @@ internal static class SessionStore
         foreach (var (_, sessions) in Table)
         {
             sessions.CloseAll();
+        }
+    }
+
+    /// <summary>
+    /// The host is written to directly (no pipeline runs in a closing runspace), so the script's global
+    /// $WarningPreference is honoured here, as Write-Warning would. Unreadable: the warning is written.
+    /// </summary>
+    private static bool WarningsSilenced(PSVariableIntrinsics variables)
+    {
+        try
+        {
+            var preference = variables.GetValue("global:WarningPreference");
+            return (preference is PSObject wrapped ? wrapped.BaseObject : preference) is ActionPreference.SilentlyContinue or ActionPreference.Ignore;
+        }
+#pragma warning disable CA1031 // A runspace too far gone to read its variables still gets the warning.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            return false;
         }
     }
 

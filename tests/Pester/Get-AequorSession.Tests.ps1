@@ -217,12 +217,13 @@ Describe 'Sessions per runspace' {
         }
     }
 
-    It 'a script that ends with a transaction open warns that it was rolled back; one that completed it says nothing' {
+    It 'a script that ends with a transaction open warns that it was rolled back (unless $WarningPreference silences it); one that completed it says nothing' {
         . (Join-Path $PSScriptRoot 'Support/FreshPwsh.ps1')
         $table = "script_end_tx_$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
         $script = @'
-param($ModulePath, $Connection, $Table, $Complete)
+param($ModulePath, $Connection, $Table, $Complete, $Silence)
+if ($Silence -eq 'yes') { $global:WarningPreference = 'SilentlyContinue' }
 Import-Module $ModulePath
 $null = Connect-Aequor $Connection -LeaseMode Optional -Name forgotten
 Start-AequorTransaction
@@ -231,14 +232,21 @@ if ($Complete -eq 'yes') { Complete-AequorTransaction }
 'script ended'
 '@
         try {
-            $open = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'no'
+            $open = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'no', 'no'
             $open.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $open)
             $said = "$($open.Output)$($open.Error)"
             $said | Should -Match 'script ended' -Because (Format-FreshPwsh $open)
             $said | Should -Match ([regex]::Escape("Session 'forgotten' had an open transaction and was closed because the runspace closed (its script ended without Complete-AequorTransaction or Undo-AequorTransaction): the server rolled it back, and nothing of it was committed.")) -Because (Format-FreshPwsh $open)
             Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
 
-            $done = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'yes'
+            # Written to the host (no pipeline runs in a closing runspace), yet a global $WarningPreference still silences it.
+            $quiet = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'no', 'yes'
+            $quiet.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $quiet)
+            "$($quiet.Output)$($quiet.Error)" | Should -Match 'script ended' -Because (Format-FreshPwsh $quiet)
+            "$($quiet.Output)$($quiet.Error)" | Should -Not -Match 'open transaction' -Because (Format-FreshPwsh $quiet)
+            Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
+
+            $done = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'yes', 'no'
             $done.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $done)
             "$($done.Output)$($done.Error)" | Should -Not -Match 'open transaction' -Because (Format-FreshPwsh $done)
             Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 1
