@@ -18,6 +18,10 @@ public sealed class GetAequorSessionCommand : PSCmdlet
     [Parameter]
     public SwitchParameter Default { get; set; }
 
+    // Each session once per command, however many of the names match it: piped on, a duplicate would be served twice
+    // (Complete-AequorTransaction committing it, then failing on it with AequorNoTransaction).
+    private readonly HashSet<AequorSession> _written = [];
+
     protected override void ProcessRecord()
     {
         var store = SessionStore.For(this);
@@ -37,7 +41,7 @@ public sealed class GetAequorSessionCommand : PSCmdlet
 
         if (Default.IsPresent)
         {
-            if (store.Default is { } current && (Name is null || patterns.Any(p => p.Pattern.IsMatch(current.Name))))
+            if (store.Default is { } current && (Name is null || patterns.Any(p => p.Pattern.IsMatch(current.Name))) && _written.Add(current))
             {
                 WriteObject(current);
             }
@@ -48,7 +52,7 @@ public sealed class GetAequorSessionCommand : PSCmdlet
         var sessions = store.Snapshot();
         if (Name is null)
         {
-            WriteObject(sessions, enumerateCollection: true);
+            WriteObject(sessions.Where(_written.Add), enumerateCollection: true);
             return;
         }
 
@@ -61,7 +65,7 @@ public sealed class GetAequorSessionCommand : PSCmdlet
                     $"There is no Aequor session named '{name}' in this runspace.", name));
             }
 
-            WriteObject(found, enumerateCollection: true);
+            WriteObject(found.Where(_written.Add), enumerateCollection: true);
         }
     }
 }

@@ -47,6 +47,18 @@ Describe 'Get-AequorSession' {
         Disconnect-Aequor -Session $s
     }
 
+    It 'lists a session once however many names match it, so a pipe into Complete-AequorTransaction commits each once, without errors' {
+        @(Get-AequorSession -Name 'al*', 'alpha', 'ALPHA', 'beta').Name | Should -Be @('alpha', 'beta')
+        @('alpha', 'a*' | Get-AequorSession).Name | Should -Be @('alpha')
+        Start-AequorTransaction -Session $a
+        Start-AequorTransaction -Session $b
+        $errs = $null
+        Get-AequorSession -Name 'al*', 'b*', 'alpha', 'beta' | Complete-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 0
+        $a.InTransaction | Should -BeFalse
+        $b.InTransaction | Should -BeFalse
+    }
+
     It 'a name that is not there gives AequorSessionNotFound' {
         $errs = $null
         Get-AequorSession -Name nosuch -ErrorVariable errs -ErrorAction SilentlyContinue
