@@ -17,7 +17,7 @@ Ctrl+C while the COPY is finishing (the server still inserting the rows: a slow 
         Column         = 'The columns to fill, by name (any case), in any order; the other columns get their defaults, and the rows'' other properties are ignored. Without it, the columns are those of the first row. A name that is no column of the table, or a generated one (the server computes it), is a terminating AequorInvalidParameter error listing the columns rows can fill.'
         Session        = 'The session (or its name) to write on. By default, the runspace''s default session.'
         PassThru       = 'Writes the number of rows written (an Int64) when the COPY has ended.'
-        CommandTimeout = 'Seconds each round trip of the COPY may take; 0 waits forever. By default the connection''s command timeout.'
+        CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483. By default the session''s command timeout. 0 (no limit) is refused: while rows are being sent, Ctrl+C can only end a COPY whose server stopped reading them (a lock, a slow trigger) when a round trip times out.'
     }
     Examples    = @(
         @{

@@ -38,6 +38,20 @@ id,name,born,active,score,doc,tags
         $got[1].score | Should -Be '-0.001'
     }
 
+    It 'refuses -CommandTimeout <Seconds> naming why, with nothing sent, and loads with the longest one' -ForEach @(
+        @{ Seconds = 0; Says = '-CommandTimeout 0 \(no limit\) is not offered for a load: .*not even with Ctrl\+C\. Give the seconds each round trip may take, 1 to 2147483' }
+        @{ Seconds = 2147484; Says = "-CommandTimeout is 2147484 s; a load's can be at most 2147483 s" }
+    ) {
+        $t = New-People
+        $err = $null
+        try { [pscustomobject]@{ id = 1; name = 'x' } | Write-AequorTableData -Table $t -Session $S -CommandTimeout $Seconds -ErrorAction Stop } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$err" | Should -Match $Says
+        "$err" | Should -Match 'Nothing was sent\.'
+        Get-Count $t | Should -Be 0
+        [pscustomobject]@{ id = 2; name = 'y' } | Write-AequorTableData -Table $t -Session $S -CommandTimeout 2147483 -PassThru | Should -Be 1
+    }
+
     It 'round-trips nasty strings exactly, an empty string apart from NULL, and .NET values and arrays' {
         $t = New-People
         $nasty = "tab`there`nnew line`r`nback\slash \N 'single' ""double"" ünï©ødé 🙂 , {}"
