@@ -45,20 +45,58 @@ public sealed partial class AequorClient
         }
     }
 
+    /// <summary>
+    /// The columns rows can fill in <paramref name="table"/> (generated ones left out), read as
+    /// <see cref="OpenTableWriter"/> reads them, with no COPY begun: what a load of no rows checks, so a misspelt
+    /// table is said on the day it is misspelt, not on the first day rows come. A COPY of no rows would fire the
+    /// table's statement triggers and take its lock. Throws <see cref="AequorConfigurationException"/> when the
+    /// table does not exist.
+    /// </summary>
+    public IReadOnlyList<string> ReadTableColumns(string table, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        var quoted = TableNames.Quote(table);
+        using var call = EnterAsync(synchronous: true, cancellationToken).AsTask().GetAwaiter().GetResult();
+        try
+        {
+            return ReadTableColumnsCoreAsync(table, quoted, call.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
+        }
+        finally
+        {
+            ReleaseGate();
+        }
+    }
+
+    private async Task<IReadOnlyList<string>> ReadTableColumnsCoreAsync(string table, string quoted, CancellationToken cancellationToken)
+    {
+        var inTransaction = _transaction is not null || SqlTransactionOpen;
+        var connection = await CopyConnectionAsync(inTransaction, "the table could be read", "Nothing was written", cancellationToken).ConfigureAwait(false);
+        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, Generation, ReadColumns, cancellationToken).ConfigureAwait(false);
+        return exists ? tableColumns : throw NoSuchTable(table);
+    }
+
+    private static (bool Exists, string[] Columns) ReadColumns(NpgsqlDataReader reader)
+    {
+        reader.Read();
+        return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1));
+    }
+
+    private static AequorConfigurationException NoSuchTable(string table) =>
+        new($"The table {table} does not exist (or is not on the search_path; write schema.table). Nothing was written.");
+
     private async Task<AequorTableWriter> OpenTableWriterCoreAsync(string table, string quoted, Func<IReadOnlyList<string>, IReadOnlyList<string>> chooseColumns, int? commandTimeout, CancellationToken cancellationToken)
     {
         var inTransaction = _transaction is not null || SqlTransactionOpen;
         var connection = await CopyConnectionAsync(inTransaction, "the COPY could begin", "Nothing was written", cancellationToken).ConfigureAwait(false);
         var generation = Generation;
-        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, generation, reader =>
-        {
-            reader.Read();
-            return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1));
-        }, cancellationToken).ConfigureAwait(false);
-
+        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, generation, ReadColumns, cancellationToken).ConfigureAwait(false);
         if (!exists)
         {
-            throw new AequorConfigurationException($"The table {table} does not exist (or is not on the search_path; write schema.table). Nothing was written.");
+            throw NoSuchTable(table);
         }
 
         var columns = chooseColumns(tableColumns);

@@ -254,6 +254,36 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         WriteVerbose(_session.Redactor.Redact($"Session '{_session.Name}': COPY into {_writer!.Table} ({string.Join(", ", _writer.Columns)}) begun."));
     }
 
+    /// <summary>
+    /// No rows came: the table and -Column are checked all the same, so a misspelt name fails the run that has it,
+    /// not the first one that brings rows. Nothing is written (no COPY: one of no rows would fire statement triggers).
+    /// </summary>
+    private void CheckTableWithoutRows()
+    {
+        ThrowIfStreamingHere(_session);
+        IReadOnlyList<string> tableColumns;
+        using (_session.Listen(this))
+        {
+            try
+            {
+                tableColumns = Blocking((_, token) => _session.Client.ReadTableColumns(Table, token), 0);
+            }
+            catch (Exception ex) when (IsEngineFailure(ex))
+            {
+                Fail(ex);
+                return;
+            }
+        }
+
+        foreach (var name in Column ?? [])
+        {
+            if (!tableColumns.Any(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase)))
+            {
+                ThrowInvalidParameter(UnknownColumn(name, tableColumns), name);
+            }
+        }
+    }
+
     private string UnknownColumn(string name, IReadOnlyList<string> tableColumns) =>
         $"-Column '{name}' is no column of the table {Table} that rows can fill (a generated column is computed by the server); its columns: {string.Join(", ", tableColumns)}. Nothing was written.";
 
@@ -261,6 +291,11 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     {
         if (_writer is not { } writer)
         {
+            if (_inputRows == 0)
+            {
+                CheckTableWithoutRows();
+            }
+
             if (PassThru)
             {
                 WriteObject(0L);

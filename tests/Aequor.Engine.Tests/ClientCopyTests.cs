@@ -116,6 +116,29 @@ public sealed class ClientCopyTests(PostgresFixture db)
         Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
     }
 
+    /// <summary>What a load of no rows checks: the columns rows can fill, the generated one left out; a missing table
+    /// named; inside a transaction the read joins it and leaves it open and usable; the client free afterwards.</summary>
+    [Fact]
+    public async Task ReadTableColumns_reads_the_fillable_columns_names_a_missing_table_and_leaves_a_transaction_usable()
+    {
+        var table = await NewTableAsync();
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement($"ALTER TABLE {table} ADD COLUMN \"Note\" text, ADD COLUMN twice int GENERATED ALWAYS AS (id * 2) STORED"), default);
+
+        Assert.Equal(["id", "Note"], client.ReadTableColumns(table, default));
+        var missing = Assert.Throws<AequorConfigurationException>(() => client.ReadTableColumns("no_such_table_xyz", default));
+        Assert.Contains("The table no_such_table_xyz does not exist", missing.Message, StringComparison.Ordinal);
+
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} (id) VALUES (1)"), default);
+        Assert.Equal(["id", "Note"], client.ReadTableColumns(table, default));
+        Assert.Throws<AequorConfigurationException>(() => client.ReadTableColumns("no_such_table_xyz", default));
+        Assert.True(client.InTransaction);
+        await client.CommitAsync(default);
+        Assert.Equal(1, await CountAsync(table));
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
     [Fact]
     public async Task A_load_raises_query_start_then_end_or_error_once_with_the_COPY_text_and_no_values()
     {

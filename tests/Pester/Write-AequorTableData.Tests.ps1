@@ -209,6 +209,27 @@ id,name,born,active,score,doc,tags
         Invoke-AequorQuery 'SELECT 7' -As Scalar -Session $S | Should -Be 7
     }
 
+    It 'with no rows still checks the table and -Column, naming what is wrong, and begins no COPY' {
+        $t = New-People
+        # A statement trigger notes every COPY, even one of no rows.
+        $null = Invoke-AequorQuery @"
+CREATE TABLE ${t}_copies (at timestamptz);
+CREATE FUNCTION ${t}_note() RETURNS trigger LANGUAGE plpgsql AS `$`$ BEGIN INSERT INTO ${t}_copies VALUES (now()); RETURN NULL; END `$`$;
+CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_note();
+"@ -Session $S
+        $err = $null
+        try { @() | Write-AequorTableData -Table "no_such_table_$Suffix" -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -Match "The table no_such_table_$Suffix does not exist"
+        $err = $null
+        try { @() | Write-AequorTableData -Table $t -Column id, nosuch -Session $S } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
+        "$err" | Should -Match "-Column 'nosuch' is no column of the table $t"
+        @() | Write-AequorTableData -Table $t -Column ID, name -Session $S -PassThru | Should -Be 0
+        Invoke-AequorQuery "SELECT count(*) FROM ${t}_copies" -As Scalar -Session $S | Should -Be 0
+        Get-Count $t | Should -Be 0
+    }
+
     It 'stopped (Ctrl+C) in mid-load writes nothing and the session goes on' {
         $t = New-People
         $flag = Join-Path ([IO.Path]::GetTempPath()) "wt-flag-$Suffix"
