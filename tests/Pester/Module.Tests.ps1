@@ -80,13 +80,27 @@ param($ModulePath)
 $ErrorActionPreference = 'Stop'
 function Get-Loaded { @([AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -in 'Aequor.Engine', 'Npgsql', 'Microsoft.Extensions.Logging.Abstractions' } |
     ForEach-Object { "$($_.GetName().Name)@$([System.Runtime.Loader.AssemblyLoadContext]::GetLoadContext($_).Name)" }) }
+# Where the engine is first loaded from, on whatever thread: seen loaded right after the import twice in many runs, cause
+# unknown; the stack says who asked, should it happen again.
+Add-Type -TypeDefinition @"
+public static class EngineLoadWatch {
+    public static string Stack;
+    public static void Hook() {
+        System.AppDomain.CurrentDomain.AssemblyLoad += (s, e) => {
+            if (Stack == null && e.LoadedAssembly.GetName().Name == "Aequor.Engine") { Stack = "thread " + System.Environment.CurrentManagedThreadId + ": " + System.Environment.StackTrace; }
+        };
+    }
+}
+"@
+[EngineLoadWatch]::Hook()
 Import-Module $ModulePath
 $afterImport = Get-Loaded
+$stackAtImport = [EngineLoadWatch]::Stack
 $null = Get-AequorLease -ApplicationName 's=a;i=b;e=1;g=c'
-'RESULT:' + (@{ AfterImport = $afterImport; AfterUse = Get-Loaded } | ConvertTo-Json -Compress)
+'RESULT:' + (@{ AfterImport = $afterImport; AfterUse = Get-Loaded; StackAtImport = $stackAtImport } | ConvertTo-Json -Compress)
 '@
         $run.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $run)
-        @($run.Result.AfterImport) | Should -BeNullOrEmpty
+        @($run.Result.AfterImport) | Should -BeNullOrEmpty -Because "the engine was loaded from $($run.Result.StackAtImport)"
         @($run.Result.AfterUse) | Should -Be @('Aequor.Engine@Aequor')
     }
 
