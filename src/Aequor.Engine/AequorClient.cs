@@ -179,6 +179,13 @@ public sealed partial class AequorClient : IAsyncDisposable
     /// <summary>The connection died inside the open transaction: statements fail until it is ended.</summary>
     public bool TransactionLost => _transactionLost;
 
+    /// <summary>
+    /// A statement failed inside the open transaction and the server aborted it: nothing of it can commit any more,
+    /// and every statement but a rollback fails until it is ended (a COMMIT rolls back).
+    /// </summary>
+    public bool TransactionAborted => !_transactionLost
+        && (_serverTransaction == ServerTransactionStatus.Failed || (_transaction is not null && _transactionAbortedBy is not null));
+
     public AequorClientState State =>
         _disposed ? AequorClientState.Disposed
         // Lost inside a transaction: every statement fails until it is ended, no reconnect is waiting to happen.

@@ -118,6 +118,12 @@ public sealed class AequorSession
 
     public bool InTransaction => !IsClosed && _client.InTransaction;
 
+    /// <summary>
+    /// The open transaction can no longer commit: a statement failed in it (the server aborted it) or its connection
+    /// was lost. Undo-AequorTransaction (or ROLLBACK) ends it; Complete-AequorTransaction rolls back and says so.
+    /// </summary>
+    public bool TransactionFailed => !IsClosed && (_client.TransactionAborted || _client.TransactionLost);
+
     /// <summary>The runspace's default: what cmdlets use without -Session.</summary>
     public bool IsDefault => Owner?.Default == this;
 

@@ -21,6 +21,33 @@ public sealed class ClientTransactionAbortTests(PostgresFixture db)
 
     private Task<long> CountAsync(string table) => ClientTestKit.AdminScalarAsync<long>(db.AdminConnectionString, $"SELECT count(*) FROM {table}");
 
+    /// <summary>TransactionAborted: set by a statement's error in a transaction (begun by the client or by a BEGIN sent
+    /// as SQL), cleared when the transaction ends; a healthy transaction, or none, is not aborted.</summary>
+    [Fact]
+    public async Task TransactionAborted_says_a_statement_error_aborted_the_open_transaction_until_it_ends()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "txabortflag");
+        await using var client = NewClient();
+        Assert.False(client.TransactionAborted);
+
+        await client.BeginTransactionAsync(default);
+        await client.ExecuteNonQueryAsync(Insert(table, 1), default);
+        Assert.False(client.TransactionAborted);
+        await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteNonQueryAsync(Insert(table, 1), default));
+        Assert.True(client.TransactionAborted);
+        Assert.False(client.TransactionLost);
+        await client.RollbackAsync(default);
+        Assert.False(client.TransactionAborted);
+
+        await client.ExecuteNonQueryAsync(new AequorStatement("BEGIN"), default);
+        Assert.False(client.TransactionAborted);
+        await Assert.ThrowsAsync<PostgresException>(() => client.ExecuteScalarAsync(new AequorStatement("SELECT 1/0"), default));
+        Assert.True(client.TransactionAborted);
+        await client.ExecuteNonQueryAsync(new AequorStatement("ROLLBACK"), default);
+        Assert.False(client.TransactionAborted);
+        Assert.False(client.InTransaction);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -56,6 +56,41 @@ Describe 'Start-, Complete- and Undo-AequorTransaction' {
         Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 20' -As Scalar | Should -Be 0
     }
 
+    It 'a transaction an error aborted, or whose connection was lost, shows as failed on the session and in its view until it is ended' {
+        $view = { param($Session) $Session | Format-Table | Out-String -Width 200 }
+        Start-AequorTransaction
+        $S.TransactionFailed | Should -BeFalse
+        & $view $S | Should -Match 'Connected \(tx\)'
+        Invoke-AequorQuery 'SELECT 1/0' -ErrorAction SilentlyContinue
+        $S.InTransaction | Should -BeTrue
+        $S.TransactionFailed | Should -BeTrue
+        & $view $S | Should -Match 'Connected \(tx failed\)'
+        Undo-AequorTransaction
+        $S.TransactionFailed | Should -BeFalse
+        & $view $S | Should -Not -Match '\(tx'
+
+        # A BEGIN sent as SQL, aborted the same way.
+        $null = Invoke-AequorQuery 'BEGIN'
+        $S.TransactionFailed | Should -BeFalse
+        Invoke-AequorQuery 'SELECT 1/0' -ErrorAction SilentlyContinue
+        $S.TransactionFailed | Should -BeTrue
+        $null = Invoke-AequorQuery 'ROLLBACK'
+        $S.InTransaction | Should -BeFalse
+        $S.TransactionFailed | Should -BeFalse
+
+        # The backend terminated inside the transaction (by itself: an observer session would become the default).
+        Start-AequorTransaction
+        $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (40)'
+        $errs = $null
+        Invoke-AequorQuery 'SELECT pg_terminate_backend(pg_backend_pid())' -ErrorVariable errs -ErrorAction SilentlyContinue
+        "$errs" | Should -Match 'inside a transaction'
+        $S.InTransaction | Should -BeTrue
+        $S.TransactionFailed | Should -BeTrue
+        Undo-AequorTransaction
+        $S.TransactionFailed | Should -BeFalse
+        Invoke-AequorQuery 'SELECT count(*) FROM tx_rows WHERE id = 40' -As Scalar | Should -Be 0
+    }
+
     It 'Complete after an error inside fails with AequorTransactionFailed, never "committed", and nothing is kept' {
         Start-AequorTransaction
         $null = Invoke-AequorQuery 'INSERT INTO tx_rows VALUES (30)'
