@@ -65,7 +65,7 @@ public sealed partial class AequorClient
             // What runs in place of the caller's statement (ending a lost transaction) is no statement of theirs: the
             // session state it finds lost is reported at their next one.
             var callersStatement = true;
-            if (_transactionLost || _serverTransaction == ServerTransactionStatus.Failed || (_transaction is not null && _transactionAbortedBy is not null))
+            if (_transactionLost || TransactionAborted)
             {
                 if (await EndedTransactionStandInAsync(statement, synchronous, cancellationToken).ConfigureAwait(false) is { } standIn)
                 {

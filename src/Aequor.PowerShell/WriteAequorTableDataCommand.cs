@@ -174,41 +174,18 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         _startedAt = Stopwatch.GetTimestamp();
         _listening = _session.Listen(this);
         _session.CountQuery();
-        string? unknownColumn = null;
-        IReadOnlyList<string>? tableColumnsSeen = null;
         IReadOnlyList<string> Choose(IReadOnlyList<string> tableColumns)
         {
-            tableColumnsSeen = tableColumns;
-            var chosen = new List<string>();
             if (Column is { } asked)
             {
-                foreach (var name in asked)
-                {
-                    var match = tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.Ordinal))
-                        ?? tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
-                    if (match is null)
-                    {
-                        unknownColumn = name;
-                        throw new AequorConfigurationException(UnknownColumn(name, tableColumns));
-                    }
-
-                    if (chosen.Contains(match))
-                    {
-                        // COPY refuses it with 42701, which would abort an open transaction over a repeated name.
-                        throw new AequorConfigurationException($"-Column names the column '{match}' twice ('{name}'): name each column once. Nothing was written.");
-                    }
-
-                    chosen.Add(match);
-                }
-
-                return chosen;
+                return ChooseAsked(tableColumns, asked);
             }
 
+            var chosen = new List<string>();
             var ignored = new List<string>();
             foreach (var name in first.Names)
             {
-                var match = tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.Ordinal))
-                    ?? tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
+                var match = MatchColumn(tableColumns, name);
                 if (match is null)
                 {
                     ignored.Add(name);
@@ -225,7 +202,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
                     $"None of the first row's properties ({string.Join(", ", first.Names)}) is a column of the table {Table}; its columns: {string.Join(", ", tableColumns)}. Nothing was written.");
             }
 
-            _columnsLeftOut = new HashSet<string>(tableColumns.Where(c => !chosen.Contains(c)), StringComparer.OrdinalIgnoreCase);
+            _columnsLeftOut = new HashSet<string>(tableColumns, StringComparer.OrdinalIgnoreCase);
             _columnsLeftOut.ExceptWith(chosen);
             if (ignored.Count > 0)
             {
@@ -241,12 +218,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
-            if (unknownColumn is not null && tableColumnsSeen is not null)
-            {
-                ThrowInvalidParameter(UnknownColumn(unknownColumn, tableColumnsSeen), unknownColumn);
-            }
-
-            Fail(ex);
+            FailOpening(ex);
         }
 
         // Until the COPY ends the session is busy: a query on it further up or down this pipeline would wait for ever.
@@ -275,17 +247,65 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             }
         }
 
-        foreach (var name in Column ?? [])
+        if (Column is { } asked)
         {
-            if (!tableColumns.Any(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase)))
+            try
             {
-                ThrowInvalidParameter(UnknownColumn(name, tableColumns), name);
+                _ = ChooseAsked(tableColumns, asked);
+            }
+            catch (AequorConfigurationException ex)
+            {
+                FailOpening(ex);
             }
         }
     }
 
-    private string UnknownColumn(string name, IReadOnlyList<string> tableColumns) =>
-        $"-Column '{name}' is no column of the table {Table} that rows can fill (a generated column is computed by the server); its columns: {string.Join(", ", tableColumns)}. Nothing was written.";
+    // The -Column name that is no column of the table, for its error's target; set by ChooseAsked as it refuses it.
+    private string? _unknownColumn;
+
+    /// <summary>
+    /// -Column matched to the table's columns, in its order; refused, nothing sent, when a name is none of them or a
+    /// column is named twice (COPY would refuse it with 42701, aborting an open transaction over a repeated name).
+    /// </summary>
+    private List<string> ChooseAsked(IReadOnlyList<string> tableColumns, string[] asked)
+    {
+        var chosen = new List<string>();
+        foreach (var name in asked)
+        {
+            var match = MatchColumn(tableColumns, name);
+            if (match is null)
+            {
+                _unknownColumn = name;
+                throw new AequorConfigurationException(
+                    $"-Column '{name}' is no column of the table {Table} that rows can fill (a generated column is computed by the server); its columns: {string.Join(", ", tableColumns)}. Nothing was written.");
+            }
+
+            if (chosen.Contains(match))
+            {
+                throw new AequorConfigurationException($"-Column names the column '{match}' twice ('{name}'): name each column once. Nothing was written.");
+            }
+
+            chosen.Add(match);
+        }
+
+        return chosen;
+    }
+
+    /// <summary>A table's column by name: the same case first, then any case.</summary>
+    private static string? MatchColumn(IReadOnlyList<string> tableColumns, string name) =>
+        tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.Ordinal))
+        ?? tableColumns.FirstOrDefault(c => string.Equals(c, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>A COPY that could not begin: an unknown -Column is the parameter's error, anything else the load's.</summary>
+    private void FailOpening(Exception ex)
+    {
+        if (_unknownColumn is { } unknown)
+        {
+            ThrowInvalidParameter(ex.Message, unknown);
+        }
+
+        Fail(ex);
+    }
 
     protected override void EndProcessing()
     {

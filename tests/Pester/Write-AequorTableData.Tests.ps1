@@ -225,6 +225,9 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
         try { @() | Write-AequorTableData -Table $t -Column id, nosuch -Session $S } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -Match '^AequorInvalidParameter'
         "$err" | Should -Match "-Column 'nosuch' is no column of the table $t"
+        $err = $null
+        try { @() | Write-AequorTableData -Table $t -Column id, ID -Session $S } catch { $err = $_ }
+        "$err" | Should -Match "-Column names the column 'id' twice \('ID'\)"
         @() | Write-AequorTableData -Table $t -Column ID, name -Session $S -PassThru | Should -Be 0
         Invoke-AequorQuery "SELECT count(*) FROM ${t}_copies" -As Scalar -Session $S | Should -Be 0
         Get-Count $t | Should -Be 0
