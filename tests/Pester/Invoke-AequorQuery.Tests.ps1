@@ -352,6 +352,11 @@ Describe 'Invoke-AequorQuery -As' {
     It 'NonQuery gives the rows affected' {
         Invoke-AequorQuery 'INSERT INTO q_as SELECT g, ''n'' || g FROM generate_series(1, 4) g' -As NonQuery | Should -Be 4
         Invoke-AequorQuery 'UPDATE q_as SET name = name WHERE id <= 2' -As nonquery | Should -Be 2
+        # Summed over the statements that report a count; -1 when none does (ADO.NET's "not applicable").
+        Invoke-AequorQuery 'DELETE FROM q_as WHERE id = 4; SELECT 1; INSERT INTO q_as VALUES (4, ''n4'')' -As NonQuery | Should -Be 2
+        Invoke-AequorQuery 'SELECT * FROM q_as' -As NonQuery | Should -Be -1
+        Invoke-AequorQuery 'CREATE TABLE q_as_tmp (a int); DROP TABLE q_as_tmp' -As NonQuery | Should -Be -1
+        Invoke-AequorQuery 'DELETE FROM q_as WHERE false' -As NonQuery | Should -Be 0
     }
 
     It 'Scalar gives the first column of the first row' {
