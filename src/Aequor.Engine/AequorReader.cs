@@ -309,8 +309,8 @@ public sealed class AequorReader : IAsyncDisposable
 
     /// <summary>
     /// A value with no .NET reading comes back as the server's text for it: a numeric beyond decimal's range or
-    /// precision, an interval with months (rendered here: they arrived in binary), or whatever Npgsql can give
-    /// as text. Otherwise the error names the column and the way out.
+    /// precision, an interval with months, a date or timestamp beyond DateTime (rendered here: they arrived in
+    /// binary), or whatever Npgsql can give as text. Otherwise the error names the column and the way out.
     /// </summary>
     private static object AsText(NpgsqlDataReader reader, int ordinal, Exception cause)
     {
@@ -327,6 +327,11 @@ public sealed class AequorReader : IAsyncDisposable
                 var bytes = new byte[stream.Length];
                 stream.ReadExactly(bytes);
                 return PostgresText.Numeric(bytes);
+            }
+
+            if (PostgresDateText.Read(reader, ordinal) is { } date)
+            {
+                return date;
             }
 
             return reader.GetFieldValue<string>(ordinal);

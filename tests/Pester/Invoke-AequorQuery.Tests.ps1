@@ -88,6 +88,13 @@ SELECT '2024-01-02'::date AS d, '10:11:12'::time AS t, '10:11:12+02'::timetz AS 
         $row.ds[1] | Should -BeNullOrEmpty
         $row.nd | Should -BeNullOrEmpty
         $row.forever | Should -Be ([datetime]::MaxValue)
+
+        # Beyond [datetime]: the server's text, not an error for the whole result.
+        $far = Invoke-AequorQuery "SELECT '0001-01-01 BC'::date AS bc, '10000-01-01 12:00'::timestamptz AS late, '24:00'::time AS midnight, 1 AS n"
+        $far.bc | Should -Be '0001-01-01 BC'
+        $far.late | Should -Be '10000-01-01 12:00:00+00'
+        $far.midnight | Should -Be ([timespan]::FromDays(1))
+        $far.n | Should -Be 1
         Invoke-AequorQuery -As Scalar 'SELECT $1 = ''1.2.3.4''::inet' -Parameters @(, [ipaddress]'1.2.3.4') | Should -BeTrue
         Invoke-AequorQuery -As Scalar 'SELECT $1::inet = ''1.2.3.4/24''::inet' -Parameters @(, '1.2.3.4/24') | Should -BeTrue
     }

@@ -1,0 +1,96 @@
+using System.Globalization;
+using System.Text;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>
+/// date, timestamp and timestamptz values beyond DateTime (before year 1, after 9999: the server goes from 4713 BC
+/// to 5874897 AD) as the server writes them with DateStyle ISO — what ::text gives, timestamptz in UTC — read from
+/// the server's own numbers for them (days, microseconds from 2000-01-01). They arrived in binary, so Npgsql cannot
+/// hand out their text, and failing the whole result for one sentinel row ('0001-01-01 BC') helps nobody.
+/// A time of 24:00:00 (which TimeOnly refuses) is the TimeSpan of a day, as every other time is a TimeSpan.
+/// </summary>
+internal static class PostgresDateText
+{
+    private const long MicrosPerDay = 86_400_000_000L;
+    private const long DaysPer400Years = 146_097;
+    private static readonly int Epoch = DateOnly.FromDateTime(new DateTime(2000, 1, 1)).DayNumber;
+
+    /// <summary>The column's value read that way, or null when it is not a date or time column (or an array of one dimension of them).</summary>
+    public static object? Read(NpgsqlDataReader reader, int ordinal)
+    {
+        var name = reader.GetDataTypeName(ordinal);
+        var array = name.EndsWith("[]", StringComparison.Ordinal);
+        var element = array ? name[..^2] : name;
+        return element switch
+        {
+            "date" => array ? Texts(reader.GetFieldValue<int?[]>(ordinal), Date) : Date(reader.GetFieldValue<int>(ordinal)),
+            "timestamp without time zone" => array ? Texts(reader.GetFieldValue<long?[]>(ordinal), m => Timestamp(m, withZone: false)) : Timestamp(reader.GetFieldValue<long>(ordinal), withZone: false),
+            "timestamp with time zone" => array ? Texts(reader.GetFieldValue<long?[]>(ordinal), m => Timestamp(m, withZone: true)) : Timestamp(reader.GetFieldValue<long>(ordinal), withZone: true),
+            "time without time zone" => array ? reader.GetFieldValue<TimeSpan?[]>(ordinal) : reader.GetFieldValue<TimeSpan>(ordinal),
+            _ => null,
+        };
+    }
+
+    /// <summary>date_out: YYYY-MM-DD (at least four digits of year), " BC" before year 1; ±infinity by name.</summary>
+    public static string Date(int days) => days switch
+    {
+        int.MaxValue => "infinity",
+        int.MinValue => "-infinity",
+        _ => Civil(days, out var bc).Append(bc ? " BC" : string.Empty).ToString(),
+    };
+
+    /// <summary>timestamp_out / timestamptz_out in UTC: the date, HH:MM:SS, a fraction without trailing zeros, +00, then " BC".</summary>
+    public static string Timestamp(long micros, bool withZone)
+    {
+        switch (micros)
+        {
+            case long.MaxValue:
+                return "infinity";
+            case long.MinValue:
+                return "-infinity";
+        }
+
+        var day = Math.DivRem(micros, MicrosPerDay, out var time);
+        if (time < 0)
+        {
+            day--;
+            time += MicrosPerDay;
+        }
+
+        var text = Civil(day, out var bc).Append(' ');
+        var seconds = time / 1_000_000;
+        text.Append(CultureInfo.InvariantCulture, $"{seconds / 3600:D2}:{seconds / 60 % 60:D2}:{seconds % 60:D2}");
+        if (time % 1_000_000 is var fraction and not 0)
+        {
+            text.Append('.').Append(fraction.ToString("D6", CultureInfo.InvariantCulture).TrimEnd('0'));
+        }
+
+        return text.Append(withZone ? "+00" : string.Empty).Append(bc ? " BC" : string.Empty).ToString();
+    }
+
+    /// <summary>
+    /// The proleptic Gregorian date <paramref name="daysFrom2000"/> days from 2000-01-01. The calendar repeats every
+    /// 400 years to the day, so the date is taken from DateOnly's range 400-year cycles away and the cycles are
+    /// added back to its year; year 0 is 1 BC, as the server counts (it has no year 0).
+    /// </summary>
+    private static StringBuilder Civil(long daysFrom2000, out bool bc)
+    {
+        var cycles = Math.DivRem(daysFrom2000 + Epoch, DaysPer400Years, out var inCycle);
+        if (inCycle < 0)
+        {
+            cycles--;
+            inCycle += DaysPer400Years;
+        }
+
+        var date = DateOnly.FromDayNumber((int)inCycle);
+        var year = date.Year + (cycles * 400);
+        bc = year <= 0;
+        return new StringBuilder().Append(CultureInfo.InvariantCulture, $"{(bc ? 1 - year : year):D4}-{date.Month:D2}-{date.Day:D2}");
+    }
+
+    private static string?[] Texts<T>(T?[] values, Func<T, string> text)
+        where T : struct =>
+        Array.ConvertAll(values, v => v is { } value ? text(value) : null);
+}
