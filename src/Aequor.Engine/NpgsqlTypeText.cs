@@ -11,8 +11,8 @@ namespace Aequor.Engine;
 /// the default DateStyle (ISO) and extra_float_digits (1: the shortest text that reads back to the same double).
 /// </summary>
 /// <remarks>
-/// Deliberately absent, so that they fail naming the column and the cast: timestamp ranges (written in the
-/// session's time zone, with quotes, and Npgsql's DateTime wraps far years round), a date range bound at
+/// Timestamp ranges are read from their microseconds by <see cref="PostgresDateText"/> (Npgsql's DateTime wraps
+/// far years round). Deliberately absent, so that they fail naming the column and the cast: a date range bound at
 /// DateOnly's ends (Npgsql's reading of ±infinity, indistinguishable from a real 0001-01-01 or 9999-12-31), and
 /// anything not tested against the server.
 /// </remarks>
@@ -60,11 +60,12 @@ internal static class NpgsqlTypeText
         NpgsqlLine l => $"{{{Float(l.A)},{Float(l.B)},{Float(l.C)}}}",
         NpgsqlCircle c => $"<({Float(c.X)},{Float(c.Y)}),{Float(c.Radius)}>",
         NpgsqlTsVector or NpgsqlLogSequenceNumber => value.ToString(),
+        NpgsqlTid t => string.Create(CultureInfo.InvariantCulture, $"({t.BlockNumber},{t.OffsetNumber})"),
         _ => null,
     };
 
     /// <summary>range_out: "empty", or the bounds with '[' / '(' and ']' / ')'; an infinite bound is left empty.</summary>
-    private static string? Range<T>(NpgsqlRange<T> range, Func<T, string?> bound)
+    public static string? Range<T>(NpgsqlRange<T> range, Func<T, string?> bound)
     {
         if (range.IsEmpty)
         {

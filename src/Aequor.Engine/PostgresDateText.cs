@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Aequor.Engine;
 
@@ -9,7 +10,8 @@ namespace Aequor.Engine;
 /// to 5874897 AD) as the server writes them with DateStyle ISO — what ::text gives, timestamptz in UTC — read from
 /// the server's own numbers for them (days, microseconds from 2000-01-01). They arrived in binary, so Npgsql cannot
 /// hand out their text, and failing the whole result for one sentinel row ('0001-01-01 BC') helps nobody.
-/// A time of 24:00:00 (which TimeOnly refuses) is the TimeSpan of a day, as every other time is a TimeSpan.
+/// Timestamp ranges and multiranges, in any year, likewise (Npgsql's DateTime reading of their bounds wraps far
+/// years round). A time of 24:00:00 (which TimeOnly refuses) is the TimeSpan of a day, as every other time is a TimeSpan.
 /// </summary>
 internal static class PostgresDateText
 {
@@ -29,6 +31,10 @@ internal static class PostgresDateText
             "timestamp without time zone" => array ? Texts(reader.GetFieldValue<long?[]>(ordinal), m => Timestamp(m, withZone: false)) : Timestamp(reader.GetFieldValue<long>(ordinal), withZone: false),
             "timestamp with time zone" => array ? Texts(reader.GetFieldValue<long?[]>(ordinal), m => Timestamp(m, withZone: true)) : Timestamp(reader.GetFieldValue<long>(ordinal), withZone: true),
             "time without time zone" => array ? reader.GetFieldValue<TimeSpan?[]>(ordinal) : reader.GetFieldValue<TimeSpan>(ordinal),
+            "tsrange" or "tstzrange" when array => Array.ConvertAll(reader.GetFieldValue<NpgsqlRange<long>?[]>(ordinal), r => r is { } range ? Range(range, element == "tstzrange") : null),
+            "tsrange" or "tstzrange" => Range(reader.GetFieldValue<NpgsqlRange<long>>(ordinal), element == "tstzrange"),
+            "tsmultirange" or "tstzmultirange" when !array =>
+                "{" + string.Join(',', reader.GetFieldValue<NpgsqlRange<long>[]>(ordinal).Select(r => Range(r, element == "tstzmultirange"))) + "}",
             _ => null,
         };
     }
@@ -69,6 +75,10 @@ internal static class PostgresDateText
 
         return text.Append(withZone ? "+00" : string.Empty).Append(bc ? " BC" : string.Empty).ToString();
     }
+
+    /// <summary>range_out: a bound with a space (every timestamp but ±infinity) in double quotes.</summary>
+    private static string Range(NpgsqlRange<long> range, bool withZone) =>
+        NpgsqlTypeText.Range(range, micros => Timestamp(micros, withZone) is var text && text.Contains(' ', StringComparison.Ordinal) ? $"\"{text}\"" : text)!;
 
     /// <summary>
     /// The proleptic Gregorian date <paramref name="daysFrom2000"/> days from 2000-01-01. The calendar repeats every

@@ -50,6 +50,8 @@ public sealed class ClientServerTextTests(PostgresFixture db)
     [InlineData("$$a:1A fat:2B,4C cat:5D it's \\\\x 'a b'$$::tsvector")]
     [InlineData("'0/1'::pg_lsn")]
     [InlineData("'16/B374D848'::pg_lsn")]
+    [InlineData("'(0,1)'::tid")]
+    [InlineData("'(4294967295,65535)'::tid")]
     public async Task Values_without_a_dotnet_type_read_as_the_servers_text(string expression)
     {
         await using var client = NewClient();
@@ -67,13 +69,35 @@ public sealed class ClientServerTextTests(PostgresFixture db)
     }
 
     /// <summary>
-    /// An oid alias prints a name the client does not have; a timestamp range prints in the session's DateStyle
-    /// and time zone: the error says to cast.
+    /// Timestamp ranges: the server's text with DateStyle ISO, a timestamptz bound in UTC (as a timestamptz reads),
+    /// in any year the server has (Npgsql's DateTime wraps far years round); a multirange and an array too.
     /// </summary>
     [Theory]
+    [InlineData("tstzrange('2024-01-01 00:00:00+00', '2024-01-02 10:30:00.25+00')", "[\"2024-01-01 00:00:00+00\",\"2024-01-02 10:30:00.25+00\")")]
+    [InlineData("tsrange('2024-01-01', '2024-01-02', '(]')", "(\"2024-01-01 00:00:00\",\"2024-01-02 00:00:00\"]")]
+    [InlineData("tsrange(NULL, '2024-01-02')", "(,\"2024-01-02 00:00:00\")")]
+    [InlineData("tstzrange('2024-01-01 00:00:00+00', NULL, '[]')", "[\"2024-01-01 00:00:00+00\",)")]
+    [InlineData("'empty'::tstzrange", "empty")]
+    [InlineData("tsrange('-infinity', 'infinity')", "[-infinity,infinity)")]
+    [InlineData("tsrange('4713-01-01 BC', '294276-01-01')", "[\"4713-01-01 00:00:00 BC\",\"294276-01-01 00:00:00\")")]
+    [InlineData("'{[2024-01-01 00:00:00+00,2024-01-02 00:00:00+00), [2024-02-01 00:00:00+00,)}'::tstzmultirange", "{[\"2024-01-01 00:00:00+00\",\"2024-01-02 00:00:00+00\"),[\"2024-02-01 00:00:00+00\",)}")]
+    [InlineData("'{}'::tsmultirange", "{}")]
+    public async Task Timestamp_ranges_read_as_the_servers_text_in_utc(string expression, string text)
+    {
+        await using var client = NewClient();
+        var multirange = expression.Contains("multirange", StringComparison.Ordinal);
+        var row = await ClientTestKit.ReadRowAsync(client, $"SELECT {expression}, {(multirange ? "NULL" : $"ARRAY[{expression}, NULL]")}");
+        Assert.Equal(text, Assert.IsType<string>(row[0]));
+        if (!multirange)
+        {
+            Assert.Equal(new[] { text, null }, Assert.IsType<string?[]>(row[1]));
+        }
+    }
+
+    /// <summary>An oid alias prints a name the client does not have: the error says to cast.</summary>
+    [Theory]
     [InlineData("'pg_class'::regclass")]
-    [InlineData("tstzrange('2024-01-01', '2024-01-02')")]
-    [InlineData("tsrange('2024-01-01', '2024-01-02')")]
+    [InlineData("'now'::regproc")]
     public async Task Values_whose_text_the_client_cannot_know_fail_naming_the_column_and_the_cast(string expression)
     {
         await using var client = NewClient();

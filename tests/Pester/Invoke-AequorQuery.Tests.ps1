@@ -55,7 +55,7 @@ SELECT 1::int AS i, 2::bigint AS b, 1.25::numeric AS n, 2.5::float8 AS f, true A
     It 'reads arrays holding NULL, ranges and geometric types as the server writes them, and infinity as UTC' {
         $row = Invoke-AequorQuery @'
 SELECT ARRAY[1, NULL] AS ints, int4range(1, 5) AS r, point(1, 2) AS p, '-infinity'::timestamptz AS past,
-       '100000000 days'::interval AS long
+       '100000000 days'::interval AS long, tstzrange('2024-01-01 00:00+00', NULL) AS since, '(0,1)'::tid AS ctid
 '@
         , $row.ints | Should -BeOfType ([Nullable[int][]])
         $row.ints[0] | Should -Be 1
@@ -65,6 +65,8 @@ SELECT ARRAY[1, NULL] AS ints, int4range(1, 5) AS r, point(1, 2) AS p, '-infinit
         $row.past | Should -Be ([datetime]::MinValue)
         $row.past.Kind | Should -Be 'Utc'
         $row.long | Should -Be '100000000 days'
+        $row.since | Should -Be '["2024-01-01 00:00:00+00",)'
+        $row.ctid | Should -Be '(0,1)'
     }
 
     It 'reads date as [datetime], time as [timespan], and timetz and network types as the server writes them' {
