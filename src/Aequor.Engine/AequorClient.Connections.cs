@@ -78,13 +78,13 @@ public sealed partial class AequorClient
                 if (!RetryClassifier.IsRetryable(kind, retrySerializationFailures: false))
                 {
                     throw new AequorConnectFailedException(
-                        $"Could not connect to {Host}:{Port}/{Database}: {Describe(ex)}. This is not a transient failure, so it was not retried.", ex, attempts, budget.Elapsed);
+                        $"Could not connect to {Endpoint}: {Describe(ex)}. This is not a transient failure, so it was not retried.", ex, attempts, budget.Elapsed);
                 }
 
                 if (!budget.TryTake(RetryPhase.Connect, out var delay))
                 {
                     throw new AequorConnectFailedException(
-                        $"Could not connect to {Host}:{Port}/{Database} after {attempts} attempt(s) in {budget.Elapsed.TotalSeconds:0.0} s (Retries {_options.Retries}, MaxConnectRetryTimeMs {_options.MaxConnectRetryTimeMs}): {Describe(ex)}."
+                        $"Could not connect to {Endpoint} after {attempts} attempt(s) in {budget.Elapsed.TotalSeconds:0.0} s (Retries {_options.Retries}, MaxConnectRetryTimeMs {_options.MaxConnectRetryTimeMs}): {Describe(ex)}."
                         + (kind == FailureKind.TooManyConnections ? " The server has no free connection slot (max_connections); idle leased connections are reclaimed by the reaper." : string.Empty),
                         ex, attempts, budget.Elapsed);
                 }

@@ -162,6 +162,12 @@ public sealed partial class AequorClient : IAsyncDisposable
 
     public string? UserName => _baseBuilder.Username;
 
+    /// <summary>
+    /// host:port/database for messages, without the parts the connection string left to Npgsql's defaults (the
+    /// operating system's user, a database of the user's name), which would read as "@host:5432/".
+    /// </summary>
+    public string Endpoint => $"{Host}:{Port}" + (string.IsNullOrEmpty(Database) ? string.Empty : $"/{Database}");
+
     public int? BackendPid { get; private set; }
 
     /// <summary>The expiry of the lease the server holds now (on the database's clock), as last reported by the server.</summary>
@@ -540,5 +546,5 @@ public sealed partial class AequorClient : IAsyncDisposable
         new($"Nothing was committed: a statement failed inside the transaction ({Describe(abortedBy)}), which aborted it, and it has been rolled back{(chained ? " (AND CHAIN: a new transaction is open)" : string.Empty)}. To keep the rest of a transaction after an error, roll back to a savepoint.", abortedBy);
 
     /// <summary>Never shows the secret or the password.</summary>
-    public override string ToString() => $"AequorClient({ServiceName}/{InstanceId} → {Host}:{Port}/{Database}, {State})";
+    public override string ToString() => $"AequorClient({ServiceName}/{InstanceId} → {Endpoint}, {State})";
 }

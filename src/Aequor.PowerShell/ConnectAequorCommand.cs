@@ -191,7 +191,7 @@ public sealed class ConnectAequorCommand : AequorCmdlet
                 "Identify the service with -ServiceName instead (it is written into the lease, and is the service whose leases a reaper pass may terminate), or connect without a coordination secret (-LeaseMode Optional) to keep the Application Name."));
         }
 
-        var where = $"{client.UserName}@{client.Host}:{client.Port}/{client.Database}";
+        var where = (string.IsNullOrEmpty(client.UserName) ? string.Empty : client.UserName + "@") + client.Endpoint;
         WriteVerbose($"Connecting session '{Name}' to {where} (service {client.ServiceName}, instance {client.InstanceId}, {(client.IsLeased ? $"lease {options.LeaseTtlMs} ms" : "no lease")}).");
         // The session exists before the connect so the retries of the connect reach -Verbose.
         var session = new AequorSession(Name, client, redactor);

@@ -204,6 +204,16 @@ Describe 'Connect-Aequor failures' {
         $warnings[0].Message | Should -Not -Match 'Npgsql'
     }
 
+    It 'names the server as the connection string gives it: no "@" or "/" for a user or database it leaves to the defaults' {
+        $err = $null
+        try { Connect-Aequor 'Host=127.0.0.1;Port=1' -LeaseMode Optional -Name bare -Retries 0 } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorConnectFailed*'
+        $err.Exception.Message | Should -BeLike "Could not connect session 'bare' to 127.0.0.1:1: Could not connect to 127.0.0.1:1 after 1 attempt*"
+        $err = $null
+        try { Connect-Aequor 'Host=127.0.0.1;Port=1;Username=u;Database=d' -LeaseMode Optional -Name full -Retries 0 } catch { $err = $_ }
+        $err.Exception.Message | Should -BeLike "Could not connect session 'full' to u@127.0.0.1:1/d: Could not connect to 127.0.0.1:1/d after 1 attempt*"
+    }
+
     It 'a server that never answers ends each attempt at the connect timeout and says so, within the retry budget, naming no Npgsql type' {
         # A listener that never accepts: the kernel completes the handshake, and the startup message gets no answer.
         $silent = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
