@@ -94,10 +94,22 @@ public sealed class ClientServerTextTests(PostgresFixture db)
         }
     }
 
+    /// <summary>regtype and regconfig are oids to Npgsql: their number, as the help says (the name needs ::text).</summary>
+    [Fact]
+    public async Task Regtype_and_regconfig_read_as_their_oid()
+    {
+        await using var client = NewClient();
+        var row = await ClientTestKit.ReadRowAsync(client, "SELECT 'int4'::regtype, 'english'::regconfig, 'english'::regconfig::oid");
+        Assert.Equal(23u, Assert.IsType<uint>(row[0]));
+        Assert.Equal(Assert.IsType<uint>(row[2]), Assert.IsType<uint>(row[1]));
+    }
+
     /// <summary>An oid alias prints a name the client does not have: the error says to cast.</summary>
     [Theory]
     [InlineData("'pg_class'::regclass")]
     [InlineData("'now'::regproc")]
+    [InlineData("current_user::regrole")]
+    [InlineData("'pg_catalog'::regnamespace")]
     public async Task Values_whose_text_the_client_cannot_know_fail_naming_the_column_and_the_cast(string expression)
     {
         await using var client = NewClient();
