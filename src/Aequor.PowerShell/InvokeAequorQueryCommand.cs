@@ -350,7 +350,7 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
         if (text.Contains('\0', StringComparison.Ordinal))
         {
             var where = file is null
-                ? "The query text holds a NUL character (U+0000): PostgreSQL takes none in SQL text, and sending one would break the connection (and lose an open transaction). Pass such values with -Parameters."
+                ? "The query text holds a NUL character (U+0000): PostgreSQL takes none in SQL text, and sending one would break the connection (and lose an open transaction); nothing was sent. Text columns cannot store one either: remove it (-replace \"`0\", ''), or send binary data as a [byte[]] in -Parameters to a bytea."
                 : $"The SQL file '{file}' holds a NUL character (U+0000): it is probably UTF-16 without a byte order mark, or not text. Save it as UTF-8; nothing was sent.";
             WriteError(Errors.Create(ErrorIds.InvalidParameter, ErrorCategory.InvalidData, where, file ?? (object)text));
             return false;

@@ -499,6 +499,7 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
             $errs | Should -HaveCount 2
             $errs.FullyQualifiedErrorId | ForEach-Object { $_ | Should -BeLike 'AequorInvalidParameter*' }
             "$($errs[0])" | Should -Match 'NUL character'
+            "$($errs[0])" | Should -Match 'nothing was sent.*\[byte\[\]\] in -Parameters to a bytea' -Because 'text parameters cannot hold a NUL either'
             "$($errs[1])" | Should -Match 'UTF-16 without a byte order mark'
             $s.InTransaction | Should -BeTrue
             $s.BackendPid | Should -Be $pid0
