@@ -3,7 +3,7 @@
     Description = @'
 Start-AequorTransaction begins a transaction on the session (the default one, or -Session). Every Invoke-AequorQuery on that session runs inside it until Complete-AequorTransaction commits it or Undo-AequorTransaction rolls it back. Nothing is retried inside a transaction: if the connection is lost, the server has rolled it back and statements fail with AequorTransactionLost until the transaction is undone.
 
-A second Start-AequorTransaction on the same session is an AequorTransactionOpen error. A transaction still open when its session closes is rolled back by the server, with a warning: Disconnect-Aequor, Remove-Module, a Connect-Aequor that replaces the session by name, and a script that ends without Complete-AequorTransaction or Undo-AequorTransaction (the runspace's host writes it as the runspace closes).
+A second Start-AequorTransaction on the same session is an AequorTransactionOpen error, also when two runspaces sharing the session start one at the same moment: one begins the transaction, the other gets that error. A transaction still open when its session closes is rolled back by the server, with a warning: Disconnect-Aequor, Remove-Module, a Connect-Aequor that replaces the session by name, and a script that ends without Complete-AequorTransaction or Undo-AequorTransaction (the runspace's host writes it as the runspace closes).
 '@
     Parameters  = @{
         Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'

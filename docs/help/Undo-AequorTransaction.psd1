@@ -1,7 +1,7 @@
 @{
     Synopsis    = 'Rolls back the transaction open on an Aequor session.'
     Description = @'
-Undo-AequorTransaction rolls back the transaction that Start-AequorTransaction opened on the session (the default one, or -Session): nothing done inside it is kept. Without an open transaction it is an AequorNoTransaction error. After a lost connection (AequorTransactionLost) it ends the transaction so the session can be used again.
+Undo-AequorTransaction rolls back the transaction that Start-AequorTransaction opened on the session (the default one, or -Session): nothing done inside it is kept. Without an open transaction it is an AequorNoTransaction error, also when another runspace sharing the session ended it while this command waited for its turn. After a lost connection (AequorTransactionLost) it ends the transaction so the session can be used again.
 '@
     Parameters  = @{
         Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'

@@ -360,7 +360,7 @@ public sealed partial class AequorClient : IAsyncDisposable
         {
             if (InTransaction)
             {
-                throw new InvalidOperationException("A transaction is already open on this session; complete or undo it first.");
+                throw AequorTransactionStateException.AlreadyOpen();
             }
 
             var connection = await ProbedConnectionAsync("the transaction could begin", call.Token).ConfigureAwait(false);
@@ -462,7 +462,7 @@ public sealed partial class AequorClient : IAsyncDisposable
                 return;
             }
 
-            var transaction = _transaction ?? throw new InvalidOperationException("No transaction is open on this session.");
+            var transaction = _transaction ?? throw AequorTransactionStateException.NoneOpen();
             _transaction = null;
             var abortedBy = _transactionAbortedBy;
             _transactionAbortedBy = null;

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using Aequor.Engine;
 
 namespace Aequor.PowerShell;
 
@@ -41,11 +42,7 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
 
         if (session.InTransaction != wantOpen)
         {
-            WriteError(wantOpen
-                ? Errors.Create(ErrorIds.NoTransaction, ErrorCategory.InvalidOperation,
-                    $"No transaction is open on session '{session.Name}'; Start-AequorTransaction first.", session)
-                : Errors.Create(ErrorIds.TransactionOpen, ErrorCategory.InvalidOperation,
-                    $"A transaction is already open on session '{session.Name}'; complete or undo it first.", session));
+            WriteError(WrongState(session, wantOpen));
             return;
         }
 
@@ -53,6 +50,13 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
         try
         {
             Await(call(session, StopToken));
+        }
+        catch (AequorTransactionStateException)
+        {
+            // Another runspace sharing the session began or ended a transaction between the look above and this call's
+            // turn: the same error as when it had done so before, not a failure of the transaction (nothing was sent).
+            WriteError(WrongState(session, wantOpen));
+            return;
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
@@ -71,6 +75,12 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
             WriteObject(session);
         }
     }
+
+    private static ErrorRecord WrongState(AequorSession session, bool wantOpen) => wantOpen
+        ? Errors.Create(ErrorIds.NoTransaction, ErrorCategory.InvalidOperation,
+            $"No transaction is open on session '{session.Name}'; Start-AequorTransaction first.", session)
+        : Errors.Create(ErrorIds.TransactionOpen, ErrorCategory.InvalidOperation,
+            $"A transaction is already open on session '{session.Name}'; complete or undo it first.", session);
 }
 
 /// <summary>Opens a transaction: statements until Complete- or Undo-AequorTransaction run inside it, never retried.</summary>

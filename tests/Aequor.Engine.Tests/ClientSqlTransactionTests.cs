@@ -85,9 +85,12 @@ public sealed class ClientSqlTransactionTests(PostgresFixture db)
         _ = await client.ExecuteNonQueryAsync(Sql("START TRANSACTION"), default);
         _ = await client.ExecuteNonQueryAsync(Sql($"INSERT INTO {table} VALUES (1)"), default);
         Assert.True(client.InTransaction);
-        await Assert.ThrowsAsync<InvalidOperationException>(() => client.BeginTransactionAsync(default));
+        var open = await Assert.ThrowsAsync<AequorTransactionStateException>(() => client.BeginTransactionAsync(default));
+        Assert.True(open.TransactionOpen);
         _ = await client.ExecuteNonQueryAsync(Sql("COMMIT"), default);
         Assert.False(client.InTransaction);
+        var none = await Assert.ThrowsAsync<AequorTransactionStateException>(() => client.RollbackAsync(default));
+        Assert.False(none.TransactionOpen);
         Assert.Equal(1, await CountAsync(table));
     }
 

@@ -374,3 +374,52 @@ CREATE CONSTRAINT TRIGGER ${table}_slow AFTER INSERT ON $table DEFERRABLE INITIA
         }
     }
 }
+
+Describe 'Transaction cmdlets racing on one session from two runspaces' {
+    BeforeAll {
+        # Runs $Command on $Session here and in another runspace at once, while a third runspace holds the session in a
+        # 2 s statement: both look at the session before either gets its turn, as two scripts racing do. Returns what
+        # each ended with: 'done', or the FullyQualifiedErrorId of its error (terminating or not).
+        function script:Invoke-Race([object] $Session, [string] $Command) {
+            $run = "param(`$Session) try { $Command -Session `$Session -ErrorVariable e -ErrorAction SilentlyContinue; if (`$e) { `$e[0].FullyQualifiedErrorId } else { 'done' } } catch { `$_.FullyQualifiedErrorId }"
+            $shells = foreach ($i in 1, 2) {
+                $ps = [powershell]::Create()
+                $null = $ps.AddScript('param($m) Import-Module $m').AddArgument($env:AEQUOR_MODULE_PATH).Invoke()
+                $ps.Commands.Clear()
+                $ps
+            }
+            $holder, $rival = $shells
+            try {
+                $null = $holder.AddScript('param($Session) Invoke-AequorQuery -Session $Session -As NonQuery "SELECT pg_sleep(2)"').AddArgument($Session)
+                $held = $holder.BeginInvoke()
+                Wait-Until { (Get-Backend $Session.BackendPid).query -like '*pg_sleep*' } | Should -BeTrue
+                $null = $rival.AddScript($run).AddArgument($Session)
+                $rivalRun = $rival.BeginInvoke()
+                $mine = & ([scriptblock]::Create($run)) $Session
+                $rivalRun.AsyncWaitHandle.WaitOne(20000) | Should -BeTrue
+                $null = $held.AsyncWaitHandle.WaitOne(20000)
+                @("$mine") + @($rival.EndInvoke($rivalRun) | ForEach-Object { "$_" })
+            } finally {
+                $holder.Dispose()
+                $rival.Dispose()
+            }
+        }
+        $script:R = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name racing
+    }
+
+    It 'two Starts: one begins the transaction, the other gets AequorTransactionOpen as a second Start does' {
+        $outcomes = Invoke-Race $R 'Start-AequorTransaction'
+        $outcomes | Should -HaveCount 2
+        @($outcomes | Where-Object { $_ -eq 'done' }) | Should -HaveCount 1
+        @($outcomes | Where-Object { $_ -ne 'done' }) | Should -BeLike 'AequorTransactionOpen*'
+        $R.InTransaction | Should -BeTrue
+    }
+
+    It 'two Undos: one rolls back, the other gets AequorNoTransaction as an Undo without one does' {
+        $R.InTransaction | Should -BeTrue
+        $outcomes = Invoke-Race $R 'Undo-AequorTransaction'
+        @($outcomes | Where-Object { $_ -eq 'done' }) | Should -HaveCount 1
+        @($outcomes | Where-Object { $_ -ne 'done' }) | Should -BeLike 'AequorNoTransaction*'
+        $R.InTransaction | Should -BeFalse
+    }
+}
