@@ -8,6 +8,9 @@ With a session (the default one, or -Session), Get-AequorLease reads pg_stat_act
 the leases of the session's service (-All: of every service), judged on the database's clock:
 expired or not, signature valid or not, idle time, state, and IsReapable - whether a reaper pass
 would terminate that backend now. Use it before Invoke-AequorReap to see what a pass would do.
+A session connected without a coordination secret (-LeaseMode Optional) has no lease of its own and
+can verify none: it is a non-terminating AequorNotLeased error for that session (the sessions piped
+after it are still read), never an empty or unverified list.
 
 With -ApplicationName it needs no database: it parses the strings and verifies them with the
 coordination secret - rows you already read, log lines, or a check that two fleets share a secret.
@@ -61,6 +64,6 @@ psql -At -c "select application_name from pg_stat_activity" | Get-AequorLease -C
             Remarks = 'Objects with an application_name property bind to -ApplicationName through its alias.'
         }
     )
-    Notes       = 'A lease proves only that its writer knew the coordination secret. Everyone who can read pg_stat_activity can read a lease; see about_Aequor.'
+    Notes       = 'Errors (non-terminating, for that session only): AequorNotLeased (a session without a coordination secret), AequorSessionClosed, AequorSessionNotFound, AequorLeaseScanFailed. A lease proves only that its writer knew the coordination secret. Everyone who can read pg_stat_activity can read a lease; see about_Aequor.'
     Links       = @('about_Aequor')
 }

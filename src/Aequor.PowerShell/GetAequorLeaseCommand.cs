@@ -118,6 +118,15 @@ public sealed class GetAequorLeaseCommand : AequorCmdlet
             return;
         }
 
+        if (!session.IsLeased)
+        {
+            // Listing anyway would say nothing of this session (it has no lease row) and judge every other lease with no
+            // secret: all 'bad_signature', none reapable, which reads as a verdict. This input's error, as for Invoke-AequorReap.
+            WriteError(Errors.Create(ErrorIds.NotLeased, ErrorCategory.InvalidOperation,
+                $"Session '{session.Name}' has no lease (it was connected without a coordination secret), and without a secret it can verify none: connect with -CoordinationSecret to list leases through it, or pipe application_name values to Get-AequorLease -CoordinationSecret.", session));
+            return;
+        }
+
         LeaseScan scan;
         using var listening = session.Listen(this);
         try

@@ -247,4 +247,26 @@ Describe 'Get-AequorLease (session)' {
         $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorSessionClosed*'
         $leases.Pid | Should -Contain $Expired.BackendPid
     }
+
+    It 'a session without a coordination secret is its own AequorNotLeased error, never an empty or unverified listing: the sessions after it are still scanned' {
+        $plain = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -ServiceName $Service -ReaperRunProbability 0 -Name unleased
+        try {
+            $plain.IsLeased | Should -BeFalse
+            $err = $null
+            $leases = @($plain, $Me | Get-AequorLease -ErrorVariable err -ErrorAction SilentlyContinue)
+            @($err) | Should -HaveCount 1
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorNotLeased,*'
+            $err[0].TargetObject.Name | Should -Be 'unleased'
+            "$($err[0])" | Should -Match "Session 'unleased' has no lease"
+            $leases | Should -HaveCount @(Get-AequorLease -Session $Me).Count -Because 'only $Me''s scan is listed'
+
+            $err = $null
+            Get-AequorLease -Session unleased -All -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorNotLeased,*'
+            { Get-AequorLease -Session $plain -ErrorAction Stop } | Should -Throw "Session 'unleased' has no lease*"
+        }
+        finally {
+            Disconnect-Aequor -Session $plain
+        }
+    }
 }
