@@ -29,13 +29,16 @@ internal static class SessionStore
     {
         ArgumentNullException.ThrowIfNull(cmdlet);
         var sessions = For(cmdlet.SessionState, cmdlet.WriteWarning);
+        // A script run in a scope of its own (& ./job.ps1, a runbook) sets $WarningPreference there, and that scope is gone
+        // when the runspace closes: read now, as the script sees it where it runs its Aequor commands.
+        sessions.ScriptSilencesWarnings = WarningsSilenced(cmdlet.SessionState.PSVariable, "WarningPreference");
         if (sessions.HostWarning is null && cmdlet.Host?.UI is { } ui)
         {
             // Read when the warning is due: by then the runspace is closing, and its SessionStateProxy refuses.
             var variables = cmdlet.SessionState.PSVariable;
             sessions.HostWarning = message =>
             {
-                if (!WarningsSilenced(variables))
+                if (!sessions.ScriptSilencesWarnings && !WarningsSilenced(variables, "global:WarningPreference"))
                 {
                     ui.WriteWarningLine(message);
                 }
@@ -129,15 +132,16 @@ internal static class SessionStore
     }
 
     /// <summary>
-    /// The host is written to directly (no pipeline runs in a closing runspace), so the script's global
-    /// $WarningPreference is honoured here, as Write-Warning would. Unreadable: the warning is written.
+    /// The host is written to directly (no pipeline runs in a closing runspace), so the script's $WarningPreference is
+    /// honoured here, as Write-Warning would. Unreadable: the warning is written.
     /// </summary>
-    private static bool WarningsSilenced(PSVariableIntrinsics variables)
+    private static bool WarningsSilenced(PSVariableIntrinsics variables, string name)
     {
         try
         {
-            var preference = variables.GetValue("global:WarningPreference");
-            return (preference is PSObject wrapped ? wrapped.BaseObject : preference) is ActionPreference.SilentlyContinue or ActionPreference.Ignore;
+            // Only the global variable is typed: a script's own $WarningPreference = 'SilentlyContinue' is a string.
+            return LanguagePrimitives.TryConvertTo(variables.GetValue(name), out ActionPreference preference)
+                && preference is ActionPreference.SilentlyContinue or ActionPreference.Ignore;
         }
 #pragma warning disable CA1031 // A runspace too far gone to read its variables still gets the warning.
         catch (Exception)
@@ -184,6 +188,15 @@ internal sealed class RunspaceSessions
     /// script that ended with a transaction open would lose the transaction without a word.
     /// </summary>
     public Action<string>? HostWarning { get; set; }
+
+    /// <summary>$WarningPreference silenced warnings where the runspace's script last ran an Aequor command that asked for its sessions.</summary>
+    public bool ScriptSilencesWarnings
+    {
+        get => Volatile.Read(ref _scriptSilencesWarnings);
+        set => Volatile.Write(ref _scriptSilencesWarnings, value);
+    }
+
+    private bool _scriptSilencesWarnings;
 
     public IReadOnlyList<AequorSession> Snapshot()
     {

@@ -40,6 +40,9 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
             return;
         }
 
+        // Also with -Session: notes the script's $WarningPreference for the warning if it ends with the transaction open.
+        _ = SessionStore.For(this);
+
         if (session.InTransaction != wantOpen)
         {
             WriteError(WrongState(session, wantOpen));

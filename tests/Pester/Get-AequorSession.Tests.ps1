@@ -229,7 +229,7 @@ Describe 'Sessions per runspace' {
         }
     }
 
-    It 'a script that ends with a transaction open warns that it was rolled back (unless $WarningPreference silences it); one that completed it says nothing' {
+    It 'a script that ends with a transaction open warns that it was rolled back (unless $WarningPreference silences it, global or the script''s own); one that completed it says nothing' {
         . (Join-Path $PSScriptRoot 'Support/FreshPwsh.ps1')
         $table = "script_end_tx_$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $table (id int); GRANT ALL ON $table TO PUBLIC" -Session (Get-Observer)
@@ -257,6 +257,24 @@ if ($Complete -eq 'yes') { Complete-AequorTransaction }
             "$($quiet.Output)$($quiet.Error)" | Should -Match 'script ended' -Because (Format-FreshPwsh $quiet)
             "$($quiet.Output)$($quiet.Error)" | Should -Not -Match 'open transaction' -Because (Format-FreshPwsh $quiet)
             Invoke-AequorQuery "SELECT count(*) FROM $table" -As Scalar -Session (Get-Observer) | Should -Be 0
+
+            # A script run in a scope of its own (& ./job.ps1, pwsh -Command, a runbook; pwsh -File runs it in the global
+            # scope): its own $WarningPreference, gone with its scope by the time the runspace closes, silences it too.
+            $child = @'
+param($ModulePath, $Connection, $Table)
+& {
+    $WarningPreference = 'SilentlyContinue'
+    Import-Module $ModulePath
+    $null = Connect-Aequor $Connection -LeaseMode Optional -Name forgotten
+    Start-AequorTransaction
+    $null = Invoke-AequorQuery "INSERT INTO $Table VALUES (1)"
+    "script ended, global WarningPreference $global:WarningPreference"
+}
+'@
+            $scoped = Invoke-FreshPwsh -Script $child -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table
+            $scoped.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $scoped)
+            "$($scoped.Output)$($scoped.Error)" | Should -Match 'script ended, global WarningPreference Continue' -Because (Format-FreshPwsh $scoped)
+            "$($scoped.Output)$($scoped.Error)" | Should -Not -Match 'open transaction' -Because (Format-FreshPwsh $scoped)
 
             $done = Invoke-FreshPwsh -Script $script -ArgumentList $env:AEQUOR_MODULE_PATH, $env:AEQUOR_TEST_APP_CONNECTION, $table, 'yes', 'no'
             $done.ExitCode | Should -Be 0 -Because (Format-FreshPwsh $done)
