@@ -138,7 +138,9 @@ public static class LeaseScanner
         long nowMs = 0;
         int? used = null;
         int? available = null;
-        var statement = new AequorStatement(ScanSql) { PositionalParameters = [all ? "s=" : settings.Prefix] };
+        // A read (pg_stat_clear_snapshot touches only this backend's cache): a connection lost after it was sent is
+        // a reason to send it again on a new one, never an outcome to doubt.
+        var statement = new AequorStatement(ScanSql) { PositionalParameters = [all ? "s=" : settings.Prefix], Idempotent = true };
         var reader = await client.ExecuteReaderAsync(statement, cancellationToken).ConfigureAwait(false);
         await using (reader.ConfigureAwait(false))
         {

@@ -269,4 +269,28 @@ Describe 'Get-AequorLease (session)' {
             Disconnect-Aequor -Session $plain
         }
     }
+
+    It 'reads through a session whose backend was terminated: the scan, a read, is sent again on a new connection, never AequorQueryOutcomeUnknown' {
+        $victim = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName $Service -ReaperRunProbability 0 -Name terminated
+        try {
+            $old = $victim.BackendPid
+            $observer = Get-Observer
+            # Within 500 ms of the session's last statement no probe goes first (a probe would find the socket dead and
+            # reconnect before sending): the scan itself meets the terminated backend.
+            $null = Invoke-AequorQuery 'SELECT 1' -Session $victim
+            $null = Invoke-AequorQuery 'SELECT pg_terminate_backend($1)' -Parameters $old -Session $observer
+            $wait = [Diagnostics.Stopwatch]::StartNew()
+            while ((Get-Backend $old) -and $wait.ElapsedMilliseconds -lt 5000) { Start-Sleep -Milliseconds 5 }
+            Get-Backend $old | Should -BeNullOrEmpty
+            $err = $null
+            $leases = @(Get-AequorLease -Session $victim -ErrorVariable err -ErrorAction SilentlyContinue)
+            @($err | ForEach-Object { "$_" }) | Should -BeNullOrEmpty
+            $victim.BackendPid | Should -Not -Be $old
+            $leases.Pid | Should -Contain $victim.BackendPid
+            $leases.Pid | Should -Contain $Expired.BackendPid
+        }
+        finally {
+            Disconnect-Aequor -Session $victim
+        }
+    }
 }
