@@ -6,7 +6,7 @@ Complete-AequorTransaction commits the transaction that Start-AequorTransaction 
 After a statement inside the transaction failed (a unique violation, a command timeout), PostgreSQL has aborted the transaction: its COMMIT would quietly roll back. Complete-AequorTransaction then rolls it back and fails with AequorTransactionFailed, "Nothing was committed", naming the first error. To keep the rest of a transaction after an error, run SAVEPOINT before the risky statement and ROLLBACK TO SAVEPOINT after its failure.
 '@
     Parameters  = @{
-        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session. A $null from the pipeline (a variable that holds no session) is that input''s AequorInvalidParameter error, never the default session; -Session $null is the default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

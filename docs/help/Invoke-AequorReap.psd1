@@ -10,7 +10,7 @@ The output is one AequorReapResult: LockAcquired, Scanned, Candidates and Killed
 Backends of the session's own role need no grant. For other roles' backends the session's role needs pg_signal_backend and pg_read_all_stats (without it their state is hidden and they are skipped as state_hidden); superusers' backends are never touched by a non-superuser.
 '@
     Parameters  = @{
-        Session                 = 'The session to reap with (its service, secrets and thresholds), or its name, also from the pipeline. Default: the runspace''s default session. A session without a coordination secret is an AequorNotLeased error.'
+        Session                 = 'The session to reap with (its service, secrets and thresholds), or its name, also from the pipeline. Default: the runspace''s default session. A session without a coordination secret is an AequorNotLeased error. A $null from the pipeline (a variable that holds no session) is that input''s AequorInvalidParameter error, never the default session; -Session $null is the default session.'
         MaxKill                 = 'The most backends this pass terminates (overrides MaxIdleConnectionsToKill).'
         MinIdleSec              = 'The least idle time, in seconds, of a backend this pass terminates (overrides MinConnectionIdleTimeSec).'
         IncludeIdleInTransaction = 'Also terminate expired leases idle in a transaction for this pass; -IncludeIdleInTransaction:$false turns it off when the session has it on.'

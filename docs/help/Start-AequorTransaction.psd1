@@ -6,7 +6,7 @@ Start-AequorTransaction begins a transaction on the session (the default one, or
 A second Start-AequorTransaction on the same session is an AequorTransactionOpen error, also when two runspaces sharing the session start one at the same moment: one begins the transaction, the other gets that error. A transaction still open when its session closes is rolled back by the server, with a warning: Disconnect-Aequor, Remove-Module, a Connect-Aequor that replaces the session by name, and a script that ends without Complete-AequorTransaction or Undo-AequorTransaction (the runspace's host writes it as the runspace closes, unless $WarningPreference silences warnings: the global one, or the script's own as it stood where the script last ran an Aequor command). The exception is ForEach-Object -Parallel: a transaction left open by an iteration after which no iteration runs an Aequor command in the same runspace (the last of each runspace, every one with -UseNewRunspace) is rolled back with no warning, since that runspace closes once the iteration's pipeline has ended (no command can write to its streams) and its host writes nowhere; end each transaction inside its iteration (see about_Aequor).
 '@
     Parameters  = @{
-        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session. A $null from the pipeline (a variable that holds no session) is that input''s AequorInvalidParameter error, never the default session; -Session $null is the default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

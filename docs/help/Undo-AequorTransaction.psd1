@@ -4,7 +4,7 @@
 Undo-AequorTransaction rolls back the transaction that Start-AequorTransaction opened on the session (the default one, or -Session): nothing done inside it is kept. Without an open transaction it is an AequorNoTransaction error, also when another runspace sharing the session ended it while this command waited for its turn. After a lost connection (AequorTransactionLost) it ends the transaction so the session can be used again.
 '@
     Parameters  = @{
-        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session.'
+        Session  = 'The session or its name (-Session reporting), also from the pipeline. Default: the runspace''s default session. A $null from the pipeline (a variable that holds no session) is that input''s AequorInvalidParameter error, never the default session; -Session $null is the default session.'
         PassThru = 'Write the session to the pipeline.'
     }
     Examples    = @(

@@ -280,6 +280,34 @@ Describe 'Transaction cmdlets over several piped sessions' {
         $pa, $pb, $pc | Undo-AequorTransaction
     }
 
+    It 'a $null piped in (a variable that holds no session) is its own AequorInvalidParameter error, never the default session; the sessions beside it are still served' {
+        # pipe-c, connected last, is the default: a $null must not start, commit or roll back anything on it.
+        $missing = @{}['no-such-key']
+        $errs = $null
+        $missing | Start-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        "$($errs[0])" | Should -Match 'A \$null came through the pipeline where a session was expected'
+        $pc.InTransaction | Should -BeFalse
+
+        $errs = $null
+        $pa, $null, $pb | Start-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 1
+        $pa.InTransaction, $pb.InTransaction, $pc.InTransaction | Should -Be @($true, $true, $false)
+
+        Start-AequorTransaction -Session $pc
+        $errs = $null
+        $null | Complete-AequorTransaction -ErrorVariable errs -ErrorAction SilentlyContinue
+        $null | Undo-AequorTransaction -ErrorVariable +errs -ErrorAction SilentlyContinue
+        @($errs) | Should -HaveCount 2
+        $pc.InTransaction | Should -BeTrue -Because 'neither $null reached the default session'
+
+        # -Session $null, given, is the default session, as for every command: only the pipeline's $null is refused.
+        Undo-AequorTransaction -Session $null
+        $pc.InTransaction | Should -BeFalse
+        $pa, $pb | Undo-AequorTransaction
+    }
+
     It 'a closed session piped in is its own AequorSessionClosed error; the next session is still served' {
         Start-AequorTransaction -Session $pc
         Disconnect-Aequor -Session $pb

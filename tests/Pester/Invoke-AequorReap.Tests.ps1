@@ -262,6 +262,17 @@ Describe 'Invoke-AequorReap' {
         }
     }
 
+    It 'a $null piped in is its own AequorInvalidParameter error and runs no pass on the default session' {
+        $default = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName nl) -ReaperRunProbability 0 -Name nullreap
+        $before = $default.ReapPasses
+        $err = $null
+        $results = @($null | Invoke-AequorReap -ErrorVariable err -ErrorAction SilentlyContinue)
+        @($err) | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter,*'
+        $results | Should -HaveCount 0
+        $default.ReapPasses | Should -Be $before
+    }
+
     It 'a closed session piped in is its own AequorSessionClosed error: the sessions after it are reaped' {
         $closed = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName cl) -ReaperRunProbability 0 -Name closedreap
         $leased = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName cl) -ReaperRunProbability 0 -Name openreap
