@@ -3,7 +3,7 @@
     Description = @'
 Disconnect-Aequor closes sessions of the current runspace; their backends leave pg_stat_activity at once. Without parameters it closes the default session; afterwards the runspace has no default session until the next Connect-Aequor (cmdlets then ask for -Session rather than silently switching server).
 
-A session closed with a transaction still open has it rolled back by the server (nothing of it is committed), and Disconnect-Aequor says so with a warning. A script that still holds the session hears it too: its next command on the session fails with AequorSessionClosed saying the transaction was rolled back, and Complete-AequorTransaction then stops the script.
+A session closed with a transaction still open has it rolled back by the server (nothing of it is committed), and Disconnect-Aequor says so with a warning. A script that still holds the session hears it too: its next command on the session fails with AequorSessionClosed saying the transaction was rolled back, and Complete-AequorTransaction then stops the script. A statement running on it in another runspace (a session handed over with $using:) is cancelled: it fails with AequorSessionClosed, or AequorQueryOutcomeUnknown if the close came before the server confirmed the cancel, and the message says the session was closed, also when its rows were already streaming.
 
 Removing the module (Remove-Module Aequor) or closing the runspace closes its sessions too.
 '@

@@ -887,7 +887,13 @@ public sealed partial class AequorClient
             NoteTransactionError(result);
         }
 
-        if (dead)
+        if (_disposed && InterruptedByDispose(failure, SendStage.Sent) is { } interrupted)
+        {
+            // Closed under its rows (Disconnect-Aequor from another runspace): the dispose's cancel or close, said as
+            // such, not as a bare "Query was cancelled" or a connection that merely broke.
+            result = interrupted;
+        }
+        else if (dead)
         {
             if (connection is not null && generation == Generation && _transaction is not null)
             {

@@ -123,4 +123,30 @@ Describe 'Disconnect-Aequor' {
         "$($r.Errors[0])" | Should -Match 'disconnecting it inside that pipeline would wait for that query.*Disconnect it after the pipeline'
         $r.ElapsedMs | Should -BeLessThan 10000
     }
+
+    It 'closing a session from another runspace while its rows stream there ends that query with an error saying the session was closed' {
+        $shared = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -LeaseMode Optional -Name streamed
+        $ps = [powershell]::Create()
+        $rows = [System.Management.Automation.PSDataCollection[psobject]]::new()
+        try {
+            $null = $ps.AddScript({
+                param($ModulePath, $Session)
+                Import-Module $ModulePath
+                try {
+                    Invoke-AequorQuery -Session $Session 'SELECT g, repeat(''x'', 20000) AS pad, pg_sleep(0.3) FROM generate_series(1, 40) g' -ErrorAction Stop | ForEach-Object g
+                } catch { "caught: $($_.FullyQualifiedErrorId): $_" }
+            }).AddArgument($env:AEQUOR_MODULE_PATH).AddArgument($shared)
+            $handle = $ps.BeginInvoke([System.Management.Automation.PSDataCollection[psobject]]::new(), $rows)
+            Wait-Until { $rows.Count -ge 1 } -TimeoutMs 20000 | Should -BeTrue
+            Disconnect-Aequor -Session $shared
+            $handle.AsyncWaitHandle.WaitOne(20000) | Should -BeTrue
+            $last = "$($rows[$rows.Count - 1])"
+            # Cancelled by the server (AequorSessionClosed), or closed under the read before it answered (outcome unknown, as
+            # for any statement the close cut short): either way the error says the session was closed.
+            $last | Should -Match '^caught: (AequorSessionClosed|AequorQueryOutcomeUnknown),'
+            $last | Should -Match 'disposed \(its session closed\) while the statement was running'
+        } finally {
+            $ps.Dispose()
+        }
+    }
 }
