@@ -21,6 +21,7 @@
         'Invoke-AequorReap'
         'Write-AequorTableData'
         'Export-AequorTableData'
+        'Import-AequorTableData'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -332,6 +332,5 @@ public sealed partial class AequorClient
             : string.Create(CultureInfo.InvariantCulture, $"COPY (SELECT {columnList ?? "*"} FROM {quoted}) TO STDOUT {CsvOptions(export)}");
     }
 
-    private static string CsvOptions(AequorCsvExport export) =>
-        $"(FORMAT csv, HEADER {(export.Header ? "true" : "false")}, DELIMITER '{(export.Delimiter == '\'' ? "''" : export.Delimiter.ToString())}')";
+    private static string CsvOptions(AequorCsvExport export) => CsvCopyOptions.Text(export.Header, export.Delimiter);
 }

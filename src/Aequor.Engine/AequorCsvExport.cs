@@ -31,11 +31,9 @@ public sealed class AequorCsvExport
             throw new AequorConfigurationException("Give a table or a query to export, not both and not neither. Nothing was exported.");
         }
 
-        // The server takes a one-byte delimiter, and one that is a quote or a line break would make the CSV unreadable.
-        if (Delimiter is '"' or '\r' or '\n' or '\0' || Delimiter > 127)
+        if (CsvCopyOptions.DelimiterRefusal(Delimiter, "Nothing was exported.") is { } badDelimiter)
         {
-            throw new AequorConfigurationException(
-                $"The delimiter '{Delimiter}' cannot separate CSV fields: it must be one ASCII character other than a double quote or a line break (',' ';' '|' or a tab). Nothing was exported.");
+            throw new AequorConfigurationException(badDelimiter);
         }
 
         if (Table is { } table)

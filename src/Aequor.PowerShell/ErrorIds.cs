@@ -27,5 +27,6 @@ public static class ErrorIds
     public const string DisconnectFailed = "AequorDisconnectFailed";
     public const string TableWriteFailed = "AequorTableWriteFailed";
     public const string TableExportFailed = "AequorTableExportFailed";
+    public const string TableImportFailed = "AequorTableImportFailed";
     public const string FileExists = "AequorFileExists";
 }

@@ -168,39 +168,7 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
     /// <summary>The file system path of -Path, its folder checked: a terminating error before anything is sent.</summary>
     private string Destination()
     {
-        string resolved;
-        ProviderInfo provider;
-        if (Path.Contains('\0', StringComparison.Ordinal))
-        {
-            // No file system takes one; .NET would refuse it later with a bare ArgumentException ("Null character in path").
-            ThrowInvalidParameter($"-Path '{Path.Replace("\0", "\\0", StringComparison.Ordinal)}' holds a NUL character (U+0000), which no file name can hold: nothing was exported.", Path);
-        }
-
-        if (string.IsNullOrWhiteSpace(Path))
-        {
-            // Taken as written it is a file named by blanks in the current folder, which nobody means.
-            ThrowInvalidParameter($"-Path '{Path}' is blank: give a file name. Nothing was exported.", Path);
-        }
-
-        try
-        {
-            resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path, out provider, out _);
-        }
-        catch (Exception ex) when (ex is ItemNotFoundException or System.Management.Automation.DriveNotFoundException or ProviderNotFoundException or NotSupportedException or ArgumentException or PSInvalidOperationException)
-        {
-            ThrowInvalidParameter($"-Path '{Path}' cannot be resolved: {ex.Message} Nothing was exported.", Path);
-            return string.Empty;
-        }
-
-        if (provider.ImplementingType != typeof(FileSystemProvider))
-        {
-            ThrowInvalidParameter($"-Path '{Path}' is on the {provider.Name} provider, not a file system: nothing was exported.", Path);
-        }
-
-        if (Directory.Exists(resolved))
-        {
-            ThrowInvalidParameter($"-Path '{Path}' is a folder ({resolved}): give a file name. Nothing was exported.", Path);
-        }
+        var resolved = FileSystemPaths.Resolve(this, Path, "exported");
 
         // The rows are moved over the destination: over a link that would replace the link, leaving the file it points
         // to as it was. Written through it instead, as Export-Csv does: the file at the end of the links is replaced.

@@ -1,0 +1,410 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Npgsql;
+
+namespace Aequor.Engine;
+
+/// <summary>Importing a CSV in one statement: COPY … FROM STDIN (FORMAT csv), the text streamed from the caller's stream.</summary>
+public sealed partial class AequorClient
+{
+    // The columns rows can fill, and the generated ones apart: a header naming one is told so, not "no such column".
+    private const string ImportColumnsSql =
+        "SELECT to_regclass($1) IS NOT NULL, " +
+        "ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum), " +
+        "ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated <> '' ORDER BY attnum)";
+
+    private const int ImportBufferChars = 64 * 1024;
+
+    // Strict: a lenient decoder would load each byte of a legacy code page as U+FFFD without a word.
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// Loads the CSV in <paramref name="source"/> (UTF-8, a byte order mark skipped) into a table with one
+    /// <c>COPY table (columns) FROM STDIN (FORMAT csv)</c>, streamed, nothing kept in memory: an empty field is NULL and
+    /// "" an empty string, as <see cref="ExportCsv"/> writes them. The columns (the header's, else
+    /// <see cref="AequorCsvImport.Columns"/> or all the table's) are checked against the table before the COPY is sent.
+    /// All rows are loaded or none; inside a transaction the COPY joins it. Never sent again once begun: a write. A
+    /// connection lost after the end of the COPY was sent is an <see cref="AequorOutcomeUnknownException"/> (inside a
+    /// transaction an <see cref="AequorTransactionLostException"/>). A row the server refuses is named by its line in
+    /// the file when <paramref name="source"/> can seek. A cancelled token stops the COPY: nothing loaded,
+    /// <see cref="OperationCanceledException"/>, the client goes on.
+    /// </summary>
+    public AequorImportResult ImportCsv(AequorCsvImport import, Stream source, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(import);
+        ArgumentNullException.ThrowIfNull(source);
+        import.Validate();
+        using var call = EnterAsync(synchronous: true, cancellationToken).AsTask().GetAwaiter().GetResult();
+        try
+        {
+            return ImportCsvCoreAsync(import, source, call.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException ex) when (DisposedDuring(cancellationToken))
+        {
+            throw ClientDisposed(ex);
+        }
+        finally
+        {
+            ReleaseGate();
+        }
+    }
+
+    private async Task<AequorImportResult> ImportCsvCoreAsync(AequorCsvImport import, Stream source, CancellationToken cancellationToken)
+    {
+        var table = import.Table;
+        var quoted = TableNames.Quote(table);
+        var origin = source.CanSeek ? source.Position : 0;
+        using var text = new StreamReader(source, StrictUtf8, detectEncodingFromByteOrderMarks: true, ImportBufferChars, leaveOpen: true);
+        var buffer = new char[ImportBufferChars];
+        List<string>? header = null;
+        var pending = ReadOnlyMemory<char>.Empty;
+        if (import.Header)
+        {
+            // Read before anything is sent: a file that cannot be read, or holds no header, costs the server nothing.
+            try
+            {
+                header = CsvRecords.ReadHeader(text, import.Delimiter, buffer, out pending, out _);
+            }
+            catch (Exception ex) when (IsSourceFailure(ex))
+            {
+                var line = ex is DecoderFallbackException && FirstInvalidUtf8(source, origin) is { } bad ? bad.Line : 1;
+                throw new AequorCopyFailedException($"{SourceFailureText(ex, line)}: nothing was sent, nothing was imported.", ex);
+            }
+
+            if (header is null)
+            {
+                throw new AequorConfigurationException(
+                    "The file is empty: it has no header line naming the columns (a file without one is read with -NoHeader, its columns given by -Column or the table's order). Nothing was imported.");
+            }
+        }
+
+        var inTransaction = _transaction is not null || SqlTransactionOpen;
+        var connection = await CopyConnectionAsync(inTransaction, "the import could begin", "Nothing was imported", cancellationToken).ConfigureAwait(false);
+        var generation = Generation;
+        var (exists, writable, generated) = await ReadCatalogueAsync(connection, ImportColumnsSql, quoted, generation, reader =>
+        {
+            reader.Read();
+            return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1), reader.GetFieldValue<string[]>(2));
+        }, cancellationToken).ConfigureAwait(false);
+        if (!exists)
+        {
+            throw new AequorConfigurationException($"The table {table} does not exist (or is not on the search_path; write schema.table). Nothing was imported.");
+        }
+
+        var columns = ImportColumns.Choose(table, header, import.Columns, writable, generated);
+        if (columns.Count == 0)
+        {
+            throw new AequorConfigurationException($"The table {table} has no column rows can fill. Nothing was imported.");
+        }
+
+        var sql = string.Create(CultureInfo.InvariantCulture,
+            $"COPY {quoted} ({string.Join(", ", columns.Select(TableNames.Ident))}) FROM STDIN {CsvCopyOptions.Text(header: false, import.Delimiter)}");
+        var startedAt = Stopwatch.GetTimestamp();
+        if (OnQueryStart is { } start)
+        {
+            EventDispatch.Raise(start, this, new AequorQueryStartEvent(sql, 0, DateTimeOffset.UtcNow), Counters);
+        }
+
+        NpgsqlCopyTextWriter copy;
+        try
+        {
+            // The COPY may wait for a lock before the server asks for the data: a stop then sends a cancel request.
+            using var starting = CancelOnToken(() => ServerCancel.TrySend(connection), cancellationToken);
+            copy = connection.BeginTextImport(sql);
+        }
+        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
+        {
+            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
+            throw RaiseLoadError(sql, startedAt, new AequorCopyFailedException($"The connection was lost as the import into {table} began: nothing was imported, and it was not sent again.", ex));
+        }
+        catch (Exception ex)
+        {
+            NoteTransactionError(ex);
+            ObserveServerTransaction(generation);
+            if (cancellationToken.IsCancellationRequested && ex is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException } or OperationCanceledException)
+            {
+                throw RaiseLoadError(sql, startedAt, new OperationCanceledException($"The import into {table} was cancelled before its rows were sent: the server stopped it, and nothing was imported.", ex, cancellationToken));
+            }
+
+            RaiseLoadError(sql, startedAt, ex);
+            throw;
+        }
+
+        if (import.CommandTimeout is > 0)
+        {
+            copy.Timeout = import.CommandTimeout.Value * 1000;
+        }
+
+        var records = new CsvRecords();
+        Exception? sendFailure = null;
+        Exception? sourceFailure = null;
+        var cancelled = false;
+        bool cancelSent;
+        using (var sending = new CopyInCancel(connection, cancellationToken))
+        {
+            while (true)
+            {
+                if (!pending.IsEmpty)
+                {
+                    records.Scan(pending.Span);
+                    if (!sending.BeginWrite())
+                    {
+                        cancelled = true;
+                        break;
+                    }
+
+                    try
+                    {
+                        copy.Write(pending.Span);
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        sendFailure = ex;
+                        break;
+                    }
+                    finally
+                    {
+                        sending.EndWrite();
+                    }
+                }
+
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    // Else the rest of the file would be read and sent for the server to throw away.
+                    cancelled = true;
+                    break;
+                }
+
+                int read;
+                try
+                {
+                    read = text.Read(buffer, 0, buffer.Length);
+                }
+                catch (Exception ex) when (IsSourceFailure(ex))
+                {
+                    sourceFailure = ex;
+                    break;
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                pending = buffer.AsMemory(0, read);
+            }
+
+            if (!cancelled && sendFailure is null && sourceFailure is null)
+            {
+                if (!sending.BeginWrite())
+                {
+                    cancelled = true;
+                }
+                else
+                {
+                    try
+                    {
+                        // The rows still buffered go out first, on their own: until they have, the end of the COPY cannot
+                        // have reached the server, and a failure is provably "nothing imported" (as AequorTableWriter.Complete).
+                        copy.Flush();
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        sendFailure = ex;
+                    }
+                    finally
+                    {
+                        sending.EndWrite();
+                    }
+                }
+            }
+
+            cancelSent = sending.Sent;
+        }
+
+        var headerLines = header is null ? 0 : 1;
+        // After a cancel request the server has stopped the COPY (the request was delivered before TrySend returned, and
+        // the server acts on it before it reads more): its end is sent and the server's 57014 read, as when a COPY is
+        // cancelled while it finishes. A CopyFail instead would wait for an answer the server, out of the COPY, never sends.
+        var endAfterCancel = cancelSent && sendFailure is null;
+        if (!endAfterCancel && (cancelled || cancelSent || sendFailure is not null || sourceFailure is not null))
+        {
+            await AbandonImportAsync(copy, generation, sendFailure ?? sourceFailure).ConfigureAwait(false);
+            var line = records.LineBreaks + headerLines + 1;
+            if (sourceFailure is DecoderFallbackException && FirstInvalidUtf8(source, origin) is { } bad)
+            {
+                line = bad.Line;
+            }
+
+            Exception thrown = cancelled || (cancelSent && cancellationToken.IsCancellationRequested)
+                ? new OperationCanceledException($"The import into {table} was cancelled ({records.Ended} rows sent): the server stopped it, and nothing was imported.", sendFailure, cancellationToken)
+                : sourceFailure is not null
+                    ? new AequorCopyFailedException($"{SourceFailureText(sourceFailure, line)}: the COPY was cancelled, nothing was imported.", sourceFailure)
+                    : inTransaction && (_connection is null || generation != Generation)
+                        ? new AequorTransactionLostException($"The connection was lost while sending the file to the COPY into {table} inside a transaction (near its line {line}): nothing was imported, the transaction is lost (the server rolled it back) and nothing was sent again.", sendFailure)
+                        : new AequorCopyFailedException($"The connection was lost while sending the file to the COPY into {table} (near its line {line}), before the end of the COPY was sent: nothing was imported (the server rolls back a COPY that did not finish), and it was not sent again.", sendFailure);
+            throw RaiseLoadError(sql, startedAt, thrown);
+        }
+
+        Exception? failure = null;
+        // Now a cancel request is what stops a COPY the server is still finishing (a slow trigger, a big index).
+        var finishing = cancellationToken.CanBeCanceled && !endAfterCancel
+            ? cancellationToken.UnsafeRegister(static state => ServerCancel.TrySend((NpgsqlConnection)state!), connection)
+            : default;
+        try
+        {
+            // Sends the end of the COPY and reads the server's answer: from here a lost connection leaves the outcome unknown.
+            copy.Dispose();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            failure = ex;
+        }
+        finally
+        {
+            // Waits for a cancel being sent: none may reach the server after the call returned.
+            finishing.Dispose();
+        }
+
+        if (failure is not null)
+        {
+            throw RaiseLoadError(sql, startedAt, await ImportFinishFailureAsync(failure, connection, generation, table, records.Count, source, origin, header is not null, cancellationToken).ConfigureAwait(false));
+        }
+
+        AfterStatement(generation);
+        _transactionAbortedBy = null;
+        var rows = records.Count;
+        var elapsed = Stopwatch.GetElapsedTime(startedAt);
+        if (OnQueryEnd is { } end)
+        {
+            EventDispatch.Raise(end, this, new AequorQueryEndEvent(sql, 0, (int)Math.Min(rows, int.MaxValue), 0, elapsed, 1), Counters);
+        }
+
+        return new AequorImportResult(rows, columns, elapsed);
+    }
+
+    private static bool IsSourceFailure(Exception ex) => ex is IOException or DecoderFallbackException or UnauthorizedAccessException;
+
+    private static string SourceFailureText(Exception ex, long line) =>
+        ex is DecoderFallbackException bad
+            ? $"The file is not UTF-8: the byte{(bad.BytesUnknown is { Length: > 0 } bytes ? $" 0x{bytes[0]:X2}" : string.Empty)} on its line {line} is no UTF-8 (save it as UTF-8, e.g. Get-Content | Set-Content -Encoding utf8)"
+            : $"The file could not be read near its line {line} ({ex.Message.TrimEnd('.')})";
+
+    /// <summary>CopyFail: the server rolls the COPY back (inside a transaction, the transaction is aborted).</summary>
+    private async Task AbandonImportAsync(NpgsqlCopyTextWriter copy, long generation, Exception? failure)
+    {
+        try
+        {
+            copy.Cancel();
+            copy.Dispose();
+        }
+#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
+        if (_connection is { } connection && generation == Generation && !IsAlive(connection))
+        {
+            await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
+            return;
+        }
+
+        if (_transaction is not null)
+        {
+            _transactionAbortedBy ??= failure ?? new AequorCopyFailedException("An import was cancelled inside the transaction, which aborted it.");
+        }
+
+        ObserveServerTransaction(generation);
+    }
+
+    /// <summary>The line of the first byte that is no UTF-8, read again from the start; null when the stream cannot seek.</summary>
+    private static (long Line, byte Byte)? FirstInvalidUtf8(Stream source, long origin)
+    {
+        if (!source.CanSeek)
+        {
+            return null;
+        }
+
+        try
+        {
+            source.Position = origin;
+            return Utf8Lines.FirstInvalid(source);
+        }
+        catch (Exception ex) when (IsSourceFailure(ex) || ex is NotSupportedException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>What a failure once the end of the COPY was sent throws, the connection and transaction brought up to date.</summary>
+    private async Task<Exception> ImportFinishFailureAsync(Exception failure, NpgsqlConnection connection, long generation, string table, long rows, Stream source, long origin, bool header, CancellationToken cancellationToken)
+    {
+        if (_connection is null || generation != Generation || IsConnectionFailure(failure, connection))
+        {
+            var inTransaction = _transaction is not null || SqlTransactionOpen;
+            await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
+            var how = cancellationToken.IsCancellationRequested ? "The import was cancelled and the connection was lost" : "The connection was lost";
+            return inTransaction
+                ? new AequorTransactionLostException($"{how} while finishing the COPY of {rows} rows into {table} inside a transaction: the transaction is lost (the server rolled it back) and nothing was imported or retried.", failure)
+                : new AequorOutcomeUnknownException($"{how} while finishing the COPY of {rows} rows into {table}, after all of them and the end of the COPY were sent: whether they were imported is unknown, and nothing was retried. Check the table.", failure);
+        }
+
+        NoteTransactionError(failure);
+        ObserveServerTransaction(generation);
+        if (cancellationToken.IsCancellationRequested
+            && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException })
+        {
+            return new OperationCanceledException($"The import into {table} was cancelled: the server stopped it, and nothing was imported.", failure, cancellationToken);
+        }
+
+        if (failure is not PostgresException postgres)
+        {
+            return new AequorCopyFailedException($"The COPY into {table} failed: {failure.Message} Nothing was imported: COPY is one statement.", failure);
+        }
+
+        var serverText = $"{postgres.SqlState}: {postgres.MessageText}";
+        if (postgres.Where is not { } where || CopyLineOf().Match(where) is not { Success: true } match)
+        {
+            return new AequorCopyFailedException($"The COPY into {table} failed: {serverText}{(postgres.Where is { } other ? $" ({other})" : string.Empty)}. Nothing was imported: COPY is one statement.", failure);
+        }
+
+        var serverLine = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+        var column = match.Groups[2].Success ? $" (column {match.Groups[2].Value})" : string.Empty;
+        var located = LocateInSource(source, origin, header, serverLine);
+        var which = located is { } found
+            ? $"Line {found.Line} of the file (row {found.Record}) was refused"
+            : $"Row {serverLine} of the file was refused";
+        return new AequorCopyFailedException($"{which}: {serverText}{column}. Nothing was imported: COPY is one statement.", failure)
+        {
+            Row = located?.Record ?? serverLine,
+        };
+    }
+
+    /// <summary>The record and file line the server's line number names, read again from the start; null when the stream cannot seek or fails.</summary>
+    private static (long Record, long Line)? LocateInSource(Stream source, long origin, bool header, long serverLine)
+    {
+        if (!source.CanSeek)
+        {
+            return null;
+        }
+
+        try
+        {
+            source.Position = origin;
+            using var again = new StreamReader(source, StrictUtf8, detectEncodingFromByteOrderMarks: true, ImportBufferChars, leaveOpen: true);
+            var found = CsvRecords.Locate(again, header, serverLine);
+            return found is { } f ? (f.Record, f.Line) : null;
+        }
+        catch (Exception ex) when (IsSourceFailure(ex) || ex is NotSupportedException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    // "COPY t, line 3, column a: "x"": the column, when named, up to the colon before its value.
+    [GeneratedRegex(@"\bline (\d+)(?:, column ([^:]+))?", RegexOptions.CultureInvariant)]
+    private static partial Regex CopyLineOf();
+}
