@@ -3,7 +3,7 @@
     Description = @'
 Export-AequorTableData writes the rows of a table (-Table, optionally some of its -Column) or of a query (-Query) to a CSV file with a single COPY … TO STDOUT (FORMAT csv). The server formats and quotes every value and the rows stream straight into the file, so millions of rows need no memory and no objects: it is the mirror of Write-AequorTableData, and much faster than Invoke-AequorQuery … | Export-Csv.
 
-The file is UTF-8 without a byte order mark, with a first line of column names unless -NoHeader, fields separated by -Delimiter (a comma by default). Values are written as PostgreSQL prints them (dates as 2024-02-29, numeric in full, booleans as t/f, arrays as {a,b}, jsonb as its text); NULL is an empty field and an empty string is "" (two quotes), so COPY … FROM with FORMAT csv (psql's \copy) reads them back apart. Import-Csv reads both as an empty string: through Import-Csv | Write-AequorTableData a NULL comes back as an empty string into a text column, and a date or number column refuses it, naming the row.
+The file is UTF-8 without a byte order mark, with a first line of column names unless -NoHeader, fields separated by -Delimiter (a comma by default). Values are written as PostgreSQL prints them (dates as 2024-02-29, numeric in full, booleans as t/f, arrays as {a,b}, jsonb as its text); NULL is an empty field and an empty string is "" (two quotes), so Import-AequorTableData (one COPY … FROM, as psql's \copy) reads them back apart: Export-AequorTableData then Import-AequorTableData is the round trip. Import-Csv reads both as an empty string: through Import-Csv | Write-AequorTableData a NULL comes back as an empty string into a text column, and a date or number column refuses it, naming the row.
 
 -Path is relative to the current location (Set-Location), not to the process's directory. The rows go to a temporary file in the destination's folder, moved over the destination only when the COPY has ended: when the export fails (a table or column that does not exist, an error in the query), is stopped (Ctrl+C sends the server a cancel request: the rows stop at once) or loses its connection, the temporary file is deleted and an existing file is left as it was. An existing file is replaced, as Export-Csv does, unless -NoClobber. A symbolic link is written through, as Export-Csv does: the file at its end is replaced (keeping its permissions) and the link stays; a destination that is no regular file (a device such as /dev/null, a named pipe, a socket), which the move would replace, is refused. A missing folder, -NoClobber on an existing file, an unknown table or column and a query that cannot be exported are refused before anything is sent; -WhatIf sends nothing and writes no file.
 
@@ -31,7 +31,7 @@ When the file cannot be written (a full disk, an I/O error), the COPY is cancell
         @{
             Title   = 'Export a table'
             Code    = 'Export-AequorTableData -Path ./people.csv -Table people -PassThru'
-            Remarks = 'One COPY for all rows; writes the count. Import-Csv ./people.csv reads it back.'
+            Remarks = 'One COPY for all rows; writes the count. Import-AequorTableData ./people.csv -Table people reads it back into a table, NULLs and empty strings apart.'
         }
         @{
             Title   = 'Export a query, semicolon-separated, without a header'
@@ -45,5 +45,5 @@ When the file cannot be written (a full disk, an I/O error), the COPY is cancell
         }
     )
     Notes       = 'Errors (all terminating; the destination is left as it was): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy, AequorInvalidParameter (a table or -Column that does not exist, a query that cannot be exported, a bad delimiter, a -Path that is not a file system path, is a folder, a link that cannot be followed, or no regular file such as a device or named pipe), AequorFileNotFound (the folder of -Path does not exist), AequorFileExists (-NoClobber on an existing file), AequorTableExportFailed (the server''s error, with SqlState, 57014 for its statement_timeout; -CommandTimeout passed, category OperationTimeout; the connection was lost during the export; the file could not be written, category WriteError), AequorTransactionLost (the connection was lost during an export inside a transaction). After each the destination is unchanged, no temporary file is left, and the session runs the next statement; -PassThru counts the rows by the line breaks outside quoted values, so a value holding a line break is one row.'
-    Links       = @('about_Aequor', 'Write-AequorTableData', 'Invoke-AequorQuery')
+    Links       = @('about_Aequor', 'Import-AequorTableData', 'Write-AequorTableData', 'Invoke-AequorQuery')
 }
