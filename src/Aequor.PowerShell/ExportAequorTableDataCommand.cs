@@ -135,8 +135,15 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
 
             try
             {
-                File.Move(temporary, destination, overwrite: !NoClobber);
-                moved = true;
+                if (_replaced is { HardLinks: > 1 } linked)
+                {
+                    WriteThrough(temporary, destination, linked, source);
+                }
+                else
+                {
+                    File.Move(temporary, destination, overwrite: !NoClobber);
+                    moved = true;
+                }
             }
             catch (IOException) when (NoClobber && File.Exists(destination))
             {
@@ -165,6 +172,30 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
         }
     }
 
+    // The existing file's stat, read once the destination is known: null for a new file (or on Windows).
+    private ReplacedFile? _replaced;
+
+    /// <summary>
+    /// A file with more than one hard link is rewritten in place once the COPY has ended: moved over, its other names
+    /// would keep the old rows. Not atomic as a rename is: a failure now (a full disk) leaves it part-written, and says so.
+    /// </summary>
+    private void WriteThrough(string temporary, string destination, ReplacedFile linked, string source)
+    {
+        try
+        {
+            using var rows = new FileStream(temporary, FileMode.Open, FileAccess.Read, FileShare.None, 64 * 1024);
+            using var file = new FileStream(destination, FileMode.Open, FileAccess.Write, FileShare.None, 64 * 1024);
+            file.SetLength(0);
+            rows.CopyTo(file);
+            file.Flush(flushToDisk: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ThrowTerminatingError(Errors.Create(ErrorIds.TableExportFailed, ErrorCategory.WriteError,
+                $"The rows of {source} could not be written into {destination}, which has {linked.HardLinks} hard links and so is written through, not replaced: {ex.Message} It may now hold a part of them only.", destination, ex));
+        }
+    }
+
     /// <summary>The file system path of -Path, its folder checked: a terminating error before anything is sent.</summary>
     private string Destination()
     {
@@ -186,7 +217,8 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             ThrowTerminatingError(Exists(resolved));
         }
 
-        if (File.Exists(resolved) && NotRegularFile(resolved) is { } kind)
+        _replaced = File.Exists(resolved) ? ReplacedFile.Of(this, resolved) : null;
+        if (NotRegularFile(_replaced) is { } kind)
         {
             // Moved over, a device would be replaced by a plain file: run as root, an export to /dev/null deleted it.
             ThrowInvalidParameter(
@@ -211,27 +243,8 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
     }
 
     /// <summary>What the existing file is when it is no regular file (a device, a named pipe, a socket); null for a file or when unknown.</summary>
-    private string? NotRegularFile(string path)
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            return null;
-        }
-
-        object? type;
-        try
-        {
-            // .NET tells no file type apart from a folder; PowerShell's file system items carry the stat's (UnixStat).
-            var items = InvokeProvider.Item.Get([path], force: true, literalPath: true);
-            var stat = items.Count == 1 ? items[0].Properties["UnixStat"]?.Value : null;
-            type = stat is null ? null : PSObject.AsPSObject(stat).Properties["ItemType"]?.Value;
-        }
-        catch (Exception ex) when (ex is ProviderInvocationException or ItemNotFoundException or IOException or UnauthorizedAccessException or PSNotSupportedException)
-        {
-            return null;
-        }
-
-        return type?.ToString() switch
+    private static string? NotRegularFile(ReplacedFile? stat) =>
+        stat?.ItemType switch
         {
             null or "File" => null,
             "CharacterDevice" => "a character device",
@@ -240,7 +253,6 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             "Socket" => "a socket",
             var other => $"a {other}",
         };
-    }
 
     private FileStream OpenTemporary(string temporary, string destination)
     {
@@ -257,6 +269,8 @@ public sealed class ExportAequorTableDataCommand : AequorCmdlet
             }
 
             var stream = new FileStream(temporary, options);
+            // Else a rename leaves the exporting user's (root's, for a job run as root) in place of the file's own.
+            _replaced?.GiveOwnerTo(temporary);
             if (!OperatingSystem.IsWindows() && replacedMode is { } exact)
             {
                 // Created under the umask: set exactly (a group-writable 0664 stays 0664).

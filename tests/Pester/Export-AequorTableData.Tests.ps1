@@ -102,6 +102,35 @@ Describe 'Export-AequorTableData' {
         }
     }
 
+    It 'keeps the owner and group of the file it replaces, run as root (a rename would leave root''s)' -Skip:(-not $IsLinux -or (id -u) -ne '0') {
+        $path = Join-Path $TestDrive 'owned.csv'
+        Set-Content -LiteralPath $path -Value 'old'
+        [IO.File]::SetUnixFileMode($path, 'UserRead, UserWrite, GroupRead')
+        chown 65534:65534 $path
+        Export-AequorTableData -Query 'SELECT 1 AS one' -Path $path -Session $S
+        $stat = (Get-Item -LiteralPath $path).UnixStat
+        "$($stat.UserId):$($stat.GroupId)" | Should -Be '65534:65534'
+        [IO.File]::GetUnixFileMode($path) | Should -Be ([IO.UnixFileMode]'UserRead, UserWrite, GroupRead')
+        Get-Content -LiteralPath $path | Should -Be @('one', '1')
+    }
+
+    It 'writes through a file with more than one hard link: every link shows the rows, and the links stay' -Skip:$IsWindows {
+        $folder = Join-Path $TestDrive 'hard'
+        $null = New-Item -ItemType Directory $folder
+        $path = Join-Path $folder 'data.csv'
+        Set-Content -LiteralPath $path -Value 'old'
+        $link = Join-Path $folder 'other-name.csv'
+        $null = New-Item -ItemType HardLink -Path $link -Target $path
+        Export-AequorTableData -Query 'SELECT 1 AS one' -Path $path -Session $S -PassThru | Should -Be 1
+        Get-Content -LiteralPath $link -Raw | Should -BeExactly "one`n1`n"
+        Get-Content -LiteralPath $path -Raw | Should -BeExactly "one`n1`n"
+        (Get-Item -LiteralPath $path).UnixStat.HardlinkCount | Should -Be 2
+        @(Get-ChildItem -LiteralPath $folder -Force -Filter '*.tmp') | Should -BeNullOrEmpty
+        # A shorter export leaves nothing of the longer content before it.
+        Export-AequorTableData -Query 'SELECT 2 AS t' -Path $link -Session $S
+        Get-Content -LiteralPath $path -Raw | Should -BeExactly "t`n2`n"
+    }
+
     It 'writes through a symbolic link: the file it points to is replaced, its mode kept, and the link stays a link' -Skip:$IsWindows {
         $folder = Join-Path $TestDrive 'links'
         $real = Join-Path $folder 'real'
