@@ -114,9 +114,23 @@ public sealed partial class AequorClient
         }
 
         NpgsqlCopyTextWriter copy;
+        // The COPY waits for the table's lock before the server takes any row: a token cancelled meanwhile stops it.
+        var stop = new CopyStop(connection);
+        stop.Arm(cancellationToken);
         try
         {
-            copy = connection.BeginTextImport(sql);
+            try
+            {
+                copy = connection.BeginTextImport(sql);
+            }
+            finally
+            {
+                stop.Disarm();
+            }
+        }
+        catch (Exception ex) when (stop.Requested)
+        {
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(table, generation, stop, ex, cancellationToken).ConfigureAwait(false));
         }
         catch (Exception ex) when (_connection is { } current && !IsAlive(current))
         {
@@ -135,12 +149,70 @@ public sealed partial class AequorClient
             throw;
         }
 
+        if (stop.Requested)
+        {
+            // The table's lock came as the cancel went: the COPY began, and is ended here unused (CopyFail).
+            try
+            {
+                copy.Cancel();
+                copy.Dispose();
+            }
+#pragma warning disable CA1031 // A COPY that cannot be ended leaves a connection found dead or dropped below.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(table, generation, stop, null, cancellationToken).ConfigureAwait(false));
+        }
+
         if (commandTimeout is > 0)
         {
             copy.Timeout = commandTimeout.Value * 1000;
         }
 
-        return new AequorTableWriter(this, connection, copy, generation, quoted, columns, sql, startedAt);
+        return new AequorTableWriter(this, stop, copy, generation, quoted, columns, sql, startedAt);
+    }
+
+    /// <summary>
+    /// The COPY was cancelled before it began (it waited for the table's lock): the server stopped it, or the
+    /// connection was cut. Either way nothing was written; what became of an open transaction is said.
+    /// </summary>
+    private async Task<AequorCopyCancelledException> CancelledBeginningAsync(string table, long generation, CopyStop stop, Exception? failure, CancellationToken cancellationToken)
+    {
+        var how = stop.Cut
+            ? $"the server had not stopped it {stop.CancellationTimeout} ms after a cancel request (the connection's Cancellation Timeout), so the connection was closed: nothing was written. The next statement opens a new connection."
+            : "the server stopped it, and nothing was written.";
+        var message = $"The COPY into {table} was cancelled before it began (it waited for the table's lock): {how}";
+        return new AequorCopyCancelledException(message + await AfterCancelledCopyAsync(generation, failure).ConfigureAwait(false), failure, cancellationToken);
+    }
+
+    /// <summary>
+    /// A COPY the caller cancelled has ended: on a connection that is gone (cut, or lost meanwhile) it is marked dead
+    /// and a transaction it ran in is lost; on one that goes on, that transaction is aborted (57014). Returns what to add
+    /// to the message about the transaction, or nothing.
+    /// </summary>
+    private async Task<string> AfterCancelledCopyAsync(long generation, Exception? failure)
+    {
+        var inTransaction = _transaction is not null || SqlTransactionOpen;
+        if (_connection is not { } connection || generation != Generation)
+        {
+            return string.Empty;
+        }
+
+        if (!IsAlive(connection))
+        {
+            await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
+            return inTransaction ? " The transaction it ran in is lost: the server rolls it back." : string.Empty;
+        }
+
+        if (_transaction is not null)
+        {
+            _transactionAbortedBy ??= new AequorCopyFailedException("A COPY was cancelled inside the transaction, which aborted it.", failure);
+        }
+
+        ObserveServerTransaction(generation);
+        return inTransaction ? " The transaction it ran in is aborted: roll it back." : string.Empty;
     }
 
     private Exception RaiseLoadError(string sql, long startedAt, Exception error)
@@ -192,21 +264,55 @@ public sealed partial class AequorClient
         var connection = _connection;
         if (copy is not null)
         {
+            Exception? endFailed = null;
+            // A server held up (a lock, a slow trigger) reads the CopyFail only when it is let go, and the caller would
+            // wait for the COPY's round-trip timeout: unanswered for a moment, the server is sent a cancel request.
+            using (var abandon = new CancellationTokenSource(CopyFailAnswer))
+            {
+                writer.Stop.Arm(abandon.Token);
+                try
+                {
+                    // CopyFail: the server rolls the statement back (inside a transaction, the transaction is aborted).
+                    copy.Cancel();
+                }
+#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    endFailed = ex;
+                }
+                finally
+                {
+                    writer.Stop.Disarm();
+                }
+            }
+
             try
             {
-                // CopyFail: the server rolls the statement back (inside a transaction, the transaction is aborted).
-                copy.Cancel();
                 copy.Dispose();
             }
-#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
+#pragma warning disable CA1031 // The writer's own text buffer, flushed into the ended COPY: ObjectDisposedException, nothing sent.
             catch (Exception)
 #pragma warning restore CA1031
             {
             }
 
+            if (endFailed is not null && connection is not null && generation == Generation && IsAlive(connection))
+            {
+                // The COPY could not be ended on a connection that looks alive: Npgsql may still be inside it (it then
+                // refuses every later statement), so the connection is cut and the next statement opens a new one.
+                ConnectionCut.TryCut(connection);
+            }
+
+            if (cancelled is OperationCanceledException stopped && failure is null)
+            {
+                var transaction = await AfterCancelledCopyAsync(generation, endFailed).ConfigureAwait(false);
+                return transaction.Length == 0 ? stopped : new AequorCopyCancelledException(stopped.Message + transaction, stopped.InnerException, stopped.CancellationToken);
+            }
+
             if (connection is not null && generation == Generation && !IsAlive(connection))
             {
-                await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
+                await MarkDeadAsync(generation, "copy", failure ?? endFailed).ConfigureAwait(false);
             }
             else
             {
@@ -218,9 +324,7 @@ public sealed partial class AequorClient
                 ObserveServerTransaction(generation);
             }
 
-            return failure is null
-                ? cancelled is OperationCanceledException ? cancelled : null
-                : new AequorCopyFailedException(lostMessage ?? failure.Message, failure);
+            return failure is null ? null : new AequorCopyFailedException(lostMessage ?? failure.Message, failure);
         }
 
         if (failure is null)
@@ -247,7 +351,8 @@ public sealed partial class AequorClient
         {
             // The server answered the token's cancel request (57014) and the connection is fine: it stopped the COPY and
             // rolled it back. Npgsql reports its own cancel's 57014 as a TimeoutException, keeping the server's error.
-            return new OperationCanceledException(asked.Message, failure, asked.CancellationToken);
+            var transaction = _transaction is not null || SqlTransactionOpen ? " The transaction it ran in is aborted: roll it back." : string.Empty;
+            return new AequorCopyCancelledException(asked.Message + transaction, failure, asked.CancellationToken);
         }
 
         long? row = null;
@@ -265,6 +370,9 @@ public sealed partial class AequorClient
         var which = row is { } r ? $"Row {r} of the input was refused" : "The COPY failed";
         return new AequorCopyFailedException($"{which}: {serverText}. Nothing was written: COPY is one statement.", failure) { Row = row };
     }
+
+    /// <summary>How long the server's answer to a CopyFail is waited for before it is sent a cancel request.</summary>
+    private static readonly TimeSpan CopyFailAnswer = TimeSpan.FromMilliseconds(500);
 
     [GeneratedRegex(@"\bline (\d+)", RegexOptions.CultureInvariant)]
     private static partial Regex LineOf();

@@ -14,15 +14,15 @@ namespace Aequor.Engine;
 public sealed class AequorTableWriter : IDisposable
 {
     private readonly AequorClient _client;
-    private readonly NpgsqlConnection _connection;
+    private readonly CopyStop _stop;
     private readonly StringBuilder _line = new();
     private NpgsqlCopyTextWriter? _copy;
     private Exception? _refused;
 
-    internal AequorTableWriter(AequorClient client, NpgsqlConnection connection, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
+    internal AequorTableWriter(AequorClient client, CopyStop stop, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
     {
         _client = client;
-        _connection = connection;
+        _stop = stop;
         _copy = copy;
         Generation = generation;
         Table = table;
@@ -42,6 +42,9 @@ public sealed class AequorTableWriter : IDisposable
 
     internal long Generation { get; }
 
+    /// <summary>What stops the COPY's waits on the server, its end by CopyFail included.</summary>
+    internal CopyStop Stop => _stop;
+
     /// <summary>The COPY statement (no values), as the events carry it.</summary>
     internal string CommandText { get; }
 
@@ -50,15 +53,24 @@ public sealed class AequorTableWriter : IDisposable
     /// <summary>
     /// Sends one row: a value per <see cref="Columns"/> entry, null for NULL. A value with no text form is refused
     /// (<see cref="AequorConfigurationException"/> naming the row and column) before anything of the row is sent;
-    /// the caller then disposes the writer, and nothing is written.
+    /// the caller then disposes the writer, and nothing is written. A cancelled <paramref name="cancellationToken"/>
+    /// ends the COPY, nothing written: at once between rows; while a row is sent to a server that reads no more (a
+    /// lock, a slow trigger), by a cancel request to the server, or by cutting the connection when the server has
+    /// not let go within the connection's Cancellation Timeout. Then <see cref="OperationCanceledException"/>.
     /// </summary>
-    public void WriteRow(IReadOnlyList<object?> values)
+    public void WriteRow(IReadOnlyList<object?> values, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(values);
         var copy = _copy ?? throw new InvalidOperationException("The COPY has ended.");
         if (values.Count != Columns.Count)
         {
             throw new ArgumentException($"The row has {values.Count} values for {Columns.Count} columns.", nameof(values));
+        }
+
+        if (cancellationToken.IsCancellationRequested)
+        {
+            _copy = null;
+            throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken, _stop))!;
         }
 
         _line.Clear();
@@ -73,14 +85,32 @@ public sealed class AequorTableWriter : IDisposable
             throw;
         }
 
+        Exception? failure = null;
+        _stop.Arm(cancellationToken);
         try
         {
             copy.Write(_line);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            failure = ex;
+        }
+        finally
+        {
+            _stop.Disarm();
+        }
+
+        if (_stop.Requested)
+        {
+            // The send failed because the connection was cut, or went through once the server dropped the rest.
             _copy = null;
-            throw _client.EndTableWrite(this, copy, ex, $"The connection was lost while sending row {RowsWritten + 1} of the COPY into {Table}: nothing was written (the server rolls back a COPY that did not finish).")!;
+            throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken, _stop))!;
+        }
+
+        if (failure is not null)
+        {
+            _copy = null;
+            throw _client.EndTableWrite(this, copy, failure, $"The connection was lost while sending row {RowsWritten + 1} of the COPY into {Table}: nothing was written (the server rolls back a COPY that did not finish).")!;
         }
 
         RowsWritten++;
@@ -97,12 +127,10 @@ public sealed class AequorTableWriter : IDisposable
         _copy = null;
         if (cancellationToken.IsCancellationRequested)
         {
-            throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken))!;
+            throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken, _stop))!;
         }
 
-        var cancel = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ServerCancel.TrySend((NpgsqlConnection)state!), _connection)
-            : default;
+        _stop.Arm(cancellationToken);
         try
         {
             // The rows still buffered go out first, on their own: until they have, the end of the COPY (CopyDone,
@@ -112,7 +140,12 @@ public sealed class AequorTableWriter : IDisposable
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            cancel.Dispose();
+            _stop.Disarm();
+            if (_stop.Requested)
+            {
+                throw _client.EndTableWrite(this, copy, null, null, Cancelled(cancellationToken, _stop))!;
+            }
+
             throw _client.EndTableWrite(this, copy, ex,
                 $"The connection was lost while sending the last rows of the COPY into {Table}, before its end was sent: nothing was written (the server rolls back a COPY that did not finish).")!;
         }
@@ -129,12 +162,12 @@ public sealed class AequorTableWriter : IDisposable
         finally
         {
             // Waits for a cancel being sent: none may reach the server after the call returned.
-            cancel.Dispose();
+            _stop.Disarm();
         }
 
         if (failure is not null)
         {
-            throw _client.EndTableWrite(this, copy: null, failure, null, cancellationToken.IsCancellationRequested ? Cancelled(cancellationToken) : null)!;
+            throw _client.EndTableWrite(this, copy: null, failure, null, _stop.Requested ? Cancelled(cancellationToken, _stop) : null)!;
         }
 
         _client.EndTableWrite(this, copy: null, failure: null, null);
@@ -152,8 +185,10 @@ public sealed class AequorTableWriter : IDisposable
         }
     }
 
-    private OperationCanceledException Cancelled(CancellationToken cancellationToken) =>
-        new($"The COPY into {Table} was cancelled ({RowsWritten} rows sent): the server stopped it, and nothing was written.", cancellationToken);
+    private AequorCopyCancelledException Cancelled(CancellationToken cancellationToken, CopyStop stop) =>
+        new(stop.Cut
+            ? $"The COPY into {Table} was cancelled ({RowsWritten} rows sent): the server had not stopped it {stop.CancellationTimeout} ms after a cancel request (the connection's Cancellation Timeout), so the connection was closed, which ends the COPY: nothing was written. The next statement opens a new connection."
+            : $"The COPY into {Table} was cancelled ({RowsWritten} rows sent): the server stopped it, and nothing was written.", null, cancellationToken);
 
     internal TimeSpan Elapsed => Stopwatch.GetElapsedTime(StartedAt);
 }

@@ -269,7 +269,7 @@ public sealed class ClientCopyTests(PostgresFixture db)
         Assert.Same(finishing, done);
         var cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => finishing);
         Assert.Contains("nothing was written", cancelled.Message, StringComparison.Ordinal);
-        Assert.IsType<OperationCanceledException>(Assert.Single(events.Of<AequorQueryErrorEvent>()).Error);
+        Assert.IsType<AequorCopyCancelledException>(Assert.Single(events.Of<AequorQueryErrorEvent>()).Error);
         Assert.Empty(events.Of<AequorQueryEndEvent>());
         Assert.Equal(0, await CountAsync(table));
         Assert.Equal(pid, client.BackendPid);
