@@ -9,7 +9,9 @@ Values are sent as text and the server reads each by its column's type, so the s
 
 COPY is one statement: when any row fails (a value the column''s type refuses, a constraint), when the command is stopped (Ctrl+C), when a command before or after it in the pipeline throws, or when the connection is lost before the end, nothing is written and the session stays usable; the error names the input row the server refused. Inside Start-AequorTransaction the COPY joins the transaction (a failure aborts it, as any failed statement does). It is never retried. A connection lost before the last rows and the end of the COPY have left is an AequorTableWriteFailed error, nothing written; lost once the end was sent, before the server's answer came, it is an AequorQueryOutcomeUnknown error (the rows may or may not have been written: check the table).
 
-Ctrl+C while the COPY is finishing (the server still inserting the rows: a slow trigger, a big index) sends the server a cancel request: the load stops, nothing is written and the session stays usable.
+Ctrl+C stops a load within a second or two even when the server is holding it up: the COPY waiting for a table another session has locked (LOCK TABLE), rows waiting on a row another transaction holds or on a slow trigger (the server then reads no more, and sending the next row blocks), or the server still inserting the rows at the end. The server is sent a cancel request: it stops the COPY and throws away the rows still coming, nothing is written, and the session goes on in the same connection. A server that has not stopped within the connection string''s Cancellation Timeout (2000 ms unless set) has the connection closed instead, which also ends the COPY, nothing written: the next command opens a new connection. Since PowerShell shows nothing from a stopped command, the host is told what happened in one warning (unless warnings are silenced), e.g. WARNING: Write-AequorTableData was stopped on session 'default': The COPY into "people" was cancelled (1200 rows sent): the server stopped it, and nothing was written. Inside a transaction the warning adds that the transaction is aborted (roll it back: Undo-AequorTransaction; Get-AequorSession shows "Connected (tx failed)"), or lost when the connection was closed.
+
+-WhatIf sends nothing to the server, neither the rows nor the check of the table and -Column: the rows are read and counted, and one line says what would be done, e.g. What if: Performing the operation "Write 3 rows" on target "table people on session 'default'". -Confirm (ConfirmImpact Medium, so no prompt by default) asks once, at the first row, before the COPY begins; answered no, the rows are read and nothing is written.
 '@
     Parameters  = @{
         Table          = 'The table: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table", app."Order"). Unquoted parts are folded to lower case as PostgreSQL does in a UTF-8 database: A-Z only (ÜBER names "Über"). A table that does not exist is a terminating AequorInvalidParameter error, and nothing is written.'
@@ -17,7 +19,7 @@ Ctrl+C while the COPY is finishing (the server still inserting the rows: a slow 
         Column         = 'The columns to fill, by name (any case), in any order; the other columns get their defaults, and the rows'' other properties are ignored. Without it, the columns are those of the first row. A name that is no column of the table, or a generated one (the server computes it), is a terminating AequorInvalidParameter error listing the columns rows can fill.'
         Session        = 'The session (or its name) to write on. By default, the runspace''s default session.'
         PassThru       = 'Writes the number of rows written (an Int64) when the COPY has ended.'
-        CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483. By default the session''s command timeout. 0 (no limit) is refused: while rows are being sent, Ctrl+C can only end a COPY whose server stopped reading them (a lock, a slow trigger) when a round trip times out.'
+        CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483. By default the session''s command timeout. 0 (no limit) is refused: a COPY whose server stopped reading the rows (a lock, a slow trigger) would then wait for ever where nobody is there to press Ctrl+C (a scheduled job).'
     }
     Examples    = @(
         @{
@@ -44,6 +46,11 @@ try {
 }
 '@
             Remarks = 'The delete and the load commit together or not at all.'
+        }
+        @{
+            Title   = 'See what a load would do'
+            Code    = 'Import-Csv ./people.csv | Write-AequorTableData -Table people -WhatIf'
+            Remarks = 'Writes one line naming the table, the session and the number of rows; nothing is sent to the server.'
         }
     )
     Notes       = 'Errors (all terminating, nothing written): AequorNoSession, AequorSessionNotFound, AequorSessionClosed, AequorSessionBusy (run inside a pipeline that streams the rows of a query on the same session: use a second session or collect the rows first), AequorInvalidParameter (a table or -Column that does not exist, a table name that cannot be parsed, a value with no text form), AequorTableWriteFailed (the server refused a row, naming it, with SqlState; the connection was lost before the end), AequorQueryOutcomeUnknown (the connection was lost after the end of the COPY was sent), AequorTransactionLost.'

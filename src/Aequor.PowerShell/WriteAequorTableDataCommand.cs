@@ -8,9 +8,10 @@ namespace Aequor.PowerShell;
 
 /// <summary>
 /// Loads the rows piped in into a table with one COPY … FROM STDIN: begun at the first row, each row sent as it
-/// comes (never buffered), finished at the end of the pipeline. All rows are written or none.
+/// comes (never buffered), finished at the end of the pipeline. All rows are written or none. -WhatIf sends nothing
+/// and says, once, how many rows would be written where; -Confirm asks once, at the first row, before the COPY.
 /// </summary>
-[Cmdlet(VerbsCommunications.Write, "AequorTableData")]
+[Cmdlet(VerbsCommunications.Write, "AequorTableData", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(long))]
 public sealed class WriteAequorTableDataCommand : AequorCmdlet
 {
@@ -18,6 +19,10 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     private AequorTableWriter? _writer;
     private IDisposable? _listening;
     private long _inputRows;
+
+    // Decided at the first row, before anything is sent: false under -WhatIf (told at the end, with the count) or when
+    // -Confirm was answered no; the rows are then only counted.
+    private bool? _approved;
     private long _startedAt;
 
     // Without -Column: the table's columns left out of the COPY, so that a later row holding one is refused, not emptied.
@@ -58,14 +63,13 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
 
     protected override void BeginProcessing()
     {
-        // No "0 waits forever" here, unlike a statement's: while rows are being sent, a stop can only end the COPY
-        // when its round trip times out, so a load whose server stopped reading (a lock, a slow trigger) would
-        // then hang for ever, Ctrl+C included.
+        // No "0 waits forever" here, unlike a statement's: a load whose server stopped reading (a lock, a slow
+        // trigger) would then hang for ever where no one is there to stop it.
         if (CommandTimeout is 0)
         {
             ThrowInvalidParameter(
                 "-CommandTimeout 0 (no limit) is not offered for a load: a COPY whose server stopped reading the rows (a lock, a slow trigger) " +
-                $"could then never be stopped, not even with Ctrl+C. Give the seconds each round trip may take, 1 to {MaxCommandTimeoutSeconds}; " +
+                $"would then wait for ever where nobody is there to press Ctrl+C (a scheduled job). Give the seconds each round trip may take, 1 to {MaxCommandTimeoutSeconds}; " +
                 "without -CommandTimeout the session's command timeout applies. Nothing was sent.", CommandTimeout);
         }
 
@@ -124,6 +128,12 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             return;
         }
 
+        _approved ??= !WhatIfOnly && ShouldProcess(Target, "Write the rows piped in, in one COPY (all of them or none)");
+        if (_approved is false)
+        {
+            return;
+        }
+
         if (_writer is null)
         {
             Open(bag);
@@ -160,11 +170,65 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
 
         try
         {
-            writer.WriteRow(values);
+            // Ctrl+C while the row is sent to a server that reads no more (a lock, a slow trigger) stops the COPY on the server.
+            writer.WriteRow(values, StopToken);
+        }
+        catch (AequorCopyCancelledException ex) when (StopToken.IsCancellationRequested)
+        {
+            // The writer has ended the COPY.
+            _writer = null;
+            EndCall();
+            throw Stopped(ex);
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
             Fail(ex);
+        }
+    }
+
+    // How a stopped load ended, as the engine said it: Blocking turns its exception into PipelineStoppedException.
+    private AequorCopyCancelledException? _stopCause;
+
+    private T KeepingStopCause<T>(Func<T> call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (AequorCopyCancelledException ex)
+        {
+            _stopCause = ex;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Stopped (Ctrl+C) while the server held the load up: the engine ended the COPY, and says how (nothing written,
+    /// the connection kept or closed, an open transaction aborted or lost). PowerShell takes no output from a stopped
+    /// command, so that is told to the host directly, as a warning, unless warnings are silenced; then the stop goes on.
+    /// </summary>
+    private PipelineStoppedException Stopped(AequorCopyCancelledException ex)
+    {
+        WarnStopped(ex.Message);
+        return new PipelineStoppedException();
+    }
+
+    private void WarnStopped(string what)
+    {
+        var preference = MyInvocation.BoundParameters.TryGetValue("WarningAction", out var action) ? action : GetVariableValue("WarningPreference");
+        if (preference is ActionPreference.SilentlyContinue or ActionPreference.Ignore)
+        {
+            return;
+        }
+
+        try
+        {
+            Host.UI.WriteWarningLine(_session.Redactor.Redact($"Write-AequorTableData was stopped on session '{_session.Name}': {what}"));
+        }
+#pragma warning disable CA1031 // A host that cannot write must not turn the stop into another error.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
         }
     }
 
@@ -214,7 +278,11 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
 
         try
         {
-            _writer = Blocking((_, token) => _session.Client.OpenTableWriter(Table, Choose, CommandTimeout, token), 0);
+            _writer = Blocking((_, token) => KeepingStopCause(() => _session.Client.OpenTableWriter(Table, Choose, CommandTimeout, token)), 0);
+        }
+        catch (PipelineStoppedException) when (_stopCause is { } stopped)
+        {
+            throw Stopped(stopped);
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
@@ -307,8 +375,31 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         Fail(ex);
     }
 
+    /// <summary>
+    /// -WhatIf given, or $WhatIfPreference set: rows are streamed, so the question cannot wait for the count, and the
+    /// one what-if message (naming the table and the count, as PowerShell's own commands say what they would do) is
+    /// written at the end. Nothing reaches the server: not the rows, nor the check of the table and -Column.
+    /// </summary>
+    private bool WhatIfOnly =>
+        MyInvocation.BoundParameters.TryGetValue("WhatIf", out var given)
+            ? LanguagePrimitives.IsTrue(given)
+            : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));
+
+    private string Target => $"table {Table} on session '{_session.Name}'";
+
     protected override void EndProcessing()
     {
+        if (WhatIfOnly)
+        {
+            _ = ShouldProcess(Target, _inputRows == 1 ? "Write 1 row" : $"Write {_inputRows} rows");
+            return;
+        }
+
+        if (_approved is false)
+        {
+            return;
+        }
+
         if (_writer is not { } writer)
         {
             if (_inputRows == 0)
@@ -328,7 +419,13 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         try
         {
             // Ctrl+C while the server is still inserting the rows (a slow trigger, a big index) sends it a cancel request.
-            rows = Blocking((w, token) => w.Complete(token), writer);
+            rows = Blocking((w, token) => KeepingStopCause(() => w.Complete(token)), writer);
+        }
+        catch (PipelineStoppedException) when (_stopCause is { } stopped)
+        {
+            _writer = null;
+            EndCall();
+            throw Stopped(stopped);
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {
@@ -409,6 +506,15 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             }
 
             EndCall();
+            if (StopToken.IsCancellationRequested)
+            {
+                // Stopped between two rows: the same words as a stop inside one, which the engine gives.
+                var client = _session.Client;
+                var transaction = client.TransactionLost ? " The transaction it ran in is lost: the server rolls it back."
+                    : client.TransactionAborted ? " The transaction it ran in is aborted: roll it back."
+                    : string.Empty;
+                WarnStopped($"The COPY into {writer.Table} was cancelled ({writer.RowsWritten} rows sent), and nothing was written.{transaction}");
+            }
         }
 
         base.Dispose(disposing);

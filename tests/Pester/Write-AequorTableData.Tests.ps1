@@ -10,6 +10,62 @@ BeforeAll {
     }
 
     function Get-Count([string] $Table) { Invoke-AequorQuery "SELECT count(*) FROM $Table" -As Scalar -Session $S }
+
+    # A host that records the lines and warnings written to it: what a stopped command tells the console, where no stream
+    # is read, and what -WhatIf says (PowerShell writes it to the host, not to a stream).
+    $script:RecordingHostSource = @'
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.Globalization;
+using System.Management.Automation;
+using System.Management.Automation.Host;
+using System.Security;
+namespace AequorTest {
+public sealed class RecordingHost : PSHost {
+    private readonly RecordingUI _ui = new RecordingUI();
+    public List<string> Warnings => _ui.Warnings;
+    public List<string> Lines => _ui.Lines;
+    public List<string> Prompts => _ui.Prompts;
+    public int Answer { get => _ui.Answer; set => _ui.Answer = value; }
+    public override string Name => "RecordingHost";
+    public override Version Version => new Version(1, 0);
+    public override Guid InstanceId { get; } = Guid.NewGuid();
+    public override PSHostUserInterface UI => _ui;
+    public override CultureInfo CurrentCulture => CultureInfo.InvariantCulture;
+    public override CultureInfo CurrentUICulture => CultureInfo.InvariantCulture;
+    public override void EnterNestedPrompt() { }
+    public override void ExitNestedPrompt() { }
+    public override void NotifyBeginApplication() { }
+    public override void NotifyEndApplication() { }
+    public override void SetShouldExit(int exitCode) { }
+}
+public sealed class RecordingUI : PSHostUserInterface {
+    public readonly List<string> Warnings = new List<string>();
+    public readonly List<string> Lines = new List<string>();
+    public override PSHostRawUserInterface RawUI => null;
+    public int Answer = -1;
+    public readonly List<string> Prompts = new List<string>();
+    public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) {
+        Prompts.Add(message);
+        return Answer >= 0 ? Answer : defaultChoice;
+    }
+    public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
+    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
+    public override string ReadLine() => string.Empty;
+    public override SecureString ReadLineAsSecureString() => new SecureString();
+    public override void Write(string value) { }
+    public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
+    public override void WriteLine(string value) { lock (Lines) { Lines.Add(value); } }
+    public override void WriteErrorLine(string value) { }
+    public override void WriteDebugLine(string message) { }
+    public override void WriteProgress(long sourceId, ProgressRecord record) { }
+    public override void WriteVerboseLine(string message) { }
+    public override void WriteWarningLine(string message) { lock (Warnings) { Warnings.Add(message); } }
+}
+}
+'@
 }
 
 AfterAll {
@@ -39,7 +95,7 @@ id,name,born,active,score,doc,tags
     }
 
     It 'refuses -CommandTimeout <Seconds> naming why, with nothing sent, and loads with the longest one' -ForEach @(
-        @{ Seconds = 0; Says = '-CommandTimeout 0 \(no limit\) is not offered for a load: .*not even with Ctrl\+C\. Give the seconds each round trip may take, 1 to 2147483' }
+        @{ Seconds = 0; Says = '-CommandTimeout 0 \(no limit\) is not offered for a load: .*nobody is there to press Ctrl\+C \(a scheduled job\)\. Give the seconds each round trip may take, 1 to 2147483' }
         @{ Seconds = 2147484; Says = "-CommandTimeout is 2147484 s; a load's can be at most 2147483 s" }
     ) {
         $t = New-People
@@ -233,11 +289,13 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
         Get-Count $t | Should -Be 0
     }
 
-    It 'stopped (Ctrl+C) in mid-load writes nothing and the session goes on' {
+    It 'stopped (Ctrl+C) in mid-load writes nothing, tells the host so, and the session goes on' {
         $t = New-People
         $flag = Join-Path ([IO.Path]::GetTempPath()) "wt-flag-$Suffix"
         Remove-Item $flag -ErrorAction Ignore
-        $ps = New-ModuleShell {
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
+        $recorder = [AequorTest.RecordingHost]::new()
+        $ps = New-ModuleShell -PSHost $recorder {
             param($ModulePath, $Connection, $Secret, $Table, $Flag)
             Import-Module $ModulePath
             $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-stop -ReaperRunProbability 0
@@ -247,12 +305,117 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
             $handle = $ps.BeginInvoke()
             Wait-Until { Test-Path $flag } 30000 | Should -BeTrue
             $ps.Stop()
+            # Stopped between two rows (most likely: making them is the slow part) or inside one, the same words.
+            $recorder.Warnings | Should -HaveCount 1
+            $recorder.Warnings[0] | Should -BeLike "Write-AequorTableData was stopped on session 'default': The COPY into `"$t`" was cancelled (* rows sent)*nothing was written."
             $ps.Commands.Clear()
             $null = $ps.AddScript('Invoke-AequorQuery "SELECT 7" -As Scalar')
             $ps.Invoke() | Should -Be 7
         } finally {
             $ps.Dispose()
+            $ps.Runspace.Dispose()
             Remove-Item $flag -ErrorAction Ignore
+        }
+        Get-Count $t | Should -Be 0
+    }
+
+    It 'stopped (Ctrl+C) while rows wait on a locked row: the server stops the COPY within seconds, nothing is written, the host is told, and the session goes on in its connection and transaction' {
+        $t = New-People
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
+        $recorder = [AequorTest.RecordingHost]::new()
+        # Another transaction's uncommitted row 1: the COPY waits for it and reads no more; the rows fill the socket
+        # buffers and the next one blocks (or the stop lands between two rows, as the blocked row is let go).
+        $lock = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName wtl) -Name "wt-lock-$Suffix"
+        Start-AequorTransaction -Session $lock
+        $ps = $null
+        try {
+            $null = Invoke-AequorQuery "INSERT INTO $t (id) VALUES (1)" -Session $lock
+            $ps = New-ModuleShell -PSHost $recorder {
+                param($ModulePath, $Connection, $Secret, $Table)
+                Import-Module $ModulePath
+                $global:s = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-stop-lock -ReaperRunProbability 0
+                $global:pid1 = $global:s.BackendPid
+                Start-AequorTransaction
+                $big = 'x' * 8KB
+                1..1000000 | ForEach-Object { @{ id = $_; name = $big } } | Write-AequorTableData -Table $Table
+            } -ArgumentList $TestSecret, $t
+            $null = $ps.BeginInvoke()
+            Wait-Until {
+                (Invoke-AequorQuery "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY %' || `$1 || '%'" -Parameters @(, $t) -As Scalar -Session $S) -gt 0
+            } 30000 | Should -BeTrue
+            Start-Sleep -Seconds 1
+            $stop = $ps.BeginStop($null, $null)
+            # Bounded only so that a COPY left to its 30 s round-trip timeout fails here: the lock is held until this test ends.
+            $stop.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
+            $ps.EndStop($stop)
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            $recorder.Warnings | Should -HaveCount 1
+            $recorder.Warnings[0] | Should -BeLike "Write-AequorTableData was stopped on session '*': The COPY into `"$t`" was cancelled*nothing was written.*The transaction it ran in is aborted: roll it back."
+            $ps.Commands.Clear()
+            # Get-AequorSession shows it as 'Connected (tx failed)'.
+            $null = $ps.AddScript('$global:s.TransactionFailed; Undo-AequorTransaction; Invoke-AequorQuery "SELECT 7" -As Scalar; $global:s.BackendPid -eq $global:pid1')
+            $after = $ps.Invoke()
+            ($ps.Streams.Error | Out-String) | Should -BeNullOrEmpty
+            $after | Should -Be @($true, 7, $true)
+        } finally {
+            Undo-AequorTransaction -Session $lock
+            Disconnect-Aequor -Session $lock -Confirm:$false
+            if ($ps) { $ps.Dispose(); $ps.Runspace.Dispose() }
+        }
+        Get-Count $t | Should -Be 0
+    }
+
+    It '-WhatIf sends nothing, not even the table check, and says once which table would get how many rows' {
+        $t = New-People
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
+        $recorder = [AequorTest.RecordingHost]::new()
+        $ps = New-ModuleShell -PSHost $recorder {
+            param($ModulePath, $Connection, $Secret, $Table)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-whatif -ReaperRunProbability 0
+            1..3 | ForEach-Object { @{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $Table -WhatIf -PassThru
+            # A misspelt table is not looked up either: -WhatIf contacts nothing.
+            @{ id = 1 } | Write-AequorTableData -Table "no_such_table_$Table" -WhatIf
+            $WhatIfPreference = $true
+            @() | Write-AequorTableData -Table $Table
+        } -ArgumentList $TestSecret, $t
+        try {
+            $out = $ps.Invoke()
+            ($ps.Streams.Error | Out-String) | Should -BeNullOrEmpty
+            $out | Should -BeNullOrEmpty
+            $said = @($recorder.Lines)
+            $said | Should -HaveCount 3
+            $said[0] | Should -Be "What if: Performing the operation `"Write 3 rows`" on target `"table $t on session 'default'`"."
+            $said[1] | Should -Be "What if: Performing the operation `"Write 1 row`" on target `"table no_such_table_$t on session 'default'`"."
+            $said[2] | Should -Be "What if: Performing the operation `"Write 0 rows`" on target `"table $t on session 'default'`"."
+        } finally {
+            $ps.Dispose()
+            $ps.Runspace.Dispose()
+        }
+        Get-Count $t | Should -Be 0
+    }
+
+    It '-Confirm asks once, before the COPY; answered no, nothing is written' {
+        $t = New-People
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
+        $recorder = [AequorTest.RecordingHost]::new()
+        # ShouldProcess offers Yes, Yes to All, No, No to All, Suspend: 2 is No.
+        $recorder.Answer = 2
+        $ps = New-ModuleShell -PSHost $recorder {
+            param($ModulePath, $Connection, $Secret, $Table)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-confirm -ReaperRunProbability 0
+            1..3 | ForEach-Object { @{ id = $_ } } | Write-AequorTableData -Table $Table -Confirm -PassThru
+        } -ArgumentList $TestSecret, $t
+        try {
+            $out = $ps.Invoke()
+            ($ps.Streams.Error | Out-String) | Should -BeNullOrEmpty
+            $out | Should -BeNullOrEmpty
+            $recorder.Prompts | Should -HaveCount 1
+            $recorder.Prompts[0] | Should -BeLike "*Write the rows piped in, in one COPY*table $t on session 'default'*"
+        } finally {
+            $ps.Dispose()
+            $ps.Runspace.Dispose()
         }
         Get-Count $t | Should -Be 0
     }
