@@ -22,6 +22,9 @@ internal sealed class CopyStop
     private Task? _sending;
     private bool _armed;
 
+    // Only the thread that arms and disarms reads it: a wait with a token that cannot be cancelled costs nothing.
+    private bool _registered;
+
     public CopyStop(NpgsqlConnection connection)
     {
         _connection = connection;
@@ -43,6 +46,8 @@ internal sealed class CopyStop
     {
         if (!cancellationToken.CanBeCanceled)
         {
+            // Nothing can stop this wait, and the last one's Stop has ended (Disarm waited for it).
+            Requested = false;
             return;
         }
 
@@ -52,6 +57,7 @@ internal sealed class CopyStop
             Requested = false;
         }
 
+        _registered = true;
         _registration = cancellationToken.UnsafeRegister(static state => ((CopyStop)state!).Stop(), this);
     }
 
@@ -61,6 +67,12 @@ internal sealed class CopyStop
     /// </summary>
     public void Disarm()
     {
+        if (!_registered)
+        {
+            return;
+        }
+
+        _registered = false;
         lock (_gate)
         {
             _armed = false;
