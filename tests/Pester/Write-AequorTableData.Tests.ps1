@@ -319,6 +319,37 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
         Get-Count $t | Should -Be 0
     }
 
+    It 'stopped (Ctrl+C) between two rows, while the command before it works: nothing is written and the host is told, inside a transaction that it is aborted' {
+        $t = New-People
+        $flag = Join-Path ([IO.Path]::GetTempPath()) "wt-between-$Suffix"
+        Remove-Item $flag -ErrorAction Ignore
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
+        $recorder = [AequorTest.RecordingHost]::new()
+        $ps = New-ModuleShell -PSHost $recorder {
+            param($ModulePath, $Connection, $Secret, $Table, $Flag)
+            Import-Module $ModulePath
+            $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName wt-stop-between -ReaperRunProbability 0
+            Start-AequorTransaction
+            # After row 100 the row maker waits: the stop lands there, never inside Write-AequorTableData.
+            1..200 | ForEach-Object { if ($_ -eq 101) { Set-Content $Flag x; Start-Sleep -Seconds 60 }; @{ id = $_ } } | Write-AequorTableData -Table $Table
+        } -ArgumentList $TestSecret, $t, $flag
+        try {
+            $null = $ps.BeginInvoke()
+            Wait-Until { Test-Path $flag } 30000 | Should -BeTrue
+            $ps.Stop()
+            $recorder.Warnings | Should -HaveCount 1
+            $recorder.Warnings[0] | Should -Be "Write-AequorTableData was stopped on session 'default': The COPY into `"$t`" was cancelled (100 rows sent), and nothing was written. The transaction it ran in is aborted: roll it back."
+            $ps.Commands.Clear()
+            $null = $ps.AddScript('Undo-AequorTransaction; Invoke-AequorQuery "SELECT 7" -As Scalar')
+            $ps.Invoke() | Should -Be 7
+        } finally {
+            $ps.Dispose()
+            $ps.Runspace.Dispose()
+            Remove-Item $flag -ErrorAction Ignore
+        }
+        Get-Count $t | Should -Be 0
+    }
+
     It 'stopped (Ctrl+C) while rows wait on a locked row: the server stops the COPY within seconds, nothing is written, the host is told, and the session goes on in its connection and transaction' {
         $t = New-People
         if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -TypeDefinition $RecordingHostSource }
