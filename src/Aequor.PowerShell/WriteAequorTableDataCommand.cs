@@ -506,7 +506,9 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
             }
 
             EndCall();
-            if (StopToken.IsCancellationRequested)
+            // Stopping, not only the token: the pipeline thread may dispose the command before the stopping thread
+            // has called its StopProcessing.
+            if (Stopping || StopToken.IsCancellationRequested)
             {
                 // Stopped between two rows: the same words as a stop inside one, which the engine gives.
                 var client = _session.Client;

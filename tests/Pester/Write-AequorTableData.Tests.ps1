@@ -306,6 +306,8 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
             Wait-Until { Test-Path $flag } 30000 | Should -BeTrue
             $ps.Stop()
             # Stopped between two rows (most likely: making them is the slow part) or inside one, the same words.
+            # Written as the command is disposed, which may come just after Stop() has returned.
+            Wait-Until { $recorder.Warnings.Count -gt 0 } 5000 | Should -BeTrue
             $recorder.Warnings | Should -HaveCount 1
             $recorder.Warnings[0] | Should -BeLike "Write-AequorTableData was stopped on session 'default': The COPY into `"$t`" was cancelled (* rows sent)*nothing was written."
             $ps.Commands.Clear()
@@ -337,6 +339,8 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
             $null = $ps.BeginInvoke()
             Wait-Until { Test-Path $flag } 30000 | Should -BeTrue
             $ps.Stop()
+            # Written as the command is disposed, which may come just after Stop() has returned.
+            Wait-Until { $recorder.Warnings.Count -gt 0 } 5000 | Should -BeTrue
             $recorder.Warnings | Should -HaveCount 1
             $recorder.Warnings[0] | Should -Be "Write-AequorTableData was stopped on session 'default': The COPY into `"$t`" was cancelled (100 rows sent), and nothing was written. The transaction it ran in is aborted: roll it back."
             $ps.Commands.Clear()
@@ -380,6 +384,8 @@ CREATE TRIGGER note AFTER INSERT ON $t FOR EACH STATEMENT EXECUTE FUNCTION ${t}_
             $stop.AsyncWaitHandle.WaitOne(10000) | Should -BeTrue
             $ps.EndStop($stop)
             $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            # Written as the command is disposed, which may come just after Stop() has returned.
+            Wait-Until { $recorder.Warnings.Count -gt 0 } 5000 | Should -BeTrue
             $recorder.Warnings | Should -HaveCount 1
             $recorder.Warnings[0] | Should -BeLike "Write-AequorTableData was stopped on session '*': The COPY into `"$t`" was cancelled*nothing was written.*The transaction it ran in is aborted: roll it back."
             $ps.Commands.Clear()
