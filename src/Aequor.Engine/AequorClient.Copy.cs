@@ -130,7 +130,7 @@ public sealed partial class AequorClient
         }
         catch (Exception ex) when (stop.Requested)
         {
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(table, generation, stop, ex, cancellationToken).ConfigureAwait(false));
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync($"The COPY into {table}", "nothing was written", generation, stop, ex, cancellationToken).ConfigureAwait(false));
         }
         catch (Exception ex) when (_connection is { } current && !IsAlive(current))
         {
@@ -163,7 +163,7 @@ public sealed partial class AequorClient
             {
             }
 
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(table, generation, stop, null, cancellationToken).ConfigureAwait(false));
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync($"The COPY into {table}", "nothing was written", generation, stop, null, cancellationToken).ConfigureAwait(false));
         }
 
         if (commandTimeout is > 0)
@@ -178,12 +178,14 @@ public sealed partial class AequorClient
     /// The COPY was cancelled before it began (it waited for the table's lock): the server stopped it, or the
     /// connection was cut. Either way nothing was written; what became of an open transaction is said.
     /// </summary>
-    private async Task<AequorCopyCancelledException> CancelledBeginningAsync(string table, long generation, CopyStop stop, Exception? failure, CancellationToken cancellationToken)
+    /// <param name="load">"The COPY into t" or "The import into t".</param>
+    /// <param name="nothing">"nothing was written" or "nothing was imported".</param>
+    private async Task<AequorCopyCancelledException> CancelledBeginningAsync(string load, string nothing, long generation, CopyStop stop, Exception? failure, CancellationToken cancellationToken)
     {
         var how = stop.Cut
-            ? $"the server had not stopped it {stop.CancellationTimeout} ms after a cancel request (the connection's Cancellation Timeout), so the connection was closed: nothing was written. The next statement opens a new connection."
-            : "the server stopped it, and nothing was written.";
-        var message = $"The COPY into {table} was cancelled before it began (it waited for the table's lock): {how}";
+            ? $"the server had not stopped it {stop.CancellationTimeout} ms after a cancel request (the connection's Cancellation Timeout), so the connection was closed: {nothing}. The next statement opens a new connection."
+            : $"the server stopped it, and {nothing}.";
+        var message = $"{load} was cancelled before it began (it waited for the table's lock): {how}";
         return new AequorCopyCancelledException(message + await AfterCancelledCopyAsync(generation, failure).ConfigureAwait(false), failure, cancellationToken);
     }
 
@@ -264,45 +266,7 @@ public sealed partial class AequorClient
         var connection = _connection;
         if (copy is not null)
         {
-            Exception? endFailed = null;
-            // A server held up (a lock, a slow trigger) reads the CopyFail only when it is let go, and the caller would
-            // wait for the COPY's round-trip timeout: unanswered for a moment, the server is sent a cancel request.
-            using (var abandon = new CancellationTokenSource(CopyFailAnswer))
-            {
-                writer.Stop.Arm(abandon.Token);
-                try
-                {
-                    // CopyFail: the server rolls the statement back (inside a transaction, the transaction is aborted).
-                    copy.Cancel();
-                }
-#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
-                catch (Exception ex)
-#pragma warning restore CA1031
-                {
-                    endFailed = ex;
-                }
-                finally
-                {
-                    writer.Stop.Disarm();
-                }
-            }
-
-            try
-            {
-                copy.Dispose();
-            }
-#pragma warning disable CA1031 // The writer's own text buffer, flushed into the ended COPY: ObjectDisposedException, nothing sent.
-            catch (Exception)
-#pragma warning restore CA1031
-            {
-            }
-
-            if (endFailed is not null && connection is not null && generation == Generation && IsAlive(connection))
-            {
-                // The COPY could not be ended on a connection that looks alive: Npgsql may still be inside it (it then
-                // refuses every later statement), so the connection is cut and the next statement opens a new one.
-                ConnectionCut.TryCut(connection);
-            }
+            var endFailed = EndCopyWithCopyFail(copy, writer.Stop, connection, generation);
 
             if (cancelled is OperationCanceledException stopped && failure is null)
             {
@@ -369,6 +333,54 @@ public sealed partial class AequorClient
 
         var which = row is { } r ? $"Row {r} of the input was refused" : "The COPY failed";
         return new AequorCopyFailedException($"{which}: {serverText}. Nothing was written: COPY is one statement.", failure) { Row = row };
+    }
+
+    /// <summary>
+    /// Ends a COPY … FROM STDIN with CopyFail: the server rolls the statement back (inside a transaction, the
+    /// transaction is aborted). Returns what ending it failed with, or null. A connection that looks alive after a
+    /// failed end is cut: Npgsql may still be inside the COPY (it then refuses every later statement).
+    /// </summary>
+    private Exception? EndCopyWithCopyFail(NpgsqlCopyTextWriter copy, CopyStop stop, NpgsqlConnection? connection, long generation)
+    {
+        Exception? endFailed = null;
+        // A server held up (a lock, a slow trigger) reads the CopyFail only when it is let go, and the caller would
+        // wait for the COPY's round-trip timeout: unanswered for a moment, the server is sent a cancel request.
+        using (var abandon = new CancellationTokenSource(CopyFailAnswer))
+        {
+            stop.Arm(abandon.Token);
+            try
+            {
+                copy.Cancel();
+            }
+#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                endFailed = ex;
+            }
+            finally
+            {
+                stop.Disarm();
+            }
+        }
+
+        try
+        {
+            copy.Dispose();
+        }
+#pragma warning disable CA1031 // The writer's own text buffer, flushed into the ended COPY: ObjectDisposedException, nothing sent.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
+        if (endFailed is not null && connection is not null && generation == Generation && IsAlive(connection))
+        {
+            // The next statement opens a new connection.
+            ConnectionCut.TryCut(connection);
+        }
+
+        return endFailed;
     }
 
     /// <summary>How long the server's answer to a CopyFail is waited for before it is sent a cancel request.</summary>
