@@ -108,11 +108,25 @@ public sealed partial class AequorClient
         }
 
         NpgsqlCopyTextWriter copy;
+        // Stops each wait the server holds up, as a table writer's: a cancel request, the connection cut if unanswered.
+        var stop = new CopyStop(connection);
+        var load = $"The import into {table}";
+        // The COPY may wait for a lock before the server asks for the data.
+        stop.Arm(cancellationToken);
         try
         {
-            // The COPY may wait for a lock before the server asks for the data: a stop then sends a cancel request.
-            using var starting = CancelOnToken(() => ServerCancel.TrySend(connection), cancellationToken);
-            copy = connection.BeginTextImport(sql);
+            try
+            {
+                copy = connection.BeginTextImport(sql);
+            }
+            finally
+            {
+                stop.Disarm();
+            }
+        }
+        catch (Exception ex) when (stop.Requested)
+        {
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, "nothing was imported", generation, stop, ex, cancellationToken).ConfigureAwait(false));
         }
         catch (Exception ex) when (_connection is { } current && !IsAlive(current))
         {
@@ -123,13 +137,15 @@ public sealed partial class AequorClient
         {
             NoteTransactionError(ex);
             ObserveServerTransaction(generation);
-            if (cancellationToken.IsCancellationRequested && ex is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException } or OperationCanceledException)
-            {
-                throw RaiseLoadError(sql, startedAt, new OperationCanceledException($"The import into {table} was cancelled before its rows were sent: the server stopped it, and nothing was imported.", ex, cancellationToken));
-            }
-
             RaiseLoadError(sql, startedAt, ex);
             throw;
+        }
+
+        if (stop.Requested)
+        {
+            // The table's lock came as the cancel went: the COPY began, and is ended here unused.
+            EndCopyWithCopyFail(copy, stop, connection, generation);
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, "nothing was imported", generation, stop, null, cancellationToken).ConfigureAwait(false));
         }
 
         if (import.CommandTimeout is > 0)
@@ -141,118 +157,82 @@ public sealed partial class AequorClient
         Exception? sendFailure = null;
         Exception? sourceFailure = null;
         var cancelled = false;
-        bool cancelSent;
-        using (var sending = new CopyInCancel(connection, cancellationToken))
+        while (true)
         {
-            while (true)
+            if (!pending.IsEmpty)
             {
-                if (!pending.IsEmpty)
-                {
-                    records.Scan(pending.Span);
-                    if (!sending.BeginWrite())
-                    {
-                        cancelled = true;
-                        break;
-                    }
-
-                    try
-                    {
-                        copy.Write(pending.Span);
-                    }
-                    catch (Exception ex) when (ex is not OutOfMemoryException)
-                    {
-                        sendFailure = ex;
-                        break;
-                    }
-                    finally
-                    {
-                        sending.EndWrite();
-                    }
-                }
-
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    // Else the rest of the file would be read and sent for the server to throw away.
-                    cancelled = true;
-                    break;
-                }
-
-                int read;
-                try
-                {
-                    read = text.Read(buffer, 0, buffer.Length);
-                }
-                catch (Exception ex) when (IsSourceFailure(ex))
-                {
-                    sourceFailure = ex;
-                    break;
-                }
-
-                if (read == 0)
+                records.Scan(pending.Span);
+                if (Send(copy, stop, pending, cancellationToken, ref cancelled, ref sendFailure))
                 {
                     break;
-                }
-
-                pending = buffer.AsMemory(0, read);
-            }
-
-            if (!cancelled && sendFailure is null && sourceFailure is null)
-            {
-                if (!sending.BeginWrite())
-                {
-                    cancelled = true;
-                }
-                else
-                {
-                    try
-                    {
-                        // The rows still buffered go out first, on their own: until they have, the end of the COPY cannot
-                        // have reached the server, and a failure is provably "nothing imported" (as AequorTableWriter.Complete).
-                        copy.Flush();
-                    }
-                    catch (Exception ex) when (ex is not OutOfMemoryException)
-                    {
-                        sendFailure = ex;
-                    }
-                    finally
-                    {
-                        sending.EndWrite();
-                    }
                 }
             }
 
-            cancelSent = sending.Sent;
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // Else the rest of the file would be read and sent for the server to throw away.
+                cancelled = true;
+                break;
+            }
+
+            int read;
+            try
+            {
+                read = text.Read(buffer, 0, buffer.Length);
+            }
+            catch (Exception ex) when (IsSourceFailure(ex))
+            {
+                sourceFailure = ex;
+                break;
+            }
+
+            if (read == 0)
+            {
+                // The rows still buffered go out first, on their own: until they have, the end of the COPY cannot
+                // have reached the server, and a failure is provably "nothing imported" (as AequorTableWriter.Complete).
+                Send(copy, stop, ReadOnlyMemory<char>.Empty, cancellationToken, ref cancelled, ref sendFailure);
+                break;
+            }
+
+            pending = buffer.AsMemory(0, read);
         }
 
         var headerLines = header is null ? 0 : 1;
-        // After a cancel request the server has stopped the COPY (the request was delivered before TrySend returned, and
-        // the server acts on it before it reads more): its end is sent and the server's 57014 read, as when a COPY is
-        // cancelled while it finishes. A CopyFail instead would wait for an answer the server, out of the COPY, never sends.
-        var endAfterCancel = cancelSent && sendFailure is null;
-        if (!endAfterCancel && (cancelled || cancelSent || sendFailure is not null || sourceFailure is not null))
+        if (cancelled || sendFailure is not null || sourceFailure is not null)
         {
-            await AbandonImportAsync(copy, generation, sendFailure ?? sourceFailure).ConfigureAwait(false);
+            // Read before the CopyFail's own wait re-arms the stop.
+            var cut = stop.Cut;
+            var endFailed = EndCopyWithCopyFail(copy, stop, connection, generation);
+            if (cancelled)
+            {
+                var transaction = await AfterCancelledCopyAsync(generation, sendFailure ?? endFailed).ConfigureAwait(false);
+                var how = cut
+                    ? $"the server had not stopped it {stop.CancellationTimeout} ms after a cancel request (the connection's Cancellation Timeout), so the connection was closed, which ends the COPY: nothing was imported. The next statement opens a new connection."
+                    : "the server stopped it, and nothing was imported.";
+                var message = $"{load} was cancelled ({records.Ended} rows sent): {how}{transaction}";
+                throw RaiseLoadError(sql, startedAt, cut || transaction.Length > 0
+                    ? new AequorCopyCancelledException(message, sendFailure, cancellationToken)
+                    : new OperationCanceledException(message, sendFailure, cancellationToken));
+            }
+
+            await AfterAbandonedImportAsync(generation, sendFailure ?? sourceFailure).ConfigureAwait(false);
             var line = records.LineBreaks + headerLines + 1;
             if (sourceFailure is DecoderFallbackException && FirstInvalidUtf8(source, origin) is { } bad)
             {
                 line = bad.Line;
             }
 
-            Exception thrown = cancelled || (cancelSent && cancellationToken.IsCancellationRequested)
-                ? new OperationCanceledException($"The import into {table} was cancelled ({records.Ended} rows sent): the server stopped it, and nothing was imported.", sendFailure, cancellationToken)
-                : sourceFailure is not null
-                    ? new AequorCopyFailedException($"{SourceFailureText(sourceFailure, line)}: the COPY was cancelled, nothing was imported.", sourceFailure)
-                    : inTransaction && (_connection is null || generation != Generation)
-                        ? new AequorTransactionLostException($"The connection was lost while sending the file to the COPY into {table} inside a transaction (near its line {line}): nothing was imported, the transaction is lost (the server rolled it back) and nothing was sent again.", sendFailure)
-                        : new AequorCopyFailedException($"The connection was lost while sending the file to the COPY into {table} (near its line {line}), before the end of the COPY was sent: nothing was imported (the server rolls back a COPY that did not finish), and it was not sent again.", sendFailure);
+            Exception thrown = sourceFailure is not null
+                ? new AequorCopyFailedException($"{SourceFailureText(sourceFailure, line)}: the COPY was cancelled, nothing was imported.", sourceFailure)
+                : inTransaction && (_connection is null || generation != Generation)
+                    ? new AequorTransactionLostException($"The connection was lost while sending the file to the COPY into {table} inside a transaction (near its line {line}): nothing was imported, the transaction is lost (the server rolled it back) and nothing was sent again.", sendFailure)
+                    : new AequorCopyFailedException($"The connection was lost while sending the file to the COPY into {table} (near its line {line}), before the end of the COPY was sent: nothing was imported (the server rolls back a COPY that did not finish), and it was not sent again.", sendFailure);
             throw RaiseLoadError(sql, startedAt, thrown);
         }
 
         Exception? failure = null;
-        // Now a cancel request is what stops a COPY the server is still finishing (a slow trigger, a big index).
-        var finishing = cancellationToken.CanBeCanceled && !endAfterCancel
-            ? cancellationToken.UnsafeRegister(static state => ServerCancel.TrySend((NpgsqlConnection)state!), connection)
-            : default;
+        // Now the stop ends a COPY the server is still finishing (a slow trigger, a big index).
+        stop.Arm(cancellationToken);
         try
         {
             // Sends the end of the COPY and reads the server's answer: from here a lost connection leaves the outcome unknown.
@@ -265,12 +245,12 @@ public sealed partial class AequorClient
         finally
         {
             // Waits for a cancel being sent: none may reach the server after the call returned.
-            finishing.Dispose();
+            stop.Disarm();
         }
 
         if (failure is not null)
         {
-            throw RaiseLoadError(sql, startedAt, await ImportFinishFailureAsync(failure, connection, generation, table, records.Count, source, origin, header is not null, cancellationToken).ConfigureAwait(false));
+            throw RaiseLoadError(sql, startedAt, await ImportFinishFailureAsync(failure, connection, generation, table, records.Count, source, origin, header is not null, stop.Requested, cancellationToken).ConfigureAwait(false));
         }
 
         AfterStatement(generation);
@@ -292,20 +272,12 @@ public sealed partial class AequorClient
             ? $"The file is not UTF-8: the byte{(bad.BytesUnknown is { Length: > 0 } bytes ? $" 0x{bytes[0]:X2}" : string.Empty)} on its line {line} is no UTF-8 (save it as UTF-8, e.g. Get-Content | Set-Content -Encoding utf8)"
             : $"The file could not be read near its line {line} ({ex.Message.TrimEnd('.')})";
 
-    /// <summary>CopyFail: the server rolls the COPY back (inside a transaction, the transaction is aborted).</summary>
-    private async Task AbandonImportAsync(NpgsqlCopyTextWriter copy, long generation, Exception? failure)
+    /// <summary>
+    /// After a COPY ended by CopyFail for a failed send or an unreadable file: a connection found gone is marked dead;
+    /// on one that goes on, the transaction the COPY ran in is aborted.
+    /// </summary>
+    private async Task AfterAbandonedImportAsync(long generation, Exception? failure)
     {
-        try
-        {
-            copy.Cancel();
-            copy.Dispose();
-        }
-#pragma warning disable CA1031 // A cancel that meets a dead connection: the server rolls back the COPY by itself.
-        catch (Exception)
-#pragma warning restore CA1031
-        {
-        }
-
         if (_connection is { } connection && generation == Generation && !IsAlive(connection))
         {
             await MarkDeadAsync(generation, "copy", failure).ConfigureAwait(false);
@@ -318,6 +290,44 @@ public sealed partial class AequorClient
         }
 
         ObserveServerTransaction(generation);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="text"/> (nothing: flushes what is buffered) with the stop armed. True when the sending is
+    /// over: the token was cancelled (before, or a cancel request went during the send) or the send failed.
+    /// </summary>
+    private static bool Send(NpgsqlCopyTextWriter copy, CopyStop stop, ReadOnlyMemory<char> text, CancellationToken cancellationToken, ref bool cancelled, ref Exception? sendFailure)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            cancelled = true;
+            return true;
+        }
+
+        stop.Arm(cancellationToken);
+        try
+        {
+            if (text.IsEmpty)
+            {
+                copy.Flush();
+            }
+            else
+            {
+                copy.Write(text.Span);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            sendFailure = ex;
+        }
+        finally
+        {
+            stop.Disarm();
+        }
+
+        // A send that failed because the connection was cut, or went through once the server dropped the rest.
+        cancelled = stop.Requested;
+        return cancelled || sendFailure is not null;
     }
 
     /// <summary>The line of the first byte that is no UTF-8, read again from the start; null when the stream cannot seek.</summary>
@@ -340,7 +350,7 @@ public sealed partial class AequorClient
     }
 
     /// <summary>What a failure once the end of the COPY was sent throws, the connection and transaction brought up to date.</summary>
-    private async Task<Exception> ImportFinishFailureAsync(Exception failure, NpgsqlConnection connection, long generation, string table, long rows, Stream source, long origin, bool header, CancellationToken cancellationToken)
+    private async Task<Exception> ImportFinishFailureAsync(Exception failure, NpgsqlConnection connection, long generation, string table, long rows, Stream source, long origin, bool header, bool cancelRequested, CancellationToken cancellationToken)
     {
         if (_connection is null || generation != Generation || IsConnectionFailure(failure, connection))
         {
@@ -354,10 +364,13 @@ public sealed partial class AequorClient
 
         NoteTransactionError(failure);
         ObserveServerTransaction(generation);
-        if (cancellationToken.IsCancellationRequested
+        if (cancelRequested
             && failure is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } or NpgsqlException { InnerException: TimeoutException })
         {
-            return new OperationCanceledException($"The import into {table} was cancelled: the server stopped it, and nothing was imported.", failure, cancellationToken);
+            // The server answered the token's cancel request (57014) and the connection is fine: it rolled the COPY back.
+            var transaction = _transaction is not null || SqlTransactionOpen ? " The transaction it ran in is aborted: roll it back." : string.Empty;
+            var message = $"The import into {table} was cancelled: the server stopped it, and nothing was imported.{transaction}";
+            return transaction.Length == 0 ? new OperationCanceledException(message, failure, cancellationToken) : new AequorCopyCancelledException(message, failure, cancellationToken);
         }
 
         if (failure is not PostgresException postgres)

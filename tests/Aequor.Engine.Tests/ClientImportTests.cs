@@ -186,6 +186,23 @@ public sealed class ClientImportTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task A_cancelled_token_inside_a_transaction_says_the_transaction_is_aborted_as_a_table_writer_does()
+    {
+        await using var client = NewClient();
+        var table = await NewTableAsync(client);
+        await client.BeginTransactionAsync(default);
+        using var cts = new CancellationTokenSource();
+        using var source = new CallbackStream(Rows(1, 2_000_000), 1_000_000, cts.Cancel);
+        var cancelled = Assert.Throws<AequorCopyCancelledException>(() => client.ImportCsv(new AequorCsvImport { Table = table, Header = false, Columns = ["id"] }, source, cts.Token));
+        Assert.Contains("nothing was imported", cancelled.Message, StringComparison.Ordinal);
+        Assert.Contains("The transaction it ran in is aborted: roll it back.", cancelled.Message, StringComparison.Ordinal);
+        Assert.True(client.TransactionAborted);
+        await client.RollbackAsync(default);
+        Assert.Equal(0, await CountAsync(table));
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
     public async Task A_cancelled_token_stops_a_COPY_whose_server_stopped_reading_waiting_for_a_lock_and_nothing_is_imported()
     {
         var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_import");
@@ -221,6 +238,49 @@ public sealed class ClientImportTests(PostgresFixture db)
         Assert.Equal(0, await CountAsync(table));
         Assert.Equal(pid, client.BackendPid);
         Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+    }
+
+    [Fact]
+    public async Task A_cancel_that_gets_no_answer_closes_the_connection_after_the_cancellation_timeout_and_the_client_reconnects()
+    {
+        var table = await ClientTestKit.NewKeyedTableAsync(db.AppConnectionString, "client_import");
+        // The proxy's client sets Cancellation Timeout=500 (ms): how long the answer to a cancel is waited for.
+        var (proxy, client) = ProxiedClient.Create(db, "client-import-hole");
+        await using var _ = proxy;
+        await using var __ = client;
+        await client.ConnectAsync(default);
+        var pid = client.BackendPid!.Value;
+        using var cts = new CancellationTokenSource();
+        // Once the COPY is under way nothing gets through any more, the cancel request included: the server never
+        // answers, and the client's writes block on full socket buffers.
+        using var source = new CallbackStream(Rows(1, 2_000_000), 100_000, () => proxy.BlackHole = true);
+        var importing = Task.Run(() => client.ImportCsv(new AequorCsvImport { Table = table, Header = false }, source, cts.Token));
+        var before = -1L;
+        await ClientTestKit.WaitUntilAsync(async () =>
+        {
+            await Task.Delay(1000);
+            var now = source.Position;
+            var still = now == before && now > 100_000;
+            before = now;
+            return still || importing.IsCompleted;
+        }, TimeSpan.FromSeconds(30), "the client's writes to block");
+        Assert.False(importing.IsCompleted, $"the import ended before it was cancelled: {importing.Exception}");
+
+        await cts.CancelAsync();
+        // Bounded by far more than the 500 ms Cancellation Timeout, far less than the 30 s round-trip timeout.
+        var done = await Task.WhenAny(importing, Task.Delay(TimeSpan.FromSeconds(10)));
+        Assert.Same(importing, done);
+        var cancelled = await Assert.ThrowsAsync<AequorCopyCancelledException>(() => importing);
+        Assert.Contains("nothing was imported", cancelled.Message, StringComparison.Ordinal);
+        Assert.Contains("connection was closed", cancelled.Message, StringComparison.Ordinal);
+        Assert.True(source.Position < source.Length, "the rest of the file was not read");
+        proxy.BlackHole = false;
+        Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
+        Assert.NotEqual(pid, client.BackendPid);
+        // The first backend ends when the server notices its client gone; its COPY never finished.
+        await ClientTestKit.TerminateAsync(db.AdminConnectionString, pid);
+        await ClientTestKit.WaitGoneAsync(db.AdminConnectionString, pid);
+        Assert.Equal(0, await CountAsync(table));
     }
 
     [Fact]
