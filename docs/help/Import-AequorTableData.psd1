@@ -17,7 +17,7 @@ All rows are imported or none: COPY is one statement. A row the server refuses (
         NoHeader       = 'The first line is a row, not the column names.'
         Delimiter      = 'The character between fields: one ASCII character other than a double quote or a line break. A comma by default.'
         PassThru       = 'Writes the number of rows imported (an Int64, the header line not counted).'
-        CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483 (0, no limit, is refused: a COPY whose server stopped reading could never be stopped). By default the session''s command timeout.'
+        CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483 (0, no limit, is refused: a COPY whose server stopped reading would wait for ever where nobody is there to press Ctrl+C, as in a scheduled job). By default the session''s command timeout.'
     }
     Examples    = @(
         @{

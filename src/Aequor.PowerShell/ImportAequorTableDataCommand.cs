@@ -57,7 +57,7 @@ public sealed class ImportAequorTableDataCommand : AequorCmdlet
         {
             ThrowInvalidParameter(
                 "-CommandTimeout 0 (no limit) is not offered for a load: a COPY whose server stopped reading the rows (a lock, a slow trigger) " +
-                $"could then never be stopped. Give the seconds each round trip may take, 1 to {WriteAequorTableDataCommand.MaxCommandTimeoutSeconds}; " +
+                $"would then wait for ever where nobody is there to press Ctrl+C (a scheduled job). Give the seconds each round trip may take, 1 to {WriteAequorTableDataCommand.MaxCommandTimeoutSeconds}; " +
                 "without -CommandTimeout the session's command timeout applies. Nothing was imported.", CommandTimeout);
         }
 

@@ -142,6 +142,8 @@ Describe 'Import-AequorTableData' {
         $err = $null
         try { Import-AequorTableData $file -Table $t -CommandTimeout 0 -Session $S } catch { $err = $_ }
         $err.FullyQualifiedErrorId | Should -Be 'AequorInvalidParameter,Aequor.PowerShell.ImportAequorTableDataCommand'
+        # Ctrl+C stops a held-up import (tested below): the refusal is for the unattended job, as Write's.
+        $err.Exception.Message | Should -BeLike '*nobody is there to press Ctrl+C (a scheduled job)*Nothing was imported.'
         Import-AequorTableData $file -Table $t -Session $S -WhatIf -PassThru | Should -BeNullOrEmpty
         Get-Count $t | Should -Be 0
     }
