@@ -102,6 +102,31 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// Tells the host how a stopped command (Ctrl+C) left things: PowerShell takes no output from a stopped command, so
+    /// what the engine did (nothing written, the connection kept or closed, a transaction aborted) goes to the host as a
+    /// warning line, unless -WarningAction or $WarningPreference silences warnings.
+    /// </summary>
+    protected void WarnHostStopped(AequorSession session, string what)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        var preference = MyInvocation.BoundParameters.TryGetValue("WarningAction", out var action) ? action : GetVariableValue("WarningPreference");
+        if (preference is ActionPreference.SilentlyContinue or ActionPreference.Ignore)
+        {
+            return;
+        }
+
+        try
+        {
+            Host.UI.WriteWarningLine(session.Redactor.Redact($"{MyInvocation.MyCommand.Name} was stopped on session '{session.Name}': {what}"));
+        }
+#pragma warning disable CA1031 // A host that cannot write must not turn the stop into another error.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
     internal void PostVerbose(string message) => Post(c => c.WriteVerbose(message));
 
     internal void PostWarning(string message) => Post(c => c.WriteWarning(message));

@@ -99,13 +99,36 @@ public sealed class ImportAequorTableDataCommand : AequorCmdlet
 
         var source = Open(file);
         AequorImportResult result;
+        OperationCanceledException? stopped = null;
         try
         {
             using (session.Listen(this))
             {
                 session.CountQuery();
-                result = Blocking((_, token) => session.Client.ImportCsv(import, source, token), 0);
+                result = Blocking(
+                    (_, token) =>
+                    {
+                        try
+                        {
+                            return session.Client.ImportCsv(import, source, token);
+                        }
+                        catch (OperationCanceledException ex) when (token.IsCancellationRequested)
+                        {
+                            stopped = ex;
+                            throw;
+                        }
+                    },
+                    0);
             }
+        }
+        catch (PipelineStoppedException) when (stopped is not null)
+        {
+            // What the engine did about the stop (nothing imported; the connection kept or cut; a transaction aborted)
+            // is the host's to hear: a stopped command's output is dropped.
+            WarnHostStopped(session, stopped is AequorCopyCancelledException
+                ? stopped.Message
+                : $"The import into {Table} was cancelled, and nothing was imported.");
+            throw;
         }
         catch (Exception ex) when (IsEngineFailure(ex))
         {

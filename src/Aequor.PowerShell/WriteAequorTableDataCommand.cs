@@ -213,24 +213,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         return new PipelineStoppedException();
     }
 
-    private void WarnStopped(string what)
-    {
-        var preference = MyInvocation.BoundParameters.TryGetValue("WarningAction", out var action) ? action : GetVariableValue("WarningPreference");
-        if (preference is ActionPreference.SilentlyContinue or ActionPreference.Ignore)
-        {
-            return;
-        }
-
-        try
-        {
-            Host.UI.WriteWarningLine(_session.Redactor.Redact($"Write-AequorTableData was stopped on session '{_session.Name}': {what}"));
-        }
-#pragma warning disable CA1031 // A host that cannot write must not turn the stop into another error.
-        catch (Exception)
-#pragma warning restore CA1031
-        {
-        }
-    }
+    private void WarnStopped(string what) => WarnHostStopped(_session, what);
 
     private void Open(RowBag first)
     {

@@ -181,7 +181,9 @@ Describe 'Import-AequorTableData' {
         # Far more than the socket buffers hold: the client's writes block once the server stops reading.
         [IO.File]::WriteAllText($file, ((1..2000000) -join "`n") + "`n")
         $holder = Connect-Aequor $env:AEQUOR_TEST_APP_CONNECTION -CoordinationSecret $TestSecret -ServiceName (New-TestServiceName it) -Name "it-hold-$Suffix"
-        $ps = New-ModuleShell {
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -Path (Join-Path $PSScriptRoot 'Support/RecordingHost.cs') }
+        $recorder = [AequorTest.RecordingHost]::new()
+        $ps = New-ModuleShell -PSHost $recorder {
             param($ModulePath, $Connection, $Secret, $File, $Table)
             Import-Module $ModulePath
             $null = Connect-Aequor $Connection -CoordinationSecret $Secret -ServiceName it-stop -ReaperRunProbability 0
@@ -201,6 +203,10 @@ Describe 'Import-AequorTableData' {
             $stop.AsyncWaitHandle.WaitOne(20000) | Should -BeTrue
             $ps.EndStop($stop)
             $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            # PowerShell shows nothing from a stopped command: the host is told, once, as Write-AequorTableData tells it.
+            Wait-Until { $recorder.Warnings.Count -gt 0 } 5000 | Should -BeTrue
+            $recorder.Warnings | Should -HaveCount 1
+            $recorder.Warnings[0] | Should -BeLike "Import-AequorTableData was stopped on session 'default': The import into *$t* was cancelled*nothing was imported*"
             Undo-AequorTransaction -Session $holder
             Get-Count $t | Should -Be 0
             $ps.Commands.Clear()
@@ -208,6 +214,7 @@ Describe 'Import-AequorTableData' {
             $ps.Invoke() | Should -Be 7
         } finally {
             $ps.Dispose()
+            $ps.Runspace.Dispose()
             Disconnect-Aequor -Session $holder -Confirm:$false
         }
     }
