@@ -273,6 +273,12 @@ public abstract class AequorCmdlet : PSCmdlet, IDisposable
     /// </summary>
     internal AequorSession? ResolveInputSession(AequorSession? given)
     {
+        if (PipedNullSession.Is(this, given))
+        {
+            WriteError(PipedNullSession.Error());
+            return null;
+        }
+
         if (given?.NotFound is { } notFound)
         {
             WriteError(notFound);

@@ -44,29 +44,14 @@ public sealed class ImportAequorTableDataCommand : AequorCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>Seconds for each round trip of the COPY, 1 to <see cref="WriteAequorTableDataCommand.MaxCommandTimeoutSeconds"/>; by default the session's.</summary>
+    /// <summary>Seconds for each round trip of the COPY, 1 to <see cref="LoadTimeout.MaxSeconds"/>; by default the session's.</summary>
     [Parameter]
     [ValidateRange(0, int.MaxValue)]
     public int? CommandTimeout { get; set; }
 
     protected override void ProcessRecord()
     {
-        // As for Write-AequorTableData: while the file is being sent a stop can only end the COPY when its round trip
-        // times out, so a load whose server stopped reading (a lock, a slow trigger) would hang for ever without one.
-        if (CommandTimeout is 0)
-        {
-            ThrowInvalidParameter(
-                "-CommandTimeout 0 (no limit) is not offered for a load: a COPY whose server stopped reading the rows (a lock, a slow trigger) " +
-                $"would then wait for ever where nobody is there to press Ctrl+C (a scheduled job). Give the seconds each round trip may take, 1 to {WriteAequorTableDataCommand.MaxCommandTimeoutSeconds}; " +
-                "without -CommandTimeout the session's command timeout applies. Nothing was imported.", CommandTimeout);
-        }
-
-        if (CommandTimeout is > WriteAequorTableDataCommand.MaxCommandTimeoutSeconds)
-        {
-            ThrowInvalidParameter(
-                $"-CommandTimeout is {CommandTimeout} s; a load's can be at most {WriteAequorTableDataCommand.MaxCommandTimeoutSeconds} s (about 24 days). Nothing was imported.", CommandTimeout);
-        }
-
+        LoadTimeout.Check(this, CommandTimeout, "Nothing was imported.");
         var session = ResolveSession(Session);
         var import = new AequorCsvImport
         {

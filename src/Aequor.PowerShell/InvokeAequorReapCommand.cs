@@ -41,12 +41,6 @@ public sealed class InvokeAequorReapCommand : AequorCmdlet
 
     protected override void ProcessRecord()
     {
-        if (PipedNullSession.Is(this, Session))
-        {
-            WriteError(PipedNullSession.Error());
-            return;
-        }
-
         if (ResolveInputSession(Session) is not { } session)
         {
             return;

@@ -28,12 +28,6 @@ public abstract class AequorTransactionCmdlet : AequorCmdlet
     // would go on as if a commit had happened that did not.
     private protected void Run(bool wantOpen, string action, string done, Func<AequorSession, CancellationToken, Task> call)
     {
-        if (PipedNullSession.Is(this, Session))
-        {
-            WriteError(PipedNullSession.Error());
-            return;
-        }
-
         if (Commits && Session is { IsClosed: true, ClosedInTransaction: true, NotFound: null } closed)
         {
             // A commit that cannot happen, as any other: closing the session (from another runspace, say) rolled the

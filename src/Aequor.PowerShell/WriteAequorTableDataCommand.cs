@@ -53,32 +53,14 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>Seconds for each round trip of the COPY, 1 to <see cref="MaxCommandTimeoutSeconds"/>; by default the session's.</summary>
+    /// <summary>Seconds for each round trip of the COPY, 1 to <see cref="LoadTimeout.MaxSeconds"/>; by default the session's.</summary>
     [Parameter]
     [ValidateRange(0, int.MaxValue)]
     public int? CommandTimeout { get; set; }
 
-    /// <summary>Npgsql arms a COPY's timeout in milliseconds, in an int.</summary>
-    public const int MaxCommandTimeoutSeconds = int.MaxValue / 1000;
-
     protected override void BeginProcessing()
     {
-        // No "0 waits forever" here, unlike a statement's: a load whose server stopped reading (a lock, a slow
-        // trigger) would then hang for ever where no one is there to stop it.
-        if (CommandTimeout is 0)
-        {
-            ThrowInvalidParameter(
-                "-CommandTimeout 0 (no limit) is not offered for a load: a COPY whose server stopped reading the rows (a lock, a slow trigger) " +
-                $"would then wait for ever where nobody is there to press Ctrl+C (a scheduled job). Give the seconds each round trip may take, 1 to {MaxCommandTimeoutSeconds}; " +
-                "without -CommandTimeout the session's command timeout applies. Nothing was sent.", CommandTimeout);
-        }
-
-        if (CommandTimeout is > MaxCommandTimeoutSeconds)
-        {
-            ThrowInvalidParameter(
-                $"-CommandTimeout is {CommandTimeout} s; a load's can be at most {MaxCommandTimeoutSeconds} s (about 24 days). Nothing was sent.", CommandTimeout);
-        }
-
+        LoadTimeout.Check(this, CommandTimeout, "Nothing was sent.");
         _session = ResolveSession(Session);
     }
 

@@ -19,61 +19,11 @@ BeforeAll {
         [pscustomobject]$f
     }
 
-    # A host that answers prompts from a queue and records them: -Confirm without a keyboard.
-    $script:AnswerHostSource = @'
-using System;
-using System.Collections.Generic;
-using System.Collections.ObjectModel;
-using System.Globalization;
-using System.Management.Automation;
-using System.Management.Automation.Host;
-using System.Security;
-namespace AequorTest {
-public sealed class AnswerHost : PSHost {
-    private readonly AnswerUI _ui = new AnswerUI();
-    public Queue<int> Answers => _ui.Answers;
-    public List<string> Prompts => _ui.Prompts;
-    public override string Name => "AnswerHost";
-    public override Version Version => new Version(1, 0);
-    public override Guid InstanceId { get; } = Guid.NewGuid();
-    public override PSHostUserInterface UI => _ui;
-    public override CultureInfo CurrentCulture => CultureInfo.InvariantCulture;
-    public override CultureInfo CurrentUICulture => CultureInfo.InvariantCulture;
-    public override void EnterNestedPrompt() { }
-    public override void ExitNestedPrompt() { }
-    public override void NotifyBeginApplication() { }
-    public override void NotifyEndApplication() { }
-    public override void SetShouldExit(int exitCode) { }
-}
-public sealed class AnswerUI : PSHostUserInterface {
-    public readonly Queue<int> Answers = new Queue<int>();
-    public readonly List<string> Prompts = new List<string>();
-    public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) {
-        Prompts.Add(message);
-        return Answers.Count > 0 ? Answers.Dequeue() : defaultChoice;
-    }
-    public override PSHostRawUserInterface RawUI => null;
-    public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
-    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
-    public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
-    public override string ReadLine() => string.Empty;
-    public override SecureString ReadLineAsSecureString() => new SecureString();
-    public override void Write(string value) { }
-    public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
-    public override void WriteLine(string value) { }
-    public override void WriteErrorLine(string value) { }
-    public override void WriteDebugLine(string message) { }
-    public override void WriteProgress(long sourceId, ProgressRecord record) { }
-    public override void WriteVerboseLine(string message) { }
-    public override void WriteWarningLine(string message) { }
-}
-}
-'@
-
     # Invoke-AequorReap -Confirm in a runspace whose host answers the prompts in turn; the result and the prompts.
     function Invoke-ReapWithAnswers([string] $Service, [int[]] $Answers) {
-        if (-not ('AequorTest.AnswerHost' -as [type])) { Add-Type -TypeDefinition $AnswerHostSource }
-        $answerHost = [AequorTest.AnswerHost]::new()
+        # Answers the prompts from a queue and records them: -Confirm without a keyboard.
+        if (-not ('AequorTest.RecordingHost' -as [type])) { Add-Type -Path (Join-Path $PSScriptRoot 'Support/RecordingHost.cs') }
+        $answerHost = [AequorTest.RecordingHost]::new()
         foreach ($a in $Answers) { $answerHost.Answers.Enqueue($a) }
         $ps = New-ModuleShell -PSHost $answerHost -ArgumentList $TestSecret, $Service {
             param($ModulePath, $Connection, $Secret, $Service)

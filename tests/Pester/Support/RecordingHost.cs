@@ -12,6 +12,7 @@ public sealed class RecordingHost : PSHost {
     public List<string> Lines => _ui.Lines;
     public List<string> Prompts => _ui.Prompts;
     public int Answer { get => _ui.Answer; set => _ui.Answer = value; }
+    public Queue<int> Answers => _ui.Answers;
     public override string Name => "RecordingHost";
     public override Version Version => new Version(1, 0);
     public override Guid InstanceId { get; } = Guid.NewGuid();
@@ -29,10 +30,11 @@ public sealed class RecordingUI : PSHostUserInterface {
     public readonly List<string> Lines = new List<string>();
     public override PSHostRawUserInterface RawUI => null;
     public int Answer = -1;
+    public readonly Queue<int> Answers = new Queue<int>();
     public readonly List<string> Prompts = new List<string>();
     public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice) {
         Prompts.Add(message);
-        return Answer >= 0 ? Answer : defaultChoice;
+        return Answers.Count > 0 ? Answers.Dequeue() : Answer >= 0 ? Answer : defaultChoice;
     }
     public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
     public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
