@@ -59,13 +59,14 @@ public sealed partial class AequorClient
         using var text = new StreamReader(source, StrictUtf8, detectEncodingFromByteOrderMarks: true, ImportBufferChars, leaveOpen: true);
         var buffer = new char[ImportBufferChars];
         List<string>? header = null;
+        long headerLines = 0;
         var pending = ReadOnlyMemory<char>.Empty;
         if (import.Header)
         {
             // Read before anything is sent: a file that cannot be read, or holds no header, costs the server nothing.
             try
             {
-                header = CsvRecords.ReadHeader(text, import.Delimiter, buffer, out pending, out _);
+                header = CsvRecords.ReadHeader(text, import.Delimiter, buffer, out pending, out headerLines);
             }
             catch (Exception ex) when (IsSourceFailure(ex))
             {
@@ -157,47 +158,22 @@ public sealed partial class AequorClient
         Exception? sendFailure = null;
         Exception? sourceFailure = null;
         var cancelled = false;
-        while (true)
+        try
         {
-            if (!pending.IsEmpty)
-            {
-                records.Scan(pending.Span);
-                if (Send(copy, stop, pending, cancellationToken, ref cancelled, ref sendFailure))
-                {
-                    break;
-                }
-            }
-
-            if (cancellationToken.IsCancellationRequested)
-            {
-                // Else the rest of the file would be read and sent for the server to throw away.
-                cancelled = true;
-                break;
-            }
-
-            int read;
-            try
-            {
-                read = text.Read(buffer, 0, buffer.Length);
-            }
-            catch (Exception ex) when (IsSourceFailure(ex))
-            {
-                sourceFailure = ex;
-                break;
-            }
-
-            if (read == 0)
+            // Send checks the token before each piece: else the rest of the file would be read and sent for the
+            // server to throw away.
+            if (CsvRecords.Pump(text, buffer, pending, records, piece => !Send(copy, stop, piece, cancellationToken, ref cancelled, ref sendFailure)))
             {
                 // The rows still buffered go out first, on their own: until they have, the end of the COPY cannot
                 // have reached the server, and a failure is provably "nothing imported" (as AequorTableWriter.Complete).
                 Send(copy, stop, ReadOnlyMemory<char>.Empty, cancellationToken, ref cancelled, ref sendFailure);
-                break;
             }
-
-            pending = buffer.AsMemory(0, read);
+        }
+        catch (Exception ex) when (IsSourceFailure(ex))
+        {
+            sourceFailure = ex;
         }
 
-        var headerLines = header is null ? 0 : 1;
         if (cancelled || sendFailure is not null || sourceFailure is not null)
         {
             // Read before the CopyFail's own wait re-arms the stop.

@@ -126,6 +126,48 @@ public sealed class ClientImportTests(PostgresFixture db)
         Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
     }
 
+    /// <summary>
+    /// PostgreSQL 15 reads a record of only <c>\.</c> in COPY … FROM STDIN (FORMAT csv) as the end of the data and
+    /// drops every row after it without a word; as a CSV value it is text, and Export writes it quoted. Sent quoted.
+    /// </summary>
+    [Theory]
+    [InlineData("name\nx\n\\.\ny\n", new[] { "x", "\\.", "y" })]
+    [InlineData("name\r\nx\r\n\\.\r\ny\r\n", new[] { "x", "\\.", "y" })]
+    [InlineData("name\n\\.\n\\.\n\\.", new[] { "\\.", "\\.", "\\." })]
+    [InlineData("name\n\\.x\n\"a\n\\.\nb\"\n\\\\.\n", new[] { "\\.x", "a\n\\.\nb", "\\\\." })]
+    public async Task A_line_holding_only_backslash_dot_is_a_value_and_the_rows_after_it_are_imported(string text, string[] names)
+    {
+        await using var client = NewClient();
+        var table = NewName();
+        _ = await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (n serial, name text)"), default);
+        Assert.Equal(names.Length, client.ImportCsv(new AequorCsvImport { Table = table }, Utf8(text), default).Rows);
+        Assert.Equal(names, (string[]?)await client.ExecuteScalarAsync(new AequorStatement($"SELECT array_agg(name ORDER BY n) FROM {table}"), default));
+    }
+
+    [Fact]
+    public async Task A_line_holding_only_backslash_dot_where_a_row_needs_other_values_is_refused_naming_its_line()
+    {
+        await using var client = NewClient();
+        var table = await NewTableAsync(client);
+        var refused = Assert.Throws<AequorCopyFailedException>(() => client.ImportCsv(new AequorCsvImport { Table = table }, Utf8("id,name\n1,a\n\\.\n2,b\n"), default));
+        Assert.StartsWith("Line 3 of the file (row 2) was refused: 22P02: invalid input syntax for type integer: \"\\.\"", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await CountAsync(table));
+    }
+
+    /// <summary>Line ends of a carriage return alone (classic Mac, Excel's "CSV (Macintosh)"), which the server reads.</summary>
+    [Fact]
+    public async Task A_file_whose_lines_end_in_a_carriage_return_alone_is_read_counted_and_located()
+    {
+        await using var client = NewClient();
+        var table = await NewTableAsync(client);
+        Assert.Equal(2, client.ImportCsv(new AequorCsvImport { Table = table }, Utf8("id,name\r1,a\r2,\"b\rc\"\r"), default).Rows);
+        Assert.Equal(1, client.ImportCsv(new AequorCsvImport { Table = table, Header = false, Columns = ["id", "name"] }, Utf8("3,d\r"), default).Rows);
+        Assert.Equal("1=a 2=b\rc 3=d", await client.ExecuteScalarAsync(new AequorStatement($"SELECT string_agg(id || '=' || name, ' ' ORDER BY id) FROM {table}"), default));
+        var refused = Assert.Throws<AequorCopyFailedException>(() => client.ImportCsv(new AequorCsvImport { Table = table }, Utf8("id,name\r4,\"x\ry\"\rzz,q\r"), default));
+        Assert.StartsWith("Line 4 of the file (row 2) was refused: 22P02", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(3, await CountAsync(table));
+    }
+
     [Fact]
     public async Task A_row_with_too_many_fields_or_a_unique_violation_fails_the_whole_import()
     {

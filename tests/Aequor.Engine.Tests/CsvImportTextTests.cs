@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Aequor.Engine.Tests;
 
 /// <summary>The CSV reading an import does on its own (the header, the row count) and the columns it chooses: no server.</summary>
@@ -30,14 +32,57 @@ public sealed class CsvImportTextTests
     [InlineData("1,a\n2,b", 2)]
     [InlineData("1,\"a\nb\"\r\n2,\"\"\"\"\n", 2)]
     [InlineData("\n", 1)]
-    public void Rows_are_counted_by_line_breaks_outside_quotes(string data, long rows)
+    [InlineData("1,a\r2,\"b\rc\"\r3,\"d\ne\"", 3)]
+    [InlineData("1,a\r\n2,b\r\n", 2)]
+    public void Rows_are_counted_by_line_breaks_outside_quotes_whichever_the_file_uses(string data, long rows)
     {
-        var records = new CsvRecords();
-        // In two pieces: a quote state carried from one buffer to the next.
-        var half = data.Length / 2;
-        records.Scan(data.AsSpan(0, half));
-        records.Scan(data.AsSpan(half));
-        Assert.Equal(rows, records.Count);
+        // Every split into two buffers: the quote state and a '\r' carried from one to the next.
+        for (var size = 1; size <= Math.Max(1, data.Length); size++)
+        {
+            var records = new CsvRecords();
+            Assert.Equal(data, Pumped(data, size, records));
+            Assert.Equal(rows, records.Count);
+        }
+    }
+
+    /// <summary>PostgreSQL 15 reads a bare <c>\.</c> record as the end of the data: it is sent quoted, a value.</summary>
+    [Theory]
+    [InlineData("x\n\\.\ny\n", "x\n\"\\.\"\ny\n")]
+    [InlineData("\\.\r\n\\.\r\n\\.", "\"\\.\"\r\n\"\\.\"\r\n\"\\.\"")]
+    [InlineData("\\.\r\\.\r", "\"\\.\"\r\"\\.\"\r")]
+    [InlineData("\\.x\n\\\\.\na\\.\n\"q\n\\.\n\"\n", "\\.x\n\\\\.\na\\.\n\"q\n\\.\n\"\n")]
+    [InlineData("\\", "\\")]
+    public void A_record_of_only_backslash_dot_is_sent_quoted_and_nothing_else_changes(string data, string sent)
+    {
+        for (var size = 1; size <= data.Length; size++)
+        {
+            var records = new CsvRecords();
+            Assert.Equal(sent, Pumped(data, size, records));
+            Assert.Equal(sent.Length - data.Length, records.QuotedMarkers * 2);
+        }
+    }
+
+    [Fact]
+    public void The_header_ends_at_a_carriage_return_alone_too()
+    {
+        var buffer = new char[4];
+        Assert.Equal(["id", "name"], CsvRecords.ReadHeader(new StringReader("id,name\r1,a\r"), ',', buffer, out var rest, out var breaks));
+        Assert.Equal(1, breaks);
+        Assert.Equal("1,a\r", new string(rest.Span));
+        Assert.Equal(["a", "b"], CsvRecords.ReadHeader(new StringReader("a,b\r"), ',', buffer, out rest, out breaks));
+        Assert.Equal(1, breaks);
+        Assert.True(rest.IsEmpty);
+    }
+
+    private static string Pumped(string data, int bufferSize, CsvRecords records)
+    {
+        var sent = new StringBuilder();
+        Assert.True(CsvRecords.Pump(new StringReader(data), new char[bufferSize + 3], ReadOnlyMemory<char>.Empty, records, piece =>
+        {
+            sent.Append(piece.Span);
+            return true;
+        }));
+        return sent.ToString();
     }
 
     private static readonly string[] Writable = ["id", "name", "Born"];

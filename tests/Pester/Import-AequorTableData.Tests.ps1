@@ -58,6 +58,20 @@ Describe 'Import-AequorTableData' {
         Invoke-AequorQuery "SELECT string_agg(id || '=' || coalesce(name, 'NULL'), ' ' ORDER BY id) FROM $t" -As Scalar -Session $S | Should -BeExactly '1=a;b 2=NULL 3=x 4=y 5=z'
     }
 
+    It 'imports a value of only \. on a line of its own and every row after it (PostgreSQL 15 stops there), and a file of CR line ends' {
+        $t = "it_dot_$script:Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (n serial, name text, note text)" -Session $S
+        $file = Join-Path $TestDrive 'dot.csv'
+        # Export-Csv -UseQuotes AsNeeded writes a one-column row of \. bare, as any CSV writer may.
+        @('a', '\.', 'b') | ForEach-Object { [pscustomobject]@{ name = $_ } } | Export-Csv -LiteralPath $file -UseQuotes AsNeeded
+        (Get-Content -LiteralPath $file)[2] | Should -BeExactly '\.'
+        Import-AequorTableData $file -Table $t -Session $S -PassThru | Should -Be 3
+        [IO.File]::WriteAllText($file, "name,note`r""c"",""x`ry""`rd,z`r")
+        Import-AequorTableData $file -Table $t -Session $S -PassThru | Should -Be 2
+        Invoke-AequorQuery "SELECT string_agg(name || ':' || coalesce(note, '-'), ' ' ORDER BY n) FROM $t" -As Scalar -Session $S |
+            Should -BeExactly "a:- \.:- b:- c:x`ry d:z"
+    }
+
     It 'with a header, -Column must agree with it: the same columns in its order, else refused before anything is sent' {
         $t = New-Keyed
         $file = Join-Path $TestDrive 'agree.csv'
