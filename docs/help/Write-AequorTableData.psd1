@@ -18,7 +18,7 @@ Ctrl+C stops a load within a second or two even when the server is holding it up
         InputObject    = 'A row, usually from the pipeline: an object with properties, a hashtable or dictionary, or a DataRow. A DataTable gives each of its rows; an array or list given here (-InputObject $rows) gives each of its elements, as piping it would. $null is skipped.'
         Column         = 'The columns to fill, by name (any case), in any order; the other columns get their defaults, and the rows'' other properties are ignored. Without it, the columns are those of the first row. A name that is no column of the table, or a generated one (the server computes it), is a terminating AequorInvalidParameter error listing the columns rows can fill.'
         Session        = 'The session (or its name) to write on. By default, the runspace''s default session.'
-        PassThru       = 'Writes the number of rows written (an Int64) when the COPY has ended.'
+        PassThru       = 'Writes the number of rows written (an Int64) when the COPY has ended: the server''s own count, as INSERT''s, so a row a BEFORE INSERT trigger skipped (returned NULL) is not counted.'
         CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483. By default the session''s command timeout. 0 (no limit) is refused: a COPY whose server stopped reading the rows (a lock, a slow trigger) would then wait for ever where nobody is there to press Ctrl+C (a scheduled job).'
     }
     Examples    = @(

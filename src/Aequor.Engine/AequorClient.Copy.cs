@@ -171,7 +171,7 @@ public sealed partial class AequorClient
             copy.Timeout = commandTimeout.Value * 1000;
         }
 
-        return new AequorTableWriter(this, stop, copy, generation, quoted, columns, sql, startedAt);
+        return new AequorTableWriter(this, connection, stop, copy, generation, quoted, columns, sql, startedAt);
     }
 
     /// <summary>
@@ -242,7 +242,7 @@ public sealed partial class AequorClient
             {
                 if (OnQueryEnd is { } end)
                 {
-                    var rows = writer.RowsWritten;
+                    var rows = writer.RowsStored;
                     EventDispatch.Raise(end, this, new AequorQueryEndEvent(writer.CommandText, 0, (int)Math.Min(rows, int.MaxValue), 0, writer.Elapsed, 1), Counters);
                 }
             }

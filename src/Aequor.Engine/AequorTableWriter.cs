@@ -14,14 +14,16 @@ namespace Aequor.Engine;
 public sealed class AequorTableWriter : IDisposable
 {
     private readonly AequorClient _client;
+    private readonly NpgsqlConnection _connection;
     private readonly CopyStop _stop;
     private readonly StringBuilder _line = new();
     private NpgsqlCopyTextWriter? _copy;
     private Exception? _refused;
 
-    internal AequorTableWriter(AequorClient client, CopyStop stop, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
+    internal AequorTableWriter(AequorClient client, NpgsqlConnection connection, CopyStop stop, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
     {
         _client = client;
+        _connection = connection;
         _stop = stop;
         _copy = copy;
         Generation = generation;
@@ -39,6 +41,12 @@ public sealed class AequorTableWriter : IDisposable
 
     /// <summary>Rows sent so far.</summary>
     public long RowsWritten { get; private set; }
+
+    /// <summary>
+    /// Once <see cref="Complete"/> returned: the rows the server stored, by its own count. Fewer than
+    /// <see cref="RowsWritten"/> when a BEFORE INSERT trigger skipped some (returned NULL).
+    /// </summary>
+    public long RowsStored { get; private set; }
 
     internal long Generation { get; }
 
@@ -117,7 +125,8 @@ public sealed class AequorTableWriter : IDisposable
     }
 
     /// <summary>
-    /// Ends the COPY: all rows are written, or (the server's error, naming the row) none. A cancelled
+    /// Ends the COPY: all rows are written, or (the server's error, naming the row) none. Returns the rows stored, by
+    /// the server's count (<see cref="RowsStored"/>). A cancelled
     /// <paramref name="cancellationToken"/> sends the server a cancel request, which also stops a COPY whose end was
     /// sent while the server is still inserting the rows: <see cref="OperationCanceledException"/>, nothing written.
     /// </summary>
@@ -170,8 +179,10 @@ public sealed class AequorTableWriter : IDisposable
             throw _client.EndTableWrite(this, copy: null, failure, null, _stop.Requested ? Cancelled(cancellationToken, _stop) : null)!;
         }
 
+        // Read before anything else runs on the connection: the next statement's answer replaces it.
+        RowsStored = CopyCommandRows.Of(_connection) ?? RowsWritten;
         _client.EndTableWrite(this, copy: null, failure: null, null);
-        return RowsWritten;
+        return RowsStored;
     }
 
     /// <summary>Cancels the COPY when <see cref="Complete"/> was not reached: nothing is written.</summary>

@@ -40,6 +40,33 @@ public sealed class ClientCopyTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task Complete_returns_the_rows_the_server_stored_not_those_sent_when_a_trigger_skips_some()
+    {
+        var table = await NewTableAsync();
+        // A BEFORE INSERT trigger that returns NULL keeps the row out (deduplication, old-style partitioning): the
+        // server's COPY count says so, as INSERT's does.
+        await ClientTestKit.AdminScalarAsync<object>(db.AdminConnectionString,
+            $"CREATE FUNCTION {table}_odd() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN CASE WHEN NEW.id % 2 = 1 THEN NEW END; END'; " +
+            $"CREATE TRIGGER odd BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_odd()");
+        await using var client = NewClient();
+        var ends = new List<int>();
+        client.OnQueryEnd += (_, e) => ends.Add(e.RecordsAffected);
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            for (var i = 1; i <= 10; i++)
+            {
+                writer.WriteRow([i]);
+            }
+
+            Assert.Equal(5, writer.Complete());
+            Assert.Equal(10, writer.RowsWritten);
+        }
+
+        Assert.Equal(5, await CountAsync(table));
+        Assert.Equal([5], ends);
+    }
+
+    [Fact]
     public async Task A_refused_row_writes_nothing_names_the_row_and_the_client_goes_on()
     {
         var table = await NewTableAsync();

@@ -97,6 +97,14 @@ id,name,born,active,score,doc,tags
         Get-Count $t | Should -Be 10000
     }
 
+    It '-PassThru counts the rows the server stored: a row a BEFORE INSERT trigger skipped is not counted' {
+        $t = New-People
+        Invoke-AequorQuery "CREATE FUNCTION ${t}_odd() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN CASE WHEN NEW.id % 2 = 1 THEN NEW END; END'; CREATE TRIGGER odd BEFORE INSERT ON $t FOR EACH ROW EXECUTE FUNCTION ${t}_odd()" -Session $S | Out-Null
+        $n = 1..10 | ForEach-Object { [pscustomobject]@{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $t -Session $S -PassThru
+        Get-Count $t | Should -Be 5
+        $n | Should -Be 5
+    }
+
     It 'writes nothing when a row in the middle is refused, names the row, and the session goes on' {
         $t = New-People
         $rows = 1..10000 | ForEach-Object { [pscustomobject]@{ id = if ($_ -eq 5001) { 'abc' } else { "$_" } } }
