@@ -231,7 +231,8 @@ public sealed partial class AequorClient
 
         AfterStatement(generation);
         _transactionAbortedBy = null;
-        var rows = records.Count;
+        // The server's count: a BEFORE INSERT trigger may have kept rows out, as it would an INSERT's.
+        var rows = CopyCommandRows.Of(connection) ?? records.Count;
         var elapsed = Stopwatch.GetElapsedTime(startedAt);
         if (OnQueryEnd is { } end)
         {

@@ -126,6 +126,22 @@ public sealed class ClientImportTests(PostgresFixture db)
         Assert.Equal(1, await client.ExecuteScalarAsync(new AequorStatement("SELECT 1"), default));
     }
 
+    [Fact]
+    public async Task The_rows_counted_are_those_the_server_stored_not_those_sent_when_a_trigger_skips_some()
+    {
+        await using var client = NewClient();
+        var table = await NewTableAsync(client);
+        // A BEFORE INSERT trigger returning NULL keeps the row out (deduplication, old-style partitioning).
+        await ClientTestKit.AdminScalarAsync<object>(db.AdminConnectionString,
+            $"CREATE FUNCTION {table}_odd() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN CASE WHEN NEW.id % 2 = 1 THEN NEW END; END'; " +
+            $"CREATE TRIGGER odd BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_odd()");
+        var ends = new List<int>();
+        client.OnQueryEnd += (_, e) => ends.Add(e.RecordsAffected);
+        Assert.Equal(3, client.ImportCsv(new AequorCsvImport { Table = table }, Utf8("id\n1\n2\n3\n4\n5\n6\n"), default).Rows);
+        Assert.Equal(3, await CountAsync(table));
+        Assert.Equal([3], ends);
+    }
+
     /// <summary>
     /// PostgreSQL 15 reads a record of only <c>\.</c> in COPY … FROM STDIN (FORMAT csv) as the end of the data and
     /// drops every row after it without a word; as a CSV value it is text, and Export writes it quoted. Sent quoted.

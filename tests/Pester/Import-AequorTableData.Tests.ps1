@@ -72,6 +72,15 @@ Describe 'Import-AequorTableData' {
             Should -BeExactly "a:- \.:- b:- c:x`ry d:z"
     }
 
+    It '-PassThru counts the rows the server stored: a row a BEFORE INSERT trigger kept out is not counted' {
+        $t = New-Keyed
+        Invoke-AequorQuery "CREATE FUNCTION ${t}_odd() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN CASE WHEN NEW.id % 2 = 1 THEN NEW END; END'; CREATE TRIGGER odd BEFORE INSERT ON $t FOR EACH ROW EXECUTE FUNCTION ${t}_odd()" -Session $S
+        $file = Join-Path $TestDrive 'odd.csv'
+        Set-Content -LiteralPath $file -Value 'id', 1, 2, 3, 4 -Encoding utf8NoBOM
+        Import-AequorTableData $file -Table $t -Session $S -PassThru | Should -Be 2
+        Get-Count $t | Should -Be 2
+    }
+
     It 'with a header, -Column must agree with it: the same columns in its order, else refused before anything is sent' {
         $t = New-Keyed
         $file = Join-Path $TestDrive 'agree.csv'
