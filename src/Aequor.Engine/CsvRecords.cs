@@ -65,7 +65,7 @@ internal sealed class CsvRecords
     /// <summary>
     /// Counts <paramref name="chunk"/> and returns it as the server must get it. A record of only <c>\.</c> is sent
     /// as <c>"\."</c>: PostgreSQL 15 reads it bare as the end of the data and drops every row after it without an
-    /// error, while in a CSV it is a value (COPY … TO writes it quoted; version 18 no longer stops there). Until
+    /// error, while in a CSV it is a value (COPY … TO writes it quoted, as documented). Until
     /// <paramref name="final"/>, the last characters that need the next one to be read (a '\r', a '\' or <c>\.</c>)
     /// are not taken: <paramref name="held"/> of them, to be given again at the start of the next chunk.
     /// </summary>
