@@ -82,16 +82,29 @@ public static class CopyRowText
                 return d.ToString("R", CultureInfo.InvariantCulture);
             case float f:
                 return f.ToString("R", CultureInfo.InvariantCulture);
+            // DateTime's ends are infinity, as Npgsql writes them as parameters and reads them back: the last tick of
+            // 9999 was rounded by the server into the year 10000, which no DateTime holds.
+            case DateTime dt when dt == DateTime.MaxValue:
+                return "infinity";
+            case DateTime dt when dt == DateTime.MinValue:
+                return "-infinity";
             case DateTime dt:
+                dt = dt.AddTicks(-(dt.Ticks % TimeSpan.TicksPerMicrosecond));
                 return dt.Kind == DateTimeKind.Unspecified
-                    ? dt.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture)
-                    : new DateTimeOffset(dt).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFFzzz", CultureInfo.InvariantCulture);
+                    ? dt.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFF", CultureInfo.InvariantCulture)
+                    : new DateTimeOffset(dt).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFzzz", CultureInfo.InvariantCulture);
+            case DateTimeOffset dto when dto == DateTimeOffset.MaxValue:
+                return "infinity";
+            case DateTimeOffset dto when dto == DateTimeOffset.MinValue:
+                return "-infinity";
             case DateTimeOffset dto:
-                return dto.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFFzzz", CultureInfo.InvariantCulture);
+                // The server keeps microseconds and rounds a 7th digit (up to the next day, year, or 24:00:00 for a
+                // time); Npgsql cuts it, so a value loads as it binds as a parameter.
+                return dto.AddTicks(-(dto.Ticks % TimeSpan.TicksPerMicrosecond)).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFzzz", CultureInfo.InvariantCulture);
             case DateOnly date:
                 return date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
             case TimeOnly time:
-                return time.ToString("HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+                return time.Add(TimeSpan.FromTicks(-(time.Ticks % TimeSpan.TicksPerMicrosecond))).ToString("HH:mm:ss.FFFFFF", CultureInfo.InvariantCulture);
             case TimeSpan span:
                 return Duration(span);
             case Guid g:

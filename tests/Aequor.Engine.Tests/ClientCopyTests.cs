@@ -67,6 +67,45 @@ public sealed class ClientCopyTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task Times_read_back_as_written_and_as_a_parameter_stores_them_DateTime_s_end_included()
+    {
+        var table = "client_copy_times_" + Guid.NewGuid().ToString("N")[..10];
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (id int, ts timestamp, tz timestamptz, t time)"), default);
+        var values = new object?[][]
+        {
+            [1, DateTime.MaxValue, DateTimeOffset.MaxValue, TimeOnly.MaxValue],
+            [2, new DateTime(638500000000000016), new DateTime(638500000000009999, DateTimeKind.Utc), new TimeOnly(12, 0).Add(TimeSpan.FromTicks(9))],
+        };
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            foreach (var row in values)
+            {
+                writer.WriteRow(row);
+            }
+
+            writer.Complete();
+        }
+
+        foreach (var row in values)
+        {
+            await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES ($1 + 10, $2, $3, $4)") { PositionalParameters = row }, default);
+        }
+
+        for (var id = 1; id <= 2; id++)
+        {
+            var copied = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t, ts::text, tz::text, t::text FROM {table} WHERE id = {id}");
+            var bound = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t, ts::text, tz::text, t::text FROM {table} WHERE id = {id + 10}");
+            Assert.Equal(bound, copied);
+        }
+
+        var ends = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t::text FROM {table} WHERE id = 1");
+        Assert.Equal(DateTime.MaxValue, ends[0]);
+        Assert.Equal(DateTime.MaxValue, ends[1]);
+        Assert.Equal("23:59:59.999999", ends[2]);
+    }
+
+    [Fact]
     public async Task A_refused_row_writes_nothing_names_the_row_and_the_client_goes_on()
     {
         var table = await NewTableAsync();

@@ -39,6 +39,19 @@ public sealed class CopyRowTextTests
     }
 
     [Fact]
+    public void Writes_times_to_the_microsecond_the_server_keeps_cut_not_rounded_and_DateTime_s_ends_as_infinity()
+    {
+        // The server rounds a 7th digit: 23:59:59.9999999 became 24:00:00, and DateTime.MaxValue the year 10000.
+        Assert.Equal("infinity\t-infinity\tinfinity\t-infinity\n", Row(
+            DateTime.MaxValue, DateTime.SpecifyKind(DateTime.MinValue, DateTimeKind.Utc), DateTimeOffset.MaxValue, DateTimeOffset.MinValue));
+        Assert.Equal("2024-04-29T15:06:40.000001\t2024-04-29T15:06:40.000999+00:00\t23:59:59.999999\t9999-12-31T23:59:59.999999+05:00\n", Row(
+            new DateTime(638500000000000016),
+            new DateTime(638500000000009999, DateTimeKind.Utc),
+            TimeOnly.MaxValue,
+            new DateTimeOffset(DateTime.MaxValue, TimeSpan.FromHours(5))));
+    }
+
+    [Fact]
     public void Writes_bytes_guids_and_arrays_with_every_element_quoted()
     {
         var id = Guid.Parse("0f8fad5b-d9cb-469f-a165-70867728950e");
