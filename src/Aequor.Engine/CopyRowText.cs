@@ -119,6 +119,8 @@ public static class CopyRowText
                 return address.ToString();
             case IDictionary:
                 throw new UnwritableValueException(value, "a dictionary is no column value. Pass it as JSON text (ConvertTo-Json -Compress) for a json or jsonb column.");
+            case Array { Rank: > 1 } grid:
+                return GridLiteral(grid);
             case IEnumerable items:
                 return ArrayLiteral(items, value);
             case Uri or Version:
@@ -153,35 +155,87 @@ public static class CopyRowText
             }
 
             first = false;
-            var element = item is IEnumerable and not string and not byte[] and not IDictionary
-                ? ArrayLiteral((IEnumerable)item, container)
-                : Text(item);
-            if (element is null)
-            {
-                literal.Append("NULL");
-            }
-            else if (item is IEnumerable and not string and not byte[] and not IDictionary)
-            {
-                literal.Append(element);
-            }
-            else
-            {
-                literal.Append('"');
-                foreach (var ch in element)
-                {
-                    if (ch is '"' or '\\')
-                    {
-                        literal.Append('\\');
-                    }
-
-                    literal.Append(ch);
-                }
-
-                literal.Append('"');
-            }
+            AppendElement(literal, item, container);
         }
 
         return literal.Append('}').ToString();
+    }
+
+    /// <summary>
+    /// An int[,] (any rank above 1) in its shape, {{1,2},{3,4}}: enumerated, it gives its elements one after the
+    /// other, which was stored as a flat {1,2,3,4}. With a dimension of length 0 it is empty, as PostgreSQL's are.
+    /// </summary>
+    private static string GridLiteral(Array grid)
+    {
+        var lengths = Enumerable.Range(0, grid.Rank).Select(grid.GetLength).ToArray();
+        if (lengths.Contains(0))
+        {
+            return "{}";
+        }
+
+        var literal = new StringBuilder();
+        var index = new int[grid.Rank];
+        void Dimension(int d)
+        {
+            literal.Append('{');
+            for (var i = 0; i < lengths[d]; i++)
+            {
+                if (i > 0)
+                {
+                    literal.Append(',');
+                }
+
+                index[d] = grid.GetLowerBound(d) + i;
+                if (d + 1 < lengths.Length)
+                {
+                    Dimension(d + 1);
+                }
+                else
+                {
+                    AppendElement(literal, grid.GetValue(index), grid);
+                }
+            }
+
+            literal.Append('}');
+        }
+
+        Dimension(0);
+        return literal.ToString();
+    }
+
+    private static void AppendElement(StringBuilder literal, object? item, object container)
+    {
+        if (item is Array { Rank: > 1 } grid)
+        {
+            literal.Append(GridLiteral(grid));
+            return;
+        }
+
+        if (item is IEnumerable nested and not string and not byte[] and not IDictionary)
+        {
+            literal.Append(ArrayLiteral(nested, container));
+            return;
+        }
+
+        var element = Text(item);
+        if (element is null)
+        {
+            literal.Append("NULL");
+            return;
+        }
+
+        literal.Append('"');
+        foreach (var ch in element)
+        {
+            if (ch is '"' or '\\')
+            {
+                literal.Append('\\');
+            }
+
+            literal.Append(ch);
+        }
+
+        literal.Append('"');
     }
 
     private static void Escape(StringBuilder line, string text)

@@ -444,9 +444,30 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         return value switch
         {
             string or byte[] or IDictionary => value,
+            Array { Rank: > 1 } grid => PlainGrid(grid),
             IEnumerable items => items.Cast<object?>().Select(Plain).ToArray(),
             _ => value,
         };
+    }
+
+    /// <summary>An [int[,]] (any rank above 1) kept in its shape, which enumerating it would flatten.</summary>
+    private static Array PlainGrid(Array grid)
+    {
+        var lengths = Enumerable.Range(0, grid.Rank).Select(grid.GetLength).ToArray();
+        var plain = Array.CreateInstance(typeof(object), lengths);
+        var index = new int[lengths.Length];
+        foreach (var item in grid)
+        {
+            plain.SetValue(Plain(item), index);
+
+            // Row-major, as an array enumerates: the last index turns fastest.
+            for (var d = index.Length - 1; d >= 0 && ++index[d] == lengths[d]; d--)
+            {
+                index[d] = d > 0 ? 0 : index[d];
+            }
+        }
+
+        return plain;
     }
 
     private static string TypeName(object row) => (row is PSObject pso ? pso.BaseObject : row).GetType().FullName ?? "value";

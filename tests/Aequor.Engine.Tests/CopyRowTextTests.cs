@@ -60,6 +60,15 @@ public sealed class CopyRowTextTests
     }
 
     [Fact]
+    public void Writes_an_array_of_more_dimensions_in_its_shape_not_flattened()
+    {
+        Assert.Equal("{{\"1\",\"2\",\"3\"},{\"4\",\"5\",\"6\"}}\t{{{\"a\"},{NULL}}}\t{}\n", Row(
+            new[,] { { 1, 2, 3 }, { 4, 5, 6 } },
+            new[,,] { { { "a" }, { null } } },
+            new int[0, 3]));
+    }
+
+    [Fact]
     public void Refuses_a_nested_object_and_a_NUL_naming_row_and_column()
     {
         var line = new StringBuilder("kept");

@@ -77,6 +77,20 @@ id,name,born,active,score,doc,tags
         $got[2].isnull | Should -BeTrue
     }
 
+    It 'writes an array of more dimensions ([int[,]]) in its shape, not flattened' {
+        $t = "wt_grid_$script:Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, nums int[], words text[])" -Session $S
+        $nums = New-Object 'int[,]' 2, 3
+        $words = New-Object 'object[,]' 2, 1
+        foreach ($i in 0..1) { foreach ($j in 0..2) { $nums[$i, $j] = 3 * $i + $j + 1 } }
+        $words[0, 0] = [psobject]'a b'
+        $words[1, 0] = $null
+        [pscustomobject]@{ id = 1; nums = $nums; words = $words } | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 1
+        $got = Invoke-AequorQuery "SELECT nums::text AS nums, words::text AS words FROM $t" -Session $S
+        $got.nums | Should -Be '{{1,2,3},{4,5,6}}'
+        $got.words | Should -Be '{{"a b"},{NULL}}'
+    }
+
     It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
         $t = "wt_span_$Suffix$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
