@@ -164,14 +164,46 @@ internal static partial class QueryParameters
                 // [xml] and its elements are enumerable (their child nodes): unrolled, they became arrays of arrays that
                 // no PostgreSQL type takes ("Object[][]"). Their markup is what an xml or text column wants.
                 return node.OuterXml;
-            case Array typed when typed.Rank == 1 && typed.GetType().GetElementType() is { } element && KeepsItsType(element):
-                // [int[]]@() or [guid[]]: already what Npgsql needs, even empty.
+            case Array typed when typed.GetType().GetElementType() is { } element && KeepsItsType(element):
+                // [int[]]@() or [guid[]], or [int[,]]: already what Npgsql needs, even empty.
                 return typed;
+            case Array { Rank: > 1 } grid:
+                return TypedGrid(grid, subject);
             case IEnumerable items:
                 return TypedArray(items.Cast<object?>().Select(v => Value(v, subject)).ToList(), subject);
             default:
                 return value;
         }
+    }
+
+    /// <summary>
+    /// An [object[,]] (any rank above 1) typed as a one-dimensional one is, kept in its shape: enumerated, it gives
+    /// its elements one after the other, and was sent as a flat array, {{1,2},{3,4}} as {1,2,3,4}.
+    /// </summary>
+    private static Array TypedGrid(Array grid, string subject)
+    {
+        var flat = TypedArray(grid.Cast<object?>().Select(v => Value(v, subject)).ToList(), subject);
+        var element = flat.GetType().GetElementType()!;
+        if (element == typeof(object))
+        {
+            throw new ParameterValueException($"{subject} holds an array of more dimensions ({grid.Rank}) with no value to take its type from (empty, or only NULLs): give it a type, e.g. New-Object 'int[,]' 2, 3.");
+        }
+
+        var lengths = Enumerable.Range(0, grid.Rank).Select(grid.GetLength).ToArray();
+        var shaped = Array.CreateInstance(element, lengths);
+        var index = new int[lengths.Length];
+        foreach (var value in flat)
+        {
+            shaped.SetValue(value, index);
+
+            // Row-major, as an array enumerates: the last index turns fastest.
+            for (var d = index.Length - 1; d >= 0 && ++index[d] == lengths[d]; d--)
+            {
+                index[d] = d > 0 ? 0 : index[d];
+            }
+        }
+
+        return shaped;
     }
 
     private static bool KeepsItsType(Type element) =>

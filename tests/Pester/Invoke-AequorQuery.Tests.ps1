@@ -220,6 +220,19 @@ Import-Module '$env:AEQUOR_MODULE_PATH'
         "$err" | Should -Match 'mixing Int32, String'
     }
 
+    It 'sends an array of more dimensions ([int[,]], [object[,]]) in its shape, not flattened; one with no value to type it is refused' {
+        $grid = New-Object 'int[,]' 2, 3
+        foreach ($i in 0..1) { foreach ($j in 0..2) { $grid[$i, $j] = 3 * $i + $j + 1 } }
+        Invoke-AequorQuery 'SELECT @g::text' -Parameters @{ g = $grid } -As Scalar | Should -Be '{{1,2,3},{4,5,6}}'
+        $words = New-Object 'object[,]' 2, 2
+        $words[0, 0] = 'a b'; $words[0, 1] = $null; $words[1, 0] = 'c'; $words[1, 1] = 'd'
+        Invoke-AequorQuery 'SELECT pg_typeof($1)::text || $1::text' -Parameters @(, $words) -As Scalar | Should -Be 'text[]{{"a b",NULL},{c,d}}'
+        $err = $null
+        try { Invoke-AequorQuery 'SELECT @g' -Parameters @{ g = (New-Object 'object[,]' 2, 2) } } catch { $err = $_ }
+        $err.FullyQualifiedErrorId | Should -BeLike 'AequorInvalidParameter*'
+        "$err" | Should -Match 'more dimensions'
+    }
+
     It 'says how to bind an array to $1 when PowerShell spread it over $1, $2 ... (ANY($1), $1::int[])' {
         foreach ($ids in @(@(1, 2, 3), 7)) {
             foreach ($sql in 'SELECT 3 = ANY($1)', 'SELECT 3 = ANY($1::int[])') {
