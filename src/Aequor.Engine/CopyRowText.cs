@@ -76,6 +76,9 @@ public static class CopyRowText
                 return c == '\0' ? throw new UnwritableValueException(value, "a NUL character, which PostgreSQL text cannot store.")
                     : char.IsSurrogate(c) ? throw new UnwritableValueException(value, $"an unpaired UTF-16 surrogate (U+{(int)c:X4}), half of a character such as an emoji, which PostgreSQL's UTF-8 text cannot store.")
                     : c.ToString();
+            // Text, as Npgsql binds a char[] parameter; as an array it was stored as {"a","b"}, in a text column too.
+            case char[] chars:
+                return Text(new string(chars));
             case bool b:
                 return b ? "t" : "f";
             case double d:
@@ -211,7 +214,7 @@ public static class CopyRowText
             return;
         }
 
-        if (item is IEnumerable nested and not string and not byte[] and not IDictionary)
+        if (item is IEnumerable nested and not string and not byte[] and not char[] and not IDictionary)
         {
             literal.Append(ArrayLiteral(nested, container));
             return;

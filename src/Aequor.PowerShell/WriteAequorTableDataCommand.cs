@@ -443,7 +443,7 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
         value = value is PSObject pso ? pso.BaseObject : value;
         return value switch
         {
-            string or byte[] or IDictionary => value,
+            string or byte[] or char[] or IDictionary => value,
             Array { Rank: > 1 } grid => PlainGrid(grid),
             IEnumerable items => items.Cast<object?>().Select(Plain).ToArray(),
             _ => value,

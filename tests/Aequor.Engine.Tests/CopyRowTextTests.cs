@@ -69,6 +69,14 @@ public sealed class CopyRowTextTests
     }
 
     [Fact]
+    public void Writes_a_char_array_as_its_text_as_a_parameter_binds_it_not_as_an_array_of_letters()
+    {
+        Assert.Equal("a\\tb\t{\"x\",\"y\"}\n", Row("a\tb".ToCharArray(), new object[] { 'x', 'y' }));
+        var nul = Assert.Throws<AequorConfigurationException>(() => Row(new[] { 'a', '\0' }));
+        Assert.Contains("Row 1, column 'c0'", nul.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Refuses_a_nested_object_and_a_NUL_naming_row_and_column()
     {
         var line = new StringBuilder("kept");

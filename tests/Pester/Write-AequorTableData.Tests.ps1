@@ -91,6 +91,13 @@ id,name,born,active,score,doc,tags
         $got.words | Should -Be '{{"a b"},{NULL}}'
     }
 
+    It 'writes a [char[]] as its text, as -Parameters binds it, not as an array literal of its letters' {
+        $t = New-People
+        [pscustomobject]@{ id = 1; name = 'Ann Lee'.ToCharArray() } | Write-AequorTableData -Table $t -Session $S
+        Invoke-AequorQuery "INSERT INTO $t (id, name) VALUES (2, @name)" -Parameters @{ name = 'Ann Lee'.ToCharArray() } -Session $S | Out-Null
+        @(Invoke-AequorQuery "SELECT name FROM $t ORDER BY id" -Session $S).name | Should -Be @('Ann Lee', 'Ann Lee')
+    }
+
     It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
         $t = "wt_span_$Suffix$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
