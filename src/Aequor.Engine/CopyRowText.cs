@@ -126,7 +126,10 @@ public static class CopyRowText
                 return GridLiteral(grid);
             case IEnumerable items:
                 return ArrayLiteral(items, value);
-            case Uri or Version:
+            // As given: Uri.ToString() unescapes (%20 to a space, %E2%82%AC to €), another string than the user's.
+            case Uri uri:
+                return Text(uri.OriginalString);
+            case Version:
                 return value.ToString();
             default:
                 throw new UnwritableValueException(value, $"a value of type {value.GetType().FullName} has no text form for a column. Pass text, a number, a boolean, a date and time, a uuid, bytes, an array of them, or JSON text (ConvertTo-Json -Compress).");

@@ -77,6 +77,14 @@ public sealed class CopyRowTextTests
     }
 
     [Fact]
+    public void Writes_a_uri_as_it_was_given_not_unescaped()
+    {
+        // Uri.ToString() unescapes: %20 became a space and %E2%82%AC a euro sign, another string than the one given.
+        Assert.Equal("https://example.com/a%20b?x=%E2%82%AC\t../rel%20ative\n",
+            Row(new Uri("https://example.com/a%20b?x=%E2%82%AC"), new Uri("../rel%20ative", UriKind.Relative)));
+    }
+
+    [Fact]
     public void Refuses_a_nested_object_and_a_NUL_naming_row_and_column()
     {
         var line = new StringBuilder("kept");
