@@ -440,6 +440,13 @@ public sealed class WriteAequorTableDataCommand : AequorCmdlet
     /// <summary>A value as the engine takes it: no PSObject wrappers, also not inside arrays.</summary>
     private static object? Plain(object? value)
     {
+        if (ReferenceEquals(value, System.Management.Automation.Internal.AutomationNull.Value))
+        {
+            // What a variable holds after a command that wrote nothing ($x = Get-Thing finding none): NULL, as in
+            // -Parameters; unwrapped, it read as an empty PSCustomObject and the row was refused for it.
+            return null;
+        }
+
         value = value is PSObject pso ? pso.BaseObject : value;
         return value switch
         {

@@ -98,6 +98,15 @@ id,name,born,active,score,doc,tags
         @(Invoke-AequorQuery "SELECT name FROM $t ORDER BY id" -Session $S).name | Should -Be @('Ann Lee', 'Ann Lee')
     }
 
+    It 'writes NULL for a value that holds a command''s empty output (AutomationNull), as -Parameters does, also inside an array' {
+        $t = New-People
+        $none = Get-ChildItem (Join-Path $TestDrive 'no-such-file*')
+        @{ id = 1; name = $none; tags = @('a', $none, 'b') } | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 1
+        $got = Invoke-AequorQuery "SELECT name IS NULL AS gone, tags::text AS tags FROM $t" -Session $S
+        $got.gone | Should -BeTrue
+        $got.tags | Should -Be '{a,NULL,b}'
+    }
+
     It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
         $t = "wt_span_$Suffix$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
