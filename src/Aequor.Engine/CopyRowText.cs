@@ -122,6 +122,10 @@ public static class CopyRowText
                 return address.ToString();
             case IDictionary:
                 throw new UnwritableValueException(value, "a dictionary is no column value. Pass it as JSON text (ConvertTo-Json -Compress) for a json or jsonb column.");
+            // Bytes collected from the pipeline (Get-Content -AsByteStream) are an object[]: bytea, as a parameter binds
+            // them. As an array literal, a bytea column stored its characters: {"1","2","255"}, 15 bytes for 3.
+            case object?[] { Length: > 0 } items when Array.TrueForAll(items, i => i is byte):
+                return Text(Array.ConvertAll(items, i => (byte)i!));
             case Array { Rank: > 1 } grid:
                 return GridLiteral(grid);
             case IEnumerable items:

@@ -85,6 +85,13 @@ public sealed class CopyRowTextTests
     }
 
     [Fact]
+    public void Writes_an_object_array_of_bytes_as_bytea_as_a_parameter_binds_it()
+    {
+        // Get-Content -AsByteStream gives object[], not byte[]: as an array literal a bytea stored its 15 characters.
+        Assert.Equal("\\\\x0102ff\t{\"1\",\"2\"}\n", Row(new object[] { (byte)1, (byte)2, (byte)255 }, new object[] { (byte)1, 2 }));
+    }
+
+    [Fact]
     public void Refuses_a_nested_object_and_a_NUL_naming_row_and_column()
     {
         var line = new StringBuilder("kept");

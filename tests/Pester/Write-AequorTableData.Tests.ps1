@@ -107,6 +107,18 @@ id,name,born,active,score,doc,tags
         $got.tags | Should -Be '{a,NULL,b}'
     }
 
+    It 'writes the bytes of Get-Content -AsByteStream (an object[] of bytes) into a bytea, as -Parameters binds them' {
+        $t = "wt_bytes_$script:Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, b bytea)" -Session $S
+        $file = Join-Path $TestDrive 'bytes.bin'
+        [System.IO.File]::WriteAllBytes($file, [byte[]](1, 2, 255))
+        $data = Get-Content $file -AsByteStream
+        $data.GetType() | Should -Be ([object[]])
+        [pscustomobject]@{ id = 1; b = $data } | Write-AequorTableData -Table $t -Session $S
+        Invoke-AequorQuery "INSERT INTO $t VALUES (2, @b)" -Parameters @{ b = $data } -Session $S | Out-Null
+        @(Invoke-AequorQuery "SELECT b::text AS b FROM $t ORDER BY id" -Session $S).b | Should -Be @('\x0102ff', '\x0102ff')
+    }
+
     It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
         $t = "wt_span_$Suffix$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
