@@ -17,7 +17,7 @@ When the file cannot be written (a full disk, an I/O error), the COPY is cancell
 '@
     Parameters  = @{
         Path           = 'The CSV file to write: a file system path, relative to the current location. Its folder must exist. A symbolic link is followed: the file it points to is replaced. A device, named pipe or socket is refused.'
-        Table          = 'The table (or view) to export: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table"); unquoted parts are folded to lower case as PostgreSQL does in a UTF-8 database, A-Z only. A table that does not exist is a terminating AequorInvalidParameter error, nothing sent, no file written.'
+        Table          = 'The table (or view) to export: table, schema.table, or with double quotes around a part that holds capitals or other characters ("My Table"); unquoted parts are folded to lower case as PostgreSQL does in a UTF-8 database, A-Z only. Its rows are those SELECT * FROM it shows: a partitioned table''s partitions and an inheritance parent''s children included. A table that does not exist is a terminating AequorInvalidParameter error, nothing sent, no file written.'
         Column         = 'The table''s columns to export, by name (any case), in this order. By default every column, generated ones too (as SELECT * shows them). A name that is no column of the table is a terminating AequorInvalidParameter error listing its columns.'
         Query          = 'One SELECT, VALUES, WITH or TABLE statement, without placeholders and without a second statement; its column names make the header.'
         Session        = 'The session (or its name) to export on. By default, the runspace''s default session.'

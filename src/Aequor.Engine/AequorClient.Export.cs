@@ -7,12 +7,15 @@ namespace Aequor.Engine;
 /// <summary>Exporting rows as CSV in one statement: COPY … TO STDOUT, streamed into the caller's writer.</summary>
 public sealed partial class AequorClient
 {
-    // Every column a SELECT would show (generated ones too), the relation's kind and whether it has generated columns:
-    // COPY t TO works on a plain table only, and leaves out its generated columns (refuses them when listed); a view,
-    // materialized view, foreign or partitioned table, or a table with generated columns goes through COPY (SELECT … FROM t).
+    // Every column a SELECT would show (generated ones too), the relation's kind, whether it has generated columns and
+    // whether other tables inherit from it: COPY t TO works on a plain table only, leaves out its generated columns
+    // (refuses them when listed) and copies t's own rows, not its inheritance children's (which SELECT shows); a view,
+    // materialized view, foreign or partitioned table, a table with generated columns or with children goes through
+    // COPY (SELECT … FROM t).
     private const string ExportColumnsSql =
         "SELECT c.relkind::text, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum), " +
-        "EXISTS(SELECT FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated <> '') FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+        "EXISTS(SELECT FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated <> '') " +
+        "OR EXISTS(SELECT FROM pg_catalog.pg_inherits WHERE inhparent = c.oid) FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
 
     private const int ExportBufferChars = 64 * 1024;
 
@@ -297,7 +300,7 @@ public sealed partial class AequorClient
     private async Task<string> TableExportSqlAsync(NpgsqlConnection connection, AequorCsvExport export, string table, long generation, CancellationToken cancellationToken)
     {
         var quoted = TableNames.Quote(table);
-        var (kind, tableColumns, generated) = await ReadCatalogueAsync(connection, ExportColumnsSql, quoted, generation, reader =>
+        var (kind, tableColumns, needsSelect) = await ReadCatalogueAsync(connection, ExportColumnsSql, quoted, generation, reader =>
             reader.Read() ? ((string?)reader.GetString(0), reader.GetFieldValue<string[]>(1), reader.GetBoolean(2)) : (null, [], false), cancellationToken).ConfigureAwait(false);
 
         if (kind is null)
@@ -327,7 +330,7 @@ public sealed partial class AequorClient
             columnList = string.Join(", ", chosen);
         }
 
-        return kind == "r" && !generated
+        return kind == "r" && !needsSelect
             ? string.Create(CultureInfo.InvariantCulture, $"COPY {quoted}{(columnList is null ? string.Empty : $" ({columnList})")} TO STDOUT {CsvOptions(export)}")
             : string.Create(CultureInfo.InvariantCulture, $"COPY (SELECT {columnList ?? "*"} FROM {quoted}) TO STDOUT {CsvOptions(export)}");
     }

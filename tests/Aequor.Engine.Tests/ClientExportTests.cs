@@ -52,6 +52,20 @@ public sealed class ClientExportTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task Exports_the_rows_of_a_table_s_inheritance_children_as_SELECT_shows_them()
+    {
+        // COPY t TO copies t's own rows only: an inheritance parent (partitioning by INHERITS) lost its children's.
+        await using var client = NewClient();
+        var table = "client_export_parent_" + Guid.NewGuid().ToString("N")[..10];
+        await client.ExecuteNonQueryAsync(new AequorStatement(
+            $"CREATE TABLE {table} (id int); CREATE TABLE {table}_c () INHERITS ({table}); INSERT INTO {table} VALUES (1); INSERT INTO {table}_c VALUES (2), (3)"), default);
+        var csv = new StringWriter();
+        var result = client.ExportCsv(new AequorCsvExport { Table = table, Header = false }, csv, default);
+        Assert.Equal(3, result.Rows);
+        Assert.Equal(["1", "2", "3"], csv.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Order());
+    }
+
+    [Fact]
     public async Task Exports_chosen_columns_a_query_without_header_and_another_delimiter()
     {
         await using var client = NewClient();

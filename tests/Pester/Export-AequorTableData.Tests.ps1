@@ -190,6 +190,15 @@ Describe 'Export-AequorTableData' {
         (Import-Csv -LiteralPath $file | Sort-Object id | ForEach-Object { "$($_.id)=$($_.name)" }) | Should -Be @('1=one', '2=two')
     }
 
+    It 'exports the rows of a table''s inheritance children too, as SELECT shows them, with and without -Column' {
+        $t = "et_parent_$Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, name text); CREATE TABLE ${t}_2024 () INHERITS ($t); INSERT INTO $t VALUES (1, 'own'); INSERT INTO ${t}_2024 VALUES (2, 'child'), (3, 'child')" -Session $S
+        $file = Join-Path $TestDrive 'parent.csv'
+        Export-AequorTableData -Path $file -Table $t -Session $S -PassThru | Should -Be 3
+        (Import-Csv -LiteralPath $file | Sort-Object id | ForEach-Object { "$($_.id)=$($_.name)" }) | Should -Be @('1=own', '2=child', '3=child')
+        Export-AequorTableData -Path $file -Table $t -Column id -Session $S -PassThru | Should -Be 3
+    }
+
     It 'leaves an existing file intact and the session usable when the table, a column or the query fails' {
         $t = New-People
         $file = Join-Path $TestDrive 'kept.csv'
