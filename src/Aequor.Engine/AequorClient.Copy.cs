@@ -8,8 +8,11 @@ namespace Aequor.Engine;
 /// <summary>Loading many rows in one statement: COPY … FROM STDIN, streamed through <see cref="AequorTableWriter"/>.</summary>
 public sealed partial class AequorClient
 {
+    // The writable columns, with each one's type and whether it is an array type (typcategory 'A', domains over arrays too).
     private const string ColumnsSql =
-        "SELECT to_regclass($1) IS NOT NULL, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum)";
+        "SELECT to_regclass($1) IS NOT NULL, ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum), " +
+        "ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum), " +
+        "ARRAY(SELECT t.typcategory = 'A' FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum)";
 
     /// <summary>
     /// Begins <c>COPY table (columns) FROM STDIN</c>: the table's writable columns are read first and handed to
@@ -75,14 +78,14 @@ public sealed partial class AequorClient
     {
         var inTransaction = _transaction is not null || SqlTransactionOpen;
         var connection = await CopyConnectionAsync(inTransaction, "the table could be read", "Nothing was written", cancellationToken).ConfigureAwait(false);
-        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, Generation, ReadColumns, cancellationToken).ConfigureAwait(false);
+        var (exists, tableColumns, _, _) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, Generation, ReadColumns, cancellationToken).ConfigureAwait(false);
         return exists ? tableColumns : throw NoSuchTable(table);
     }
 
-    private static (bool Exists, string[] Columns) ReadColumns(NpgsqlDataReader reader)
+    private static (bool Exists, string[] Columns, string[] Types, bool[] Arrays) ReadColumns(NpgsqlDataReader reader)
     {
         reader.Read();
-        return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1));
+        return (reader.GetBoolean(0), reader.GetFieldValue<string[]>(1), reader.GetFieldValue<string[]>(2), reader.GetFieldValue<bool[]>(3));
     }
 
     private static AequorConfigurationException NoSuchTable(string table) =>
@@ -93,7 +96,7 @@ public sealed partial class AequorClient
         var inTransaction = _transaction is not null || SqlTransactionOpen;
         var connection = await CopyConnectionAsync(inTransaction, "the COPY could begin", "Nothing was written", cancellationToken).ConfigureAwait(false);
         var generation = Generation;
-        var (exists, tableColumns) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, generation, ReadColumns, cancellationToken).ConfigureAwait(false);
+        var (exists, tableColumns, tableTypes, tableArrays) = await ReadCatalogueAsync(connection, ColumnsSql, quoted, generation, ReadColumns, cancellationToken).ConfigureAwait(false);
         if (!exists)
         {
             throw NoSuchTable(table);
@@ -103,6 +106,13 @@ public sealed partial class AequorClient
         if (columns.Count == 0)
         {
             throw new AequorConfigurationException($"No column of the table {table} was chosen. Nothing was written.");
+        }
+
+        var types = new List<ColumnType>(columns.Count);
+        foreach (var column in columns)
+        {
+            var at = Array.IndexOf(tableColumns, column);
+            types.Add(at >= 0 && at < tableTypes.Length && at < tableArrays.Length ? new ColumnType(tableTypes[at], tableArrays[at]) : new ColumnType("?", true));
         }
 
         var sql = string.Create(CultureInfo.InvariantCulture, $"COPY {quoted} ({string.Join(", ", columns.Select(TableNames.Ident))}) FROM STDIN");
@@ -171,7 +181,7 @@ public sealed partial class AequorClient
             copy.Timeout = commandTimeout.Value * 1000;
         }
 
-        return new AequorTableWriter(this, connection, stop, copy, generation, quoted, columns, sql, startedAt);
+        return new AequorTableWriter(this, connection, stop, copy, generation, quoted, columns, types, sql, startedAt);
     }
 
     /// <summary>

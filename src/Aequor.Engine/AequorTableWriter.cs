@@ -20,8 +20,11 @@ public sealed class AequorTableWriter : IDisposable
     private NpgsqlCopyTextWriter? _copy;
     private Exception? _refused;
 
-    internal AequorTableWriter(AequorClient client, NpgsqlConnection connection, CopyStop stop, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, string commandText, long startedAt)
+    private readonly IReadOnlyList<ColumnType> _types;
+
+    internal AequorTableWriter(AequorClient client, NpgsqlConnection connection, CopyStop stop, NpgsqlCopyTextWriter copy, long generation, string table, IReadOnlyList<string> columns, IReadOnlyList<ColumnType> types, string commandText, long startedAt)
     {
+        _types = types;
         _client = client;
         _connection = connection;
         _stop = stop;
@@ -84,7 +87,7 @@ public sealed class AequorTableWriter : IDisposable
         _line.Clear();
         try
         {
-            CopyRowText.Append(_line, values, Columns, RowsWritten + 1);
+            CopyRowText.Append(_line, values, Columns, RowsWritten + 1, _types);
         }
         catch (AequorConfigurationException refused)
         {

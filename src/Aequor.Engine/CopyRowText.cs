@@ -14,7 +14,8 @@ public static class CopyRowText
 {
     /// <summary>Appends the row and its newline. A value with no text form is refused, naming the row and column; nothing of the row is appended then.</summary>
     /// <param name="rowNumber">1-based, for the message.</param>
-    public static void Append(StringBuilder line, IReadOnlyList<object?> values, IReadOnlyList<string> columns, long rowNumber)
+    /// <param name="types">The columns' types, when known: an array for a column of no array type is refused.</param>
+    public static void Append(StringBuilder line, IReadOnlyList<object?> values, IReadOnlyList<string> columns, long rowNumber, IReadOnlyList<ColumnType>? types = null)
     {
         ArgumentNullException.ThrowIfNull(line);
         ArgumentNullException.ThrowIfNull(values);
@@ -30,6 +31,13 @@ public static class CopyRowText
             string? text;
             try
             {
+                if (types is not null && i < types.Count && !types[i].IsArray && IsArrayLiteral(values[i]))
+                {
+                    // INSERT refuses text[] for a text column; as COPY text the literal {"a","b"} was stored as the
+                    // column's value (text, or an empty array as the jsonb object {}), silently.
+                    throw new UnwritableValueException(values[i], $"an array (or list) for a column of type {types[i].Name}, which holds no array: its literal would be stored as that value. Join it into text (-join ', '), pass JSON text for a json or jsonb column (ConvertTo-Json -Compress), or [byte[]] for a bytea.");
+                }
+
                 text = Text(values[i]);
             }
             catch (UnwritableValueException ex)
@@ -51,6 +59,11 @@ public static class CopyRowText
 
         line.Append('\n');
     }
+
+    /// <summary>Whether <see cref="Text"/> writes the value as an array literal.</summary>
+    private static bool IsArrayLiteral(object? value) =>
+        value is IEnumerable and not (string or byte[] or char[] or IDictionary)
+        && !(value is object?[] { Length: > 0 } items && Array.TrueForAll(items, i => i is byte));
 
     /// <summary>The value as the server reads it for its column's type; null for NULL.</summary>
     public static string? Text(object? value)

@@ -106,6 +106,25 @@ public sealed class ClientCopyTests(PostgresFixture db)
     }
 
     [Fact]
+    public async Task An_array_for_a_column_of_no_array_type_is_refused_naming_row_and_column_not_stored_as_its_literal()
+    {
+        // INSERT refuses text[] for a text column; COPY's text took the array literal, and stored {"a","b"} as text.
+        var table = "client_copy_arrays_" + Guid.NewGuid().ToString("N")[..10];
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (id int, name text, doc jsonb, tags text[], data bytea)"), default);
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            writer.WriteRow([1, "plain", "{}", new object?[] { "a", null }, new object[] { (byte)1 }]);
+            var refused = Assert.Throws<AequorConfigurationException>(() => writer.WriteRow([2, new object?[] { "a", "b" }, null, null, null]));
+            Assert.Contains("Row 2, column 'name'", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("text", refused.Message, StringComparison.Ordinal);
+            Assert.Throws<AequorConfigurationException>(() => writer.WriteRow([3, null, Array.Empty<object>(), null, null]));
+        }
+
+        Assert.Equal(0, await CountAsync(table));
+    }
+
+    [Fact]
     public async Task A_refused_row_writes_nothing_names_the_row_and_the_client_goes_on()
     {
         var table = await NewTableAsync();

@@ -119,6 +119,20 @@ id,name,born,active,score,doc,tags
         @(Invoke-AequorQuery "SELECT b::text AS b FROM $t ORDER BY id" -Session $S).b | Should -Be @('\x0102ff', '\x0102ff')
     }
 
+    It 'refuses an array for a column of no array type (text, jsonb), naming the row and column, as INSERT would: nothing is written' {
+        $t = New-People
+        $err = $null
+        try {
+            @([pscustomobject]@{ id = 1; name = 'Ann'; tags = @('x') }, [pscustomobject]@{ id = 2; name = @('Bob', 'Rob'); tags = @('y') }) |
+                Write-AequorTableData -Table $t -Session $S
+        } catch { $err = $_ }
+        "$err" | Should -Match "Row 2, column 'name': an array \(or list\) for a column of type text"
+        "$err" | Should -Match 'Nothing was written'
+        Get-Count $t | Should -Be 0
+        { [pscustomobject]@{ id = 3; doc = @() } | Write-AequorTableData -Table $t -Session $S } | Should -Throw -ExpectedMessage "*column 'doc'*jsonb*"
+        Get-Count $t | Should -Be 0
+    }
+
     It 'writes a TimeSpan into a time column as the time of day, and into an interval column exactly' {
         $t = "wt_span_$Suffix$(Get-Random)"
         $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at time, span interval)" -Session $S
