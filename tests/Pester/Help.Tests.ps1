@@ -26,6 +26,11 @@ Describe 'Get-Help <Name> -Full' -ForEach $commands {
         ($help.description.Text -join ' ').Trim() | Should -Not -BeNullOrEmpty
     }
 
+    It 'shows no doubled apostrophe in its prose (a here-string in docs/help keeps both)' {
+        $prose = @($help.description.Text) + @($help.parameters.parameter | ForEach-Object { $_.description.Text }) + @($help.alertSet.alert.Text)
+        ($prose -join ' ') | Should -Not -Match "\w''s\b"
+    }
+
     It 'describes every parameter with its real type and metadata' {
         $own = @($command.Parameters.Values | Where-Object { $_.Name -notin $common -or $_.Name -in 'WhatIf', 'Confirm' })
         foreach ($p in $own) {
