@@ -154,15 +154,18 @@ public static class CopyRowText
     }
 
     /// <summary>
-    /// [-]hours:mm:ss.ffffff: an interval reads it exactly, and a time column as the time of day (under 24 hours),
-    /// which "N microseconds" was not. Microseconds are the server's precision.
+    /// [-]hours:mm:ss.ffffff, after "N days" for a day or more: an interval reads it exactly and keeps the days apart,
+    /// as Npgsql binds a parameter (36 hours and 1 day 12 hours are other instants once added across a change of
+    /// daylight saving time), and a time column reads one under a day as the time of day, which "N microseconds"
+    /// was not. Microseconds are the server's precision.
     /// </summary>
     private static string Duration(TimeSpan span)
     {
-        var micro = span.Ticks / 10;
+        var days = span.Days;
+        var micro = (span.Ticks - (days * TimeSpan.TicksPerDay)) / 10;
         var size = (ulong)Math.Abs(micro);
         return string.Create(CultureInfo.InvariantCulture,
-            $"{(micro < 0 ? "-" : string.Empty)}{size / 3_600_000_000}:{size / 60_000_000 % 60:00}:{size / 1_000_000 % 60:00}.{size % 1_000_000:000000}");
+            $"{(days != 0 ? $"{days} days " : string.Empty)}{(micro < 0 ? "-" : string.Empty)}{size / 3_600_000_000}:{size / 60_000_000 % 60:00}:{size / 1_000_000 % 60:00}.{size % 1_000_000:000000}");
     }
 
     /// <summary>{a,"b c",NULL}: every element quoted, so commas, braces, quotes and the word NULL stay text.</summary>

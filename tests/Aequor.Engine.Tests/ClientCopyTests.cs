@@ -105,6 +105,49 @@ public sealed class ClientCopyTests(PostgresFixture db)
         Assert.Equal("23:59:59.999999", ends[2]);
     }
 
+    /// <summary>
+    /// A [timespan] of a day or more is stored with its days, as a parameter binds it (Npgsql: days, then the time):
+    /// '1 day 12:00:00', not '36:00:00', which added to a timestamptz across a change of daylight saving time gives
+    /// another instant.
+    /// </summary>
+    [Fact]
+    public async Task Intervals_of_a_day_or_more_are_stored_with_their_days_as_a_parameter_stores_them()
+    {
+        var table = "client_copy_spans_" + Guid.NewGuid().ToString("N")[..10];
+        await using var client = NewClient();
+        await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (id int, i interval, t time)"), default);
+        var values = new object?[][]
+        {
+            [1, TimeSpan.FromDays(1.5), TimeSpan.FromHours(23.5)],
+            [2, TimeSpan.FromDays(-1.5).Add(TimeSpan.FromTicks(-10)), TimeSpan.Zero],
+            [3, TimeSpan.FromDays(400).Add(TimeSpan.FromTicks(17)), new TimeSpan(0, 0, 0, 59, 999)],
+            [4, TimeSpan.FromHours(-5), TimeSpan.FromMinutes(1)],
+        };
+        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
+        {
+            foreach (var row in values)
+            {
+                writer.WriteRow(row);
+            }
+
+            writer.Complete();
+        }
+
+        foreach (var row in values)
+        {
+            await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES ($1 + 10, $2, $3)") { PositionalParameters = row }, default);
+        }
+
+        for (var id = 1; id <= values.Length; id++)
+        {
+            var copied = await ClientTestKit.ReadRowAsync(client, $"SELECT i, t, i::text, t::text, justify_hours(i)::text FROM {table} WHERE id = {id}");
+            var bound = await ClientTestKit.ReadRowAsync(client, $"SELECT i, t, i::text, t::text, justify_hours(i)::text FROM {table} WHERE id = {id + 10}");
+            Assert.Equal(bound, copied);
+        }
+
+        Assert.Equal("1 day 12:00:00", await client.ExecuteScalarAsync(new AequorStatement($"SELECT i::text FROM {table} WHERE id = 1"), default));
+    }
+
     [Fact]
     public async Task An_array_for_a_column_of_no_array_type_is_refused_naming_row_and_column_not_stored_as_its_literal()
     {

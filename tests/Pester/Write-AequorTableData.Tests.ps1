@@ -141,9 +141,11 @@ id,name,born,active,score,doc,tags
             @{ id = 2; at = [timespan]::new(0, 23, 59, 59, 999); span = [timespan]::FromMinutes(-90) }
             @{ id = 3; at = [timespan]::Zero; span = [timespan]::MaxValue }
         ) | Write-AequorTableData -Table $t -Session $S -PassThru | Should -Be 3
-        $got = @(Invoke-AequorQuery "SELECT at::text AS at, extract(epoch FROM span)::text AS seconds FROM $t ORDER BY id" -Session $S)
+        $got = @(Invoke-AequorQuery "SELECT at::text AS at, extract(epoch FROM span)::text AS seconds, span::text AS span FROM $t ORDER BY id" -Session $S)
         $got.at | Should -Be @('08:30:00', '23:59:59.999', '00:00:00')
         $got.seconds | Should -Be @('93784.500001', '-5400.000000', '922337203685.477580')
+        # The days kept apart, as -Parameters binds a [timespan]: a day is not always 24 hours after a timestamptz.
+        $got.span | Should -Be @('1 day 02:03:04.500001', '-01:30:00', '10675199 days 02:48:05.47758')
     }
 
     It 'writes 10,000 rows in one call' {
