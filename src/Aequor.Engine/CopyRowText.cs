@@ -93,7 +93,8 @@ public static class CopyRowText
             case char[] chars:
                 return Text(new string(chars));
             case bool b:
-                return b ? "t" : "f";
+                // A boolean column reads either spelling; a text column keeps this one, as INSERT's cast writes it.
+                return b ? "true" : "false";
             case double d:
                 return d.ToString("R", CultureInfo.InvariantCulture);
             case float f:

@@ -26,7 +26,7 @@ public sealed class CopyRowTextTests
         CultureInfo.CurrentCulture = CultureInfo.GetCultureInfo("de-DE");
         try
         {
-            Assert.Equal("1.5\t0.1\t1234567.891\tt\tf\n", Row(1.5, 0.1, 1234567.891m, true, false));
+            Assert.Equal("1.5\t0.1\t1234567.891\ttrue\tfalse\n", Row(1.5, 0.1, 1234567.891m, true, false));
             Assert.Equal("2020-05-06T07:08:09.5\t2020-05-06T07:08:09+02:00\t2020-05-06T07:08:09+00:00\n", Row(
                 new DateTime(2020, 5, 6, 7, 8, 9, 500, DateTimeKind.Unspecified),
                 new DateTimeOffset(2020, 5, 6, 7, 8, 9, TimeSpan.FromHours(2)),

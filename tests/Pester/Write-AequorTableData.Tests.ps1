@@ -148,6 +148,18 @@ id,name,born,active,score,doc,tags
         $got.span | Should -Be @('1 day 02:03:04.500001', '-01:30:00', '10675199 days 02:48:05.47758')
     }
 
+    It 'writes a [bool] as -Parameters stores it: true/false into a text column, a boolean into a boolean column' {
+        $t = "wt_bool_$Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, txt text, flag boolean, flags boolean[])" -Session $S
+        @{ id = 1; txt = $true; flag = $false; flags = @($true, $false) } | Write-AequorTableData -Table $t -Session $S
+        $null = Invoke-AequorQuery "INSERT INTO $t VALUES (2, `$1, `$2, `$3)" -Parameters $true, $false, @($true, $false) -Session $S
+        $rows = @(Invoke-AequorQuery "SELECT txt, flag, flags::text AS flags FROM $t ORDER BY id" -Session $S)
+        $rows[0].txt | Should -BeExactly $rows[1].txt
+        $rows[0].txt | Should -BeExactly 'true'
+        $rows.flag | Should -Be @($false, $false)
+        $rows.flags | Should -Be @('{t,f}', '{t,f}')
+    }
+
     It 'writes 10,000 rows in one call' {
         $t = New-People
         $n = 1..10000 | ForEach-Object { [pscustomobject]@{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $t -Session $S -PassThru
