@@ -13,18 +13,14 @@ namespace Aequor.Engine;
 /// </summary>
 internal static class ConnectionCut
 {
-    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
-
-    private static readonly PropertyInfo? ConnectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
-
-    private static readonly FieldInfo? SocketField = ConnectorProperty?.PropertyType.GetField("_socket", Internal);
+    private static readonly FieldInfo? SocketField = NpgsqlConnector.Type?.GetField("_socket", NpgsqlConnector.Members);
 
     /// <summary>Whether the socket was shut down. Never throws.</summary>
     public static bool TryCut(NpgsqlConnection connection)
     {
         try
         {
-            if (ConnectorProperty?.GetValue(connection) is not { } connector || SocketField?.GetValue(connector) is not Socket socket)
+            if (NpgsqlConnector.Of(connection) is not { } connector || SocketField?.GetValue(connector) is not Socket socket)
             {
                 return false;
             }

@@ -13,11 +13,9 @@ namespace Aequor.Engine;
 /// </summary>
 internal static class CopyCommandRows
 {
-    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
+    private const BindingFlags Internal = NpgsqlConnector.Members;
 
-    private static readonly PropertyInfo? ConnectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
-
-    private static readonly FieldInfo? CommandComplete = ConnectorProperty?.PropertyType.GetField("_commandCompleteMessage", Internal);
+    private static readonly FieldInfo? CommandComplete = NpgsqlConnector.Type?.GetField("_commandCompleteMessage", Internal);
 
     private static readonly PropertyInfo? Rows = CommandComplete?.FieldType.GetProperty("Rows", Internal);
 
@@ -28,7 +26,7 @@ internal static class CopyCommandRows
     {
         try
         {
-            if (ConnectorProperty?.GetValue(connection) is not { } connector
+            if (NpgsqlConnector.Of(connection) is not { } connector
                 || CommandComplete?.GetValue(connector) is not { } message
                 || StatementType?.GetValue(message)?.ToString() != "Copy"
                 || Rows?.GetValue(message) is not ulong rows)

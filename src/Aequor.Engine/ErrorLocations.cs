@@ -258,7 +258,7 @@ public static class ErrorLocations
 
     private static NpgsqlDataReader? DataReaderOf(NpgsqlConnection? connection)
     {
-        var connector = connection is null ? null : ConnectorProperty?.GetValue(connection);
+        var connector = connection is null ? null : NpgsqlConnector.Of(connection);
         return connector is null ? null : DataReaderMember(connector.GetType()) switch
         {
             PropertyInfo property => property.GetValue(connector) as NpgsqlDataReader,
@@ -270,11 +270,9 @@ public static class ErrorLocations
     // Npgsql says which of a command's statements failed nowhere public (PostgresException.BatchCommand stays null
     // for a command's own statements), but its reader keeps them, each with its CommandComplete. Read by reflection;
     // without it, only a text of one statement is located (see Locate).
-    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
+    private const BindingFlags Internal = NpgsqlConnector.Members;
 
     private static readonly FieldInfo? StatementsField = typeof(NpgsqlDataReader).GetField("_statements", Internal);
-
-    private static readonly PropertyInfo? ConnectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
 
     private static MemberInfo? DataReaderMember(Type connector) =>
         (MemberInfo?)connector.GetProperty("DataReader", Internal) ?? connector.GetField("DataReader", Internal);

@@ -14,29 +14,27 @@ namespace Aequor.Engine;
 /// </summary>
 internal static class ServerCancel
 {
-    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
+    private const BindingFlags Internal = NpgsqlConnector.Members;
 
     // Plain reflection, not a compiled delegate: it runs once per cancelled load, never on a hot path.
-    private static readonly PropertyInfo? ConnectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
+    private static readonly MethodInfo? Perform = NpgsqlConnector.Type?.GetMethod("PerformPostgresCancellation", Internal, Type.EmptyTypes);
 
-    private static readonly MethodInfo? Perform = ConnectorProperty?.PropertyType.GetMethod("PerformPostgresCancellation", Internal, Type.EmptyTypes);
+    private static readonly PropertyInfo? Performed = NpgsqlConnector.Type?.GetProperty("PostgresCancellationPerformed", Internal);
 
-    private static readonly PropertyInfo? Performed = ConnectorProperty?.PropertyType.GetProperty("PostgresCancellationPerformed", Internal);
+    private static readonly ConstructorInfo? SenderConstructor = NpgsqlConnector.Type?.GetConstructor(Internal, [NpgsqlConnector.Type]);
 
-    private static readonly ConstructorInfo? SenderConstructor = ConnectorProperty?.PropertyType.GetConstructor(Internal, [ConnectorProperty.PropertyType]);
+    private static readonly MethodInfo? SendRequest = NpgsqlConnector.Type?.GetMethod("DoCancelRequest", Internal, [typeof(int), typeof(int)]);
 
-    private static readonly MethodInfo? SendRequest = ConnectorProperty?.PropertyType.GetMethod("DoCancelRequest", Internal, [typeof(int), typeof(int)]);
+    private static readonly PropertyInfo? ProcessId = NpgsqlConnector.Type?.GetProperty("BackendProcessId", Internal);
 
-    private static readonly PropertyInfo? ProcessId = ConnectorProperty?.PropertyType.GetProperty("BackendProcessId", Internal);
-
-    private static readonly FieldInfo? SecretKey = ConnectorProperty?.PropertyType.GetField("_backendSecretKey", Internal);
+    private static readonly FieldInfo? SecretKey = NpgsqlConnector.Type?.GetField("_backendSecretKey", Internal);
 
     /// <summary>Whether the request went out (not whether the server cancelled anything). Never throws.</summary>
     public static bool TrySend(NpgsqlConnection connection)
     {
         try
         {
-            return ConnectorProperty?.GetValue(connection) is { } connector && Perform?.Invoke(connector, null) is true;
+            return NpgsqlConnector.Of(connection) is { } connector && Perform?.Invoke(connector, null) is true;
         }
 #pragma warning disable CA1031 // A cancel that cannot be sent leaves the COPY to end by itself.
         catch (Exception)
@@ -59,7 +57,7 @@ internal static class ServerCancel
     {
         try
         {
-            if (ConnectorProperty?.GetValue(connection) is not { } connector)
+            if (NpgsqlConnector.Of(connection) is not { } connector)
             {
                 return false;
             }
@@ -101,7 +99,7 @@ internal static class ServerCancel
     {
         try
         {
-            if (ConnectorProperty?.GetValue(connection) is not { } connector || Performed is null)
+            if (NpgsqlConnector.Of(connection) is not { } connector || Performed is null)
             {
                 return false;
             }

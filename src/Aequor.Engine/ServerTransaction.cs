@@ -23,7 +23,7 @@ internal enum ServerTransactionStatus
 /// </summary>
 internal static class ServerTransaction
 {
-    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
+    private const BindingFlags Internal = NpgsqlConnector.Members;
 
     // Read once per statement: compiled once, not reflected each time. -1: no connector.
     private static readonly Func<NpgsqlConnection, int>? ReadStatus = CompileReader();
@@ -32,7 +32,7 @@ internal static class ServerTransaction
     {
         try
         {
-            var connectorProperty = typeof(NpgsqlConnection).GetProperty("Connector", Internal);
+            var connectorProperty = NpgsqlConnector.Property;
             var statusProperty = connectorProperty?.PropertyType.GetProperty("TransactionStatus", Internal);
             if (connectorProperty is null || statusProperty is null)
             {
