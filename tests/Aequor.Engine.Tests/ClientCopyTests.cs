@@ -72,32 +72,11 @@ public sealed class ClientCopyTests(PostgresFixture db)
         var table = "client_copy_times_" + Guid.NewGuid().ToString("N")[..10];
         await using var client = NewClient();
         await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (id int, ts timestamp, tz timestamptz, t time)"), default);
-        var values = new object?[][]
-        {
+        await AssertWrittenAsBoundAsync(client, table, "ts, tz, t, ts::text, tz::text, t::text",
+        [
             [1, DateTime.MaxValue, DateTimeOffset.MaxValue, TimeOnly.MaxValue],
             [2, new DateTime(638500000000000016), new DateTime(638500000000009999, DateTimeKind.Utc), new TimeOnly(12, 0).Add(TimeSpan.FromTicks(9))],
-        };
-        using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
-        {
-            foreach (var row in values)
-            {
-                writer.WriteRow(row);
-            }
-
-            writer.Complete();
-        }
-
-        foreach (var row in values)
-        {
-            await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES ($1 + 10, $2, $3, $4)") { PositionalParameters = row }, default);
-        }
-
-        for (var id = 1; id <= 2; id++)
-        {
-            var copied = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t, ts::text, tz::text, t::text FROM {table} WHERE id = {id}");
-            var bound = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t, ts::text, tz::text, t::text FROM {table} WHERE id = {id + 10}");
-            Assert.Equal(bound, copied);
-        }
+        ]);
 
         var ends = await ClientTestKit.ReadRowAsync(client, $"SELECT ts, tz, t::text FROM {table} WHERE id = 1");
         Assert.Equal(DateTime.MaxValue, ends[0]);
@@ -116,13 +95,22 @@ public sealed class ClientCopyTests(PostgresFixture db)
         var table = "client_copy_spans_" + Guid.NewGuid().ToString("N")[..10];
         await using var client = NewClient();
         await client.ExecuteNonQueryAsync(new AequorStatement($"CREATE TABLE {table} (id int, i interval, t time)"), default);
-        var values = new object?[][]
-        {
+        await AssertWrittenAsBoundAsync(client, table, "i, t, i::text, t::text, justify_hours(i)::text",
+        [
             [1, TimeSpan.FromDays(1.5), TimeSpan.FromHours(23.5)],
             [2, TimeSpan.FromDays(-1.5).Add(TimeSpan.FromTicks(-10)), TimeSpan.Zero],
             [3, TimeSpan.FromDays(400).Add(TimeSpan.FromTicks(17)), new TimeSpan(0, 0, 0, 59, 999)],
             [4, TimeSpan.FromHours(-5), TimeSpan.FromMinutes(1)],
-        };
+        ]);
+        Assert.Equal("1 day 12:00:00", await client.ExecuteScalarAsync(new AequorStatement($"SELECT i::text FROM {table} WHERE id = 1"), default));
+    }
+
+    /// <summary>
+    /// Writes each row (an id first) with a table writer, then again with INSERT and the values as parameters (id +
+    /// 10), and compares what the two stored, as <paramref name="read"/> reads it.
+    /// </summary>
+    private static async Task AssertWrittenAsBoundAsync(AequorClient client, string table, string read, object?[][] values)
+    {
         using (var writer = client.OpenTableWriter(table, columns => columns, null, default))
         {
             foreach (var row in values)
@@ -133,19 +121,18 @@ public sealed class ClientCopyTests(PostgresFixture db)
             writer.Complete();
         }
 
+        var placeholders = string.Join(", ", Enumerable.Range(2, values[0].Length - 1).Select(i => "$" + i));
         foreach (var row in values)
         {
-            await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES ($1 + 10, $2, $3)") { PositionalParameters = row }, default);
+            await client.ExecuteNonQueryAsync(new AequorStatement($"INSERT INTO {table} VALUES ($1 + 10, {placeholders})") { PositionalParameters = row }, default);
         }
 
-        for (var id = 1; id <= values.Length; id++)
+        foreach (var id in values.Select(row => (int)row[0]!))
         {
-            var copied = await ClientTestKit.ReadRowAsync(client, $"SELECT i, t, i::text, t::text, justify_hours(i)::text FROM {table} WHERE id = {id}");
-            var bound = await ClientTestKit.ReadRowAsync(client, $"SELECT i, t, i::text, t::text, justify_hours(i)::text FROM {table} WHERE id = {id + 10}");
+            var copied = await ClientTestKit.ReadRowAsync(client, $"SELECT {read} FROM {table} WHERE id = {id}");
+            var bound = await ClientTestKit.ReadRowAsync(client, $"SELECT {read} FROM {table} WHERE id = {id + 10}");
             Assert.Equal(bound, copied);
         }
-
-        Assert.Equal("1 day 12:00:00", await client.ExecuteScalarAsync(new AequorStatement($"SELECT i::text FROM {table} WHERE id = 1"), default));
     }
 
     [Fact]
