@@ -189,21 +189,7 @@ internal static partial class QueryParameters
             throw new ParameterValueException($"{subject} holds an array of more dimensions ({grid.Rank}) with no value to take its type from (empty, or only NULLs): give it a type, e.g. New-Object 'int[,]' 2, 3.");
         }
 
-        var lengths = Enumerable.Range(0, grid.Rank).Select(grid.GetLength).ToArray();
-        var shaped = Array.CreateInstance(element, lengths);
-        var index = new int[lengths.Length];
-        foreach (var value in flat)
-        {
-            shaped.SetValue(value, index);
-
-            // Row-major, as an array enumerates: the last index turns fastest.
-            for (var d = index.Length - 1; d >= 0 && ++index[d] == lengths[d]; d--)
-            {
-                index[d] = d > 0 ? 0 : index[d];
-            }
-        }
-
-        return shaped;
+        return ArrayShapes.Shaped(element, Enumerable.Range(0, grid.Rank).Select(grid.GetLength).ToArray(), flat.Cast<object?>());
     }
 
     private static bool KeepsItsType(Type element) =>
