@@ -109,7 +109,7 @@ public static class CopyRowText
                 dt = dt.AddTicks(-(dt.Ticks % TimeSpan.TicksPerMicrosecond));
                 return dt.Kind == DateTimeKind.Unspecified
                     ? dt.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFF", CultureInfo.InvariantCulture)
-                    : new DateTimeOffset(dt).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFzzz", CultureInfo.InvariantCulture);
+                    : WithOffset(dt).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFzzz", CultureInfo.InvariantCulture);
             case DateTimeOffset dto when dto == DateTimeOffset.MaxValue:
                 return "infinity";
             case DateTimeOffset dto when dto == DateTimeOffset.MinValue:
@@ -167,6 +167,22 @@ public static class CopyRowText
         var size = (ulong)Math.Abs(micro);
         return string.Create(CultureInfo.InvariantCulture,
             $"{(days != 0 ? $"{days} days " : string.Empty)}{(micro < 0 ? "-" : string.Empty)}{size / 3_600_000_000}:{size / 60_000_000 % 60:00}:{size / 1_000_000 % 60:00}.{size % 1_000_000:000000}");
+    }
+
+    /// <summary>A Local or Utc DateTime with its offset; refused when its instant falls outside the years 1 to 9999 in UTC.</summary>
+    private static DateTimeOffset WithOffset(DateTime dt)
+    {
+        try
+        {
+            return new DateTimeOffset(dt);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            // A local time in the first or last hours of the calendar: the zone's offset carries it out of DateTime's range.
+            var offset = TimeZoneInfo.Local.GetUtcOffset(dt);
+            throw new UnwritableValueException(dt, string.Create(CultureInfo.InvariantCulture,
+                $"the local time {dt:yyyy-MM-dd HH:mm:ss} (UTC{(offset < TimeSpan.Zero ? "-" : "+")}{offset:hh\\:mm}) is outside the years 1 to 9999 in UTC, where no time can be held. Give it with Kind Unspecified (its wall clock), or [datetime]::MinValue / MaxValue for -infinity / infinity."));
+        }
     }
 
     /// <summary>{a,"b c",NULL}: every element quoted, so commas, braces, quotes and the word NULL stay text.</summary>

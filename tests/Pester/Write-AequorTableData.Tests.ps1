@@ -160,6 +160,21 @@ id,name,born,active,score,doc,tags
         $rows.flags | Should -Be @('{t,f}', '{t,f}')
     }
 
+    It 'refuses a local time the client''s zone carries out of the years 1 to 9999 in UTC, naming the row and column' {
+        . (Join-Path $PSScriptRoot 'Support/FreshPwsh.ps1')
+        $t = "wt_edge_$Suffix$(Get-Random)"
+        $null = Invoke-AequorQuery "CREATE TABLE $t (id int, at timestamptz)" -Session $S
+        $run = Invoke-FreshPwsh -Environment @{ TZ = 'Asia/Tokyo' } -Script @"
+Import-Module '$env:AEQUOR_MODULE_PATH'
+`$null = Connect-Aequor '$env:AEQUOR_TEST_APP_CONNECTION' -LeaseMode Optional
+`$early = [datetime]::SpecifyKind([datetime]::new(1, 1, 1, 0, 30, 0), [DateTimeKind]::Local)
+`$message = try { @{ id = 1; at = [datetime]'2024-01-01' }, @{ id = 2; at = `$early } | Write-AequorTableData -Table $t -ErrorAction Stop; 'written' } catch { `$_.Exception.Message }
+'RESULT:' + (@{ Message = `$message } | ConvertTo-Json -Compress)
+"@
+        $run.Result.Message | Should -BeLike "*Row 2, column 'at': the local time 0001-01-01 00:30:00 (UTC+09:*) is outside the years 1 to 9999 in UTC*" -Because (Format-FreshPwsh $run)
+        Get-Count $t | Should -Be 0
+    }
+
     It 'writes 10,000 rows in one call' {
         $t = New-People
         $n = 1..10000 | ForEach-Object { [pscustomobject]@{ id = $_; name = "n$_" } } | Write-AequorTableData -Table $t -Session $S -PassThru
