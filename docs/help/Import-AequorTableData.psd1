@@ -16,7 +16,7 @@ All rows are imported or none: COPY is one statement. A row the server refuses (
         Session        = 'The session (or its name) to import on. By default, the runspace''s default session.'
         NoHeader       = 'The first line is a row, not the column names.'
         Delimiter      = 'The character between fields: one ASCII character other than a double quote or a line break. A comma by default.'
-        PassThru       = 'Writes the number of rows imported (an Int64): the server''s own count, so a row a BEFORE INSERT trigger kept out is not counted.'
+        PassThru       = 'Writes the number of rows imported (an Int64): the server''s own count, so a row a BEFORE INSERT trigger kept out is not counted. COPY runs the table''s triggers and checks its constraints, but not its rules: a table with an ON INSERT DO INSTEAD rule gets the rows itself, where an INSERT would be redirected.'
         CommandTimeout = 'Seconds each round trip of the COPY may take, 1 to 2147483 (0, no limit, is refused: a COPY whose server stopped reading would wait for ever where nobody is there to press Ctrl+C, as in a scheduled job). By default the session''s command timeout.'
     }
     Examples    = @(
