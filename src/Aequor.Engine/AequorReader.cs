@@ -274,6 +274,12 @@ public sealed class AequorReader : IAsyncDisposable
                 return value;
             }
 
+            if (value is DateTime && PostgresTimestamps.IsTimestamp(reader.GetDataTypeName(ordinal)))
+            {
+                // A scalar takes this path, not the reader's per-column one: Npgsql's DateTime wraps far years round.
+                return PostgresTimestamps.Read(reader, ordinal, PostgresTimestamps.KindOf(reader.GetDataTypeName(ordinal)));
+            }
+
             if (value is TimeSpan or TimeSpan[] or TimeSpan?[] && IsInterval(reader, ordinal))
             {
                 // Npgsql reads an interval with negative months as a TimeSpan without them: read it whole.

@@ -57,6 +57,9 @@ public sealed class ClientDateTimeEdgeTests(PostgresFixture db)
 
         // Only the value (and its array) that DateTime cannot hold: the rest of the row reads as ever.
         Assert.Equal(new DateTime(2024, 1, 2), Assert.IsType<DateTime>(row[2]));
+
+        // A scalar (-As Scalar) alike: 294276 AD came back from it as a DateTime in 1998.
+        Assert.Equal(text, Assert.IsType<string>(await client.ExecuteScalarAsync(new AequorStatement($"SELECT {expression}"), CancellationToken.None)));
     }
 
     /// <summary>Every date the server has, a sample across its whole range, against the server's own text.</summary>
