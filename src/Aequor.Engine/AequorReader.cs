@@ -306,9 +306,10 @@ public sealed class AequorReader : IAsyncDisposable
         {
             return AsText(reader, ordinal, ex);
         }
-        catch (ArgumentOutOfRangeException ex)
+        catch (ArgumentException ex)
         {
-            // Npgsql's DateOnly and TimeOnly refuse a date past 9999 or BC, and 24:00:00, with .NET's own message.
+            // Npgsql's DateOnly and TimeOnly refuse a date past 9999 or BC, and 24:00:00, its DateTimeOffset a timetz
+            // offset with seconds, with .NET's own message.
             return AsText(reader, ordinal, ex);
         }
     }
@@ -335,7 +336,7 @@ public sealed class AequorReader : IAsyncDisposable
                 return PostgresText.Numeric(bytes);
             }
 
-            if (PostgresDateText.Read(reader, ordinal) is { } date)
+            if ((PostgresDateText.Read(reader, ordinal) ?? PostgresTimeWithZone.Read(reader, ordinal)) is { } date)
             {
                 return date;
             }

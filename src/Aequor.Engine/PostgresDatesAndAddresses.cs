@@ -34,7 +34,7 @@ internal static class PostgresDatesAndAddresses
 
         if (element == typeof(DateTimeOffset) && reader.GetDataTypeName(ordinal).StartsWith("time with", StringComparison.Ordinal))
         {
-            return Texts(value, v => TimeWithZone((DateTimeOffset)v));
+            return PostgresTimeWithZone.Read(reader, ordinal);
         }
 
         if (element == typeof(IPAddress))
@@ -105,22 +105,6 @@ internal static class PostgresDatesAndAddresses
 
         value = texts;
         return true;
-    }
-
-    /// <summary>time_out of timetz: the time (fraction without trailing zeros), then the offset: +HH, +HH:MM when it has minutes.</summary>
-    private static string TimeWithZone(DateTimeOffset value)
-    {
-        var time = value.DateTime.TimeOfDay;
-        var text = time.ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture);
-        var fraction = time.Ticks % TimeSpan.TicksPerSecond;
-        if (fraction != 0)
-        {
-            text += "." + (fraction / 10).ToString("000000", CultureInfo.InvariantCulture).TrimEnd('0');
-        }
-
-        var offset = value.Offset;
-        text += (offset < TimeSpan.Zero ? "-" : "+") + Math.Abs(offset.Hours).ToString("00", CultureInfo.InvariantCulture);
-        return offset.Minutes != 0 ? text + ":" + Math.Abs(offset.Minutes).ToString("00", CultureInfo.InvariantCulture) : text;
     }
 
     /// <summary>inet_out: the address, then /bits — for inet only when the prefix is shorter than the address.</summary>

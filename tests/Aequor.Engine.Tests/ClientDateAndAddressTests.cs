@@ -77,6 +77,28 @@ public sealed class ClientDateAndAddressTests(PostgresFixture db)
     }
 
     /// <summary>
+    /// timetz values Npgsql's DateTimeOffset cannot hold, in a row, arrays of one and two dimensions and a scalar: 24:00:00
+    /// came back as 00:00:00; an offset with seconds, or of more than 14 hours, failed (.NET's "Offset must be specified
+    /// in whole minutes", or naming the column and the cast).
+    /// </summary>
+    [Theory]
+    [InlineData("'24:00:00+02'::timetz")]
+    [InlineData("'24:00:00-00:00:30'::timetz")]
+    [InlineData("'12:00:00+05:30:15'::timetz")]
+    [InlineData("'23:59:59.999999-15:59'::timetz")]
+    [InlineData("'00:00:00.5+15:59:59'::timetz")]
+    public async Task Timetz_beyond_DateTimeOffset_reads_as_the_servers_text(string expression)
+    {
+        await using var client = NewClient();
+        var row = await ClientTestKit.ReadRowAsync(client, $"SELECT {expression}, format('%s', {expression}), ARRAY[{expression}, NULL], ARRAY[[{expression}], ['10:00+01'::timetz]]");
+        var text = Assert.IsType<string>(row[1]);
+        Assert.Equal(text, Assert.IsType<string>(row[0]));
+        Assert.Equal(new[] { text, null }, Assert.IsType<string?[]>(row[2]));
+        Assert.Equal(new[,] { { text }, { "10:00:00+01" } }, Assert.IsType<string[,]>(row[3]));
+        Assert.Equal(text, await client.ExecuteScalarAsync(new AequorStatement($"SELECT {expression}"), CancellationToken.None));
+    }
+
+    /// <summary>
     /// inet is read once, with its prefix length: in every shape a column can take, over several rows (the reading is
     /// chosen once per result set), as the server's text for it.
     /// </summary>
