@@ -601,7 +601,7 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
 
     /// <summary>
     /// A column is typed when all its values share one type (the engine gives text for types with no
-    /// plain .NET equivalent, or a numeric beyond decimal's range); otherwise it holds objects.
+    /// plain .NET equivalent, or a numeric beyond decimal's range) and the typed column keeps them; otherwise it holds objects.
     /// </summary>
     private static DataTable ToTable(string[] names, Type[] fieldTypes, List<object[]> rows)
     {
@@ -612,7 +612,18 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             var type = types.Count == 1 ? types[0]
                 : types.Count == 0 && fieldTypes[i].Assembly == typeof(object).Assembly ? fieldTypes[i]
                 : typeof(object);
-            table.Columns.Add(names[i], type);
+            if ((type == typeof(double) || type == typeof(float)) && rows.Any(r => r[i] is double d && d == 0 && double.IsNegative(d) || r[i] is float f && f == 0 && float.IsNegative(f)))
+            {
+                // A typed column hands back its boxed default for any value equal to it: -0 came back as 0.
+                type = typeof(object);
+            }
+
+            var column = table.Columns.Add(names[i], type);
+            if (type == typeof(DateTime) && rows.All(r => r[i] is not DateTime time || time.Kind == DateTimeKind.Utc))
+            {
+                // A column's default mode (UnspecifiedLocal) strips a timestamptz's Kind Utc, which the rows keep.
+                column.DateTimeMode = DataSetDateTime.Utc;
+            }
         }
 
         table.BeginLoadData();

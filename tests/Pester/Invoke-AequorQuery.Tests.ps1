@@ -397,6 +397,21 @@ Describe 'Invoke-AequorQuery -As' {
         $tables[1].Rows[0]['one'] | Should -Be 1
     }
 
+    It 'DataTable keeps the values rows give: a timestamptz in UTC, a timestamp unspecified, a float''s -0' {
+        $query = "SELECT '2024-05-06 07:08:09+02'::timestamptz AS tz, '2024-05-06 07:08:09'::timestamp AS ts, '-0'::float8 AS f, '-0'::float4 AS r, 1.5::float8 AS g"
+        $row = Invoke-AequorQuery $query
+        $table = Invoke-AequorQuery $query -As DataTable
+        $row.tz.Kind | Should -Be 'Utc'
+        $table.Rows[0]['tz'].Kind | Should -Be 'Utc'
+        $table.Rows[0]['tz'] | Should -Be $row.tz
+        $table.Rows[0]['tz'].ToLocalTime() | Should -Be $row.tz.ToLocalTime()
+        $table.Rows[0]['ts'].Kind | Should -Be 'Unspecified'
+        [double]::IsNegative($row.f) | Should -BeTrue
+        [double]::IsNegative($table.Rows[0]['f']) | Should -BeTrue
+        [single]::IsNegative($table.Rows[0]['r']) | Should -BeTrue
+        $table.Columns['g'].DataType | Should -Be ([double])
+    }
+
     It 'PSObject is the default and can be named' {
         (Invoke-AequorQuery 'SELECT 1 AS a' -As PSObject).a | Should -Be 1
     }
