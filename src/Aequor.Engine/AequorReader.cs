@@ -191,6 +191,7 @@ public sealed class AequorReader : IAsyncDisposable
         {
             if (PostgresDatesAndAddresses.TryReadInet(_reader, ordinal, reading == ColumnReading.InetArray, out var inet))
             {
+                ArrayBounds.Check(_reader, ordinal, inet);
                 return inet;
             }
 
@@ -257,6 +258,13 @@ public sealed class AequorReader : IAsyncDisposable
     }
 
     internal static object? ConvertValue(NpgsqlDataReader reader, int ordinal)
+    {
+        var value = Converted(reader, ordinal);
+        ArrayBounds.Check(reader, ordinal, value);
+        return value;
+    }
+
+    private static object? Converted(NpgsqlDataReader reader, int ordinal)
     {
         try
         {

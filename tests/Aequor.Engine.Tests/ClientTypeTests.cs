@@ -205,4 +205,33 @@ public sealed class ClientTypeTests(PostgresFixture db)
             await db.ScalarAsync<int>($"DROP TYPE {name}; SELECT 1");
         }
     }
+
+    /// <summary>
+    /// An array not indexed from 1 ('[0:2]={1,2,3}') read exactly as one that is, every element's index silently off:
+    /// refused, in rows and as a scalar, naming the column and the renumbering; renumbered it reads, and arrays from 1
+    /// (empty, NULL, of many dimensions) read as ever.
+    /// </summary>
+    [Theory]
+    [InlineData("'[0:2]={1,2,3}'::int[]", "v[:]")]
+    [InlineData("'[2:3]={a,b}'::text[]", "v[:]")]
+    [InlineData("'[1:2][0:1]={{1,2},{3,4}}'::int[]", "v[:][:]")]
+    [InlineData("'[0:0]={10.0.0.1/8}'::inet[]", "v[:]")]
+    [InlineData("'[-1:-1]={2020-01-01}'::timestamp[]", "v[:]")]
+    [InlineData("'[0:0]={\"1 mon\"}'::interval[]", "v[:]")]
+    public async Task An_array_not_indexed_from_1_is_refused_naming_the_column(string expression, string renumbered)
+    {
+        await using var client = NewClient();
+        var select = $"SELECT {expression} AS v";
+        var read = await Assert.ThrowsAnyAsync<Exception>(() => ClientTestKit.ReadRowAsync(client, select));
+        Assert.Contains("Column 1 ('v'", read.Message, StringComparison.Ordinal);
+        Assert.Contains($"({renumbered})", read.Message, StringComparison.Ordinal);
+        var scalar = await Assert.ThrowsAnyAsync<Exception>(() => client.ExecuteScalarAsync(new AequorStatement(select), CancellationToken.None));
+        Assert.Contains($"({renumbered})", scalar.Message, StringComparison.Ordinal);
+
+        var row = await ClientTestKit.ReadRowAsync(client, $"SELECT {renumbered}, '{{}}'::int[], NULL::int[], '{{{{1}},{{2}}}}'::int[] FROM ({select}) AS x");
+        Assert.NotEmpty(Assert.IsAssignableFrom<Array>(row[0]));
+        Assert.Empty(Assert.IsType<int[]>(row[1]));
+        Assert.Null(row[2]);
+        Assert.Equal(new[,] { { 1 }, { 2 } }, Assert.IsType<int[,]>(row[3]));
+    }
 }
