@@ -261,6 +261,7 @@ public sealed class AequorReader : IAsyncDisposable
     {
         var value = Converted(reader, ordinal);
         ArrayBounds.Check(reader, ordinal, value);
+        RecordFields.Check(reader, ordinal, value);
         return value;
     }
 

@@ -234,4 +234,29 @@ public sealed class ClientTypeTests(PostgresFixture db)
         Assert.Null(row[2]);
         Assert.Equal(new[,] { { 1 }, { 2 } }, Assert.IsType<int[,]>(row[3]));
     }
+
+    /// <summary>
+    /// An anonymous record's fields were read by Npgsql without the engine's care for a column: 294276 AD came back in
+    /// 1998, -1 month as a zero TimeSpan, a timetz of 24:00 in year 1, an inet without its prefix. Refused naming the
+    /// column; a record of plain fields (numbers, text, NULL, nested) reads as before, as object[].
+    /// </summary>
+    [Theory]
+    [InlineData("ROW('294276-01-01'::timestamp)")]
+    [InlineData("ROW(1, '-1 mon'::interval)")]
+    [InlineData("ROW('24:00+02'::timetz)")]
+    [InlineData("ROW(ROW('1.2.3.4/24'::inet))")]
+    [InlineData("ARRAY[ROW(1), ROW('[1,2)'::int4range)]")]
+    public async Task A_record_with_a_field_it_cannot_carry_is_refused_naming_the_column(string expression)
+    {
+        await using var client = NewClient();
+        var select = $"SELECT {expression} AS v";
+        var read = await Assert.ThrowsAnyAsync<Exception>(() => ClientTestKit.ReadRowAsync(client, select));
+        Assert.Contains("Column 1 ('v', type record", read.Message, StringComparison.Ordinal);
+        Assert.Contains("(v::text)", read.Message, StringComparison.Ordinal);
+        var scalar = await Assert.ThrowsAnyAsync<Exception>(() => client.ExecuteScalarAsync(new AequorStatement(select), CancellationToken.None));
+        Assert.Contains("(v::text)", scalar.Message, StringComparison.Ordinal);
+
+        var row = await ClientTestKit.ReadRowAsync(client, "SELECT ROW(1, 'a', NULL::int, 2.5::numeric, ROW(true, 3::bigint))");
+        Assert.Equal(new object?[] { 1, "a", null, 2.5m, new object?[] { true, 3L } }, Assert.IsType<object[]>(row[0]));
+    }
 }
