@@ -619,7 +619,7 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             }
 
             var column = table.Columns.Add(names[i], type);
-            if (type == typeof(DateTime) && rows.All(r => r[i] is not DateTime time || time.Kind == DateTimeKind.Utc))
+            if (type == typeof(DateTime) && rows.Any(r => r[i] is DateTime) && rows.All(r => r[i] is not DateTime time || time.Kind == DateTimeKind.Utc))
             {
                 // A column's default mode (UnspecifiedLocal) strips a timestamptz's Kind Utc, which the rows keep.
                 column.DateTimeMode = DataSetDateTime.Utc;

@@ -410,6 +410,9 @@ Describe 'Invoke-AequorQuery -As' {
         [double]::IsNegative($table.Rows[0]['f']) | Should -BeTrue
         [single]::IsNegative($table.Rows[0]['r']) | Should -BeTrue
         $table.Columns['g'].DataType | Should -Be ([double])
+
+        # With no rows, nothing says the column is UTC: a row added to it later keeps its own Kind.
+        (Invoke-AequorQuery "$query WHERE false" -As DataTable).Columns['ts'].DateTimeMode | Should -Be 'UnspecifiedLocal'
     }
 
     It 'PSObject is the default and can be named' {
