@@ -123,9 +123,30 @@ public sealed partial class AequorClient
             EventDispatch.Raise(start, this, new AequorQueryStartEvent(sql, 0, DateTimeOffset.UtcNow), Counters);
         }
 
-        NpgsqlCopyTextWriter copy;
         // The COPY waits for the table's lock before the server takes any row: a token cancelled meanwhile stops it.
         var stop = new CopyStop(connection);
+        var copy = await BeginCopyAsync(connection, stop, sql, startedAt, generation, $"The COPY into {table}", "nothing was written",
+            $"The connection was lost as the COPY into {table} began: nothing was written.", cancellationToken).ConfigureAwait(false);
+        if (commandTimeout is > 0)
+        {
+            copy.Timeout = commandTimeout.Value * 1000;
+        }
+
+        return new AequorTableWriter(this, connection, stop, copy, generation, quoted, columns, types, sql, startedAt);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="sql"/> (COPY … FROM STDIN) with <paramref name="stop"/> armed, as the server may hold it
+    /// waiting for the table's lock before it asks for the data. A cancel or a lost connection meanwhile throws what
+    /// the caller's load says (nothing was sent but the statement); a COPY that began as the cancel went is ended
+    /// unused with CopyFail.
+    /// </summary>
+    /// <param name="load">"The COPY into t" or "The import into t".</param>
+    /// <param name="nothing">"nothing was written" or "nothing was imported".</param>
+    /// <param name="lost">The message for a connection lost as the COPY began.</param>
+    private async Task<NpgsqlCopyTextWriter> BeginCopyAsync(NpgsqlConnection connection, CopyStop stop, string sql, long startedAt, long generation, string load, string nothing, string lost, CancellationToken cancellationToken)
+    {
+        NpgsqlCopyTextWriter copy;
         stop.Arm(cancellationToken);
         try
         {
@@ -140,48 +161,30 @@ public sealed partial class AequorClient
         }
         catch (Exception ex) when (stop.Requested)
         {
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync($"The COPY into {table}", "nothing was written", generation, stop, ex, cancellationToken).ConfigureAwait(false));
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, nothing, generation, stop, ex, cancellationToken).ConfigureAwait(false));
         }
         catch (Exception ex) when (_connection is { } current && !IsAlive(current))
         {
             await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
-            throw RaiseLoadError(sql, startedAt, new AequorCopyFailedException($"The connection was lost as the COPY into {table} began: nothing was written.", ex));
+            throw RaiseLoadError(sql, startedAt, new AequorCopyFailedException(lost, ex));
         }
         catch (Exception ex)
         {
-            if (ex is PostgresException)
-            {
-                NoteTransactionError(ex);
-                ObserveServerTransaction(generation);
-            }
-
+            // Only a server error (a SQLSTATE) aborts an open transaction.
+            NoteTransactionError(ex);
+            ObserveServerTransaction(generation);
             RaiseLoadError(sql, startedAt, ex);
             throw;
         }
 
         if (stop.Requested)
         {
-            // The table's lock came as the cancel went: the COPY began, and is ended here unused (CopyFail).
-            try
-            {
-                copy.Cancel();
-                copy.Dispose();
-            }
-#pragma warning disable CA1031 // A COPY that cannot be ended leaves a connection found dead or dropped below.
-            catch (Exception)
-#pragma warning restore CA1031
-            {
-            }
-
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync($"The COPY into {table}", "nothing was written", generation, stop, null, cancellationToken).ConfigureAwait(false));
+            // The table's lock came as the cancel went: the COPY began, and is ended here unused.
+            EndCopyWithCopyFail(copy, stop, connection, generation);
+            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, nothing, generation, stop, null, cancellationToken).ConfigureAwait(false));
         }
 
-        if (commandTimeout is > 0)
-        {
-            copy.Timeout = commandTimeout.Value * 1000;
-        }
-
-        return new AequorTableWriter(this, connection, stop, copy, generation, quoted, columns, types, sql, startedAt);
+        return copy;
     }
 
     /// <summary>

@@ -108,46 +108,11 @@ public sealed partial class AequorClient
             EventDispatch.Raise(start, this, new AequorQueryStartEvent(sql, 0, DateTimeOffset.UtcNow), Counters);
         }
 
-        NpgsqlCopyTextWriter copy;
         // Stops each wait the server holds up, as a table writer's: a cancel request, the connection cut if unanswered.
         var stop = new CopyStop(connection);
         var load = $"The import into {table}";
-        // The COPY may wait for a lock before the server asks for the data.
-        stop.Arm(cancellationToken);
-        try
-        {
-            try
-            {
-                copy = connection.BeginTextImport(sql);
-            }
-            finally
-            {
-                stop.Disarm();
-            }
-        }
-        catch (Exception ex) when (stop.Requested)
-        {
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, "nothing was imported", generation, stop, ex, cancellationToken).ConfigureAwait(false));
-        }
-        catch (Exception ex) when (_connection is { } current && !IsAlive(current))
-        {
-            await MarkDeadAsync(generation, "copy", ex).ConfigureAwait(false);
-            throw RaiseLoadError(sql, startedAt, new AequorCopyFailedException($"The connection was lost as the import into {table} began: nothing was imported, and it was not sent again.", ex));
-        }
-        catch (Exception ex)
-        {
-            NoteTransactionError(ex);
-            ObserveServerTransaction(generation);
-            RaiseLoadError(sql, startedAt, ex);
-            throw;
-        }
-
-        if (stop.Requested)
-        {
-            // The table's lock came as the cancel went: the COPY began, and is ended here unused.
-            EndCopyWithCopyFail(copy, stop, connection, generation);
-            throw RaiseLoadError(sql, startedAt, await CancelledBeginningAsync(load, "nothing was imported", generation, stop, null, cancellationToken).ConfigureAwait(false));
-        }
+        var copy = await BeginCopyAsync(connection, stop, sql, startedAt, generation, load, "nothing was imported",
+            $"The connection was lost as the import into {table} began: nothing was imported, and it was not sent again.", cancellationToken).ConfigureAwait(false);
 
         if (import.CommandTimeout is > 0)
         {

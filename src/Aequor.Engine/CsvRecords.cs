@@ -85,8 +85,7 @@ internal sealed class CsvRecords
 
             if (c is not ('"' or '\n' or '\r'))
             {
-                // The run up to the next quote or line break in one vectorised search: a per-character loop made a
-                // 400,000-row import 40 % slower.
+                // The run up to the next quote or line break in one vectorised search, not a branch per character.
                 var next = span[(i + 1)..].IndexOfAny(QuotesAndLineBreaks);
                 i = next < 0 ? span.Length - 1 : i + next;
                 _partial = true;
