@@ -99,6 +99,18 @@ function Get-ExpectedDependencies([string] $Publish) {
     }
 }
 
+# The folder under dependencies/ with the ReadyToRun build (DependencyFolder.Precompiled in the module's code).
+$PrecompiledFolder = 'net10.0-linux-x64'
+
+# True when the assembly carries precompiled code (a ReadyToRun header), not IL alone.
+function Test-ReadyToRun([string] $Path) {
+    $stream = [IO.File]::OpenRead($Path)
+    try {
+        $reader = [Reflection.PortableExecutable.PEReader]::new($stream)
+        try { $reader.PEHeaders.CorHeader.ManagedNativeHeaderDirectory.Size -gt 0 } finally { $reader.Dispose() }
+    } finally { $stream.Dispose() }
+}
+
 # One Aequor.Format.ps1xml from src/Aequor.PowerShell/Formats/*.Format.ps1xml: adding a view is adding a file.
 function Merge-FormatFiles([string] $Destination) {
     $merged = [xml]'<?xml version="1.0" encoding="utf-8"?><Configuration><ViewDefinitions/></Configuration>'
@@ -122,6 +134,13 @@ function Invoke-Build {
     if (Test-Path $publish) { Remove-Item -Recurse -Force $publish }
     Invoke-Native dotnet @('publish', (Join-Path $Root 'src/Aequor.PowerShell/Aequor.PowerShell.csproj'),
         '-c', $Configuration, '-o', $publish, '--nologo', '-v', 'q') 'dotnet publish'
+    # The same engine and Npgsql precompiled for PowerShell 7.6 (.NET 10) on Linux x64: its first connect compiles
+    # about half the methods (src/Aequor.PowerShell/Loading/DependencyFolder.cs picks the folder at import).
+    $precompiled = Join-Path $OutDir "publish/Aequor.Engine-$PrecompiledFolder"
+    if (Test-Path $precompiled) { Remove-Item -Recurse -Force $precompiled }
+    Invoke-Native dotnet @('publish', (Join-Path $Root 'src/Aequor.Engine/Aequor.Engine.csproj'),
+        '-c', $Configuration, '-f', 'net10.0', '-r', 'linux-x64', '--self-contained', 'false', '-p:PublishReadyToRun=true',
+        '-o', $precompiled, '--nologo', '-v', 'q') 'dotnet publish (ReadyToRun, net10.0 linux-x64)'
 
     if (Test-Path (Join-Path $OutDir 'Aequor')) { Remove-Item -Recurse -Force (Join-Path $OutDir 'Aequor') }
     $dependencies = Join-Path $stage 'dependencies'
@@ -139,6 +158,9 @@ function Invoke-Build {
     Copy-Item (Join-Path $publish 'Aequor.PowerShell.dll') -Destination $stage
     Get-ChildItem $publish -Filter *.dll | Where-Object Name -notin 'Aequor.PowerShell.dll', 'System.Management.Automation.dll' |
         Copy-Item -Destination $dependencies
+    $precompiledStage = Join-Path $dependencies $PrecompiledFolder
+    New-Item -ItemType Directory -Force $precompiledStage | Out-Null
+    Get-ChildItem $precompiled -Filter *.dll | Copy-Item -Destination $precompiledStage
     Merge-FormatFiles (Join-Path $stage 'Aequor.Format.ps1xml')
 
     Write-Step 'Generate help and check the module against its manifest (child pwsh)'
@@ -152,6 +174,8 @@ function Invoke-Build {
     if ($missing) { throw "The staged module lacks: $($missing -join ', ')" }
     $stray = Get-ChildItem $stage -Filter *.dll | Where-Object Name -ne 'Aequor.PowerShell.dll'
     if ($stray) { throw "Only Aequor.PowerShell.dll belongs at the module root; found $($stray.Name -join ', ')." }
+    $notPrecompiled = 'Aequor.Engine.dll', 'Npgsql.dll' | Where-Object { -not (Test-ReadyToRun (Join-Path $precompiledStage $_)) }
+    if ($notPrecompiled) { throw "dependencies/$PrecompiledFolder holds IL-only $($notPrecompiled -join ', '): the ReadyToRun publish did not precompile them." }
     Test-ModuleManifest -Path (Join-Path $stage 'Aequor.psd1') -ErrorAction Stop | Out-Null
     Write-Host "    staged $stage"
 }

@@ -11,7 +11,6 @@ namespace Aequor.PowerShell.Loading;
 internal static class EngineResolver
 {
     public const string EngineAssemblyName = "Aequor.Engine";
-    public const string DependenciesFolder = "dependencies";
 
     private static readonly object Gate = new();
     private static EngineLoadContext? _context;
@@ -25,7 +24,7 @@ internal static class EngineResolver
             lock (Gate)
             {
                 return _context ??= new EngineLoadContext(
-                    Path.Combine(Path.GetDirectoryName(typeof(EngineResolver).Assembly.Location)!, DependenciesFolder));
+                    DependencyFolder.For(Path.GetDirectoryName(typeof(EngineResolver).Assembly.Location)!));
             }
         }
     }
