@@ -273,6 +273,15 @@ public sealed partial class InvokeAequorQueryCommand : AequorCmdlet
             return "Several statements cannot share $1-style parameters in one call: use @name parameters with a hashtable (each statement is then sent on its own), or one call per statement.";
         }
 
+        // Npgsql asks for every column in binary; a type without a binary form fails the statement, and the server's
+        // text names neither the column nor the way out. SELECT * FROM pg_class (relacl) or pg_database (datacl) meet it.
+        const string NoBinary = "no binary output function available for type ";
+        if (serverText.StartsWith(NoBinary, StringComparison.Ordinal))
+        {
+            var type = serverText[NoBinary.Length..].Trim();
+            return $"A column of type {type} (or an array of it, such as the catalogues' privilege columns relacl, datacl, nspacl, proacl, attacl) cannot be sent in binary, the form every column is read in: cast it to text in the query (relacl::text), or name the columns you need instead of *.";
+        }
+
         return null;
     }
 

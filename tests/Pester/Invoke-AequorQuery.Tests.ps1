@@ -688,6 +688,18 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         "$($err[0])" | Should -Match 'HINT: No function matches the given name and argument types'
     }
 
+    It 'says how to read a column PostgreSQL cannot send in binary (aclitem[]: relacl), and the session goes on' {
+        $err = $null
+        $out = Invoke-AequorQuery 'SELECT relname, relacl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1' -ErrorVariable err -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].Exception.SqlState | Should -Be '42883'
+        "$($err[0])" | Should -Match 'A column of type aclitem \(or an array of it.*cast it to text in the query \(relacl::text\), or name the columns you need instead of \*'
+        $row = Invoke-AequorQuery 'SELECT relname, relacl::text AS acl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1'
+        $row.acl | Should -BeOfType [string]
+        $row.acl | Should -Match '^\{.*=.*/.*\}$'
+    }
+
     It 'too few -Parameters is refused before sending (the server''s 08P01 would cost the connection), and the session goes on' {
         $errs = $null
         Invoke-AequorQuery 'SELECT $1::int, $2::int' -Parameters 1 -ErrorVariable errs -ErrorAction SilentlyContinue
