@@ -113,6 +113,13 @@ public sealed partial class AequorClient
                     }
 
                     var plan = inTransaction ? PlanCommitProbe(statement.CommandText) : PlanPrefix(connection, statement.CommandText);
+                    var describeFirst = TextOnlyColumns.MayReturn(statement.CommandText);
+                    if (describeFirst)
+                    {
+                        // A batch cannot ask for some columns as text: a probe or renewal due now goes alone, first.
+                        plan = plan with { Standalone = true };
+                    }
+
                     if (plan is { Kind: not PrefixKind.None, Standalone: true })
                     {
                         var outcome = await RunStandalonePrefixAsync(connection, plan, cancellationToken).ConfigureAwait(false);
@@ -148,6 +155,11 @@ public sealed partial class AequorClient
                         }
 
                         attempt.Stage = SendStage.Sent;
+                        if (describeFirst)
+                        {
+                            plain.UnknownResultTypeList = await TextOnlyColumns.DescribeAsync(plain, synchronous, cancellationToken).ConfigureAwait(false);
+                        }
+
                         reader = synchronous
                             ? plain.ExecuteReader()
                             : await plain.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

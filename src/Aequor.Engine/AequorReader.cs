@@ -328,10 +328,16 @@ public sealed class AequorReader : IAsyncDisposable
     /// precision, an interval with months, a date or timestamp beyond DateTime (rendered here: they arrived in
     /// binary), or whatever Npgsql can give as text. Otherwise the error names the column and the way out.
     /// </summary>
-    private static object AsText(NpgsqlDataReader reader, int ordinal, Exception cause)
+    private static object? AsText(NpgsqlDataReader reader, int ordinal, Exception cause)
     {
         try
         {
+            if (reader.IsDBNull(ordinal))
+            {
+                // Npgsql refuses even a NULL of a type it has no reading for (a relacl of NULL): NULL is NULL.
+                return null;
+            }
+
             if (IsInterval(reader, ordinal))
             {
                 return ReadInterval(reader, ordinal);

@@ -11,11 +11,15 @@ namespace Aequor.Engine;
 /// </summary>
 internal static class UnknownTypes
 {
+    private const uint FirstNormalObjectId = 16384;
+
     public static bool IsUnknown(NpgsqlDataReader reader, int ordinal)
     {
         try
         {
-            return reader.GetPostgresType(ordinal) is UnknownBackendType;
+            // A built-in type Npgsql has no reading for (anyarray in pg_stats) was not created since: its oid is below
+            // FirstNormalObjectId, where every type a CREATE makes lies above it.
+            return reader.GetPostgresType(ordinal) is UnknownBackendType && reader.GetDataTypeOID(ordinal) >= FirstNormalObjectId;
         }
         catch (Exception ex) when (ex is InvalidOperationException or IndexOutOfRangeException)
         {

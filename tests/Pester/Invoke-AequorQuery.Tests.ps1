@@ -688,16 +688,29 @@ Describe 'Invoke-AequorQuery -File, errors and timeouts' {
         "$($err[0])" | Should -Match 'HINT: No function matches the given name and argument types'
     }
 
-    It 'says how to read a column PostgreSQL cannot send in binary (aclitem[]: relacl), and the session goes on' {
+    It 'reads the catalogues whole: privileges (aclitem[]), oid aliases and expressions as the server''s text, as psql shows them' {
+        $databases = @(Invoke-AequorQuery 'SELECT * FROM pg_database ORDER BY datname')
+        $databases.Count | Should -BeGreaterOrEqual 3
+        $template0 = $databases | Where-Object datname -eq 'template0'
+        $template0.datacl | Should -BeOfType [string]
+        $template0.datacl | Should -Be (Invoke-AequorQuery -As Scalar "SELECT datacl::text FROM pg_database WHERE datname = 'template0'")
+        $template0.datallowconn | Should -BeFalse
+        Invoke-AequorQuery -As Scalar "SELECT 'pg_class'::regclass" | Should -Be 'pg_class'
+        (Invoke-AequorQuery "SELECT oid::regclass AS rel, relkind FROM pg_class WHERE relname = 'pg_proc'").rel | Should -Be 'pg_proc'
+        @(Invoke-AequorQuery 'SELECT * FROM pg_proc LIMIT 5').Count | Should -Be 5
+    }
+
+    It 'says how to read a column PostgreSQL cannot send in binary when the text holds several statements (aclitem[]: relacl), and the session goes on' {
         $err = $null
-        $out = Invoke-AequorQuery 'SELECT relname, relacl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1' -ErrorVariable err -ErrorAction SilentlyContinue
+        $out = Invoke-AequorQuery 'SELECT relname, relacl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1; SELECT 1' -ErrorVariable err -ErrorAction SilentlyContinue
         $out | Should -BeNullOrEmpty
         $err.Count | Should -Be 1
         $err[0].Exception.SqlState | Should -Be '42883'
         "$($err[0])" | Should -Match 'A column of type aclitem \(or an array of it.*cast it to text in the query \(relacl::text\), or name the columns you need instead of \*'
-        $row = Invoke-AequorQuery 'SELECT relname, relacl::text AS acl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1'
-        $row.acl | Should -BeOfType [string]
-        $row.acl | Should -Match '^\{.*=.*/.*\}$'
+        $row = Invoke-AequorQuery 'SELECT relname, relacl::text AS acl FROM pg_class WHERE relacl IS NOT NULL LIMIT 1; SELECT 2 AS two'
+        $row[0].acl | Should -BeOfType [string]
+        $row[0].acl | Should -Match '^\{.*=.*/.*\}$'
+        $row[1].two | Should -Be 2
     }
 
     It 'too few -Parameters is refused before sending (the server''s 08P01 would cost the connection), and the session goes on' {
