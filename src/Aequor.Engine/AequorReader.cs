@@ -351,6 +351,17 @@ public sealed class AequorReader : IAsyncDisposable
                 return PostgresText.Numeric(bytes);
             }
 
+            if (reader.GetDataTypeName(ordinal) == "numeric[]")
+            {
+                using var stream = reader.GetStream(ordinal);
+                var bytes = new byte[stream.Length];
+                stream.ReadExactly(bytes);
+                if (PostgresText.NumericArray(bytes) is { } numbers)
+                {
+                    return numbers;
+                }
+            }
+
             if ((PostgresDateText.Read(reader, ordinal) ?? PostgresTimeWithZone.Read(reader, ordinal)) is { } date)
             {
                 return date;

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using Npgsql;
@@ -11,7 +12,7 @@ namespace Aequor.Engine;
 /// the server's own numbers for them (days, microseconds from 2000-01-01). They arrived in binary, so Npgsql cannot
 /// hand out their text, and failing the whole result for one sentinel row ('0001-01-01 BC') helps nobody.
 /// Timestamp ranges and multiranges, in any year, likewise (Npgsql's DateTime reading of their bounds wraps far
-/// years round). A time of 24:00:00 (which TimeOnly refuses) is the TimeSpan of a day, as every other time is a TimeSpan.
+/// years round), and date ranges with a bound DateOnly cannot hold (±infinity, BC, after 9999). A time of 24:00:00 (which TimeOnly refuses) is the TimeSpan of a day, as every other time is a TimeSpan.
 /// </summary>
 internal static class PostgresDateText
 {
@@ -33,6 +34,9 @@ internal static class PostgresDateText
             "time without time zone" => array ? reader.GetFieldValue<TimeSpan?[]>(ordinal) : reader.GetFieldValue<TimeSpan>(ordinal),
             "tsrange" or "tstzrange" when array => Array.ConvertAll(reader.GetFieldValue<NpgsqlRange<long>?[]>(ordinal), r => r is { } range ? Range(range, element == "tstzrange") : null),
             "tsrange" or "tstzrange" => Range(reader.GetFieldValue<NpgsqlRange<long>>(ordinal), element == "tstzrange"),
+            "daterange" when array => Array.ConvertAll(reader.GetFieldValue<NpgsqlRange<int>?[]>(ordinal), r => r is { } range ? DateRange(range) : null),
+            "daterange" => DateRange(reader.GetFieldValue<NpgsqlRange<int>>(ordinal)),
+            "datemultirange" when !array => DateMultirange(reader, ordinal),
             "tsmultirange" or "tstzmultirange" when !array =>
                 "{" + string.Join(',', reader.GetFieldValue<NpgsqlRange<long>[]>(ordinal).Select(r => Range(r, element == "tstzmultirange"))) + "}",
             _ => null,
@@ -79,6 +83,54 @@ internal static class PostgresDateText
     /// <summary>range_out: a bound with a space (every timestamp but ±infinity) in double quotes.</summary>
     private static string Range(NpgsqlRange<long> range, bool withZone) =>
         NpgsqlTypeText.Range(range, micros => Timestamp(micros, withZone) is var text && text.Contains(' ', StringComparison.Ordinal) ? $"\"{text}\"" : text)!;
+
+    /// <summary>range_out for dates: a bound with a space (a BC date) in double quotes; a bound at ±infinity by name (DateOnly has none).</summary>
+    private static string DateRange(NpgsqlRange<int> range) =>
+        NpgsqlTypeText.Range(range, days => Date(days) is var text && text.Contains(' ', StringComparison.Ordinal) ? $"\"{text}\"" : text)!;
+
+    /// <summary>
+    /// multirange_out for dates, from multirange_send's bytes (a count, then each range's length and range_send bytes):
+    /// Npgsql reads a date multirange only as DateOnly bounds, and no other way without opting in to unmapped types.
+    /// </summary>
+    private static string DateMultirange(NpgsqlDataReader reader, int ordinal)
+    {
+        using var stream = reader.GetStream(ordinal);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        var count = BinaryPrimitives.ReadInt32BigEndian(bytes);
+        var ranges = new string[count];
+        var at = 4;
+        for (var i = 0; i < count; i++)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(at));
+            ranges[i] = DateRange(BinaryDateRange(bytes.AsSpan(at + 4, length)));
+            at += 4 + length;
+        }
+
+        return "{" + string.Join(',', ranges) + "}";
+    }
+
+    /// <summary>range_send's bytes for a daterange: a flags byte, then each finite bound as a length and its days.</summary>
+    private static NpgsqlRange<int> BinaryDateRange(ReadOnlySpan<byte> bytes)
+    {
+        const byte Empty = 0x01, LowerInclusive = 0x02, UpperInclusive = 0x04, LowerInfinite = 0x08, UpperInfinite = 0x10;
+        var flags = bytes[0];
+        if ((flags & Empty) != 0)
+        {
+            return NpgsqlRange<int>.Empty;
+        }
+
+        var at = 1;
+        var lower = 0;
+        if ((flags & LowerInfinite) == 0)
+        {
+            lower = BinaryPrimitives.ReadInt32BigEndian(bytes[(at + 4)..]);
+            at += 8;
+        }
+
+        var upper = (flags & UpperInfinite) == 0 ? BinaryPrimitives.ReadInt32BigEndian(bytes[(at + 4)..]) : 0;
+        return new NpgsqlRange<int>(lower, (flags & LowerInclusive) != 0, (flags & LowerInfinite) != 0, upper, (flags & UpperInclusive) != 0, (flags & UpperInfinite) != 0);
+    }
 
     /// <summary>
     /// The proleptic Gregorian date <paramref name="daysFrom2000"/> days from 2000-01-01. The calendar repeats every

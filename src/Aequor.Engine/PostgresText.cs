@@ -17,6 +17,35 @@ internal static class PostgresText
     private const ushort NumericPositiveInfinity = 0xD000;
     private const ushort NumericNegativeInfinity = 0xF000;
 
+    /// <summary>
+    /// A one-dimensional numeric[] in array_send's format as numeric_out writes each element (NULL as null), or null
+    /// for an array of more dimensions: an array holding NaN, ±Infinity or a value beyond decimal, which decimal[] cannot.
+    /// </summary>
+    public static string?[]? NumericArray(ReadOnlySpan<byte> value)
+    {
+        var dimensions = BinaryPrimitives.ReadInt32BigEndian(value);
+        if (dimensions != 1)
+        {
+            return null;
+        }
+
+        var count = BinaryPrimitives.ReadInt32BigEndian(value[12..]);
+        var texts = new string?[count];
+        var at = 20; // ndim, has-null flag, element oid, then this dimension's length and lower bound
+        for (var i = 0; i < count; i++)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(value[at..]);
+            at += 4;
+            if (length >= 0)
+            {
+                texts[i] = Numeric(value.Slice(at, length));
+                at += length;
+            }
+        }
+
+        return texts;
+    }
+
     /// <summary>numeric's binary send format (base-10000 digits) as numeric_out writes it.</summary>
     public static string Numeric(ReadOnlySpan<byte> value)
     {

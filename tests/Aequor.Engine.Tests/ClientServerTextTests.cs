@@ -199,4 +199,46 @@ public sealed class ClientServerTextTests(PostgresFixture db)
         Assert.DoesNotContain("created after", ex.Message, StringComparison.Ordinal);
         Assert.Equal("{0,1,2}", (await ClientTestKit.ReadRowAsync(client, "SELECT most_common_vals FROM pg_stats WHERE tablename = 'sampled'"))[0]);
     }
+
+    /// <summary>Values decimal[] or DateOnly cannot hold come as the server's text, exactly what ::text gives, in place of an error.</summary>
+    [Theory]
+    [InlineData("'[2020-01-01,infinity)'::daterange")]
+    [InlineData("'[-infinity,2020-01-01]'::daterange")]
+    [InlineData("'[0044-03-15 BC,2020-01-01)'::daterange")]
+    [InlineData("'{[2020-01-01,infinity), [1999-01-01,1999-02-01)}'::datemultirange")]
+    public async Task A_date_range_bound_DateOnly_cannot_hold_reads_as_the_servers_text(string expression)
+    {
+        await using var client = NewClient();
+        var row = await ClientTestKit.ReadRowAsync(client, $"SELECT {expression}, ({expression})::text");
+        Assert.Equal(Assert.IsType<string>(row[1]), Assert.IsType<string>(row[0]));
+    }
+
+    [Fact]
+    public async Task An_array_of_date_ranges_with_infinity_reads_as_their_texts()
+    {
+        await using var client = NewClient();
+        var row = await ClientTestKit.ReadRowAsync(client, "SELECT ARRAY['[2020-01-01,infinity)'::daterange, NULL, '[2020-01-01,2020-01-03)']");
+        Assert.Equal(new[] { "[2020-01-01,infinity)", null, "[2020-01-01,2020-01-03)" }, Assert.IsType<string?[]>(row[0]));
+    }
+
+    [Theory]
+    [InlineData("'{1.5,NaN,NULL}'::numeric[]", new[] { "1.5", "NaN", null })]
+    [InlineData("ARRAY['Infinity'::numeric, '-Infinity', 0.10]", new[] { "Infinity", "-Infinity", "0.10" })]
+    [InlineData("ARRAY[1e40::numeric, 2]", new[] { "10000000000000000000000000000000000000000", "2" })]
+    public async Task A_numeric_array_decimal_cannot_hold_reads_as_the_servers_text_for_each(string expression, string?[] texts)
+    {
+        await using var client = NewClient();
+        var row = await ClientTestKit.ReadRowAsync(client, $"SELECT {expression}, {expression}::text, '{{1.5,2}}'::numeric[]");
+        Assert.Equal(texts, Assert.IsType<string?[]>(row[0]));
+        Assert.Equal(Assert.IsType<string>(row[1]), "{" + string.Join(',', texts.Select(t => t ?? "NULL")) + "}");
+        Assert.Equal(new[] { 1.5m, 2m }, Assert.IsType<decimal[]>(row[2]));
+    }
+
+    [Fact]
+    public async Task A_numeric_array_of_two_dimensions_holding_NaN_fails_naming_the_cast()
+    {
+        await using var client = NewClient();
+        var ex = await Assert.ThrowsAsync<InvalidCastException>(() => ClientTestKit.ReadRowAsync(client, "SELECT '{{1,NaN}}'::numeric[] AS v"));
+        Assert.Contains("v::text", ex.Message, StringComparison.Ordinal);
+    }
 }

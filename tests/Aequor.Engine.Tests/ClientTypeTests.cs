@@ -146,7 +146,7 @@ public sealed class ClientTypeTests(PostgresFixture db)
 
     /// <summary>What remains without a reading fails with an error that names the column and the way out.</summary>
     [Theory]
-    [InlineData("ARRAY[1e40::numeric] AS big")]
+    [InlineData("ARRAY[[1e40::numeric]] AS big")]
     [InlineData("ROW(1, 'x')::typetest_pair AS big")]
     public async Task Values_still_without_a_reading_fail_with_an_error_naming_the_column_and_the_cast(string expression)
     {
