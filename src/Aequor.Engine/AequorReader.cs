@@ -345,17 +345,13 @@ public sealed class AequorReader : IAsyncDisposable
 
             if (reader.GetFieldType(ordinal) == typeof(decimal))
             {
-                using var stream = reader.GetStream(ordinal);
-                var bytes = new byte[stream.Length];
-                stream.ReadExactly(bytes);
+                var bytes = BinaryValue.Of(reader, ordinal);
                 return PostgresText.Numeric(bytes);
             }
 
             if (reader.GetDataTypeName(ordinal) == "numeric[]")
             {
-                using var stream = reader.GetStream(ordinal);
-                var bytes = new byte[stream.Length];
-                stream.ReadExactly(bytes);
+                var bytes = BinaryValue.Of(reader, ordinal);
                 if (PostgresText.NumericArray(bytes) is { } numbers)
                 {
                     return numbers;

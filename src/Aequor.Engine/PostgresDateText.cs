@@ -94,9 +94,7 @@ internal static class PostgresDateText
     /// </summary>
     private static string DateMultirange(NpgsqlDataReader reader, int ordinal)
     {
-        using var stream = reader.GetStream(ordinal);
-        var bytes = new byte[stream.Length];
-        stream.ReadExactly(bytes);
+        var bytes = BinaryValue.Of(reader, ordinal);
         var count = BinaryPrimitives.ReadInt32BigEndian(bytes);
         var ranges = new string[count];
         var at = 4;

@@ -21,9 +21,7 @@ internal static class PostgresTimeWithZone
             return null;
         }
 
-        using var stream = reader.GetStream(ordinal);
-        var bytes = new byte[stream.Length];
-        stream.ReadExactly(bytes);
+        var bytes = BinaryValue.Of(reader, ordinal);
         return name.EndsWith("[]", StringComparison.Ordinal) ? Array(bytes) : Text(bytes);
     }
 
