@@ -30,6 +30,8 @@ Describe 'Installing the package from a local repository' {
     It 'installs with Save-PSResource into a folder that imports by name from PSModulePath and runs' {
         Save-PSResource -Name Aequor -Repository $repositoryName -Path $modules.FullName -TrustRepository
         Join-Path $modules "Aequor/$version/dependencies/Npgsql.dll" | Should -Exist
+        Join-Path $modules "Aequor/$version/dependencies/net10.0-linux-x64/Aequor.Engine.dll" | Should -Exist -Because 'the package carries the precompiled build too'
+        Join-Path $modules "Aequor/$version/dependencies/net10.0-linux-x64/Npgsql.dll" | Should -Exist
 
         $run = Invoke-FreshPwsh -Environment @{ PSModulePath = "$($modules.FullName)$([IO.Path]::PathSeparator)$env:PSModulePath" } -Script @'
 $ErrorActionPreference = 'Stop'
