@@ -82,6 +82,8 @@ public sealed partial class AequorClient
                 EventDispatch.Raise(start, this, new AequorQueryStartEvent(statement.CommandText, parameterCount, DateTimeOffset.UtcNow), Counters);
             }
 
+            // Once per call, not per attempt: the scan reads the whole text.
+            var describeFirst = TextOnlyColumns.MayReturn(statement.CommandText);
             CallState? call = null;
             var attemptNumber = 0;
             while (true)
@@ -113,7 +115,6 @@ public sealed partial class AequorClient
                     }
 
                     var plan = inTransaction ? PlanCommitProbe(statement.CommandText) : PlanPrefix(connection, statement.CommandText);
-                    var describeFirst = TextOnlyColumns.MayReturn(statement.CommandText);
                     if (describeFirst)
                     {
                         // A batch cannot ask for some columns as text: a probe or renewal due now goes alone, first.

@@ -20,7 +20,7 @@ internal static class DependencyFolder
         Choose(moduleDirectory, RuntimeInformation.RuntimeIdentifier, Environment.Version.Major,
             Environment.GetEnvironmentVariable(OptOutVariable));
 
-    public static string Choose(string moduleDirectory, string runtimeIdentifier, int runtimeMajor, string? optOut)
+    private static string Choose(string moduleDirectory, string runtimeIdentifier, int runtimeMajor, string? optOut)
     {
         var portable = Path.Combine(moduleDirectory, Portable);
         var precompiled = Path.Combine(portable, Precompiled);
@@ -31,5 +31,5 @@ internal static class DependencyFolder
     }
 
     private static bool IsOff(string? value) =>
-        value is not null && (value.Trim() == "0" || value.Trim().Equals("false", StringComparison.OrdinalIgnoreCase));
+        value?.Trim() is { } text && (text == "0" || text.Equals("false", StringComparison.OrdinalIgnoreCase));
 }
